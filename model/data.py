@@ -1,0 +1,246 @@
+"""A PolyMNIST-style data set built offline from MNIST.
+
+M modalities of 3x28x28 images in [0, 1]. Modality 0 is plain ink (a white digit on black), so a
+digit drawn by hand maps onto it directly. Modalities 1..M-1 each have a procedural background
+texture (a numpy recipe of its own, seeded), and follow the PolyMNIST recipe: binarise the digit
+(> 128), take a random 28x28 crop of the modality's background, invert the background's colours
+where the digit is.
+
+Pairing is by label only: sample i shows the same digit class in every modality, each drawn from a
+different MNIST image (a seeded permutation of that class's images, shifted per modality so that no
+two modalities of one sample share an image). The label is stored with the tensors.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+TEXTURE_SIZE = 112
+DATA_VERSION = "v1"
+MNIST_FORMATS = (
+    "a .npz file with uint8 arrays x_train (60000, 28, 28), y_train, x_test (10000, 28, 28), y_test "
+    "(the Keras layout, e.g. ../shared/data/mnist.npz), or a torchvision MNIST root folder "
+    "(holding MNIST/raw/*-ubyte[.gz])"
+)
+
+
+class MNISTError(RuntimeError):
+    """MNIST could not be found or read."""
+
+
+# ---------------------------------------------------------------- MNIST
+
+def load_mnist(path: str | Path | None = None, root: str | Path = "data_cache", download: bool = True):
+    """Return (x_train, y_train, x_test, y_test) as uint8 numpy arrays.
+
+    ``path``: a local ``.npz`` (Keras layout) or a torchvision MNIST root folder. Without it,
+    torchvision downloads MNIST into ``root`` (needs internet).
+    """
+    if path is None:
+        try:
+            from torchvision.datasets import MNIST
+
+            tr = MNIST(str(root), train=True, download=download)
+            te = MNIST(str(root), train=False, download=download)
+        except Exception as e:  # no internet, blocked download, ...
+            raise MNISTError(
+                f"Could not download MNIST with torchvision into {root!r} ({type(e).__name__}: {e}). "
+                f"Pass a local file with --mnist PATH: {MNIST_FORMATS}."
+            ) from e
+        return (tr.data.numpy(), tr.targets.numpy().astype(np.uint8),
+                te.data.numpy(), te.targets.numpy().astype(np.uint8))
+
+    path = Path(path)
+    if not path.exists():
+        raise MNISTError(f"MNIST file not found: {str(path)!r}. Accepted: {MNIST_FORMATS}.")
+    if path.is_dir():
+        return _load_mnist_raw_dir(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = tuple(np.asarray(f[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
+    except Exception as e:
+        raise MNISTError(
+            f"Could not read MNIST from {str(path)!r} ({type(e).__name__}: {e}). Accepted: {MNIST_FORMATS}."
+        ) from e
+    _check_mnist(arrays, path)
+    return arrays
+
+
+def _load_mnist_raw_dir(root: Path):
+    raw = next((p for p in (root / "MNIST" / "raw", root / "raw", root) if p.is_dir()
+                and any(p.glob("train-images-idx3-ubyte*"))), None)
+    if raw is None:
+        raise MNISTError(f"No MNIST idx files under {str(root)!r}. Accepted: {MNIST_FORMATS}.")
+
+    def read(stem, offset):
+        p = raw / stem if (raw / stem).exists() else raw / (stem + ".gz")
+        try:
+            data = gzip.open(p).read() if p.suffix == ".gz" else p.read_bytes()
+        except Exception as e:
+            raise MNISTError(f"Could not read {str(p)!r} ({e}). Accepted: {MNIST_FORMATS}.") from e
+        return np.frombuffer(data, np.uint8, offset=offset)
+
+    arrays = (read("train-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("train-labels-idx1-ubyte", 8),
+              read("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("t10k-labels-idx1-ubyte", 8))
+    _check_mnist(arrays, root)
+    return arrays
+
+
+def _check_mnist(arrays, path):
+    x_tr, y_tr, x_te, y_te = arrays
+    ok = (x_tr.ndim == 3 and x_tr.shape[1:] == (28, 28) and x_te.ndim == 3 and x_te.shape[1:] == (28, 28)
+          and len(x_tr) == len(y_tr) and len(x_te) == len(y_te) and len(x_tr) > 0
+          and y_tr.max() <= 9 and y_te.max() <= 9)
+    if not ok:
+        raise MNISTError(f"{str(path)!r} does not hold MNIST-shaped arrays "
+                         f"(got {x_tr.shape}, {y_tr.shape}, {x_te.shape}, {y_te.shape}). Accepted: {MNIST_FORMATS}.")
+
+
+# ---------------------------------------------------------------- backgrounds
+
+def _smooth_noise(rng, size, cutoff):
+    """Low-pass filtered white noise in [0, 1]: cutoff is a fraction of the Nyquist frequency."""
+    f = np.fft.fftfreq(size)
+    radius = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
+    spectrum = np.fft.fft2(rng.standard_normal((size, size))) * (radius < cutoff * 0.5)
+    field = np.real(np.fft.ifft2(spectrum))
+    return (field - field.min()) / (np.ptp(field) + 1e-8)
+
+
+def _pattern(kind, rng, size):
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    if kind == "blobs":        # soft, low-frequency clouds
+        return _smooth_noise(rng, size, 0.08)
+    if kind == "stripes":      # diagonal waves, mid frequency, slightly wobbly
+        theta = rng.uniform(0, np.pi)
+        wobble = 3.0 * _smooth_noise(rng, size, 0.05)
+        return 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / 7.0 + wobble)
+    if kind == "checker":      # hard-edged checkerboard, rotated
+        theta = rng.uniform(0, np.pi / 2)
+        u, v = xx * np.cos(theta) + yy * np.sin(theta), -xx * np.sin(theta) + yy * np.cos(theta)
+        return ((np.floor(u / 6) + np.floor(v / 6)) % 2).astype(np.float64)
+    if kind == "speckle":      # high-frequency grain
+        return (_smooth_noise(rng, size, 0.6) > 0.5).astype(np.float64) * 0.8 + 0.2 * rng.random((size, size))
+    if kind == "rings":        # concentric rings around a random centre
+        cy, cx = rng.uniform(0, size, 2)
+        r = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+        return 0.5 + 0.5 * np.sin(2 * np.pi * r / 9.0)
+    raise ValueError(kind)
+
+
+PATTERNS = ("blobs", "stripes", "checker", "speckle", "rings")
+# Pairs of palette colours per textured modality; channels kept away from 0.5 so that the
+# inverted digit always stands out from its background.
+PALETTES = (
+    ((0.95, 0.55, 0.05), (0.55, 0.05, 0.10)),   # orange / dark red
+    ((0.05, 0.25, 0.80), (0.10, 0.85, 0.75)),   # blue / turquoise
+    ((0.90, 0.90, 0.15), (0.10, 0.45, 0.10)),   # yellow / green
+    ((0.75, 0.15, 0.85), (0.10, 0.05, 0.25)),   # purple / night
+    ((0.90, 0.80, 0.70), (0.45, 0.20, 0.05)),   # sand / brown
+)
+
+
+def make_backgrounds(n_modalities: int, seed: int = 0, size: int = TEXTURE_SIZE) -> np.ndarray:
+    """Background textures, float32 [M, size, size, 3] in [0, 1]. Modality 0 is black (plain ink)."""
+    out = np.zeros((n_modalities, size, size, 3), np.float32)
+    for m in range(1, n_modalities):
+        rng = np.random.default_rng([seed, m])
+        kind = PATTERNS[(m - 1) % len(PATTERNS)]
+        c1, c2 = (np.array(c) for c in PALETTES[(m - 1) % len(PALETTES)])
+        if m > len(PATTERNS):  # more modalities than recipes: new random colours
+            c1, c2 = rng.choice([0.1, 0.9], 3) * 0.8 + 0.1 * rng.random(3), rng.choice([0.1, 0.9], 3)
+        w = _pattern(kind, rng, size)[..., None]
+        out[m] = np.clip(w * c1 + (1 - w) * c2, 0, 1)
+    return out
+
+
+def digit_to_modality(digit: np.ndarray, background: np.ndarray, top: int, left: int) -> np.ndarray:
+    """The PolyMNIST recipe for one or many digits.
+
+    digit: [..., 28, 28] grey digit(s), uint8 0..255 or float 0..1 (white ink on black).
+    background: [S, S, 3] texture in [0, 1]; (top, left): the crop's corner (ints or arrays).
+    Returns float32 [..., 3, 28, 28] in [0, 1]: the crop, with its colours inverted where the
+    binarised digit is.
+    """
+    digit = np.asarray(digit)
+    threshold = 128 if digit.dtype == np.uint8 else 128 / 255
+    mask = (digit > threshold)[..., None, :, :]
+    top, left = np.asarray(top), np.asarray(left)
+    rows = top[..., None] + np.arange(28)                       # [..., 28]
+    cols = left[..., None] + np.arange(28)
+    crop = background[rows[..., :, None], cols[..., None, :]]   # [..., 28, 28, 3]
+    crop = np.moveaxis(crop, -1, -3).astype(np.float32)        # [..., 3, 28, 28]
+    return np.where(mask, 1.0 - crop, crop).astype(np.float32)
+
+
+def random_crop_corner(rng: np.random.Generator, n=None, size: int = TEXTURE_SIZE):
+    return rng.integers(0, size - 28 + 1, n), rng.integers(0, size - 28 + 1, n)
+
+
+# ---------------------------------------------------------------- the data set
+
+@dataclass
+class PolyMNIST:
+    """x: uint8 [N, M, 3, 28, 28] (divide by 255 for [0, 1]); y: int64 [N]."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self):
+        return len(self.y)
+
+    def batch(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[idx].float().div_(255.0), self.y[idx]
+
+
+def build_polymnist(images: np.ndarray, labels: np.ndarray, n_modalities: int = 5, seed: int = 0,
+                    backgrounds: np.ndarray | None = None) -> PolyMNIST:
+    """Build the multimodal set from one MNIST split. Deterministic in (images, labels, M, seed)."""
+    if backgrounds is None:
+        backgrounds = make_backgrounds(n_modalities, seed)
+    labels = np.asarray(labels).astype(np.int64)
+    n = len(labels)
+    rng = np.random.default_rng([seed, 12345])
+    source = np.empty((n, n_modalities), np.int64)   # which MNIST image each (sample, modality) shows
+    for c in range(10):
+        members = np.flatnonzero(labels == c)       # sample i keeps the label of MNIST image i
+        perm = rng.permutation(members)
+        k = len(members)
+        for m in range(n_modalities):
+            source[members, m] = perm[(np.arange(k) + m * k // n_modalities) % k]
+    x = np.empty((n, n_modalities, 3, 28, 28), np.uint8)
+    for m in range(n_modalities):
+        top, left = random_crop_corner(rng, n, backgrounds.shape[1])
+        for s in range(0, n, 5000):  # chunks keep the float temporaries small
+            img = digit_to_modality(images[source[s:s + 5000, m]], backgrounds[m], top[s:s + 5000], left[s:s + 5000])
+            x[s:s + 5000, m] = np.round(img * 255).astype(np.uint8)
+    return PolyMNIST(torch.from_numpy(x), torch.from_numpy(labels))
+
+
+def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, mnist: str | None = None,
+                   cache_dir: str | Path = "data_cache") -> PolyMNIST:
+    """The built set for ``split`` ('train' or 'test'), cached in ``cache_dir`` as .npz."""
+    if split not in ("train", "test"):
+        raise ValueError("split must be 'train' or 'test'")
+    cache_dir = Path(cache_dir)
+    key = hashlib.sha1(f"{DATA_VERSION}-{split}-{n_modalities}-{seed}".encode()).hexdigest()[:10]
+    cache = cache_dir / f"polymnist_{split}_M{n_modalities}_seed{seed}_{key}.npz"
+    if cache.exists():
+        try:
+            with np.load(cache) as f:
+                return PolyMNIST(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]))
+        except Exception:
+            cache.unlink(missing_ok=True)  # a broken cache is rebuilt
+    x_tr, y_tr, x_te, y_te = load_mnist(mnist, root=cache_dir)
+    imgs, labs = (x_tr, y_tr) if split == "train" else (x_te, y_te)
+    ds = build_polymnist(imgs, labs, n_modalities, seed + (0 if split == "train" else 1))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, x=ds.x.numpy(), y=ds.y.numpy())
+    tmp.replace(cache)
+    return ds
