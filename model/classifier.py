@@ -22,6 +22,7 @@ from tqdm import tqdm
 @dataclass
 class ClassifierConfig:
     n_modalities: int = 5
+    data_seed: int = 0
     hidden: int = 128
     dropout: float = 0.5
 
@@ -71,7 +72,7 @@ class Classifiers(nn.Module, PyTorchModelHubMixin, library_name="multimodal-ebm-
 
 def train_classifiers(train, test, n_modalities, epochs=3, batch=128, lr=1e-3, seed=0, log=print):
     torch.manual_seed(seed)
-    clf = Classifiers(ClassifierConfig(n_modalities))
+    clf = Classifiers(ClassifierConfig(n_modalities, data_seed=seed))
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.75)

@@ -28,6 +28,7 @@ class ModelConfig:
     """The three networks and their test-time sampling defaults."""
 
     n_modalities: int = 5
+    data_seed: int = 0            # the PolyMNIST-style textures the model was trained on (model.data)
     latent_dim: int = 16          # shared latent z ~ N(0, I)
     width: int = 32               # channels of the first conv layer (MoPoE size class: 32-64-128)
     sigma: float = 0.25           # fixed std of the Gaussian decoders p(x_m | z) = N(g_m(z), sigma^2 I)

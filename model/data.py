@@ -12,6 +12,7 @@ two modalities of one sample share an image). The label is stored with the tenso
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 from dataclasses import dataclass
@@ -159,6 +160,22 @@ def make_backgrounds(n_modalities: int, seed: int = 0, size: int = TEXTURE_SIZE)
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def backgrounds_for(n_modalities: int, seed: int = 0) -> np.ndarray:
+    """The textures of a data set built with ``seed`` (cached; do not modify the array)."""
+    return make_backgrounds(n_modalities, seed)
+
+
+def to_modality(digit: np.ndarray, m: int, n_modalities: int = 5, seed: int = 0,
+                rng: np.random.Generator | None = None) -> np.ndarray:
+    """One 28x28 grey digit (white ink on black, uint8 or [0, 1]) as modality m: float32 [3, 28, 28]
+    in [0, 1], on a random crop (from ``rng``) of the textures of the data set built with ``seed``."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    bg = backgrounds_for(n_modalities, seed)[m]
+    top, left = random_crop_corner(rng, None, bg.shape[0])
+    return digit_to_modality(digit, bg, top, left)
+
+
 def digit_to_modality(digit: np.ndarray, background: np.ndarray, top: int, left: int) -> np.ndarray:
     """The PolyMNIST recipe for one or many digits.
 
@@ -238,7 +255,9 @@ def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, m
             cache.unlink(missing_ok=True)  # a broken cache is rebuilt
     x_tr, y_tr, x_te, y_te = load_mnist(mnist, root=cache_dir)
     imgs, labs = (x_tr, y_tr) if split == "train" else (x_te, y_te)
-    ds = build_polymnist(imgs, labs, n_modalities, seed + (0 if split == "train" else 1))
+    # the same textures for both splits; pairing and crops drawn from a split-specific seed
+    ds = build_polymnist(imgs, labs, n_modalities, seed + (0 if split == "train" else 1),
+                         backgrounds=backgrounds_for(n_modalities, seed))
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, x=ds.x.numpy(), y=ds.y.numpy())

@@ -200,7 +200,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     out = Path(cfg.out_dir)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    data = load_polymnist("train", cfg.model.n_modalities, cfg.seed, cfg.mnist, cfg.cache_dir)
+    data = load_polymnist("train", cfg.model.n_modalities, cfg.model.data_seed, cfg.mnist, cfg.cache_dir)
     if cfg.train_size:
         data.x, data.y = data.x[:cfg.train_size], data.y[:cfg.train_size]
     clf = test = None
@@ -208,7 +208,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         from .classifier import Classifiers
 
         clf = Classifiers.from_pretrained(cfg.classifier)
-        test = load_polymnist("test", cfg.model.n_modalities, cfg.seed, cfg.mnist, cfg.cache_dir)
+        test = load_polymnist("test", cfg.model.n_modalities, cfg.model.data_seed, cfg.mnist, cfg.cache_dir)
 
     model = MultimodalEBMVAE(cfg.model)
     opt = make_optimizers(model, cfg)
