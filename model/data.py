@@ -203,10 +203,12 @@ def random_crop_corner(rng: np.random.Generator, n=None, size: int = TEXTURE_SIZ
 
 @dataclass
 class PolyMNIST:
-    """x: uint8 [N, M, 3, 28, 28] (divide by 255 for [0, 1]); y: int64 [N]."""
+    """x: uint8 [N, M, 3, 28, 28] (divide by 255 for [0, 1]); y: int64 [N]; source: int64 [N, M],
+    the index of the MNIST image each (sample, modality) shows (provenance; None in old caches)."""
 
     x: torch.Tensor
     y: torch.Tensor
+    source: torch.Tensor | None = None
 
     def __len__(self):
         return len(self.y)
@@ -236,7 +238,7 @@ def build_polymnist(images: np.ndarray, labels: np.ndarray, n_modalities: int = 
         for s in range(0, n, 5000):  # chunks keep the float temporaries small
             img = digit_to_modality(images[source[s:s + 5000, m]], backgrounds[m], top[s:s + 5000], left[s:s + 5000])
             x[s:s + 5000, m] = np.round(img * 255).astype(np.uint8)
-    return PolyMNIST(torch.from_numpy(x), torch.from_numpy(labels))
+    return PolyMNIST(torch.from_numpy(x), torch.from_numpy(labels), torch.from_numpy(source))
 
 
 def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, mnist: str | None = None,
@@ -250,7 +252,8 @@ def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, m
     if cache.exists():
         try:
             with np.load(cache) as f:
-                return PolyMNIST(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]))
+                source = torch.from_numpy(f["source"]) if "source" in f else None
+                return PolyMNIST(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]), source)
         except Exception:
             cache.unlink(missing_ok=True)  # a broken cache is rebuilt
     x_tr, y_tr, x_te, y_te = load_mnist(mnist, root=cache_dir)
@@ -260,6 +263,6 @@ def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, m
                          backgrounds=backgrounds_for(n_modalities, seed))
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, x=ds.x.numpy(), y=ds.y.numpy())
+    np.savez(tmp, x=ds.x.numpy(), y=ds.y.numpy(), source=ds.source.numpy())
     tmp.replace(cache)
     return ds

@@ -224,6 +224,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {ckpt} at iteration {start} ({elapsed / 60:.1f} min)")
     cfg.to_json(out / "train_config.json")
+    (out / "DIVERGED.txt").unlink(missing_ok=True)
 
     g = torch.Generator().manual_seed(cfg.seed + start)
     log_file = open(out / "log.jsonl", "a")
@@ -315,6 +316,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, bool]:
 def main(argv=None):
     cfg, resume = parse_args(argv)
     path = train(cfg, resume)
+    if (Path(cfg.out_dir) / "DIVERGED.txt").exists():
+        sys.exit(3)
     print(f"saved {path}")
 
 

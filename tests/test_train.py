@@ -1,0 +1,80 @@
+"""One training step of every variant, the run loop (checkpoint, resume, log, divergence guard), the CLI."""
+import json
+
+import pytest
+import torch
+
+from model.config import VARIANTS, TrainConfig
+from model.networks import MultimodalEBMVAE
+from model.train import make_optimizers, parse_args, train, train_step
+
+
+def _snapshot(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _changed(module, before):
+    return any(not torch.equal(p, q) for p, q in zip(module.parameters(), before))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_one_step_of_every_variant(variant, tiny_config):
+    cfg = TrainConfig(model=tiny_config, variant=variant, warmup_iters=0, data_steps=3, latent_steps=3)
+    model = MultimodalEBMVAE(tiny_config)
+    opt = make_optimizers(model, cfg)
+    before = {k: _snapshot(getattr(model, k)) for k in ("generator", "inference", "energy")}
+    log = train_step(model, opt, torch.rand(8, 3, 3, 28, 28), cfg, it=0)
+    assert log and all(torch.isfinite(torch.tensor(v)) for v in log.values())
+    assert _changed(model.generator, before["generator"]) and _changed(model.inference, before["inference"])
+    assert _changed(model.energy, before["energy"]) == (variant != "vae")
+    assert ("loss_energy" in log) == (variant != "vae")
+    assert ("loss_teach" in log) == (variant in ("full", "no_latent_revision"))
+    assert ("latent_logp_gain" in log) == (variant in ("full", "noise_init"))
+
+
+def test_warmup_is_the_vae_alone(tiny_config):
+    cfg = TrainConfig(model=tiny_config, warmup_iters=5)
+    model = MultimodalEBMVAE(tiny_config)
+    log = train_step(model, make_optimizers(model, cfg), torch.rand(4, 3, 3, 28, 28), cfg, it=0)
+    assert "kl" in log and "loss_energy" not in log
+
+
+def _cfg(tmp_path, mnist_file, tiny_config, **kw):
+    base = dict(model=tiny_config, out_dir=str(tmp_path / "run"), mnist=str(mnist_file), cache_dir=str(tmp_path / "cache"),
+                iters=4, batch_size=8, warmup_iters=2, data_steps=2, latent_steps=2, log_every=1, sample_every=2,
+                ckpt_every=2, eval_every=0, classifier=None)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_run_saves_logs_samples_checkpoints_and_resumes(tmp_path, mnist_file, tiny_config):
+    cfg = _cfg(tmp_path, mnist_file, tiny_config)
+    final = train(cfg)
+    run = tmp_path / "run"
+    assert MultimodalEBMVAE.from_pretrained(final, strict=True).config == tiny_config
+    assert TrainConfig.from_json(run / "checkpoint" / "train_config.json") == cfg
+    lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [l["iteration"] for l in lines] == [0, 1, 2, 3]
+    assert "loss_energy" in lines[-1] and "energy_data" in lines[-1] and "energy_revised" in lines[-1]
+    assert len(list((run / "samples").glob("*.png"))) >= 2
+    cfg.iters = 6
+    train(cfg, resume=True)
+    lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [l["iteration"] for l in lines][-2:] == [4, 5]
+    assert torch.load(run / "checkpoint" / "state.pt", weights_only=False)["iteration"] == 6
+
+
+def test_divergence_guard_stops_and_keeps_last_checkpoint(tmp_path, mnist_file, tiny_config):
+    cfg = _cfg(tmp_path, mnist_file, tiny_config, explode_threshold=0.0, iters=6)  # any EBM loss "explodes"
+    train(cfg)
+    run = tmp_path / "run"
+    assert "stopped at iteration 2" in (run / "DIVERGED.txt").read_text()
+    assert torch.load(run / "checkpoint" / "state.pt", weights_only=False)["iteration"] == 2
+    assert not (run / "final").exists()
+
+
+def test_cli_flags_fill_the_config():
+    cfg, resume = parse_args(["--variant", "vae", "--model.latent-dim", "8", "--max-minutes", "1.5",
+                              "--mnist", "none", "--model.ebm-spectral-norm", "true"])
+    assert cfg.variant == "vae" and cfg.model.latent_dim == 8 and cfg.max_minutes == 1.5
+    assert cfg.mnist is None and cfg.model.ebm_spectral_norm is True and not resume
