@@ -27,6 +27,9 @@ def classifier_features(clf, x: torch.Tensor, m: int, batch: int = 1000) -> np.n
 
 def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^{1/2}) between Gaussian fits of two feature sets."""
+    feats_a, feats_b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    if len(feats_a) < 2 or len(feats_b) < 2:
+        raise ValueError("the Fréchet distance needs at least 2 samples per set")
     mu_a, mu_b = feats_a.mean(0), feats_b.mean(0)
     ca, cb = np.cov(feats_a, rowvar=False), np.cov(feats_b, rowvar=False)
     # Tr (C_a C_b)^{1/2} = sum of sqrt of eigenvalues of sqrt(C_a) C_b sqrt(C_a) (symmetric PSD)
@@ -35,3 +38,60 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     eig = np.linalg.eigvalsh(sqrt_a @ cb @ sqrt_a)
     tr_sqrt = np.sqrt(np.clip(eig, 0, None)).sum()
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * tr_sqrt)
+
+
+# ---------------------------------------------------------------- Inception features (optional)
+
+class InceptionFeatures:
+    """The 2048-d pool features of a torchvision ``inception_v3``, loaded from a local state_dict file
+    (the ImageNet weights, ``inception_v3_google-0cc3c7bd.pth``, cannot be downloaded here).
+    Images [B, 3, 28, 28] in [0, 1] are resized to 299x299 (bilinear) and ImageNet-normalised."""
+
+    name = "inception_v3 pool (2048-d)"
+
+    def __init__(self, path, batch: int = 100):
+        from pathlib import Path
+
+        try:
+            from torchvision.models import inception_v3
+        except ImportError as e:
+            raise RuntimeError("--inception needs torchvision (pip install torchvision)") from e
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Inception weights file not found: {str(path)!r} (a torchvision inception_v3 state_dict)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if [k for k in missing if not k.startswith("AuxLogits")] or unexpected:
+            raise RuntimeError(f"{str(path)!r} is not a torchvision inception_v3 state_dict "
+                               f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
+        net.fc = torch.nn.Identity()
+        self.net, self.batch = net.eval(), batch
+        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, m: int) -> np.ndarray:
+        out = []
+        for i in range(0, len(x), self.batch):
+            xb = torch.nn.functional.interpolate(x[i:i + self.batch], size=(299, 299), mode="bilinear",
+                                                 align_corners=False)
+            out.append(self.net((xb - self.mean) / self.std))
+        return torch.cat(out).double().numpy()
+
+
+class ClassifierFeatures:
+    """The default feature space: the 128-d hidden layer of modality m's digit classifier."""
+
+    name = "digit-classifier hidden layer (128-d), not Inception"
+
+    def __init__(self, clf, batch: int = 1000):
+        self.clf, self.batch = clf, batch
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, m: int) -> np.ndarray:
+        """x: images of modality m [B, 3, 28, 28] -> features [B, 128] (float64)."""
+        self.clf.eval()
+        return torch.cat([self.clf.features(x[i:i + self.batch], m)
+                          for i in range(0, len(x), self.batch)]).double().numpy()

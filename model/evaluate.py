@@ -1,0 +1,602 @@
+"""The evaluation of the field, for our checkpoints and for a peer's generated-image dump.
+
+    python -m model.evaluate --checkpoint runs/full/checkpoint --mnist ../shared/data/mnist.npz --out runs/full/eval
+    python -m model.evaluate --samples runs/peer_mmvaeplus/samples.npz --mnist ../shared/data/mnist.npz --out ...
+    python -m model.evaluate compare runs/*/eval/metrics.json --out runs/compare
+
+Metrics (each for every stage of the samples: the generator's proposals, latent-revised, and
+MCMC-revised = latent + data revision on the EBM; a 'vae' checkpoint has an untrained EBM, so its
+data stage is left out):
+- conditional coherence: for every non-empty proper subset S of the M modalities, generate the
+  modalities outside S from the test tuples' S, classify them with the per-modality classifiers, compare
+  with the tuple's label. Mean per subset size |S| = 1..M-1 (and the mean of those).
+- joint coherence: N prior samples; coherent if the M predicted digits agree.
+- Fréchet distance per modality between prior samples and real test images, in the feature space of
+  the digit classifiers' hidden layer (Inception weights cannot be downloaded offline; pass
+  ``--inception FILE`` with a torchvision inception_v3 state_dict to use its pool features instead).
+  The output states which feature space was used: numbers from different spaces do not compare.
+- the sampling-efficiency curve: coherence and Fréchet distance against the number of data-space
+  Langevin steps, for data chains started from the generator vs from uniform noise.
+
+Outputs in --out: metrics.json (every number), metrics.md (table), curve.png, samples.png.
+A peer's dump (.npz, written by ``save_dump``; see peer/mmvae_plus.py) is scored by the same code.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .metrics import ClassifierFeatures, InceptionFeatures, frechet_distance
+
+STAGE_LABELS = {"proposal": "generator proposal", "latent": "latent-revised",
+                "data": "MCMC-revised (latent + data)"}
+
+
+class EvalError(RuntimeError):
+    """A missing or mismatched input (checkpoint, classifier, data, dump)."""
+
+
+def subsets(M: int) -> list[tuple[int, ...]]:
+    """Every non-empty proper subset of range(M), by size then lexicographically."""
+    return [s for k in range(1, M) for s in itertools.combinations(range(M), k)]
+
+
+def subset_key(s) -> str:
+    return ",".join(map(str, s))
+
+
+def eval_indices(n_test: int, n: int, seed: int) -> np.ndarray:
+    """The test tuples that condition the generation: a seeded draw of n of them (sorted).
+    A peer's dump must use the same (``peer/`` calls this function)."""
+    n = min(n, n_test)
+    return np.sort(np.random.default_rng([seed, 777]).permutation(n_test)[:n])
+
+
+def _mask(s, M):
+    m = torch.zeros(M, dtype=torch.bool)
+    m[list(s)] = True
+    return m
+
+
+def _generator(seed: int, *key: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, *key]).generate_state(1)[0]))
+
+
+# ---------------------------------------------------------------- samplers: where the images come from
+
+class ModelSampler:
+    """Our model: proposals, latent-revised and MCMC-revised samples (model.langevin's chains)."""
+
+    def __init__(self, model, variant: str = "full", latent_steps=None, data_steps=None):
+        self.model, self.variant = model.eval(), variant
+        self.latent_steps, self.data_steps = latent_steps, data_steps
+        self.has_ebm = variant != "vae"
+        self.cond_stages = ("proposal", "latent", "data") if self.has_ebm else ("proposal", "latent")
+        self.prior_stages = ("proposal", "data") if self.has_ebm else ("proposal",)
+
+    def _kw(self):
+        kw = {"data_steps": 0 if not self.has_ebm else self.data_steps}
+        if self.latent_steps is not None:
+            kw["latent_steps"] = self.latent_steps
+        return kw
+
+    def conditional(self, idx, x, observed, g):
+        from .langevin import conditional_generate
+
+        out = conditional_generate(self.model, x, observed, generator=g, **self._kw())
+        return {s: out[s] for s in self.cond_stages}
+
+    def prior(self, start, n, g):
+        from .langevin import conditional_generate
+
+        out = conditional_generate(self.model, None, None, n=n, generator=g, **self._kw())
+        return {s: out[s] for s in self.prior_stages}
+
+
+def save_dump(path, conditionals: dict, cond_index, joint: dict, meta: dict):
+    """Write a generated-image dump for ``--samples``.
+
+    conditionals: {subset tuple: {stage: float [n, M - |S|, 3, 28, 28]}} — the generated missing
+    modalities (in increasing modality order) for the test tuples ``cond_index`` (from eval_indices).
+    joint: {stage: float [N, M, 3, 28, 28]} prior samples. Stored as uint8.
+    """
+    arrays = {"cond_index": np.asarray(cond_index, np.int64), "meta": np.array(json.dumps(meta))}
+    to_u8 = lambda x: (torch.as_tensor(x).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    for s, stages in conditionals.items():
+        for stage, x in stages.items():
+            arrays[f"cond/{subset_key(s)}/{stage}"] = to_u8(x)
+    for stage, x in joint.items():
+        arrays[f"joint/{stage}"] = to_u8(x)
+    np.savez(path, **arrays)
+
+
+class DumpSampler:
+    """A peer's generated images, read from a ``save_dump`` file."""
+
+    def __init__(self, path):
+        if not Path(path).is_file():
+            raise EvalError(f"sample dump not found: {str(path)!r}")
+        self.f = np.load(path, allow_pickle=False)
+        self.meta = json.loads(str(self.f["meta"]))
+        self.row = {int(i): r for r, i in enumerate(self.f["cond_index"])}
+        keys = list(self.f.keys())
+        self.cond_stages = tuple(dict.fromkeys(k.split("/")[2] for k in keys if k.startswith("cond/")))
+        self.prior_stages = tuple(k.split("/")[1] for k in keys if k.startswith("joint/"))
+        self.n_prior = min((len(self.f[f"joint/{s}"]) for s in self.prior_stages), default=0)
+        self._cache = {}
+
+    def _get(self, key):
+        if key not in self._cache:
+            if key not in self.f:
+                raise EvalError(f"the dump has no array {key!r}")
+            self._cache = {key: torch.from_numpy(self.f[key])}  # keep one array in memory
+        return self._cache[key]
+
+    def conditional(self, idx, x, observed, g):
+        try:
+            rows = torch.tensor([self.row[int(i)] for i in idx])
+        except KeyError as e:
+            raise EvalError(f"the dump has no conditional generation for test tuple {e}; it must be made with "
+                            f"model.evaluate.eval_indices and the same seed and --n-cond") from None
+        missing = (~observed).nonzero().flatten()
+        key = subset_key(observed.nonzero().flatten().tolist())
+        out = {}
+        for stage in self.cond_stages:
+            full = x.clone()
+            full[:, missing] = self._get(f"cond/{key}/{stage}")[rows].float() / 255
+            out[stage] = full
+        return out
+
+    def prior(self, start, n, g):
+        if start + n > self.n_prior:
+            raise EvalError(f"the dump holds {self.n_prior} prior samples; lower --n-joint/--n-fid")
+        return {s: self._get(f"joint/{s}")[start:start + n].float() / 255 for s in self.prior_stages}
+
+
+# ---------------------------------------------------------------- the metrics over a test set
+
+@torch.no_grad()
+def conditional_coherence(sampler, clf, test, idx, seed=0, batch=500, progress=True) -> dict:
+    """{stage: {"by_subset": {key: c}, "by_size": {k: mean}, "mean": mean over sizes}}."""
+    M = test.x.shape[1]
+    hits = {}
+    todo = [(s, i) for s in subsets(M) for i in range(0, len(idx), batch)]
+    for s, i in tqdm(todo, desc="conditional coherence", disable=not progress, dynamic_ncols=True):
+        b = idx[i:i + batch]
+        x, y = test.batch(torch.as_tensor(b))
+        observed = _mask(s, M)
+        out = sampler.conditional(b, x, observed, _generator(seed, 1, *s, i))
+        for stage, xg in out.items():
+            digit, _ = clf.predict(xg)
+            right = (digit[:, ~observed] == y[:, None]).float()
+            h = hits.setdefault(stage, {}).setdefault(subset_key(s), [0.0, 0])
+            h[0] += right.sum().item()
+            h[1] += right.numel()
+    res = {}
+    for stage, by in hits.items():
+        by_subset = {k: v[0] / v[1] for k, v in by.items()}
+        by_size = {str(k): float(np.mean([by_subset[subset_key(s)] for s in subsets(M) if len(s) == k]))
+                   for k in range(1, M)}
+        res[stage] = {"by_subset": by_subset, "by_size": by_size, "mean": float(np.mean(list(by_size.values())))}
+    return res
+
+
+@torch.no_grad()
+def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, batch=500, progress=True) -> dict:
+    """Joint coherence of n_joint prior samples and the Fréchet distance per modality of n_fid of them
+    against the real features. {stage: {"joint_coherence", "fd": [per modality], "fd_mean"}}."""
+    M = len(real_feats)
+    n = max(n_joint, n_fid)
+    agree, feats = {}, {}
+    for i in tqdm(range(0, n, batch), desc="prior samples", disable=not progress, dynamic_ncols=True):
+        nb = min(batch, n - i)
+        out = sampler.prior(i, nb, _generator(seed, 2, i))
+        for stage, xg in out.items():
+            if i < n_joint:
+                digit, _ = clf.predict(xg[:max(0, min(nb, n_joint - i))])
+                agree.setdefault(stage, []).append((digit == digit[:, :1]).all(1))
+            if i < n_fid:
+                k = min(nb, n_fid - i)
+                for m in range(M):
+                    feats.setdefault(stage, [[] for _ in range(M)])[m].append(features(xg[:k, m], m))
+    res = {}
+    for stage in agree.keys() | feats.keys():
+        r = {}
+        if stage in agree:
+            r["joint_coherence"] = torch.cat(agree[stage]).float().mean().item()
+        if stage in feats and n_fid >= 2:
+            fd = [frechet_distance(np.concatenate(feats[stage][m]), real_feats[m]) for m in range(M)]
+            r["fd"], r["fd_mean"] = fd, float(np.mean(fd))
+        res[stage] = r
+    return res
+
+
+def real_features(features, test, idx, batch=1000) -> list[np.ndarray]:
+    M = test.x.shape[1]
+    out = [[] for _ in range(M)]
+    for i in range(0, len(idx), batch):
+        x, _ = test.batch(torch.as_tensor(idx[i:i + batch]))
+        for m in range(M):
+            out[m].append(features(x[:, m], m))
+    return [np.concatenate(f) for f in out]
+
+
+@torch.no_grad()
+def sampling_curve(model, clf, features, real_feats, test, idx, steps, n, seed=0, latent_steps=None,
+                   progress=True) -> dict:
+    """Coherence and Fréchet distance against the number of data-space Langevin steps, for chains
+    started from the generator (after latent revision, for conditionals) and from uniform noise.
+    n prior samples (joint coherence, FD mean over modalities) and n conditionals from one observed
+    modality (n / M per modality; coherence of the missing ones)."""
+    from .langevin import data_revision, latent_revision, run
+
+    cfg, G, E = model.config, model.generator, model.energy
+    M, steps = cfg.n_modalities, sorted(set(int(s) for s in steps))
+    ls = cfg.latent_steps if latent_steps is None else latent_steps
+    res = {"steps": steps, "n": n}
+    per = max(1, n // M)
+    for init in ("generator", "noise"):
+        g = _generator(seed, 3)
+        joint, fds, cond = {s: [] for s in steps}, {s: [[] for _ in range(M)] for s in steps}, {s: [] for s in steps}
+        jobs = [("prior", None, i) for i in range(0, n, 500)] + [("cond", m, 0) for m in range(M)]
+        for kind, m, i in tqdm(jobs, desc=f"curve ({init} init)", disable=not progress, dynamic_ncols=True):
+            if kind == "prior":
+                nb = min(500, n - i)
+                observed = None
+                x0 = G(torch.randn(nb, cfg.latent_dim, generator=g)) if init == "generator" else \
+                    torch.rand(nb, M, 3, 28, 28, generator=g)
+            else:
+                b = idx[:per]
+                x_obs, y = test.batch(torch.as_tensor(b))
+                observed = _mask([m], M)
+                if init == "generator":
+                    z = model.inference.sample(x_obs, observed, generator=g)
+                    if ls > 0:
+                        z = run(latent_revision(G, z, x_obs, ls, cfg.latent_step_size, cfg.latent_noise, observed,
+                                                generator=g)).x
+                    x0 = G(z)
+                else:
+                    x0 = torch.rand(x_obs.shape, generator=g)
+                x0 = torch.where(observed.view(1, -1, 1, 1, 1), x_obs, x0)
+            for st in data_revision(E, x0, steps[-1], cfg.data_step_size, cfg.data_noise, observed, generator=g):
+                if st.step not in joint:
+                    continue
+                digit, _ = clf.predict(st.x)
+                if kind == "prior":
+                    joint[st.step].append((digit == digit[:, :1]).all(1).float())
+                    for mm in range(M):
+                        fds[st.step][mm].append(features(st.x[:, mm], mm))
+                else:
+                    cond[st.step].append((digit[:, ~observed] == y[:, None]).float().flatten())
+        res[init] = {
+            "joint_coherence": [torch.cat(joint[s]).mean().item() for s in steps],
+            "coherence_cond1": [torch.cat(cond[s]).mean().item() for s in steps],
+            "fd_mean": [float(np.mean([frechet_distance(np.concatenate(fds[s][mm]), real_feats[mm])
+                                       for mm in range(M)])) for s in steps],
+        }
+    return res
+
+
+# ---------------------------------------------------------------- loading, reporting
+
+def load_checkpoint(path, variant=None):
+    from .config import TrainConfig
+    from .networks import MultimodalEBMVAE
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise EvalError(f"no model checkpoint at {str(path)!r} (expected config.json + model.safetensors, "
+                        f"as written by model.train or save_pretrained)")
+    model = MultimodalEBMVAE.from_pretrained(str(path), strict=True)
+    info = {"checkpoint": str(path)}
+    for tc in (path / "train_config.json", path.parent / "train_config.json"):
+        if tc.is_file():
+            cfg = TrainConfig.from_json(tc)
+            info["variant"] = cfg.variant
+            break
+    state = path / "state.pt"
+    if state.is_file():
+        try:
+            st = torch.load(state, map_location="cpu", weights_only=False)
+            info["iteration"], info["train_minutes"] = st.get("iteration"), st.get("elapsed", 0) / 60
+        except Exception:
+            pass
+    info["variant"] = variant or info.get("variant", "full")
+    return model, info
+
+
+def load_classifier(path, M, data_seed):
+    from .classifier import Classifiers
+
+    if not (Path(path) / "config.json").is_file():
+        raise EvalError(f"no classifier at {str(path)!r}; train one with python -m model.classifier "
+                        f"--mnist PATH --out {path}")
+    clf = Classifiers.from_pretrained(str(path)).eval()
+    if clf.config.n_modalities != M:
+        raise EvalError(f"the classifier has {clf.config.n_modalities} modalities, the samples {M}")
+    if clf.config.data_seed != data_seed:
+        raise EvalError(f"the classifier was trained on data seed {clf.config.data_seed}, the model on {data_seed}")
+    return clf
+
+
+def _pct(v):
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def _fd(v):
+    return "–" if v is None else f"{v:.2f}"
+
+
+def markdown(r: dict) -> str:
+    M = r["settings"]["n_modalities"]
+    lines = [f"# Evaluation: {r['name']}", "",
+             f"Source: `{r['source']}`. Test tuples conditioning: {r['settings']['n_cond']}; prior samples: "
+             f"joint coherence {r['settings']['n_joint']}, Fréchet distance {r['settings']['n_fid']} per modality "
+             f"against {r['settings']['n_fid_real']} real test images. Seed {r['settings']['seed']}.",
+             f"Fréchet distance feature space: **{r['settings']['feature_space']}** (comparable only within "
+             f"this space; not an FID).", "",
+             "Coherence in %. Conditional: mean over the subsets of each size of the accuracy of the generated "
+             "missing modalities. FD: mean over modalities.", "",
+             "| stage | " + " | ".join(f"cond. {k} in" for k in range(1, M)) + " | cond. mean | joint | FD |",
+             "|---|" + "---|" * (M + 2)]
+    for stage in r["stages"]:
+        c = r["conditional"].get(stage)
+        p = r["prior"].get(stage, {})
+        row = [STAGE_LABELS.get(stage, stage)] + [_pct(c["by_size"][str(k)]) if c else "–" for k in range(1, M)]
+        row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("fd_mean"))]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Prior samples have no latent revision (the posterior is the prior): their latent-revised row "
+              "is the proposal's.", "", "Fréchet distance per modality:", "",
+              "| stage | " + " | ".join(f"m{m}" for m in range(M)) + " |", "|---|" + "---|" * M]
+    for stage, p in r["prior"].items():
+        if "fd" in p:
+            lines.append(f"| {STAGE_LABELS.get(stage, stage)} | " + " | ".join(_fd(v) for v in p["fd"]) + " |")
+    ref = r.get("reference", {})
+    if ref:
+        lines += ["", f"Reference, real test tuples: joint coherence {_pct(ref['joint_coherence_real'])} %, "
+                      f"classifier accuracy per modality {[round(100 * a, 1) for a in ref['classifier_accuracy']]} %."]
+    cv = r.get("curve")
+    if cv:
+        lines += ["", f"Sampling-efficiency curve ({cv['n']} prior samples, {cv['n']} one-modality conditionals):", "",
+                  "| data steps | " + " | ".join(str(s) for s in cv["steps"]) + " |",
+                  "|---|" + "---|" * len(cv["steps"])]
+        for init in ("generator", "noise"):
+            for key, fmt in (("joint_coherence", _pct), ("coherence_cond1", _pct), ("fd_mean", _fd)):
+                lines.append(f"| {key} ({init} init) | " + " | ".join(fmt(v) for v in cv[init][key]) + " |")
+    lines += ["", f"Evaluation took {r['minutes']:.1f} min."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curve(cv: dict, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key, label in zip(axes, ("coherence_cond1", "joint_coherence", "fd_mean"),
+                              ("conditional coherence (1 observed)", "joint coherence", "Fréchet distance (mean)")):
+        for init, style in (("generator", "o-"), ("noise", "s--")):
+            ax.plot(cv["steps"], cv[init][key], style, label=f"chain from {init}")
+        ax.set_xlabel("data-space Langevin steps")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_sample_grid(sampler, path, seed, n=8):
+    from PIL import Image
+
+    out = sampler.prior(0, n, _generator(seed, 4))
+    panels = []
+    for stage, x in out.items():
+        b, m = x.shape[:2]
+        panels.append((x.clamp(0, 1).permute(0, 3, 1, 4, 2).reshape(b * 28, m * 28, 3) * 255).round().byte().numpy())
+        panels.append(np.full((b * 28, 6, 3), 255, np.uint8))
+    Image.fromarray(np.concatenate(panels[:-1], 1)).save(path)
+
+
+# ---------------------------------------------------------------- the command
+
+def evaluate(args) -> dict:
+    from .data import load_polymnist
+
+    t0 = time.time()
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = None
+    if args.checkpoint:
+        model, source = load_checkpoint(args.checkpoint, args.variant)
+        sampler = ModelSampler(model, source["variant"], args.latent_steps, args.data_steps)
+        M, data_seed = model.config.n_modalities, model.config.data_seed
+        name = args.name or Path(args.checkpoint).resolve().parent.name
+    else:
+        sampler = DumpSampler(args.samples)
+        source = {"samples": str(args.samples), **sampler.meta}
+        M, data_seed = int(sampler.meta.get("n_modalities", 5)), int(sampler.meta.get("data_seed", 0))
+        name = args.name or sampler.meta.get("name", Path(args.samples).stem)
+        args.n_joint = min(args.n_joint, sampler.n_prior)
+        args.n_fid = min(args.n_fid, sampler.n_prior)
+    clf = load_classifier(args.classifier, M, data_seed)
+    try:
+        test = load_polymnist("test", M, data_seed, args.mnist, args.cache_dir)
+    except Exception as e:
+        raise EvalError(f"could not load the test split: {e}") from e
+    features = InceptionFeatures(args.inception) if args.inception else ClassifierFeatures(clf)
+    idx = eval_indices(len(test), args.n_cond, args.seed)
+    if isinstance(sampler, DumpSampler):  # the test tuples the peer was conditioned on
+        idx = np.asarray(sampler.f["cond_index"])[:args.n_cond]
+    fid_idx = eval_indices(len(test), args.n_fid, args.seed + 1)
+    progress = not args.quiet
+
+    real = real_features(features, test, fid_idx)
+    x_ref, y_ref = test.batch(torch.as_tensor(fid_idx))
+    d_ref, _ = clf.predict(x_ref)
+    reference = {"joint_coherence_real": (d_ref == d_ref[:, :1]).all(1).float().mean().item(),
+                 "classifier_accuracy": (d_ref == y_ref[:, None]).float().mean(0).tolist()}
+
+    cond = conditional_coherence(sampler, clf, test, idx, args.seed, args.batch, progress) if args.n_cond else {}
+    prior = prior_metrics(sampler, clf, features, real, args.n_joint, args.n_fid, args.seed, args.batch, progress)
+    curve = None
+    if model is not None and sampler.has_ebm and args.curve_steps and args.n_curve:
+        curve = sampling_curve(model, clf, features, real, test, idx, args.curve_steps, args.n_curve, args.seed,
+                               args.latent_steps, progress)
+
+    stages = list(dict.fromkeys(list(sampler.cond_stages) + list(sampler.prior_stages)))
+    final = stages[-1]
+    summary = {}
+    for key, stage in (("proposal", "proposal"), ("revised", final)):
+        c, p = cond.get(stage), prior.get(stage) or prior.get("proposal", {})
+        summary[key] = {"stage": stage, "coherence_cond": c and c["mean"], "coherence_cond1": c and c["by_size"]["1"],
+                        "coherence_joint": p.get("joint_coherence"), "fd_mean": p.get("fd_mean")}
+    cfg = model.config if model is not None else None
+    settings = {"n_modalities": M, "data_seed": data_seed, "n_cond": len(idx), "n_joint": args.n_joint,
+                "n_fid": args.n_fid, "n_fid_real": len(fid_idx), "seed": args.seed, "batch": args.batch,
+                "feature_space": features.name, "inception": args.inception, "classifier": args.classifier}
+    if cfg is not None:
+        ls = cfg.latent_steps if args.latent_steps is None else args.latent_steps
+        ds = cfg.data_steps if args.data_steps is None else args.data_steps
+        settings["chains"] = {
+            "latent_steps": ls, "latent_step_size": cfg.latent_step_size, "latent_noise": cfg.latent_noise,
+            "latent_temperature": cfg.latent_temperature,
+            "data_steps": ds if sampler.has_ebm else 0, "data_step_size": cfg.data_step_size,
+            "data_noise": cfg.data_noise, "data_temperature": cfg.data_temperature}
+    r = {"name": name, "source": source, "settings": settings, "stages": stages, "summary": summary,
+         "conditional": cond, "prior": prior, "reference": reference, "curve": curve,
+         "minutes": (time.time() - t0) / 60}
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(r, indent=2))
+    (out / "metrics.md").write_text(markdown(r))
+    if curve:
+        plot_curve(curve, out / "curve.png")
+    save_sample_grid(sampler, out / "samples.png", args.seed)
+    return r
+
+
+def compare(paths, out, names=None) -> str:
+    """The combined table of several metrics.json files and the headline plane (FD vs coherence)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for i, p in enumerate(paths):
+        if not Path(p).is_file():
+            raise EvalError(f"metrics file not found: {str(p)!r}")
+        r = json.loads(Path(p).read_text())
+        if names:
+            r["name"] = names[i]
+        runs.append(r)
+    spaces = {r["settings"]["feature_space"] for r in runs}
+    M = runs[0]["settings"]["n_modalities"]
+    lines = ["# Models compared", "", f"Fréchet distance feature space: {' / '.join(sorted(spaces))}."
+             + (" **The runs use different feature spaces: their FDs do not compare.**" if len(spaces) > 1 else ""),
+             "Coherence in %; FD mean over modalities; 'revised' = the last stage of each model.", "",
+             "| model | samples | " + " | ".join(f"cond. {k} in" for k in range(1, M)) + " | cond. mean | joint | FD |",
+             "|---|---|" + "---|" * (M + 2)]
+    for r in runs:
+        for stage in r["stages"]:
+            c, p = r["conditional"].get(stage), r["prior"].get(stage, {})
+            row = [r["name"], STAGE_LABELS.get(stage, stage)]
+            row += [_pct(c["by_size"][str(k)]) if c else "–" for k in range(1, M)]
+            row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("fd_mean"))]
+            lines.append("| " + " | ".join(row) + " |")
+    md = "\n".join(lines) + "\n"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.md").write_text(md)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for ax, key, label in zip(axes, ("coherence_cond", "coherence_joint"),
+                              ("conditional coherence (mean over subset sizes)", "joint coherence")):
+        for i, r in enumerate(runs):
+            color = f"C{i % 10}"
+            a, b = r["summary"]["proposal"], r["summary"]["revised"]
+            if a.get("fd_mean") is None or a.get(key) is None:
+                continue
+            ax.scatter(a["fd_mean"], a[key], facecolors="none", edgecolors=color, s=60)
+            if b["stage"] != a["stage"] and b.get(key) is not None:
+                ax.scatter(b["fd_mean"], b[key], color=color, s=60)
+                ax.annotate("", (b["fd_mean"], b[key]), (a["fd_mean"], a[key]),
+                            arrowprops=dict(arrowstyle="->", color=color, alpha=0.6))
+            ax.scatter([], [], color=color, label=r["name"])
+        ax.set_xlabel(f"Fréchet distance ({'/'.join(sorted(spaces))})" if len(spaces) == 1 else "Fréchet distance")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, title="hollow: proposal, filled: revised", title_fontsize=8)
+    fig.suptitle("Each model on the Fréchet distance – coherence plane (lower right is better)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "headline.png", dpi=120)
+    plt.close(fig)
+    (out / "comparison.json").write_text(json.dumps({r["name"]: r["summary"] for r in runs}, indent=2))
+    return md
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a model directory (config.json + model.safetensors)")
+    src.add_argument("--samples", help="a peer's generated-image dump (.npz written by model.evaluate.save_dump)")
+    p.add_argument("--classifier", default="checkpoints/classifier")
+    p.add_argument("--mnist", default=None, help="local MNIST .npz (e.g. ../shared/data/mnist.npz); default: download")
+    p.add_argument("--cache-dir", default="data_cache")
+    p.add_argument("--out", default=None, help="output folder (default: CHECKPOINT/../eval)")
+    p.add_argument("--name", default=None, help="the model's name in tables (default: the run folder's name)")
+    p.add_argument("--variant", default=None, help="override the variant read from train_config.json "
+                                                   "('vae': no data stage, its EBM is untrained)")
+    p.add_argument("--n-cond", type=int, default=1000, help="test tuples per subset for conditional coherence")
+    p.add_argument("--n-joint", type=int, default=10000, help="prior samples for joint coherence")
+    p.add_argument("--n-fid", type=int, default=10000, help="prior samples (and real test images) per modality for FD")
+    p.add_argument("--n-curve", type=int, default=1000, help="samples per point of the sampling-efficiency curve")
+    p.add_argument("--curve-steps", default="0,5,10,20,30,60", help="data-Langevin step counts of the curve ('' = off)")
+    p.add_argument("--latent-steps", type=int, default=None, help="override the model's test-time latent steps")
+    p.add_argument("--data-steps", type=int, default=None, help="override the model's test-time data steps")
+    p.add_argument("--inception", default=None, help="torchvision inception_v3 state_dict file: FD on its pool features")
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    a.curve_steps = [int(s) for s in a.curve_steps.split(",") if s.strip()]
+    if a.out is None:
+        a.out = str(Path(a.checkpoint or a.samples).resolve().parent / "eval")
+    return a
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["compare"]:
+            p = argparse.ArgumentParser(prog="python -m model.evaluate compare",
+                                        description="Combined table + headline FD-vs-coherence plot.")
+            p.add_argument("metrics", nargs="+", help="metrics.json files written by python -m model.evaluate")
+            p.add_argument("--out", required=True)
+            p.add_argument("--names", default=None, help="comma-separated display names, one per file")
+            a = p.parse_args(argv[1:])
+            print(compare(a.metrics, a.out, a.names.split(",") if a.names else None))
+            print(f"wrote {a.out}/comparison.md, comparison.json, headline.png")
+            return
+        a = parse_args(argv)
+        r = evaluate(a)
+        print(markdown(r))
+        print(f"wrote {a.out}/metrics.json, metrics.md, samples.png" + (", curve.png" if r["curve"] else ""))
+    except EvalError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
