@@ -1,0 +1,121 @@
+"""The evaluate command end to end, on a tiny random-weights checkpoint and a tiny synthetic split."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.classifier import ClassifierConfig, Classifiers
+from model.config import ModelConfig, TrainConfig
+from model.data import load_polymnist
+from model.evaluate import eval_indices, main, save_dump, subset_key, subsets
+from model.networks import MultimodalEBMVAE
+
+M = 5
+FAST = ["--n-cond", "4", "--n-joint", "20", "--n-fid", "20", "--n-curve", "10", "--curve-steps", "0,2",
+        "--latent-steps", "2", "--data-steps", "2", "--batch", "8", "--quiet", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    rng = np.random.default_rng(0)
+
+    def digits(n):  # bright random strokes on black, MNIST-shaped
+        x = np.zeros((n, 28, 28), np.uint8)
+        for i in range(n):
+            r, c = rng.integers(4, 20, 2)
+            x[i, r:r + 8, c:c + 3] = 255
+            x[i, r:r + 3, c:c + 8] = 255
+        return x
+
+    np.savez(tmp / "mnist.npz", x_train=digits(20), y_train=np.arange(20) % 10,
+             x_test=digits(40), y_test=np.arange(40) % 10)
+    torch.manual_seed(0)
+    MultimodalEBMVAE(ModelConfig(width=8, ebm_width=8, latent_dim=4)).save_pretrained(tmp / "ckpt")
+    TrainConfig(variant="full").to_json(tmp / "ckpt" / "train_config.json")
+    Classifiers(ClassifierConfig(M)).save_pretrained(tmp / "clf")
+    common = ["--mnist", str(tmp / "mnist.npz"), "--cache-dir", str(tmp / "cache"), "--classifier", str(tmp / "clf")]
+    return tmp, common
+
+
+@pytest.fixture(scope="module")
+def ckpt_run(setup):
+    tmp, common = setup
+    main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "out"), *common, *FAST])
+    return json.loads((tmp / "out" / "metrics.json").read_text())
+
+
+def test_evaluate_checkpoint_end_to_end(setup, ckpt_run):
+    tmp, common = setup
+    r = ckpt_run
+    assert r["stages"] == ["proposal", "latent", "data"]
+    assert r["settings"]["feature_space"].startswith("digit-classifier") and r["settings"]["n_cond"] == 4
+    for stage in r["stages"]:
+        c = r["conditional"][stage]
+        assert len(c["by_subset"]) == 2 ** M - 2 and set(c["by_size"]) == {"1", "2", "3", "4"}
+        assert all(0 <= v <= 1 for v in c["by_subset"].values())
+    for stage in ("proposal", "data"):
+        p = r["prior"][stage]
+        assert 0 <= p["joint_coherence"] <= 1 and len(p["fd"]) == M and all(f >= 0 for f in p["fd"])
+    cv = r["curve"]
+    assert cv["steps"] == [0, 2] and len(cv["noise"]["fd_mean"]) == 2
+    # a random generator is nearer the real images than uniform noise is
+    assert cv["generator"]["fd_mean"][0] != cv["noise"]["fd_mean"][0]
+    assert r["summary"]["revised"]["stage"] == "data"
+    for f in ("metrics.md", "curve.png", "samples.png"):
+        assert (tmp / "out" / f).stat().st_size > 0
+    assert "| generator proposal |" in (tmp / "out" / "metrics.md").read_text()
+
+    # fixed seeds: the same command gives the same numbers
+    main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "out2"), *common, *FAST, "--curve-steps", ""])
+    r2 = json.loads((tmp / "out2" / "metrics.json").read_text())
+    assert r2["conditional"] == r["conditional"] and r2["prior"] == r["prior"] and r2["curve"] is None
+
+
+def test_vae_variant_has_no_data_stage(setup):
+    tmp, common = setup
+    main(["--checkpoint", str(tmp / "ckpt"), "--variant", "vae", "--out", str(tmp / "vae"), *common, *FAST])
+    r = json.loads((tmp / "vae" / "metrics.json").read_text())
+    assert r["stages"] == ["proposal", "latent"] and "data" not in r["prior"] and r["curve"] is None
+
+
+def test_oracle_dump_scores_as_real_data_and_compare(setup, ckpt_run):
+    """A dump holding the real test tuples: FD 0, coherence = the classifiers' own accuracy."""
+    tmp, common = setup
+    test = load_polymnist("test", M, 0, str(tmp / "mnist.npz"), tmp / "cache")
+    n = len(test)
+    cond_idx = eval_indices(n, 4, 0)
+    x, y = test.batch(torch.as_tensor(cond_idx))
+    conds = {s: {"proposal": x[:, [m for m in range(M) if m not in s]]} for s in subsets(M)}
+    fid_idx = eval_indices(n, 20, 1)
+    save_dump(tmp / "oracle.npz", conds, cond_idx, {"proposal": test.batch(torch.as_tensor(fid_idx))[0]},
+              {"name": "oracle", "n_modalities": M, "data_seed": 0})
+    main(["--samples", str(tmp / "oracle.npz"), "--out", str(tmp / "oracle"), *common, *FAST])
+    r = json.loads((tmp / "oracle" / "metrics.json").read_text())
+    assert r["name"] == "oracle" and r["stages"] == ["proposal"]
+    assert r["prior"]["proposal"]["fd"] == pytest.approx([0.0] * M, abs=1e-6)
+    assert r["prior"]["proposal"]["joint_coherence"] == pytest.approx(r["reference"]["joint_coherence_real"])
+    clf = Classifiers.from_pretrained(str(tmp / "clf"))
+    acc = (clf.predict(x)[0] == y[:, None]).float().mean(0)
+    s = (0, 2)
+    expected = acc[[m for m in range(M) if m not in s]].mean().item()
+    assert r["conditional"]["proposal"]["by_subset"][subset_key(s)] == pytest.approx(expected)
+
+    main(["compare", str(tmp / "out" / "metrics.json"), str(tmp / "oracle" / "metrics.json"),
+          "--out", str(tmp / "cmp"), "--names", "a,b"])
+    md = (tmp / "cmp" / "comparison.md").read_text()
+    assert md.count("| a |") == 3 and md.count("| b |") == 1 and (tmp / "cmp" / "headline.png").stat().st_size > 0
+
+
+def test_clear_errors(setup, capsys):
+    tmp, common = setup
+    with pytest.raises(SystemExit, match="no model checkpoint"):
+        main(["--checkpoint", str(tmp / "nowhere"), *common, *FAST])
+    with pytest.raises(SystemExit, match="no classifier"):
+        main(["--checkpoint", str(tmp / "ckpt"), *common, "--classifier", str(tmp / "noclf"), *FAST])
+    with pytest.raises(SystemExit, match="MNIST file not found"):
+        main(["--checkpoint", str(tmp / "ckpt"), "--classifier", str(tmp / "clf"), "--mnist", str(tmp / "no.npz"),
+              "--cache-dir", str(tmp / "cache2"), *FAST])
+    with pytest.raises(SystemExit, match="sample dump not found"):
+        main(["--samples", str(tmp / "no.npz"), *common, *FAST])
