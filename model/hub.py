@@ -1,0 +1,118 @@
+"""Load the model from a Hugging Face Hub repo, falling back to the bundled checkpoint.
+
+Order: (1) the local Hub cache when the revision is a pinned commit (immutable, instant);
+(2) the Hub itself, unless offline (``HF_HUB_OFFLINE=1`` or ``offline=True``), bounded by a
+deadline so that start-up never hangs on a dead network; (3) the local Hub cache; (4) the bundled
+folder (``checkpoints/mebm``). Every attempt is logged; ``LoadedModel.source`` says which weights
+are in use ("Hub", "Hub cache" or "bundled").
+
+    python app.py --repo-id ORG/NAME --revision <40-hex commit>
+    MEBM_REPO_ID=ORG/NAME MEBM_REVISION=main python app.py
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .networks import MultimodalEBMVAE
+
+log = logging.getLogger("mebm.hub")
+FILES = ("config.json", "model.safetensors")
+BUNDLED = "checkpoints/mebm"
+
+
+class CheckpointUnavailable(RuntimeError):
+    """No weights could be loaded from anywhere; the message lists what was tried."""
+
+
+@dataclass
+class LoadedModel:
+    model: MultimodalEBMVAE
+    source: str                   # "Hub" | "Hub cache" | "bundled"
+    location: str                 # repo@revision or folder
+    notes: list[str] = field(default_factory=list)  # what was tried, for the log and the app
+
+    def describe(self) -> str:
+        return f"{self.source} ({self.location})"
+
+
+def is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _download(repo_id, revision, cache_dir, local_only) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    paths = [hf_hub_download(repo_id, f, revision=revision, cache_dir=cache_dir, local_files_only=local_only)
+             for f in FILES]
+    return Path(paths[0]).parent
+
+
+def _download_with_deadline(repo_id, revision, cache_dir, timeout) -> Path:
+    """The network try in a daemon thread, abandoned after ``timeout`` seconds."""
+    box = {}
+
+    def work():
+        try:
+            box["path"] = _download(repo_id, revision, cache_dir, local_only=False)
+        except BaseException as e:  # reported to the caller
+            box["error"] = e
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError(f"no answer from the Hub within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["path"]
+
+
+def load_model(repo_id: str | None = None, revision: str | None = None, bundled: str | Path = BUNDLED,
+               cache_dir: str | Path | None = None, offline: bool | None = None,
+               timeout: float = 15.0) -> LoadedModel:
+    """The model from ``repo_id`` (Hub, then Hub cache) or else from the ``bundled`` folder.
+    Never touches the network when offline. Raises CheckpointUnavailable if nothing loads."""
+    offline = is_offline() if offline is None else offline
+    notes: list[str] = []
+
+    def note(msg):
+        notes.append(msg)
+        log.info(msg)
+
+    def from_dir(path, source, location):
+        model = MultimodalEBMVAE.from_pretrained(str(path), strict=True).eval()
+        note(f"weights in use: {source} ({location})")
+        return LoadedModel(model, source, location, notes)
+
+    if repo_id:
+        where = f"{repo_id}@{revision or 'main'}"
+        pinned = bool(revision and re.fullmatch(r"[0-9a-f]{40}", revision))
+        attempts = (["cache"] if pinned else []) + ([] if offline else ["hub"]) + ([] if pinned else ["cache"])
+        if offline:
+            note("HF_HUB_OFFLINE is set: not contacting the Hub")
+        for attempt in attempts:
+            try:
+                if attempt == "hub":
+                    path = _download_with_deadline(repo_id, revision, cache_dir, timeout)
+                    return from_dir(path, "Hub", where)
+                path = _download(repo_id, revision, cache_dir, local_only=True)
+                return from_dir(path, "Hub cache", where)
+            except Exception as e:
+                what = "the Hub" if attempt == "hub" else "the local Hub cache"
+                note(f"could not load {where} from {what}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+    bundled = Path(bundled)
+    if (bundled / "model.safetensors").is_file() and (bundled / "config.json").is_file():
+        if repo_id:
+            note(f"falling back to the bundled checkpoint {bundled}")
+        try:
+            return from_dir(bundled, "bundled", str(bundled))
+        except Exception as e:
+            note(f"could not load the bundled checkpoint {bundled}: {type(e).__name__}: {e}")
+    else:
+        note(f"no bundled checkpoint at {bundled} (expected model.safetensors + config.json)")
+    raise CheckpointUnavailable("No model weights could be loaded. " + " ; ".join(notes))
