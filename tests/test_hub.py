@@ -1,0 +1,91 @@
+"""model/hub.py: Hub -> Hub cache -> bundled, exercised with a real huggingface_hub cache, offline."""
+import shutil
+import time
+
+import pytest
+
+from helpers_app import save_tiny_model
+from model import hub
+from model.hub import CheckpointUnavailable, load_model
+
+REPO = "someone/tiny-mebm"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def make_hub_cache(cache, src, repo=REPO, commit=COMMIT):
+    """The layout huggingface_hub writes: models--ORG--NAME/{refs/main, snapshots/<commit>/<files>}."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    snap = root / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(src / f, snap / f)
+    return snap
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "mebm")
+
+
+def test_hub_cache_offline(tmp_path, tiny, monkeypatch):
+    make_hub_cache(tmp_path / "hub", tiny)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    lm = load_model(REPO, None, bundled=tmp_path / "none", cache_dir=tmp_path / "hub")
+    assert lm.source == "Hub cache" and lm.location == f"{REPO}@main"
+    assert any("HF_HUB_OFFLINE" in n for n in lm.notes)
+    assert lm.model.config.width == 8
+
+
+def test_pinned_revision_read_from_cache_first(tmp_path, tiny, monkeypatch):
+    make_hub_cache(tmp_path / "hub", tiny)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "_download_with_deadline", lambda *a, **k: pytest.fail("network used"))
+    lm = load_model(REPO, COMMIT, bundled=tmp_path / "none", cache_dir=tmp_path / "hub", offline=False)
+    assert lm.source == "Hub cache" and COMMIT in lm.location
+
+
+def test_uncached_repo_falls_back_to_bundled(tmp_path, tiny):
+    lm = load_model("someone/not-cached", None, bundled=tiny, cache_dir=tmp_path / "hub", offline=True)
+    assert lm.source == "bundled"
+    assert any("falling back" in n for n in lm.notes)
+
+
+def test_dead_network_bounded_by_deadline(tmp_path, tiny, monkeypatch):
+    def hang(*a, **k):
+        time.sleep(30)
+    monkeypatch.setattr(hub, "_download", lambda r, rev, c, local_only: hang() if not local_only else
+                        (_ for _ in ()).throw(FileNotFoundError("not cached")))
+    t0 = time.time()
+    lm = load_model(REPO, None, bundled=tiny, cache_dir=tmp_path / "hub", offline=False, timeout=0.5)
+    assert time.time() - t0 < 5
+    assert lm.source == "bundled"
+    assert any("within 0.5 s" in n for n in lm.notes)
+
+
+def test_network_success_is_labelled_hub(tmp_path, tiny, monkeypatch):
+    monkeypatch.setattr(hub, "_download", lambda r, rev, c, local_only: (_ for _ in ()).throw(FileNotFoundError())
+                        if local_only else tiny)
+    lm = load_model(REPO, None, bundled=tmp_path / "none", offline=False)
+    assert lm.source == "Hub"
+
+
+def test_nothing_anywhere(tmp_path):
+    with pytest.raises(CheckpointUnavailable, match="no bundled checkpoint"):
+        load_model(None, None, bundled=tmp_path / "missing")
+
+
+def test_app_reports_hub_cache(tmp_path, tiny, monkeypatch):
+    import app
+
+    make_hub_cache(tmp_path / "hub", tiny)
+    orig = app.load_model
+    monkeypatch.setattr(app, "load_model", lambda *a, **k: orig(*a, cache_dir=tmp_path / "hub", **k))
+    try:
+        app.setup(checkpoint=str(tmp_path / "none"), repo_id=REPO, offline=True)
+        assert "Hub cache" in app.weights_banner() and REPO in app.weights_banner()
+        app.setup(checkpoint=str(tiny), repo_id="someone/other", offline=True)
+        assert "bundled" in app.weights_banner()
+    finally:
+        app._LOADED.clear()
