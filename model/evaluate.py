@@ -195,7 +195,7 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
     against the real features. {stage: {"joint_coherence", "fd": [per modality], "fd_mean"}}."""
     M = len(real_feats)
     n = max(n_joint, n_fid)
-    agree, feats = {}, {}
+    agree, feats, hist = {}, {}, {}
     for i in tqdm(range(0, n, batch), desc="prior samples", disable=not progress, dynamic_ncols=True):
         nb = min(batch, n - i)
         out = sampler.prior(i, nb, _generator(seed, 2, i))
@@ -203,6 +203,8 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
             if i < n_joint:
                 digit, _ = clf.predict(xg[:max(0, min(nb, n_joint - i))])
                 agree.setdefault(stage, []).append((digit == digit[:, :1]).all(1))
+                counts = hist.setdefault(stage, torch.zeros(10))
+                counts += torch.bincount(digit.flatten(), minlength=10).float()
             if i < n_fid:
                 k = min(nb, n_fid - i)
                 for m in range(M):
@@ -212,6 +214,8 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
         r = {}
         if stage in agree:
             r["joint_coherence"] = torch.cat(agree[stage]).float().mean().item()
+            q = hist[stage] / hist[stage].sum()
+            r["digit_entropy"] = float(-(q[q > 0] * q[q > 0].log()).sum() / np.log(10))
         if stage in feats and n_fid >= 2:
             fd = [frechet_distance(np.concatenate(feats[stage][m]), real_feats[m]) for m in range(M)]
             r["fd"], r["fd_mean"] = fd, float(np.mean(fd))
@@ -341,20 +345,25 @@ def markdown(r: dict) -> str:
              f"Source: `{r['source']}`. Test tuples conditioning: {r['settings']['n_cond']}; prior samples: "
              f"joint coherence {r['settings']['n_joint']}, Fréchet distance {r['settings']['n_fid']} per modality "
              f"against {r['settings']['n_fid_real']} real test images. Seed {r['settings']['seed']}.",
+             "Digit entropy: entropy of the digits read in prior samples / log 10 (1 = all digits equally often; "
+             "a collapsed generator scores high joint coherence with a low digit entropy).",
              f"Fréchet distance feature space: **{r['settings']['feature_space']}** (comparable only within "
              f"this space; not an FID).", "",
              "Coherence in %. Conditional: mean over the subsets of each size of the accuracy of the generated "
              "missing modalities. FD: mean over modalities.", "",
-             "| stage | " + " | ".join(f"cond. {k} in" for k in range(1, M)) + " | cond. mean | joint | FD |",
-             "|---|" + "---|" * (M + 2)]
+             "| stage | " + " | ".join(f"cond. {k} in" for k in range(1, M)) + " | cond. mean | joint | digit entropy | FD |",
+             "|---|" + "---|" * (M + 3)]
     for stage in r["stages"]:
         c = r["conditional"].get(stage)
         p = r["prior"].get(stage, {})
         row = [STAGE_LABELS.get(stage, stage)] + [_pct(c["by_size"][str(k)]) if c else "–" for k in range(1, M)]
-        row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("fd_mean"))]
+        row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
+                _fd(p.get("fd_mean"))]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Prior samples have no latent revision (the posterior is the prior): their latent-revised row "
-              "is the proposal's.", "", "Fréchet distance per modality:", "",
+    if "latent" in r["stages"]:
+        lines += ["", "Prior samples have no latent revision (the posterior is the prior): their latent-revised "
+                      "joint and FD are the proposal's."]
+    lines += ["", "Fréchet distance per modality:", "",
               "| stage | " + " | ".join(f"m{m}" for m in range(M)) + " |", "|---|" + "---|" * M]
     for stage, p in r["prior"].items():
         if "fd" in p:
@@ -459,7 +468,8 @@ def evaluate(args) -> dict:
     for key, stage in (("proposal", "proposal"), ("revised", final)):
         c, p = cond.get(stage), prior.get(stage) or prior.get("proposal", {})
         summary[key] = {"stage": stage, "coherence_cond": c and c["mean"], "coherence_cond1": c and c["by_size"]["1"],
-                        "coherence_joint": p.get("joint_coherence"), "fd_mean": p.get("fd_mean")}
+                        "coherence_joint": p.get("joint_coherence"), "digit_entropy": p.get("digit_entropy"),
+                        "fd_mean": p.get("fd_mean")}
     cfg = model.config if model is not None else None
     settings = {"n_modalities": M, "data_seed": data_seed, "n_cond": len(idx), "n_joint": args.n_joint,
                 "n_fid": args.n_fid, "n_fid_real": len(fid_idx), "seed": args.seed, "batch": args.batch,
@@ -505,14 +515,16 @@ def compare(paths, out, names=None) -> str:
     lines = ["# Models compared", "", f"Fréchet distance feature space: {' / '.join(sorted(spaces))}."
              + (" **The runs use different feature spaces: their FDs do not compare.**" if len(spaces) > 1 else ""),
              "Coherence in %; FD mean over modalities; 'revised' = the last stage of each model.", "",
-             "| model | samples | " + " | ".join(f"cond. {k} in" for k in range(1, M)) + " | cond. mean | joint | FD |",
-             "|---|---|" + "---|" * (M + 2)]
+             "| model | samples | " + " | ".join(f"cond. {k} in" for k in range(1, M))
+             + " | cond. mean | joint | digit entropy | FD |",
+             "|---|---|" + "---|" * (M + 3)]
     for r in runs:
         for stage in r["stages"]:
             c, p = r["conditional"].get(stage), r["prior"].get(stage, {})
             row = [r["name"], STAGE_LABELS.get(stage, stage)]
             row += [_pct(c["by_size"][str(k)]) if c else "–" for k in range(1, M)]
-            row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("fd_mean"))]
+            row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
+                    _fd(p.get("fd_mean"))]
             lines.append("| " + " | ".join(row) + " |")
     md = "\n".join(lines) + "\n"
     out = Path(out)
@@ -537,7 +549,7 @@ def compare(paths, out, names=None) -> str:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, title="hollow: proposal, filled: revised", title_fontsize=8)
-    fig.suptitle("Each model on the Fréchet distance – coherence plane (lower right is better)", fontsize=10)
+    fig.suptitle("Each model on the Fréchet distance – coherence plane (upper left is better)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "headline.png", dpi=120)
     plt.close(fig)

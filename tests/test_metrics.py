@@ -103,3 +103,27 @@ def test_frechet_distance_matches_closed_form_for_diagonal_gaussians():
 def test_frechet_distance_needs_two_samples():
     with pytest.raises(ValueError):
         frechet_distance(np.zeros((1, 4)), np.zeros((5, 4)))
+
+
+class ConstantPrior:
+    prior_stages = ("proposal",)
+
+    def __init__(self, digits):
+        self.digits = digits
+
+    def prior(self, start, n, g):
+        return {"proposal": images_of(self.digits[start:start + n])}
+
+
+def test_prior_metrics_flag_a_collapsed_generator():
+    from model.evaluate import prior_metrics
+
+    feats = lambda x, m: x.flatten(1)[:, :4].double().numpy() + np.random.default_rng(0).standard_normal((len(x), 4))
+    real = [np.random.default_rng(m).standard_normal((100, 4)) for m in range(M)]
+    collapsed = prior_metrics(ConstantPrior(torch.full((100, M), 4)), clf, feats, real, 100, 100, batch=30,
+                              progress=False)["proposal"]
+    assert collapsed["joint_coherence"] == 1.0 and collapsed["digit_entropy"] == 0.0
+    ideal = prior_metrics(ConstantPrior(labels[:, None].expand(-1, M)), clf, feats, real, 100, 100, batch=30,
+                          progress=False)["proposal"]
+    assert ideal["joint_coherence"] == 1.0 and ideal["digit_entropy"] == pytest.approx(1.0)
+    assert len(ideal["fd"]) == M and ideal["fd_mean"] >= 0

@@ -1,0 +1,1 @@
+"""Peers trained on our PolyMNIST-style tensors and scored by model.evaluate."""

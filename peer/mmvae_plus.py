@@ -1,0 +1,203 @@
+"""The peer: MMVAE+ (or MoPoE) from the published MultiVae library (multivae==1.0.3), trained on our
+PolyMNIST-style tensors (model.data.load_polymnist) under a wall-clock budget, its coherence logged
+over time, its generations dumped in the format model.evaluate reads (model.evaluate.save_dump).
+
+    python -m venv .venv-peer && .venv-peer/bin/pip install -r requirements.txt -r requirements-peer.txt
+    .venv-peer/bin/python -m peer.mmvae_plus --mnist ../shared/data/mnist.npz --minutes 95 --out runs/peer_mmvaeplus
+    .venv/bin/python -m model.evaluate --samples runs/peer_mmvaeplus/samples.npz --mnist ../shared/data/mnist.npz \
+        --out runs/peer_mmvaeplus/eval
+
+MMVAE+ settings are the published PolyMNIST recipe (see shared notes): latent 32 shared + 32
+modality-specific, Laplace decoders of scale 0.75, Laplace posteriors with softmax scales, beta 2.5,
+K = 1, 'iwae_looser', learned modality priors, Adam 1e-3 (amsgrad), batch 128. The networks are
+MultiVae's MoPoE-size conv nets (EncoderConvMMNIST_multilatents / DecoderConvMMNIST), not its ResNets
+(--resnet): on CPU the ResNets cost several times more per iteration. The loss is the library's
+own (``model(batch).loss``); the loop is ours so that it can stop on a wall-clock budget and log
+coherence (judged by our classifiers) as it goes. Decoder outputs (Laplace means, unbounded) are
+clipped to [0, 1] for scoring.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.evaluate import eval_indices, save_dump, subsets
+
+
+def names(M):
+    return [f"m{m}" for m in range(M)]
+
+
+def as_multivae(x, y=None):
+    from multivae.data import MultimodalBaseDataset
+
+    return MultimodalBaseDataset(data={f"m{m}": x[:, m] for m in range(x.shape[1])},
+                                 labels=y if y is not None else torch.zeros(len(x), dtype=torch.long))
+
+
+def build(kind: str, M: int, latent: int, style: int, scale: float, beta: float, resnet: bool):
+    from multivae.models import MMVAEPlus, MMVAEPlusConfig, MoPoE, MoPoEConfig
+    from multivae.models.base import BaseAEConfig
+    from multivae.models.nn import mmnist
+
+    dims = {n: (3, 28, 28) for n in names(M)}
+    common = dict(n_modalities=M, latent_dim=latent, input_dims=dims,
+                  decoders_dist={n: "laplace" for n in names(M)},
+                  decoder_dist_params={n: {"scale": scale} for n in names(M)}, beta=beta)
+    if kind == "mmvaeplus":
+        cfg = MMVAEPlusConfig(**common, modalities_specific_dim=style, prior_and_posterior_dist="laplace_with_softmax",
+                              K=1, loss="iwae_looser", learn_modality_prior=True)
+        enc_cfg, dec_cfg = BaseAEConfig(latent_dim=latent, style_dim=style), BaseAEConfig(latent_dim=latent + style)
+        Enc, Dec = ((mmnist.EncoderResnetMMNIST, mmnist.DecoderResnetMMNIST) if resnet
+                    else (mmnist.EncoderConvMMNIST_multilatents, mmnist.DecoderConvMMNIST))
+        enc = {n: Enc(enc_cfg) for n in names(M)} if not resnet else \
+            {n: Enc(private_latent_dim=style, shared_latent_dim=latent) for n in names(M)}
+        dec = {n: Dec(dec_cfg) for n in names(M)} if not resnet else \
+            {n: Dec(latent_dim=latent + style) for n in names(M)}
+        return MMVAEPlus(cfg, encoders=enc, decoders=dec)
+    cfg = MoPoEConfig(**common)
+    enc_cfg, dec_cfg = BaseAEConfig(latent_dim=latent), BaseAEConfig(latent_dim=latent)
+    return MoPoE(cfg, encoders={n: mmnist.EncoderConvMMNIST_adapted(enc_cfg) for n in names(M)},
+                 decoders={n: mmnist.DecoderConvMMNIST(dec_cfg) for n in names(M)})
+
+
+@torch.no_grad()
+def conditional(model, x, cond):
+    """Generate every modality outside ``cond`` from ``cond``: [B, M - |cond|, 3, 28, 28] in [0, 1]."""
+    M = x.shape[1]
+    gen = [m for m in range(M) if m not in cond]
+    out = model.predict(as_multivae(x), cond_mod=[f"m{m}" for m in cond], gen_mod=[f"m{m}" for m in gen])
+    return torch.stack([out[f"m{m}"] for m in gen], 1).clamp(0, 1)
+
+
+@torch.no_grad()
+def prior(model, n, M):
+    z = model.generate_from_prior(n)
+    out = model.decode(z, names(M))
+    return torch.stack([out[k] for k in names(M)], 1).clamp(0, 1)
+
+
+@torch.no_grad()
+def quick_coherence(model, clf, test, n, M) -> dict:
+    """From one observed modality (mean over the M choices) and joint coherence of n prior samples."""
+    from model.metrics import coherence, joint_coherence
+
+    x, y = test.batch(torch.arange(min(n, len(test))))
+    cond = []
+    for m in range(M):
+        full = x.clone()
+        full[:, [k for k in range(M) if k != m]] = conditional(model, x, [m])
+        cond.append(coherence(clf, full, y, [k for k in range(M) if k != m]))
+    return {"coherence_cond1": float(np.mean(cond)), "coherence_joint": joint_coherence(clf, prior(model, n, M))}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=("mmvaeplus", "mopoe"), default="mmvaeplus")
+    p.add_argument("--mnist", default=None)
+    p.add_argument("--cache-dir", default="data_cache")
+    p.add_argument("--modalities", type=int, default=5)
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="default runs/peer_<model>")
+    p.add_argument("--minutes", type=float, default=95.0, help="wall-clock training budget")
+    p.add_argument("--max-iters", type=int, default=10 ** 9)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--latent", type=int, default=32)
+    p.add_argument("--style", type=int, default=32, help="MMVAE+ modality-specific latent size")
+    p.add_argument("--decoder-scale", type=float, default=0.75, help="Laplace decoder scale (published: 0.75)")
+    p.add_argument("--beta", type=float, default=2.5)
+    p.add_argument("--resnet", action="store_true", help="MultiVae's ResNet nets (MMVAE+ paper; slow on CPU)")
+    p.add_argument("--train-size", type=int, default=None)
+    p.add_argument("--eval-every-min", type=float, default=5.0, help="log coherence every N minutes")
+    p.add_argument("--eval-samples", type=int, default=500)
+    p.add_argument("--classifier", default="checkpoints/classifier")
+    # the dump (must match the evaluator's --n-cond / --n-joint / --n-fid / --seed)
+    p.add_argument("--n-cond", type=int, default=1000)
+    p.add_argument("--n-prior", type=int, default=10000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args(argv)
+
+    from model.classifier import Classifiers
+    from model.data import load_polymnist
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    out = Path(a.out or f"runs/peer_{a.model}")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)   # MultiVae picks experts with np.random
+    M = a.modalities
+    train = load_polymnist("train", M, a.data_seed, a.mnist, a.cache_dir)
+    test = load_polymnist("test", M, a.data_seed, a.mnist, a.cache_dir)
+    if a.train_size:
+        train.x, train.y = train.x[:a.train_size], train.y[:a.train_size]
+    clf = Classifiers.from_pretrained(a.classifier) if Path(a.classifier, "config.json").is_file() else None
+
+    model = build(a.model, M, a.latent, a.style, a.decoder_scale, a.beta, a.resnet)
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr, amsgrad=True)
+    (out / "config.json").write_text(json.dumps(vars(a), indent=2))
+    log = open(out / "log.jsonl", "w")
+    g = torch.Generator().manual_seed(a.seed)
+    t0, next_eval, it = time.time(), a.eval_every_min * 60, 0
+    bar = tqdm(desc=f"{a.model} ({a.minutes} min)", dynamic_ncols=True)
+    while it < a.max_iters and time.time() - t0 < 60 * a.minutes:
+        model.train()
+        x, y = train.batch(torch.randint(len(train), (a.batch,), generator=g))
+        loss = model(as_multivae(x, y), epoch=1).loss
+        if not torch.isfinite(loss):
+            print(f"non-finite loss at iteration {it}; stopping", flush=True)
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        it += 1
+        bar.update()
+        rec = {"iteration": it, "minutes": (time.time() - t0) / 60, "loss": loss.item()}
+        if clf is not None and time.time() - t0 >= next_eval:
+            model.eval()
+            rec.update(quick_coherence(model, clf, test, a.eval_samples, M))
+            next_eval += a.eval_every_min * 60
+            bar.set_postfix(loss=f"{loss.item():.4g}", cond1=f"{rec['coherence_cond1']:.3f}",
+                            joint=f"{rec['coherence_joint']:.3f}")
+        if it % 10 == 0 or "coherence_cond1" in rec:
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+    bar.close()
+    model.eval()
+    final = {"iteration": it, "minutes": (time.time() - t0) / 60}
+    if clf is not None:
+        final.update(quick_coherence(model, clf, test, a.eval_samples, M))
+    log.write(json.dumps(final) + "\n")
+    log.close()
+    print(f"trained {it} iterations in {final['minutes']:.1f} min: {final}")
+    model.save(str(out / "model"))
+
+    # the dump: conditionals for the evaluator's test tuples, and prior samples
+    idx = eval_indices(len(test), a.n_cond, a.seed)
+    conds = {s: {"proposal": []} for s in subsets(M)}
+    for i in tqdm(range(0, len(idx), 500), desc="dump: conditionals"):
+        x, _ = test.batch(torch.as_tensor(idx[i:i + 500]))
+        for s in subsets(M):
+            conds[s]["proposal"].append(conditional(model, x, list(s)))
+    conds = {s: {"proposal": torch.cat(v["proposal"])} for s, v in conds.items()}
+    joint = torch.cat([prior(model, min(500, a.n_prior - i), M) for i in tqdm(range(0, a.n_prior, 500),
+                                                                              desc="dump: prior")])
+    name = {"mmvaeplus": "MMVAE+ (MultiVae)", "mopoe": "MoPoE (MultiVae)"}[a.model]
+    save_dump(out / "samples.npz", conds, idx, {"proposal": joint},
+              {"name": name, "n_modalities": M, "data_seed": a.data_seed, "iterations": it,
+               "train_minutes": final["minutes"], "library": "multivae==1.0.3"})
+    print(f"wrote {out}/samples.npz; score it with: python -m model.evaluate --samples {out}/samples.npz "
+          f"--mnist {a.mnist or 'PATH'} --n-cond {a.n_cond} --n-joint {a.n_prior} --n-fid {a.n_prior} "
+          f"--seed {a.seed} --out {out}/eval")
+
+
+if __name__ == "__main__":
+    main()
