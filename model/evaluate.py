@@ -210,7 +210,7 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
                 for m in range(M):
                     feats.setdefault(stage, [[] for _ in range(M)])[m].append(features(xg[:k, m], m))
     res = {}
-    for stage in agree.keys() | feats.keys():
+    for stage in dict.fromkeys(list(agree) + list(feats)):
         r = {}
         if stage in agree:
             r["joint_coherence"] = torch.cat(agree[stage]).float().mean().item()
@@ -442,7 +442,10 @@ def evaluate(args) -> dict:
         test = load_polymnist("test", M, data_seed, args.mnist, args.cache_dir)
     except Exception as e:
         raise EvalError(f"could not load the test split: {e}") from e
-    features = InceptionFeatures(args.inception) if args.inception else ClassifierFeatures(clf)
+    try:
+        features = InceptionFeatures(args.inception) if args.inception else ClassifierFeatures(clf)
+    except (OSError, RuntimeError) as e:
+        raise EvalError(str(e)) from e
     idx = eval_indices(len(test), args.n_cond, args.seed)
     if isinstance(sampler, DumpSampler):  # the test tuples the peer was conditioned on
         idx = np.asarray(sampler.f["cond_index"])[:args.n_cond]

@@ -58,7 +58,10 @@ class InceptionFeatures:
             raise RuntimeError("--inception needs torchvision (pip install torchvision)") from e
         if not Path(path).is_file():
             raise FileNotFoundError(f"Inception weights file not found: {str(path)!r} (a torchvision inception_v3 state_dict)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise RuntimeError(f"could not read Inception weights from {str(path)!r} ({type(e).__name__}: {e})") from e
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)

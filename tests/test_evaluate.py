@@ -119,3 +119,12 @@ def test_clear_errors(setup, capsys):
               "--cache-dir", str(tmp / "cache2"), *FAST])
     with pytest.raises(SystemExit, match="sample dump not found"):
         main(["--samples", str(tmp / "no.npz"), *common, *FAST])
+
+
+def test_bad_inception_file_is_a_clear_error(setup):
+    tmp, common = setup
+    with pytest.raises(SystemExit, match="Inception weights file not found"):
+        main(["--checkpoint", str(tmp / "ckpt"), *common, *FAST, "--inception", str(tmp / "none.pth")])
+    torch.save({"conv.weight": torch.zeros(1)}, tmp / "bad.pth")
+    with pytest.raises(SystemExit, match="not a torchvision inception_v3"):
+        main(["--checkpoint", str(tmp / "ckpt"), *common, *FAST, "--inception", str(tmp / "bad.pth")])
