@@ -178,6 +178,25 @@ def prepare_input(s: Settings, sketch, upload, cfg: ModelConfig):
     return x_obs, observed_mask([s.modality], M), preview
 
 
+def preview_input(source, sketch, upload, modality, seed):
+    """Live preview of what the model will be given (None while there is nothing usable)."""
+    model = loaded().get("model")
+    cfg = model.config if model is not None else ModelConfig()
+    try:
+        s = validate(source, modality, 1, 0, 0.0, 0, 0.0, False, seed, False, cfg.n_modalities)
+        return prepare_input(s, sketch, upload, cfg)[2]
+    except gr.Error:
+        return None
+
+
+def preview_drawing(sketch, modality, seed):
+    return preview_input("draw", sketch, None, modality, seed)
+
+
+def preview_upload(upload, modality, seed):
+    return preview_input("upload", None, upload, modality, seed) if upload else gr.skip()
+
+
 # ---------------------------------------------------------------- pictures
 
 @functools.lru_cache(maxsize=16)
@@ -497,7 +516,10 @@ CSS = """
 #status {font-size: 1.1em}
 """
 
-SELECT_BRUSH = "() => setTimeout(() => document.querySelector('#sketch button[aria-label=Brush]')?.click(), 300)"
+SELECT_BRUSH = """() => { let tries = 0; const pick = () => {
+  const b = document.querySelector('#sketch button[aria-label=Brush]');
+  if (b) { if (!b.classList.contains('highlight')) b.click(); } else if (tries++ < 50) setTimeout(pick, 200); };
+  setTimeout(pick, 300); }"""
 
 
 def example_paths() -> list[str]:
@@ -592,6 +614,12 @@ def build_demo() -> gr.Blocks:
                       api_name="preset")
         sketch.change(None, None, source, js="() => 'draw'")
         upload.change(None, upload, source, js="(f) => f ? 'upload' : 'draw'")
+        sketch.change(preview_drawing, [sketch, modality, seed], input_preview, api_visibility="private",
+                      show_progress="hidden", trigger_mode="always_last")
+        upload.change(preview_upload, [upload, modality, seed], input_preview, api_visibility="private",
+                      show_progress="hidden", trigger_mode="always_last")
+        modality.change(preview_input, [source, sketch, upload, modality, seed], input_preview,
+                        api_visibility="private", show_progress="hidden", trigger_mode="always_last")
         demo.load(None, None, None, js=SELECT_BRUSH)
         demo.load(weights_banner, None, banner, api_visibility="private")
     return demo

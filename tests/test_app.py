@@ -203,3 +203,11 @@ def test_build_demo_and_modality_strip():
     strip = app.modality_strip(app.model_config())
     assert strip.shape[1] == (5 * 30 + 2) * 2
     assert len(app.example_paths()) >= 10
+
+
+def test_live_preview():
+    p = app.preview_drawing(stroke_sketch(), 2, 0)
+    assert p.shape == (112, 232, 3)
+    assert app.preview_drawing(EMPTY_SKETCH, 0, 0) is None  # nothing usable yet: no message mid-drawing
+    assert app.preview_upload(EXAMPLE, 0, 0).shape == (112, 232, 3)
+    assert app.preview_input("upload", None, EXAMPLE, 99, 0) is None
