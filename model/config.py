@@ -97,8 +97,9 @@ class TrainConfig:
     latent_step_size: float = 0.03
     latent_noise: float = 0.03
     # loss weights
-    teach_weight: float = 1.0         # lambda_S: generator pulled toward its EBM-revised samples
+    teach_weight: float = 0.1         # lambda_S: generator pulled toward its EBM-revised samples
     inference_teach_weight: float = 0.1  # lambda_I: inference fits the latents behind revised samples
+    inference_kl_weight: float = 1.0  # beta_I: KL(q(z | x_m) || N(0, I)) beside the fit to revised latents
     energy_l2: float = 0.01           # penalty on squared energies (keeps the EBM bounded)
     explode_threshold: float = 1e4    # divergence guard on |EBM loss|
     # bookkeeping

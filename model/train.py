@@ -10,6 +10,8 @@ One iteration, in the method's order (variant 'full'):
   4. inference:       loss_infer = mean_m -log q_m(z_rev | x_m)        (each expert fits the revised latents;
                                    an upper bound on -log of the mixture, by Jensen)
                                  + lambda_I mean_m -log q_m(z | x_rev_m) (the latents behind X_rev)
+                                 + beta_I mean_m KL(q_m(z | x_m) || N(0, I))  (our addition: without it the
+                                   experts drift off the prior and prior samples stop decoding coherently)
   5. EBM:             loss_energy = mean E(X) - mean E(X_rev) + alpha (E(X)^2 + E(X_rev)^2)
                       (X_rev of step 1 is reused: the predecessor regenerates it after the
                       generator update, which doubles the cost of the data chain)
@@ -94,8 +96,10 @@ def train_step(model, opt, x, cfg: TrainConfig, it: int) -> dict:
         log["latent_move"] = (z_rev - z0).norm(dim=1).mean().item()
         recon = -G.log_likelihood(x, z_rev)
         infer = -I.expert_log_probs(z_rev, x).mean(1)
-        log["loss_recon"], log["loss_infer"] = recon.mean().item(), infer.mean().item()
-        loss_gi = recon.mean() + infer.mean()
+        mu, logvar, _ = I.experts_params(x)
+        kl = 0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(2).mean(1)   # keeps q(z | x_m) near the prior
+        log["loss_recon"], log["loss_infer"], log["kl"] = recon.mean().item(), infer.mean().item(), kl.mean().item()
+        loss_gi = recon.mean() + infer.mean() + cfg.inference_kl_weight * kl.mean()
     if teach:
         teach_loss = ((x_gen - x_rev) ** 2).flatten(1).sum(1) / (2 * G.sigma ** 2)
         infer_rev = -I.expert_log_probs(z, x_rev).mean(1)
@@ -255,8 +259,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                                                               "coherence_joint") if k in log})
             if done % cfg.sample_every == 0:
                 save_samples(model, cfg, out / "samples" / f"iter{done:06d}.png", done)
-            if done % cfg.ckpt_every == 0:
+            if done % cfg.ckpt_every == 0 or done == cfg.warmup_iters:
                 save_checkpoint(out, model, opt, cfg, done, time.time() - t0)
+            if done == cfg.warmup_iters:  # keep the end of the warm-up: every variant can start from it
+                shutil.rmtree(out / "checkpoint_warmup", ignore_errors=True)
+                shutil.copytree(out / "checkpoint", out / "checkpoint_warmup")
             if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
                 print(f"wall-clock budget of {cfg.max_minutes} min reached at iteration {done}")
                 break
