@@ -28,9 +28,16 @@ def tiny_app(tmp_path_factory):
     mp.undo()
 
 
+def load(v):
+    return np.asarray(Image.open(v)) if isinstance(v, str) and v.endswith(".png") else v
+
+
 def run(**kw):
-    args = {**BASE, **kw}
-    return [dict(zip(app.RUN_OUTPUTS, out)) for out in app.run_chain(*args.values())]
+    """All yields as dicts, pictures loaded; the last yield (the downloads) folded into the final frame."""
+    outs = [dict(zip(app.RUN_OUTPUTS, out)) for out in app.run_chain(*{**BASE, **kw}.values())]
+    assert all(is_skip(v) for k, v in outs[-1].items() if k not in ("gif", "png"))
+    outs[-2].update(gif=outs[-1]["gif"], png=outs[-1]["png"])
+    return [{k: load(v) if k in ("grid", "noise_grid") else v for k, v in o.items()} for o in outs[:-1]]
 
 
 def is_skip(v):
@@ -110,9 +117,9 @@ def test_noise_off_is_deterministic_descent():
 def test_scrub():
     rec = run(source="upload", upload=EXAMPLE)[-1]["record"]
     grid, noise = app.scrub(2, rec)
-    assert (grid == app.render_record(rec, 2)[0]).all()
-    assert (app.scrub(999, rec)[0] == app.render_record(rec, len(rec["frames"]) - 1)[0]).all()
-    assert (app.scrub(-5, rec)[0] == app.render_record(rec, 0)[0]).all()
+    assert (load(grid) == app.render_record(rec, 2)[0]).all()
+    assert (load(app.scrub(999, rec)[0]) == app.render_record(rec, len(rec["frames"]) - 1)[0]).all()
+    assert (load(app.scrub(-5, rec)[0]) == app.render_record(rec, 0)[0]).all()
     with pytest.raises(gr.Error, match="press Run"):
         app.scrub(0, None)
     with pytest.raises(gr.Error, match="number"):

@@ -46,9 +46,11 @@ def test_upload_streams_every_frame(client):
     c, _ = client
     updates, outputs = stream(c, upload=handle_file(EXAMPLE))
     n_frames = 1 + 4 + 5
-    assert len(outputs) >= n_frames - 2  # every frame streamed (client may coalesce the odd one)
-    final = outputs[-1]
-    grid, status, gif, png = (final[OUT[k]] for k in ("grid", "status", "gif", "png"))
+    assert len(outputs) >= n_frames - 1  # every frame streamed (client may coalesce the odd one), then downloads
+    final, downloads = outputs[-2], outputs[-1]  # the last frame, then the GIF/PNG
+    grid, status = final[OUT["grid"]], final[OUT["status"]]
+    gif, png = downloads[OUT["gif"]], downloads[OUT["png"]]
+    assert not any(isinstance(o[OUT["gif"]], str) for o in outputs[:-2])  # downloads come last
     assert Image.open(grid).size[0] > 100
     assert "Done" in status
     assert Image.open(gif).n_frames == n_frames and Image.open(png).size == Image.open(grid).size
@@ -65,13 +67,13 @@ def test_sketch_over_http(client):
     Image.fromarray(sk["layers"][0]).save(layer)
     sketch = {"background": handle_file(p), "layers": [handle_file(layer)], "composite": handle_file(p), "id": None}
     _, outputs = stream(c, source="draw", sketch=sketch)
-    assert "Done" in outputs[-1][OUT["status"]]
+    assert "Done" in outputs[-2][OUT["status"]]
 
 
 def test_unconditional_and_preset_and_scrub(client):
     c, _ = client
     _, outputs = stream(c, source="unconditional", n=3)
-    assert "Done" in outputs[-1][OUT["status"]]
+    assert "Done" in outputs[-2][OUT["status"]]
     preset = c.predict("Step size too small", api_name="/preset")
     assert preset[0] == 20 and "nothing move" in preset[-1]
 
@@ -86,7 +88,7 @@ def test_bad_input_is_a_message_and_app_keeps_serving(client, kw, msg):
     with pytest.raises(Exception, match=msg):
         stream(c, upload=handle_file(EXAMPLE), **kw)
     _, outputs = stream(c, upload=handle_file(EXAMPLE))
-    assert "Done" in outputs[-1][OUT["status"]]
+    assert "Done" in outputs[-2][OUT["status"]]
 
 
 def test_corrupt_file(client):
@@ -100,7 +102,7 @@ def test_corrupt_file(client):
 def test_diverging_chain_over_http(client):
     c, _ = client
     _, outputs = stream(c, upload=handle_file(EXAMPLE), step=10.0, latent_steps=50)
-    assert "Stopped" in outputs[-1][OUT["status"]]
+    assert "Stopped" in outputs[-2][OUT["status"]]
 
 
 def test_page_says_which_weights(client):

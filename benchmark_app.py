@@ -1,0 +1,141 @@
+"""Speed of the demo with its default settings (4 samples x M modalities, side-by-side view on).
+
+    python benchmark_app.py [--checkpoint checkpoints/mebm] [--repeats 5] [--no-http] [--no-browser]
+
+Three measurements, each the median over --repeats runs of the default chain on MNIST example 7:
+  direct   run_chain() called in-process: time to the first frame, to the last chain frame, to the
+           final update (with the GIF/PNG written), and frames per second;
+  http     `python app.py` in a subprocess driven by gradio_client: the same, as a client sees it;
+  browser  Chromium (Playwright) clicks Run: time until the grid first shows, until 'Done', and how
+           often the grid picture changed per second in the page.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLE = str(ROOT / "assets/example_7.png")
+
+
+def direct(checkpoint, repeats):
+    import torch
+
+    import app
+
+    torch.set_num_threads(1)
+    app.setup(checkpoint=checkpoint, offline=True)
+    cfg = app.model_config()
+    args = ("upload", None, EXAMPLE, 0, 4, cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
+            cfg.data_step_size, True, 0, True)
+    list(app.run_chain(*args))  # warm-up
+    rows = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        stamps = [time.perf_counter() - t0 for _ in app.run_chain(*args)]
+        n = len(stamps)
+        rows.append((stamps[0], stamps[-2], stamps[-1], (n - 1) / (stamps[-2] - stamps[0])))
+    return rows, n
+
+
+def http(checkpoint, repeats):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from gradio_client import Client, handle_file
+    from helpers_app import start_app, stop_app
+
+    import app
+
+    tmp = Path(tempfile.mkdtemp())
+    proc, url = start_app(checkpoint, tmp, {"MEBM_FPS": os.environ.get("MEBM_FPS", "40")})
+    try:
+        c = Client(url, verbose=False, download_files=False)
+        cfg = app.ModelConfig()
+        args = ("upload", None, handle_file(EXAMPLE), 0, 4, cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
+                cfg.data_step_size, True, 0, True)
+        c.submit(*args, api_name="/run").result()
+        rows = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            job = c.submit(*args, api_name="/run")
+            stamps = []
+            for _ in job:
+                stamps.append(time.perf_counter() - t0)
+            job.result()
+            rows.append((stamps[0], stamps[-2], stamps[-1], (len(stamps) - 1) / (stamps[-2] - stamps[0])))
+        return rows, url, proc, tmp
+    except BaseException:
+        stop_app(proc)
+        raise
+
+
+def browser(url, repeats):
+    from playwright.sync_api import expect, sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+    watch = """() => { window.__changes = []; const t0 = performance.now();
+      const note = () => { const img = document.querySelector('#grid img');
+        const src = img && img.getAttribute('src');
+        if (src && src !== window.__last) { window.__last = src; window.__changes.push(performance.now() - t0); } };
+      new MutationObserver(note).observe(document.querySelector('#grid'), {subtree: true, childList: true, attributes: true}); }"""
+    rows = []
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        page = b.new_page(viewport={"width": 1600, "height": 1100})
+        page.goto(url)
+        page.get_by_role("tab", name="Upload").click()
+        page.locator("#upload input[type=file]").set_input_files(EXAMPLE)
+        expect(page.locator("#source input[value=upload]")).to_be_checked()
+        expect(page.locator("#input_preview img")).to_be_visible(timeout=20000)
+        for i in range(repeats + 1):
+            page.evaluate("() => { window.__last = document.querySelector('#grid img')?.getAttribute('src'); }")
+            page.evaluate(watch)
+            page.locator("#run").click()
+            expect(page.locator("#status")).to_contain_text("Done", timeout=60000)
+            page.wait_for_timeout(300)
+            ch = page.evaluate("() => window.__changes")
+            if i and len(ch) > 2:  # the first run warms up
+                rows.append((ch[0] / 1000, ch[-1] / 1000, None, (len(ch) - 1) / ((ch[-1] - ch[0]) / 1000)))
+            page.evaluate("() => { document.querySelector('#status').innerText = ''; }")
+        b.close()
+    return rows
+
+
+def report(name, rows, n=None):
+    med = [statistics.median(r[i] for r in rows) if rows[0][i] is not None else None for i in range(4)]
+    extra = f", {n} updates per run" if n else ""
+    print(f"{name:8s} first frame {med[0]:.3f} s | last chain frame {med[1]:.3f} s"
+          + (f" | final update (GIF/PNG written) {med[2]:.3f} s" if med[2] is not None else "")
+          + f" | {med[3]:.1f} frames/s{extra}  (median of {len(rows)})")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/mebm"))
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-http", action="store_true")
+    p.add_argument("--no-browser", action="store_true")
+    a = p.parse_args()
+    print(f"default chain: 4 samples, side-by-side on, MEBM_FPS={os.environ.get('MEBM_FPS', '40')}, "
+          f"{os.cpu_count()} CPU cores, torch threads 1 per chain")
+    rows, n = direct(a.checkpoint, a.repeats)
+    report("direct", rows, n)
+    if a.no_http:
+        return
+    rows, url, proc, tmp = http(a.checkpoint, a.repeats)
+    try:
+        report("http", rows)
+        if not a.no_browser and Path("/usr/bin/chromium").exists():
+            report("browser", browser(url, a.repeats))
+    finally:
+        from helpers_app import stop_app
+        stop_app(proc)
+
+
+if __name__ == "__main__":
+    main()
