@@ -104,7 +104,7 @@ def model_or_error():
 def weights_banner() -> str:
     state = loaded()
     if state["model"] is None:
-        return f"⚠️ **No model loaded.** {state['error']}"
+        return f"**No model loaded.** {state['error']}"
     clf = "loaded" if state["classifier"] is not None else "unavailable (no read-out)"
     return f"Weights in use: **{state['weights']}** · classifier: {clf}"
 
@@ -327,12 +327,7 @@ def render_record(record: dict, i: int, scale: int = SCALE):
 def write_downloads(record: dict, tag: str):
     d = _tmpdir("downloads")
     gif, png = d / f"chain_{tag}.gif", d / f"final_{tag}.png"
-    pics = []
-    for i in range(len(record["frames"])):
-        g, n = render_record(record, i, scale=2)
-        if n is not None:
-            g = np.concatenate([g, np.full((g.shape[0], 8, 3), 255, np.uint8), n], 1)
-        pics.append(Image.fromarray(g))
+    pics = [Image.fromarray(render_record(record, i, scale=2)[0]) for i in range(len(record["frames"]))]
     palette = pics[-1].quantize(255, dither=Image.Dither.NONE)  # one palette: fast, no flicker
     pics = [p.quantize(palette=palette, dither=Image.Dither.NONE) for p in pics]
     Image.fromarray(render_record(record, len(record["frames"]) - 1)[0]).save(png)
@@ -350,6 +345,7 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
     M = cfg.n_modalities
     s = validate(source, modality, n_samples, latent_steps, latent_step_size, data_steps, data_step_size,
                  noise, seed, compare, M)
+    log.info("run: %s, modality %d, %d samples, seed %d", s.source, s.modality, s.n_samples, s.seed)
     x_obs, observed, preview = prepare_input(s, sketch, upload, cfg)
     conditioned = observed is not None
     obs_m = s.modality if conditioned else None
@@ -371,7 +367,8 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
     energy_rows, post_rows = [], []
     noise_x = noise_title = None
     interval = 1.0 / fps() if fps() > 0 else 0.0
-    last_yield = last_plot = 0.0
+    last_yield = 0.0
+    last_plot = time.perf_counter()  # the first plots come a moment after the first frame
     frames_dir = _tmpdir("frames", max_age=600)
     status = ""
     pred = None
@@ -401,7 +398,7 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
                      f"mean energy {frame.energy.mean():.2f}"
             now = time.perf_counter()
             plots, readout = (gr.skip(), gr.skip()), gr.skip()
-            if last or now - last_plot >= PLOT_INTERVAL or t == 0:
+            if last or now - last_plot >= PLOT_INTERVAL:
                 last_plot = now
                 pred = classify(frame.x)
                 plots = (_energy_df(energy_rows), _posterior_df(post_rows))
@@ -414,12 +411,14 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
             if wait > 0:
                 time.sleep(wait)
             last_yield = time.perf_counter()
+            if t == 0:
+                log.info("first frame ready")
             yield (grid, ngrid, preview if t == 0 else gr.skip(), *plots, readout, status,
                    gr.skip(), gr.skip(), gr.skip(), gr.skip())
-        status = f"✅ Done: {n_frames} frames. " + coherence_line(pred, obs_m) + \
+        status = f"**Done:** {n_frames} frames. " + coherence_line(pred, obs_m) + \
                  " Drag the slider below the grid to scrub through the steps."
     except ChainDiverged as e:
-        status = f"⚠️ **Stopped: {e}** The frames up to that point are kept (scrub through them)."
+        status = f"**Stopped: {e}** The frames up to that point are kept (scrub through them)."
         gr.Warning(str(e))
         pred = classify(torch.from_numpy(record["frames"][-1]).float() / 255) if record["frames"] else None
     finally:
@@ -441,12 +440,18 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
     yield (*[gr.skip()] * (len(RUN_OUTPUTS) - 2), gif, png)
 
 
+def _long_df(rows, value):
+    """Long format for gr.LinePlot, typed even when empty (an untyped empty frame makes the x axis nominal)."""
+    df = pd.DataFrame(rows, columns=["step", value, "chain", "stage"])
+    return df.astype({"step": "int64", value: "float64", "chain": "object", "stage": "object"})
+
+
 def _energy_df(rows):
-    return pd.DataFrame(rows, columns=["step", "energy", "chain", "stage"])
+    return _long_df(rows, "energy")
 
 
 def _posterior_df(rows):
-    return pd.DataFrame(rows, columns=["step", "log_posterior", "chain", "stage"])
+    return _long_df(rows, "log_posterior")
 
 
 def scrub(index, record):
@@ -545,6 +550,11 @@ def example_paths() -> list[str]:
     return sorted(str(p) for p in ASSETS.glob("example_*.png"))
 
 
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+           "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"]
+CHAIN_COLORS = {**{f"sample {i + 1}": c for i, c in enumerate(PALETTE)}, "from noise (mean)": "#888888"}
+
+
 def build_demo() -> gr.Blocks:
     cfg = model_config()
     M = cfg.n_modalities
@@ -591,9 +601,11 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     energy_plot = gr.LinePlot(_energy_df([]), x="step", y="energy", color="chain",
                                               title="EBM energy (lower = more data-like)", x_title="frame",
+                                              color_map=CHAIN_COLORS,
                                               height=260, elem_id="energy_plot")
                     posterior_plot = gr.LinePlot(_posterior_df([]), x="step", y="log_posterior", color="chain",
                                                  title="log-posterior of z (higher = explains the input)",
+                                                 color_map=CHAIN_COLORS,
                                                  x_title="frame", height=260, elem_id="posterior_plot")
                 readout = gr.Dataframe(label="Classifier read-out: digit · confidence per image", elem_id="readout",
                                        interactive=False, wrap=True)
@@ -627,8 +639,8 @@ def build_demo() -> gr.Blocks:
         stop_btn.click(None, None, None, cancels=[run_event])
         scrub_slider.release(scrub, [scrub_slider, record], [grid, noise_grid], api_name="scrub",
                              show_progress="hidden")
-        scrub_slider.change(scrub, [scrub_slider, record], [grid, noise_grid], api_visibility="private",
-                            show_progress="hidden", trigger_mode="always_last")
+        scrub_slider.input(scrub, [scrub_slider, record], [grid, noise_grid], api_visibility="private",
+                           show_progress="hidden", trigger_mode="always_last")
         preset.change(apply_preset, preset, [latent_steps, latent_step_size, data_steps, data_step_size, noise, watch],
                       api_name="preset")
         sketch.change(None, None, source, js="() => 'draw'")

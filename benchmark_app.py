@@ -67,6 +67,7 @@ def http(checkpoint, repeats):
                 stamps.append(time.perf_counter() - t0)
             job.result()
             rows.append((stamps[0], stamps[-2], stamps[-1], (len(stamps) - 1) / (stamps[-2] - stamps[0])))
+        print("server log:", tmp / "app.log") if os.environ.get("BENCH_DEBUG") else None
         return rows, url, proc, tmp
     except BaseException:
         stop_app(proc)
@@ -78,16 +79,22 @@ def browser(url, repeats):
 
     args = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-    watch = """() => { window.__changes = []; const t0 = performance.now();
+    watch = """() => { (window.__observers || []).forEach(o => o.disconnect()); window.__observers = [];
+      window.__changes = []; const t0 = performance.now();
       const note = () => { const img = document.querySelector('#grid img');
         const src = img && img.getAttribute('src');
         if (src && src !== window.__last) { window.__last = src; window.__changes.push(performance.now() - t0); } };
-      new MutationObserver(note).observe(document.querySelector('#grid'), {subtree: true, childList: true, attributes: true}); }"""
+      const obs = new MutationObserver(note); window.__observers.push(obs);
+      obs.observe(document.querySelector('#grid'), {subtree: true, childList: true, attributes: true}); }"""
     rows = []
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         page = b.new_page(viewport={"width": 1600, "height": 1100})
         page.goto(url)
+        if os.environ.get("BENCH_DEBUG"):
+            t00 = time.perf_counter()
+            page.on("request", lambda r: print(f"{time.perf_counter() - t00:.3f} {r.method} {r.url[len(url):][:60]}")
+                    if "/gradio_api/file=" not in r.url else None)
         page.get_by_role("tab", name="Upload").click()
         page.locator("#upload input[type=file]").set_input_files(EXAMPLE)
         expect(page.locator("#source input[value=upload]")).to_be_checked()
@@ -95,13 +102,17 @@ def browser(url, repeats):
         for i in range(repeats + 1):
             page.evaluate("() => { window.__last = document.querySelector('#grid img')?.getAttribute('src'); }")
             page.evaluate(watch)
+            if os.environ.get("BENCH_DEBUG"):
+                print(f"{time.perf_counter() - t00:.3f} click")
             page.locator("#run").click()
+            expect(page.locator("#status")).not_to_contain_text("Done", timeout=10000)
             expect(page.locator("#status")).to_contain_text("Done", timeout=60000)
             page.wait_for_timeout(300)
             ch = page.evaluate("() => window.__changes")
+            if os.environ.get("BENCH_DEBUG"):
+                print([round(c) for c in ch])
             if i and len(ch) > 2:  # the first run warms up
                 rows.append((ch[0] / 1000, ch[-1] / 1000, None, (len(ch) - 1) / ((ch[-1] - ch[0]) / 1000)))
-            page.evaluate("() => { document.querySelector('#status').innerText = ''; }")
         b.close()
     return rows
 
@@ -123,8 +134,9 @@ def main():
     a = p.parse_args()
     print(f"default chain: 4 samples, side-by-side on, MEBM_FPS={os.environ.get('MEBM_FPS', '40')}, "
           f"{os.cpu_count()} CPU cores, torch threads 1 per chain")
-    rows, n = direct(a.checkpoint, a.repeats)
-    report("direct", rows, n)
+    if not os.environ.get("BENCH_SKIP_DIRECT"):
+        rows, n = direct(a.checkpoint, a.repeats)
+        report("direct", rows, n)
     if a.no_http:
         return
     rows, url, proc, tmp = http(a.checkpoint, a.repeats)
