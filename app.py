@@ -360,6 +360,8 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
         noise_chain = conditional_sampling(model, x_in, observed, n=s.n_samples, data_init="noise",
                                            generator=torch.Generator().manual_seed(s.seed), **{**kw, "latent_steps": 0})
         next(noise_chain)  # its proposal frame: unused, the noise chain starts at the data stage
+        pending = next(noise_chain)  # its data step 0 (the noise), shown once the data stage begins
+        noise_start = float(pending.energy.mean())
     latent_frames = s.latent_steps + 1 if conditioned and s.latent_steps > 0 else 0
     n_frames = 1 + latent_frames + s.data_steps + 1
     totals = {"proposal": 0, "latent": s.latent_steps, "data": s.data_steps}
@@ -376,23 +378,22 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
         for t, frame in enumerate(chain):
             if noise_chain is not None:
                 if frame.stage == "data":
-                    nf = next(noise_chain)
+                    nf, pending = (pending, None) if pending is not None else (next(noise_chain), None)
                     noise_x = to_uint8(nf.x)
                     noise_title = f"same steps from noise · step {nf.step}/{s.data_steps}"
-                    energy_rows.append((t, float(nf.energy.mean()), "from noise (mean)", "data"))
-                elif noise_x is None:
+                    energy_rows.append((t, float(nf.energy.mean()), "from noise: mean", "data"))
+                else:  # flat until the data stage: the noise is waiting
                     noise_title = "from noise: waits for the data stage"
+                    energy_rows.append((t, noise_start, "from noise: mean", frame.stage))
             x8 = to_uint8(frame.x)
             title = frame_title(frame.stage, frame.step, totals[frame.stage], t, n_frames)
             record["frames"].append(x8)
             record["titles"].append(title)
             record["noise"].append(noise_x)
             record["noise_titles"].append(noise_title)
-            for b, e in enumerate(frame.energy.tolist()):
-                energy_rows.append((t, e, f"sample {b + 1}", frame.stage))
+            energy_rows += summary_rows(t, frame.energy, frame.stage)
             if frame.log_posterior is not None:
-                for b, lp in enumerate(frame.log_posterior.tolist()):
-                    post_rows.append((t, lp, f"sample {b + 1}", frame.stage))
+                post_rows += summary_rows(t, frame.log_posterior, frame.stage)
             last = t == n_frames - 1
             status = f"**{STAGE_LABELS[frame.stage]}**, step {frame.step}/{totals[frame.stage]} · " \
                      f"mean energy {frame.energy.mean():.2f}"
@@ -438,6 +439,17 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
            gr.update(minimum=0, maximum=max(k, 1), value=k, step=1, interactive=True), gr.skip(), gr.skip())
     gif, png = write_downloads(record, f"{s.seed}_{time.time_ns()}")  # after the last frame is shown
     yield (*[gr.skip()] * (len(RUN_OUTPUTS) - 2), gif, png)
+
+
+SERIES = ("samples: mean", "samples: lowest", "samples: highest", "from noise: mean")
+CHAIN_COLORS = dict(zip(SERIES, ("#1f4e9c", "#7fa7e0", "#0b1f4a", "#d62728")))
+
+
+def summary_rows(t, values: torch.Tensor, stage: str):
+    """Mean, lowest and highest over the samples: a fixed set of series (Gradio 6.31's LinePlot keeps
+    the colour domain of its first data, so the series must not change from run to run)."""
+    return [(t, float(values.mean()), SERIES[0], stage), (t, float(values.min()), SERIES[1], stage),
+            (t, float(values.max()), SERIES[2], stage)]
 
 
 def _long_df(rows, value):
@@ -550,11 +562,6 @@ def example_paths() -> list[str]:
     return sorted(str(p) for p in ASSETS.glob("example_*.png"))
 
 
-PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
-           "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"]
-CHAIN_COLORS = {**{f"sample {i + 1}": c for i, c in enumerate(PALETTE)}, "from noise (mean)": "#888888"}
-
-
 def build_demo() -> gr.Blocks:
     cfg = model_config()
     M = cfg.n_modalities
@@ -599,11 +606,11 @@ def build_demo() -> gr.Blocks:
                 scrub_slider = gr.Slider(0, 1, value=0, step=1, label="Scrub through the recorded steps (after a run)",
                                          interactive=False, elem_id="scrub")
                 with gr.Row():
-                    energy_plot = gr.LinePlot(_energy_df([]), x="step", y="energy", color="chain",
+                    energy_plot = gr.LinePlot(None, x="step", y="energy", color="chain",
                                               title="EBM energy (lower = more data-like)", x_title="frame",
                                               color_map=CHAIN_COLORS,
                                               height=260, elem_id="energy_plot")
-                    posterior_plot = gr.LinePlot(_posterior_df([]), x="step", y="log_posterior", color="chain",
+                    posterior_plot = gr.LinePlot(None, x="step", y="log_posterior", color="chain",
                                                  title="log-posterior of z (higher = explains the input)",
                                                  color_map=CHAIN_COLORS,
                                                  x_title="frame", height=260, elem_id="posterior_plot")
