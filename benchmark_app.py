@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parent
 EXAMPLE = str(ROOT / "assets/example_7.png")
 
 
+COMPARE = True  # the side-by-side view (on by default in the app); --no-compare turns it off
+
+
 def direct(checkpoint, repeats):
     import torch
 
@@ -32,7 +35,7 @@ def direct(checkpoint, repeats):
     app.setup(checkpoint=checkpoint, offline=True)
     cfg = app.model_config()
     args = ("upload", None, EXAMPLE, 0, 4, cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
-            cfg.data_step_size, True, 0, True)
+            cfg.data_step_size, True, 0, COMPARE)
     list(app.run_chain(*args))  # warm-up
     rows = []
     for _ in range(repeats):
@@ -56,7 +59,7 @@ def http(checkpoint, repeats):
         c = Client(url, verbose=False, download_files=False)
         cfg = app.ModelConfig()
         args = ("upload", None, handle_file(EXAMPLE), 0, 4, cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
-                cfg.data_step_size, True, 0, True)
+                cfg.data_step_size, True, 0, COMPARE)
         c.submit(*args, api_name="/run").result()
         rows = []
         for _ in range(repeats):
@@ -91,6 +94,8 @@ def browser(url, repeats):
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         page = b.new_page(viewport={"width": 1600, "height": 1100})
         page.goto(url)
+        if not COMPARE:
+            page.locator("#compare input").uncheck()
         if os.environ.get("BENCH_DEBUG"):
             t00 = time.perf_counter()
             page.on("request", lambda r: print(f"{time.perf_counter() - t00:.3f} {r.method} {r.url[len(url):][:60]}")
@@ -131,8 +136,11 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-http", action="store_true")
     p.add_argument("--no-browser", action="store_true")
+    p.add_argument("--no-compare", action="store_true", help="side-by-side view off")
     a = p.parse_args()
-    print(f"default chain: 4 samples, side-by-side on, MEBM_FPS={os.environ.get('MEBM_FPS', '40')}, "
+    global COMPARE
+    COMPARE = not a.no_compare
+    print(f"default chain: 4 samples, side-by-side {'on' if COMPARE else 'off'}, MEBM_FPS={os.environ.get('MEBM_FPS', '40')}, "
           f"{os.cpu_count()} CPU cores, torch threads 1 per chain")
     if not os.environ.get("BENCH_SKIP_DIRECT"):
         rows, n = direct(a.checkpoint, a.repeats)
