@@ -99,7 +99,8 @@ class TrainConfig:
     # loss weights
     teach_weight: float = 0.1         # lambda_S: generator pulled toward its EBM-revised samples
     inference_teach_weight: float = 0.1  # lambda_I: inference fits the latents behind revised samples
-    inference_kl_weight: float = 1.0  # beta_I: KL(q(z | x_m) || N(0, I)) beside the fit to revised latents
+    elbo_weight: float = 1.0          # the MoE ELBO kept beside the revision losses (full / noise_init);
+                                      # 0 = revision losses alone, which drifted in our runs (README)
     energy_l2: float = 0.01           # penalty on squared energies (keeps the EBM bounded)
     explode_threshold: float = 1e4    # divergence guard on |EBM loss|
     # bookkeeping

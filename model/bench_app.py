@@ -1,6 +1,6 @@
 """Speed of the demo with its default settings (4 samples x M modalities, side-by-side view on).
 
-    python benchmark_app.py [--checkpoint checkpoints/mebm] [--repeats 5] [--no-http] [--no-browser]
+    python -m model.bench_app [--checkpoint checkpoints/mebm] [--repeats 5] [--no-http] [--no-browser]
 
 Three measurements, each the median over --repeats runs of the default chain on MNIST example 7:
   direct   run_chain() called in-process: time to the first frame, to the last chain frame, to the
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = str(ROOT / "assets/example_7.png")
 
 

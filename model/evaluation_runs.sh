@@ -17,8 +17,8 @@ TRAIN="--mnist $MNIST --iters 100000 --max-minutes $BUDGET --eval-every 250 --sa
 
 # 2. the peers (MultiVae in its own venv; see requirements-peer.txt)
 [ -x .venv-peer/bin/python ] || { python -m venv .venv-peer && .venv-peer/bin/pip install -r requirements.txt -r requirements-peer.txt; }
-.venv-peer/bin/python -m peer.mmvae_plus --model mmvaeplus --mnist $MNIST --minutes $BUDGET --out runs/peer_mmvaeplus
-.venv-peer/bin/python -m peer.mmvae_plus --model mopoe     --mnist $MNIST --minutes $BUDGET --out runs/peer_mopoe
+.venv-peer/bin/python -m model.peer_mmvae_plus --model mmvaeplus --mnist $MNIST --minutes $BUDGET --out runs/peer_mmvaeplus
+.venv-peer/bin/python -m model.peer_mmvae_plus --model mopoe     --mnist $MNIST --minutes $BUDGET --out runs/peer_mopoe
 
 # 3. the evaluation (same classifiers, same test tuples, same seeds)
 for run in full vae noise_init no_latent_revision; do

@@ -1,1 +1,0 @@
-"""Peers trained on our PolyMNIST-style tensors and scored by model.evaluate."""
