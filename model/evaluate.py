@@ -40,6 +40,12 @@ STAGE_LABELS = {"proposal": "generator proposal", "latent": "latent-revised",
                 "data": "MCMC-revised (latent + data)"}
 
 
+def stage_label(r: dict, stage: str) -> str:
+    if stage == "data" and (r["settings"].get("chains") or {}).get("data_init") == "noise":
+        return "EBM chain from noise (observed clamped)"
+    return STAGE_LABELS.get(stage, stage)
+
+
 class EvalError(RuntimeError):
     """A missing or mismatched input (checkpoint, classifier, data, dump)."""
 
@@ -75,15 +81,17 @@ def _generator(seed: int, *key: int) -> torch.Generator:
 class ModelSampler:
     """Our model: proposals, latent-revised and MCMC-revised samples (model.langevin's chains)."""
 
-    def __init__(self, model, variant: str = "full", latent_steps=None, data_steps=None):
+    def __init__(self, model, variant: str = "full", latent_steps=None, data_steps=None, data_init=None):
         self.model, self.variant = model.eval(), variant
         self.latent_steps, self.data_steps = latent_steps, data_steps
         self.has_ebm = variant != "vae"
+        # an EBM trained on chains from noise is sampled the way it was trained (the curve shows both)
+        self.data_init = data_init or ("noise" if variant == "noise_init" else "generator")
         self.cond_stages = ("proposal", "latent", "data") if self.has_ebm else ("proposal", "latent")
         self.prior_stages = ("proposal", "data") if self.has_ebm else ("proposal",)
 
     def _kw(self):
-        kw = {"data_steps": 0 if not self.has_ebm else self.data_steps}
+        kw = {"data_steps": 0 if not self.has_ebm else self.data_steps, "data_init": self.data_init}
         if self.latent_steps is not None:
             kw["latent_steps"] = self.latent_steps
         return kw
@@ -356,7 +364,7 @@ def markdown(r: dict) -> str:
     for stage in r["stages"]:
         c = r["conditional"].get(stage)
         p = r["prior"].get(stage, {})
-        row = [STAGE_LABELS.get(stage, stage)] + [_pct(c["by_size"][str(k)]) if c else "–" for k in range(1, M)]
+        row = [stage_label(r, stage)] + [_pct(c["by_size"][str(k)]) if c else "–" for k in range(1, M)]
         row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
                 _fd(p.get("fd_mean"))]
         lines.append("| " + " | ".join(row) + " |")
@@ -367,7 +375,7 @@ def markdown(r: dict) -> str:
               "| stage | " + " | ".join(f"m{m}" for m in range(M)) + " |", "|---|" + "---|" * M]
     for stage, p in r["prior"].items():
         if "fd" in p:
-            lines.append(f"| {STAGE_LABELS.get(stage, stage)} | " + " | ".join(_fd(v) for v in p["fd"]) + " |")
+            lines.append(f"| {stage_label(r, stage)} | " + " | ".join(_fd(v) for v in p["fd"]) + " |")
     ref = r.get("reference", {})
     if ref:
         lines += ["", f"Reference, real test tuples: joint coherence {_pct(ref['joint_coherence_real'])} %, "
@@ -427,7 +435,7 @@ def evaluate(args) -> dict:
     model = None
     if args.checkpoint:
         model, source = load_checkpoint(args.checkpoint, args.variant)
-        sampler = ModelSampler(model, source["variant"], args.latent_steps, args.data_steps)
+        sampler = ModelSampler(model, source["variant"], args.latent_steps, args.data_steps, args.data_init)
         M, data_seed = model.config.n_modalities, model.config.data_seed
         name = args.name or Path(args.checkpoint).resolve().parent.name
     else:
@@ -483,7 +491,8 @@ def evaluate(args) -> dict:
         settings["chains"] = {
             "latent_steps": ls, "latent_step_size": cfg.latent_step_size, "latent_noise": cfg.latent_noise,
             "latent_temperature": cfg.latent_temperature,
-            "data_steps": ds if sampler.has_ebm else 0, "data_step_size": cfg.data_step_size,
+            "data_steps": ds if sampler.has_ebm else 0, "data_init": sampler.data_init,
+            "data_step_size": cfg.data_step_size,
             "data_noise": cfg.data_noise, "data_temperature": cfg.data_temperature}
     r = {"name": name, "source": source, "settings": settings, "stages": stages, "summary": summary,
          "conditional": cond, "prior": prior, "reference": reference, "curve": curve,
@@ -499,8 +508,33 @@ def evaluate(args) -> dict:
     return r
 
 
-def compare(paths, out, names=None) -> str:
-    """The combined table of several metrics.json files and the headline plane (FD vs coherence)."""
+def plot_trend(runs, xs, xlabel, path):
+    """Each summary metric (proposal and revised) against a number per run, e.g. the training data steps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, key, label in zip(axes, ("coherence_cond1", "coherence_joint", "fd_mean"),
+                              ("coherence, 1 observed modality", "joint coherence", "Fréchet distance")):
+        for stage, style in (("proposal", "o--"), ("revised", "s-")):
+            pts = [(x, r["summary"][stage].get(key)) for x, r in zip(xs, runs)
+                   if r["summary"][stage].get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), style, label=stage)
+        ax.set_xlabel(xlabel)
+        ax.set_xticks(xs)
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def compare(paths, out, names=None, x=None, xlabel="training data-space Langevin steps") -> str:
+    """The combined table of several metrics.json files and the headline plane (FD vs coherence).
+    With ``x`` (one number per file), also each metric against it (trend.png), e.g. the step ablation."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -524,7 +558,7 @@ def compare(paths, out, names=None) -> str:
     for r in runs:
         for stage in r["stages"]:
             c, p = r["conditional"].get(stage), r["prior"].get(stage, {})
-            row = [r["name"], STAGE_LABELS.get(stage, stage)]
+            row = [r["name"], stage_label(r, stage)]
             row += [_pct(c["by_size"][str(k)]) if c else "–" for k in range(1, M)]
             row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
                     _fd(p.get("fd_mean"))]
@@ -557,6 +591,10 @@ def compare(paths, out, names=None) -> str:
     fig.savefig(out / "headline.png", dpi=120)
     plt.close(fig)
     (out / "comparison.json").write_text(json.dumps({r["name"]: r["summary"] for r in runs}, indent=2))
+    if x is not None:
+        if len(x) != len(runs):
+            raise EvalError(f"--x has {len(x)} numbers for {len(runs)} metrics files")
+        plot_trend(runs, x, xlabel, out / "trend.png")
     return md
 
 
@@ -580,6 +618,8 @@ def parse_args(argv=None):
     p.add_argument("--curve-steps", default="0,5,10,20,30,60", help="data-Langevin step counts of the curve ('' = off)")
     p.add_argument("--latent-steps", type=int, default=None, help="override the model's test-time latent steps")
     p.add_argument("--data-steps", type=int, default=None, help="override the model's test-time data steps")
+    p.add_argument("--data-init", choices=("generator", "noise"), default=None,
+                   help="start of the data chains (default: noise for a 'noise_init' checkpoint, else the generator)")
     p.add_argument("--inception", default=None, help="torchvision inception_v3 state_dict file: FD on its pool features")
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -601,9 +641,13 @@ def main(argv=None):
             p.add_argument("metrics", nargs="+", help="metrics.json files written by python -m model.evaluate")
             p.add_argument("--out", required=True)
             p.add_argument("--names", default=None, help="comma-separated display names, one per file")
+            p.add_argument("--x", default=None, help="comma-separated numbers, one per file (e.g. the training "
+                           "data steps of a step ablation): also plot every metric against them (trend.png)")
+            p.add_argument("--x-label", default="training data-space Langevin steps")
             a = p.parse_args(argv[1:])
-            print(compare(a.metrics, a.out, a.names.split(",") if a.names else None))
-            print(f"wrote {a.out}/comparison.md, comparison.json, headline.png")
+            x = [float(v) for v in a.x.split(",")] if a.x else None
+            print(compare(a.metrics, a.out, a.names.split(",") if a.names else None, x, a.x_label))
+            print(f"wrote {a.out}/comparison.md, comparison.json, headline.png" + (", trend.png" if x else ""))
             return
         a = parse_args(argv)
         r = evaluate(a)

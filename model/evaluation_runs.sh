@@ -1,32 +1,58 @@
 #!/usr/bin/env bash
-# The runs behind the results table: the method, its three ablations, the MultiVae peer(s), each
-# scored by the same evaluator, then the combined table and the headline FD-vs-coherence figure.
-# Every model gets the same wall-clock budget (BUDGET minutes, warm-up included; every variant
-# begins with the same deterministic 3,000-iteration MoE-VAE warm-up). Run from the repo root.
-# Steps are independent: comment out what has already been run.
+# The runs behind the results table of README.md, in the order they were run (2 CPU cores, two jobs
+# at a time, each on one thread). Every model of the table gets the same wall-clock budget, BUDGET
+# minutes, warm-up included: every variant of ours begins with the same deterministic 3,000-iteration
+# MoE-VAE warm-up (11.6 min), then continues as its variant. The peer trains from scratch for the
+# same BUDGET (plus a longer point). Run from the repository root; steps are independent.
 set -euo pipefail
 MNIST=${MNIST:-../shared/data/mnist.npz}
-BUDGET=${BUDGET:-75}
-EVAL=${EVAL:-"--n-cond 1000 --n-joint 10000 --n-fid 10000 --n-curve 1000 --curve-steps 0,5,10,20,30,60"}
-TRAIN="--mnist $MNIST --iters 100000 --max-minutes $BUDGET --eval-every 250 --sample-every 250 --ckpt-every 250"
+BUDGET=${BUDGET:-60}
+PY=.venv/bin/python
+export OMP_WAIT_POLICY=PASSIVE
+TRAIN="--mnist $MNIST --resume --iters 100000 --threads 1 --eval-every 250 --sample-every 250 --ckpt-every 250"
+EVAL="--mnist $MNIST --threads 1 --n-cond 500 --n-joint 10000 --n-fid 10000"
 
-# 1. the method and its ablations (model.train; variant names from TrainConfig)
-.venv/bin/python -m model.train $TRAIN --out-dir runs/full                                      # the method
-.venv/bin/python -m model.train $TRAIN --variant vae                --out-dir runs/vae                 # no EBM (MoE VAE)
-.venv/bin/python -m model.train $TRAIN --variant noise_init         --out-dir runs/noise_init          # EBM chains from noise
-.venv/bin/python -m model.train $TRAIN --variant no_latent_revision --out-dir runs/no_latent_revision  # ELBO, no latent chain
+from_warmup() {  # a run folder that starts from the shared warm-up checkpoint
+  mkdir -p runs/$1 && cp -r runs/warmup/checkpoint_warmup runs/$1/checkpoint \
+    && cp -r runs/warmup/checkpoint_warmup runs/$1/checkpoint_warmup && cp runs/warmup/train_config.json runs/$1/
+}
 
-# 2. the peers (MultiVae in its own venv; see requirements-peer.txt)
-[ -x .venv-peer/bin/python ] || { python -m venv .venv-peer && .venv-peer/bin/pip install -r requirements.txt -r requirements-peer.txt; }
-.venv-peer/bin/python -m model.peer_mmvae_plus --model mmvaeplus --mnist $MNIST --minutes $BUDGET --out runs/peer_mmvaeplus
-.venv-peer/bin/python -m model.peer_mmvae_plus --model mopoe     --mnist $MNIST --minutes $BUDGET --out runs/peer_mopoe
+# 0. the judges and the shared warm-up
+$PY -m model.classifier --mnist $MNIST --out checkpoints/classifier
+$PY -m model.train --mnist $MNIST --out-dir runs/warmup --variant vae --iters 3000 --warmup-iters 3000
+
+# 1. the method and its three ablations (variant names from TrainConfig)
+for v in full noise_init no_latent_revision vae; do
+  from_warmup $v
+  $PY -m model.train $TRAIN --out-dir runs/$v --variant $v --max-minutes $BUDGET
+done
+
+# 2. the peer (MultiVae in its own venv): BUDGET minutes (dumped at that point), then on to a longer budget
+[ -x .venv-peer/bin/python ] || { python3 -m venv .venv-peer && .venv-peer/bin/pip install -r requirements.txt -r requirements-peer.txt; }
+.venv-peer/bin/python -m model.peer_mmvae_plus --model mmvaeplus --mnist $MNIST --minutes 75 --dump-at $BUDGET \
+  --eval-every-min 10 --n-cond 500 --n-prior 10000 --threads 1 --out runs/peer_mmvaeplus
 
 # 3. the evaluation (same classifiers, same test tuples, same seeds)
-for run in full vae noise_init no_latent_revision; do
-  .venv/bin/python -m model.evaluate --checkpoint runs/$run/checkpoint --mnist $MNIST $EVAL --out runs/$run/eval
+for v in full noise_init no_latent_revision; do
+  $PY -m model.evaluate --checkpoint runs/$v/checkpoint $EVAL --n-curve 500 --curve-steps 0,10,30,60 --out runs/$v/eval10k
 done
-for peer in mmvaeplus mopoe; do
-  .venv/bin/python -m model.evaluate --samples runs/peer_$peer/samples.npz --mnist $MNIST $EVAL --out runs/peer_$peer/eval
+$PY -m model.evaluate --checkpoint runs/vae/checkpoint $EVAL --out runs/vae/eval10k
+$PY -m model.evaluate --samples runs/peer_mmvaeplus/at${BUDGET}min/samples.npz $EVAL --out runs/peer_mmvaeplus/at${BUDGET}min/eval10k
+$PY -m model.evaluate --samples runs/peer_mmvaeplus/samples.npz $EVAL --out runs/peer_mmvaeplus/eval10k
+$PY -m model.evaluate compare runs/{full,noise_init,no_latent_revision,vae}/eval10k/metrics.json \
+  runs/peer_mmvaeplus/at${BUDGET}min/eval10k/metrics.json runs/peer_mmvaeplus/eval10k/metrics.json \
+  --names "full method,EBM chains from noise,no latent revision,MoE VAE (no EBM),MMVAE+ ($BUDGET min),MMVAE+ (75 min)" \
+  --out runs/compare
+
+# 4. the step ablation: 10 / 30 / 60 data-space Langevin steps per training iteration, short runs
+#    (10 min after the warm-up), quick evaluation; trend.png plots each metric against the steps
+for s in 10 60 30; do
+  from_warmup steps$s
+  $PY -m model.train $TRAIN --out-dir runs/steps$s --variant full --data-steps $s --max-minutes 21.6
 done
-.venv/bin/python -m model.evaluate compare runs/{full,noise_init,no_latent_revision,vae,peer_mmvaeplus,peer_mopoe}/eval/metrics.json \
-  --names "full,EBM from noise,no latent revision,MoE VAE (no EBM),MMVAE+,MoPoE" --out runs/compare
+for s in 10 30 60; do
+  $PY -m model.evaluate --checkpoint runs/steps$s/checkpoint --mnist $MNIST --threads 1 --n-cond 200 \
+    --n-joint 2000 --n-fid 2000 --n-curve 0 --out runs/steps$s/evalq
+done
+$PY -m model.evaluate compare runs/steps{10,30,60}/evalq/metrics.json --names "10 steps,30 steps,60 steps" \
+  --x 10,30,60 --out runs/compare_steps

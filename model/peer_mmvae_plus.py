@@ -97,6 +97,30 @@ def quick_coherence(model, clf, test, n, M) -> dict:
     return {"coherence_cond1": float(np.mean(cond)), "coherence_joint": joint_coherence(clf, prior(model, n, M))}
 
 
+@torch.no_grad()
+def dump(model, test, a, out: Path, it: int, minutes: float):
+    """Write the evaluator's dump: conditionals for the evaluator's test tuples, and prior samples."""
+    model.eval()
+    M = a.modalities
+    out.mkdir(parents=True, exist_ok=True)
+    idx = eval_indices(len(test), a.n_cond, a.seed)
+    conds = {s: {"proposal": []} for s in subsets(M)}
+    for i in tqdm(range(0, len(idx), 500), desc="dump: conditionals"):
+        x, _ = test.batch(torch.as_tensor(idx[i:i + 500]))
+        for s in subsets(M):
+            conds[s]["proposal"].append(conditional(model, x, list(s)))
+    conds = {s: {"proposal": torch.cat(v["proposal"])} for s, v in conds.items()}
+    joint = torch.cat([prior(model, min(500, a.n_prior - i), M) for i in tqdm(range(0, a.n_prior, 500),
+                                                                              desc="dump: prior")])
+    name = {"mmvaeplus": "MMVAE+ (MultiVae)", "mopoe": "MoPoE (MultiVae)"}[a.model]
+    save_dump(out / "samples.npz", conds, idx, {"proposal": joint},
+              {"name": name, "n_modalities": M, "data_seed": a.data_seed, "iterations": it,
+               "train_minutes": minutes, "library": "multivae==1.0.3"})
+    print(f"wrote {out}/samples.npz ({it} iterations, {minutes:.1f} min); score it with: python -m model.evaluate "
+          f"--samples {out}/samples.npz --mnist {a.mnist or 'PATH'} --n-cond {a.n_cond} --n-joint {a.n_prior} "
+          f"--n-fid {a.n_prior} --seed {a.seed} --out {out}/eval", flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=("mmvaeplus", "mopoe"), default="mmvaeplus")
@@ -123,6 +147,8 @@ def main(argv=None):
     p.add_argument("--n-prior", type=int, default=10000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--dump-at", default="", help="comma-separated training minutes at which to also write a dump "
+                   "to OUT/at<N>min/ (its time is not counted in the budget), e.g. the ablations' budget")
     a = p.parse_args(argv)
 
     from model.classifier import Classifiers
@@ -147,6 +173,7 @@ def main(argv=None):
     log = open(out / "log.jsonl", "w")
     g = torch.Generator().manual_seed(a.seed)
     t0, next_eval, it = time.time(), a.eval_every_min * 60, 0
+    dumps_due = sorted(float(m) for m in a.dump_at.split(",") if m.strip())
     bar = tqdm(desc=f"{a.model} ({a.minutes} min)", dynamic_ncols=True)
     while it < a.max_iters and time.time() - t0 < 60 * a.minutes:
         model.train()
@@ -170,6 +197,12 @@ def main(argv=None):
         if it % 10 == 0 or "coherence_cond1" in rec:
             log.write(json.dumps(rec) + "\n")
             log.flush()
+        if dumps_due and time.time() - t0 >= 60 * dumps_due[0]:
+            paused = time.time()
+            at = out / f"at{dumps_due.pop(0):g}min"
+            dump(model, test, a, at, it, (paused - t0) / 60)
+            model.save(str(at / "model"))
+            t0 += time.time() - paused   # the dump is not training time
     bar.close()
     model.eval()
     final = {"iteration": it, "minutes": (time.time() - t0) / 60}
@@ -180,23 +213,7 @@ def main(argv=None):
     print(f"trained {it} iterations in {final['minutes']:.1f} min: {final}")
     model.save(str(out / "model"))
 
-    # the dump: conditionals for the evaluator's test tuples, and prior samples
-    idx = eval_indices(len(test), a.n_cond, a.seed)
-    conds = {s: {"proposal": []} for s in subsets(M)}
-    for i in tqdm(range(0, len(idx), 500), desc="dump: conditionals"):
-        x, _ = test.batch(torch.as_tensor(idx[i:i + 500]))
-        for s in subsets(M):
-            conds[s]["proposal"].append(conditional(model, x, list(s)))
-    conds = {s: {"proposal": torch.cat(v["proposal"])} for s, v in conds.items()}
-    joint = torch.cat([prior(model, min(500, a.n_prior - i), M) for i in tqdm(range(0, a.n_prior, 500),
-                                                                              desc="dump: prior")])
-    name = {"mmvaeplus": "MMVAE+ (MultiVae)", "mopoe": "MoPoE (MultiVae)"}[a.model]
-    save_dump(out / "samples.npz", conds, idx, {"proposal": joint},
-              {"name": name, "n_modalities": M, "data_seed": a.data_seed, "iterations": it,
-               "train_minutes": final["minutes"], "library": "multivae==1.0.3"})
-    print(f"wrote {out}/samples.npz; score it with: python -m model.evaluate --samples {out}/samples.npz "
-          f"--mnist {a.mnist or 'PATH'} --n-cond {a.n_cond} --n-joint {a.n_prior} --n-fid {a.n_prior} "
-          f"--seed {a.seed} --out {out}/eval")
+    dump(model, test, a, out, it, final["minutes"])
 
 
 if __name__ == "__main__":

@@ -73,6 +73,19 @@ def test_evaluate_checkpoint_end_to_end(setup, ckpt_run):
     assert r2["conditional"] == r["conditional"] and r2["prior"] == r["prior"] and r2["curve"] is None
 
 
+def test_noise_init_variant_starts_data_chains_from_noise(setup, ckpt_run):
+    tmp, common = setup
+    assert ckpt_run["settings"]["chains"]["data_init"] == "generator"
+    main(["--checkpoint", str(tmp / "ckpt"), "--variant", "noise_init", "--out", str(tmp / "noise"), *common, *FAST,
+          "--curve-steps", ""])
+    r = json.loads((tmp / "noise" / "metrics.json").read_text())
+    assert r["settings"]["chains"]["data_init"] == "noise"
+    # same proposals (same seeds), different data-stage samples
+    assert r["prior"]["proposal"] == ckpt_run["prior"]["proposal"]
+    assert r["prior"]["data"]["fd"] != ckpt_run["prior"]["data"]["fd"]
+    assert "| EBM chain from noise (observed clamped) |" in (tmp / "noise" / "metrics.md").read_text()
+
+
 def test_vae_variant_has_no_data_stage(setup):
     tmp, common = setup
     main(["--checkpoint", str(tmp / "ckpt"), "--variant", "vae", "--out", str(tmp / "vae"), *common, *FAST])
@@ -106,6 +119,12 @@ def test_oracle_dump_scores_as_real_data_and_compare(setup, ckpt_run):
           "--out", str(tmp / "cmp"), "--names", "a,b"])
     md = (tmp / "cmp" / "comparison.md").read_text()
     assert md.count("| a |") == 3 and md.count("| b |") == 1 and (tmp / "cmp" / "headline.png").stat().st_size > 0
+    main(["compare", str(tmp / "out" / "metrics.json"), str(tmp / "oracle" / "metrics.json"),
+          "--out", str(tmp / "trend"), "--x", "10,30"])
+    assert (tmp / "trend" / "trend.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="--x has 1 numbers for 2"):
+        main(["compare", str(tmp / "out" / "metrics.json"), str(tmp / "oracle" / "metrics.json"),
+              "--out", str(tmp / "trend"), "--x", "10"])
 
 
 def test_clear_errors(setup, capsys):
