@@ -2,7 +2,7 @@
 # The runs behind the results table of README.md, in the order they were run (2 CPU cores, two jobs
 # at a time, each on one thread). Every model of the table gets the same wall-clock budget, BUDGET
 # minutes, warm-up included: every variant of ours begins with the same deterministic 3,000-iteration
-# MoE-VAE warm-up (11.6 min), then continues as its variant. The peer trains from scratch for the
+# MoE-VAE warm-up (11.5 min), then continues as its variant. The peer trains from scratch for the
 # same BUDGET. Run from the repository root; steps are independent.
 set -euo pipefail
 MNIST=${MNIST:-../shared/data/mnist.npz}
@@ -54,6 +54,10 @@ done
 for s in 10 30 60; do
   $PY -m model.evaluate --checkpoint runs/steps$s/checkpoint --mnist $MNIST --threads 1 --n-cond 200 \
     --n-joint 2000 --n-fid 2000 --n-curve 0 --out runs/steps$s/evalq
+done
+for s in 10 60; do   # the test chain matched to the training chain
+  $PY -m model.evaluate --checkpoint runs/steps$s/checkpoint --mnist $MNIST --threads 1 --n-cond 200 \
+    --n-joint 2000 --n-fid 2000 --n-curve 0 --data-steps $s --out runs/steps$s/evalq_matched
 done
 $PY -m model.evaluate compare runs/steps{10,30,60}/evalq/metrics.json --names "10 steps,30 steps,60 steps" \
   --x 10,30,60 --out runs/compare_steps
