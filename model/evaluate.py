@@ -547,6 +547,8 @@ def compare(paths, out, names=None, x=None, xlabel="training data-space Langevin
         if names:
             r["name"] = names[i]
         runs.append(r)
+    if x is not None and len(x) != len(runs):
+        raise EvalError(f"--x has {len(x)} numbers for {len(runs)} metrics files")
     spaces = {r["settings"]["feature_space"] for r in runs}
     M = runs[0]["settings"]["n_modalities"]
     lines = ["# Models compared", "", f"Fréchet distance feature space: {' / '.join(sorted(spaces))}."
@@ -592,8 +594,6 @@ def compare(paths, out, names=None, x=None, xlabel="training data-space Langevin
     plt.close(fig)
     (out / "comparison.json").write_text(json.dumps({r["name"]: r["summary"] for r in runs}, indent=2))
     if x is not None:
-        if len(x) != len(runs):
-            raise EvalError(f"--x has {len(x)} numbers for {len(runs)} metrics files")
         plot_trend(runs, x, xlabel, out / "trend.png")
     return md
 
