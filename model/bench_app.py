@@ -1,6 +1,7 @@
 """Speed of the demo with its default settings (4 samples x M modalities, side-by-side view on).
 
-    python -m model.bench_app [--checkpoint checkpoints/mebm] [--repeats 5] [--no-http] [--no-browser]
+    python -m model.bench_app [--checkpoint checkpoints/mebm] [--repeats 5] [--no-direct] [--no-http] [--no-browser]
+                              [--no-compare] [--debug]
 
 Three measurements, each the median over --repeats runs of the default chain on MNIST example 7:
   direct   run_chain() called in-process: time to the first frame, to the last chain frame, to the
@@ -23,10 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = str(ROOT / "assets/example_7.png")
 
 
-COMPARE = True  # the side-by-side view (on by default in the app); --no-compare turns it off
-
-
-def direct(checkpoint, repeats):
+def direct(checkpoint, repeats, compare=True):
     import torch
 
     import app
@@ -35,7 +33,7 @@ def direct(checkpoint, repeats):
     app.setup(checkpoint=checkpoint, offline=True)
     cfg = app.model_config()
     args = ("upload", None, EXAMPLE, 0, 4, cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
-            cfg.data_step_size, True, 0, COMPARE)
+            cfg.data_step_size, True, 0, compare)
     list(app.run_chain(*args))  # warm-up
     rows = []
     for _ in range(repeats):
@@ -46,7 +44,7 @@ def direct(checkpoint, repeats):
     return rows, n
 
 
-def http(checkpoint, repeats):
+def http(checkpoint, repeats, compare=True, debug=False):
     sys.path.insert(0, str(ROOT / "tests"))
     from gradio_client import Client, handle_file
     from helpers_app import start_app, stop_app
@@ -59,7 +57,7 @@ def http(checkpoint, repeats):
         c = Client(url, verbose=False, download_files=False)
         cfg = app.ModelConfig()
         args = ("upload", None, handle_file(EXAMPLE), 0, 4, cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
-                cfg.data_step_size, True, 0, COMPARE)
+                cfg.data_step_size, True, 0, compare)
         c.submit(*args, api_name="/run").result()
         rows = []
         for _ in range(repeats):
@@ -70,14 +68,15 @@ def http(checkpoint, repeats):
                 stamps.append(time.perf_counter() - t0)
             job.result()
             rows.append((stamps[0], stamps[-2], stamps[-1], (len(stamps) - 1) / (stamps[-2] - stamps[0])))
-        print("server log:", tmp / "app.log") if os.environ.get("BENCH_DEBUG") else None
+        if debug:
+            print("server log:", tmp / "app.log")
         return rows, url, proc, tmp
     except BaseException:
         stop_app(proc)
         raise
 
 
-def browser(url, repeats):
+def browser(url, repeats, compare=True, debug=False):
     from playwright.sync_api import expect, sync_playwright
 
     args = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking",
@@ -94,9 +93,9 @@ def browser(url, repeats):
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         page = b.new_page(viewport={"width": 1600, "height": 1100})
         page.goto(url)
-        if not COMPARE:
+        if not compare:
             page.locator("#compare input").uncheck()
-        if os.environ.get("BENCH_DEBUG"):
+        if debug:
             t00 = time.perf_counter()
             page.on("request", lambda r: print(f"{time.perf_counter() - t00:.3f} {r.method} {r.url[len(url):][:60]}")
                     if "/gradio_api/file=" not in r.url else None)
@@ -107,14 +106,14 @@ def browser(url, repeats):
         for i in range(repeats + 1):
             page.evaluate("() => { window.__last = document.querySelector('#grid img')?.getAttribute('src'); }")
             page.evaluate(watch)
-            if os.environ.get("BENCH_DEBUG"):
+            if debug:
                 print(f"{time.perf_counter() - t00:.3f} click")
             page.locator("#run").click()
             expect(page.locator("#status")).not_to_contain_text("Done", timeout=10000)
             expect(page.locator("#status")).to_contain_text("Done", timeout=60000)
             page.wait_for_timeout(300)
             ch = page.evaluate("() => window.__changes")
-            if os.environ.get("BENCH_DEBUG"):
+            if debug:
                 print([round(c) for c in ch])
             if i and len(ch) > 2:  # the first run warms up
                 rows.append((ch[0] / 1000, ch[-1] / 1000, None, (len(ch) - 1) / ((ch[-1] - ch[0]) / 1000)))
@@ -137,21 +136,22 @@ def main():
     p.add_argument("--no-http", action="store_true")
     p.add_argument("--no-browser", action="store_true")
     p.add_argument("--no-compare", action="store_true", help="side-by-side view off")
+    p.add_argument("--no-direct", action="store_true", help="skip the in-process measurement")
+    p.add_argument("--debug", action="store_true", help="print the page's requests and grid changes")
     a = p.parse_args()
-    global COMPARE
-    COMPARE = not a.no_compare
-    print(f"default chain: 4 samples, side-by-side {'on' if COMPARE else 'off'}, MEBM_FPS={os.environ.get('MEBM_FPS', '40')}, "
+    compare = not a.no_compare
+    print(f"default chain: 4 samples, side-by-side {'on' if compare else 'off'}, MEBM_FPS={os.environ.get('MEBM_FPS', '40')}, "
           f"{os.cpu_count()} CPU cores, torch threads 1 per chain")
-    if not os.environ.get("BENCH_SKIP_DIRECT"):
-        rows, n = direct(a.checkpoint, a.repeats)
+    if not a.no_direct:
+        rows, n = direct(a.checkpoint, a.repeats, compare)
         report("direct", rows, n)
     if a.no_http:
         return
-    rows, url, proc, tmp = http(a.checkpoint, a.repeats)
+    rows, url, proc, tmp = http(a.checkpoint, a.repeats, compare, a.debug)
     try:
         report("http", rows)
         if not a.no_browser and Path("/usr/bin/chromium").exists():
-            report("browser", browser(url, a.repeats))
+            report("browser", browser(url, a.repeats, compare, a.debug))
     finally:
         from helpers_app import stop_app
         stop_app(proc)
