@@ -19,7 +19,7 @@ data stage is left out):
   Langevin steps, for data chains started from the generator vs from uniform noise.
 
 Outputs in --out: metrics.json (every number), metrics.md (table), curve.png, samples.png.
-A peer's dump (.npz, written by ``save_dump``; see model/peer_mmvae_plus.py) is scored by the same code.
+A peer's dump (.npz, written by ``save_dump``; see scripts/peer_mmvae_plus.py) is scored by the same code.
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def subset_key(s) -> str:
 
 def eval_indices(n_test: int, n: int, seed: int) -> np.ndarray:
     """The test tuples that condition the generation: a seeded draw of n of them (sorted).
-    A peer's dump must use the same (``model/peer_mmvae_plus.py`` calls this function)."""
+    A peer's dump must use the same (``scripts/peer_mmvae_plus.py`` calls this function)."""
     n = min(n, n_test)
     return np.sort(np.random.default_rng([seed, 777]).permutation(n_test)[:n])
 

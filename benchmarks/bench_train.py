@@ -1,4 +1,4 @@
-"""Time one training iteration of each variant: python -m model.bench_train [--batch 64] [--repeats 10]
+"""Time one training iteration of each variant: python -m benchmarks.bench_train [--batch 64] [--repeats 10]
 
 Random data of the real shape (batch x M x 3 x 28 x 28), the default TrainConfig chains (30 data-space
 and 10 latent Langevin steps), after warm-up (so the EBM and both revisions run).
@@ -8,9 +8,9 @@ import time
 
 import torch
 
-from .config import VARIANTS, ModelConfig, TrainConfig
-from .networks import MultimodalEBMVAE
-from .train import make_optimizers, train_step
+from model.config import VARIANTS, ModelConfig, TrainConfig
+from model.networks import MultimodalEBMVAE
+from model.train import make_optimizers, train_step
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 """Speed of the demo with its default settings (4 samples x M modalities, side-by-side view on).
 
-    python -m model.bench_app [--checkpoint checkpoints/mebm] [--repeats 5] [--no-direct] [--no-http] [--no-browser]
+    python -m benchmarks.bench_app [--checkpoint checkpoints/mebm] [--repeats 5] [--no-direct] [--no-http] [--no-browser]
                               [--no-compare] [--debug]
 
 Three measurements, each the median over --repeats runs of the default chain on MNIST example 7:

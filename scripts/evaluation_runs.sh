@@ -31,9 +31,9 @@ done
 #    decoder scale 0.75 it stayed at chance for the 20 minutes we gave it (log in the README), so the
 #    table's run uses scale 0.1 (everything else as published); the first command is that 20-min probe.
 [ -x .venv-peer/bin/python ] || { python3 -m venv .venv-peer && .venv-peer/bin/pip install -r requirements.txt -r requirements-peer.txt; }
-.venv-peer/bin/python -m model.peer_mmvae_plus --model mmvaeplus --mnist $MNIST --minutes 20 \
+.venv-peer/bin/python -m scripts.peer_mmvae_plus --model mmvaeplus --mnist $MNIST --minutes 20 \
   --eval-every-min 10 --n-cond 500 --n-prior 10000 --threads 1 --out runs/peer_mmvaeplus_published
-.venv-peer/bin/python -m model.peer_mmvae_plus --model mmvaeplus --mnist $MNIST --minutes $BUDGET --decoder-scale 0.1 \
+.venv-peer/bin/python -m scripts.peer_mmvae_plus --model mmvaeplus --mnist $MNIST --minutes $BUDGET --decoder-scale 0.1 \
   --eval-every-min 10 --n-cond 500 --n-prior 10000 --threads 1 --out runs/peer_mmvaeplus
 
 # 3. the evaluation (same classifiers, same test tuples, same seeds)

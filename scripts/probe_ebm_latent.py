@@ -1,7 +1,7 @@
 """A probe, not part of the paper's sampler: can the joint EBM fix joint (unconditional) coherence if
 its chain runs in latent space, through the generator, instead of in data space?
 
-    python -m model.probe_ebm_latent [CHECKPOINT] [CLASSIFIER]     (defaults: checkpoints/mebm, checkpoints/classifier)
+    python -m scripts.probe_ebm_latent [CHECKPOINT] [CLASSIFIER]     (defaults: checkpoints/mebm, checkpoints/classifier)
 
 1,000 prior samples z ~ N(0, I). Langevin on U(z) = E(G(z)) + ||z||^2 / 2 (the EBM's density pulled back
 to the latent space, times the prior), 50 steps at a few step sizes s / noise n, then decode, then the

@@ -3,7 +3,7 @@ PolyMNIST-style tensors (model.data.load_polymnist) under a wall-clock budget, i
 over time, its generations dumped in the format model.evaluate reads (model.evaluate.save_dump).
 
     python -m venv .venv-peer && .venv-peer/bin/pip install -r requirements.txt -r requirements-peer.txt
-    .venv-peer/bin/python -m model.peer_mmvae_plus --mnist ../shared/data/mnist.npz --minutes 95 --out runs/peer_mmvaeplus
+    .venv-peer/bin/python -m scripts.peer_mmvae_plus --mnist ../shared/data/mnist.npz --minutes 95 --out runs/peer_mmvaeplus
     .venv/bin/python -m model.evaluate --samples runs/peer_mmvaeplus/samples.npz --mnist ../shared/data/mnist.npz \
         --out runs/peer_mmvaeplus/eval
 

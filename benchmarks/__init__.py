@@ -1,0 +1,1 @@
+"""Benchmarks: speed of training and of the demo (run from the repository root)."""

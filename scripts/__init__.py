@@ -1,0 +1,1 @@
+"""Scripts outside the library: the peer, the probe, the evaluation runs."""
