@@ -27,21 +27,21 @@ def temperature(step_size: float, noise: float) -> float:
 class ModelConfig:
     """The three networks and their test-time sampling defaults."""
 
-    n_modalities: int = 5
+    n_modalities: int = 5         # M, the number of image modalities (3x28x28 each)
     data_seed: int = 0            # the PolyMNIST-style textures the model was trained on (model.data)
     latent_dim: int = 16          # shared latent z ~ N(0, I)
     width: int = 32               # channels of the first conv layer (MoPoE size class: 32-64-128)
     sigma: float = 0.25           # fixed std of the Gaussian decoders p(x_m | z) = N(g_m(z), sigma^2 I)
     ebm_width: int = 16           # channels of the EBM trunks' first conv layer (it runs at every Langevin step)
     ebm_features: int = 128       # per-modality trunk output, concatenated into the joint energy head
-    ebm_spectral_norm: bool = False
+    ebm_spectral_norm: bool = False  # spectral norm on the EBM's layers (off: it kept the chains from moving)
     # test-time chains (conditional generation, the app, evaluation)
-    latent_steps: int = 20
-    latent_step_size: float = 0.03
-    latent_noise: float = 0.03
-    data_steps: int = 30
-    data_step_size: float = 1.0
-    data_noise: float = 0.01
+    latent_steps: int = 20        # test time: latent Langevin steps on the generator posterior p(z | x_S)
+    latent_step_size: float = 0.03  # test time: latent step size s (temperature (n / s)^2)
+    latent_noise: float = 0.03    # test time: latent noise scale n
+    data_steps: int = 30          # test time: data-space Langevin steps on the EBM (observed modalities clamped)
+    data_step_size: float = 1.0   # test time: data step size s
+    data_noise: float = 0.01      # test time: data noise scale n (n << s: nearly gradient descent)
 
     @property
     def data_temperature(self) -> float:
@@ -53,6 +53,8 @@ class ModelConfig:
 
 
 VARIANTS = ("full", "noise_init", "no_latent_revision", "vae")
+DATASETS = ("builtin", "polymnist")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
@@ -67,35 +69,39 @@ class TrainConfig:
     - ``vae``: no EBM at all, a multimodal MoE VAE trained by its ELBO.
     """
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    variant: str = "full"
-    seed: int = 0
-    out_dir: str = "runs/full"
+    model: ModelConfig = field(default_factory=ModelConfig)  # the networks and test-time chains (flags --model.*)
+    variant: str = "full"             # the method or an ablation: full, noise_init, no_latent_revision, vae
+    seed: int = 0                     # seeds the weights, the batches and the chains
+    out_dir: str = "runs/full"        # run folder: logs, samples, checkpoints
     mnist: str | None = None          # local MNIST file (.npz) or torchvision root; None = download
-    cache_dir: str = "data_cache"
+    cache_dir: str = "data_cache"     # where the built data set (uint8, about 790 MB for M = 5) and downloads go
+    dataset: str = "builtin"          # builtin: PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir
+    data_dir: str | None = None       # the PolyMNIST release (train/ and test/ with m0..m4 of <index>.<label>.png)
     train_size: int | None = None     # use the first N training samples (None = all 60k)
-    iters: int = 20000
+    iters: int = 20000                # training iterations in all (warm-up included)
     max_minutes: float | None = None  # wall-clock budget; stops (and saves) when reached
-    batch_size: int = 64
+    batch_size: int = 64              # tuples per iteration (per process under torchrun)
     threads: int | None = None        # torch.set_num_threads; None = torch default
+    device: str = "auto"              # auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps
+    amp: bool = False                 # bfloat16 autocast on CUDA (mixed precision); ignored on other devices
     # optimisers (Adam)
-    lr_generator: float = 3e-4
-    lr_inference: float = 3e-4
-    lr_energy: float = 1e-4
-    beta1: float = 0.5
-    beta1_energy: float = 0.0
+    lr_generator: float = 3e-4        # learning rate of the generator
+    lr_inference: float = 3e-4        # learning rate of the inference model
+    lr_energy: float = 1e-4           # learning rate of the EBM
+    beta1: float = 0.5                # Adam beta1 of the generator and the inference model
+    beta1_energy: float = 0.0         # Adam beta1 of the EBM
     # warm-up: the first iterations train generator + inference as a plain MoE VAE (ELBO, no EBM,
     # no revisions; the 'vae' variant), so that the revisions start from a sensible generator:
     # latent revision from scratch does not take off (shared/notes). Same for every variant. 0 = off.
-    warmup_iters: int = 3000
+    warmup_iters: int = 3000          # iterations of the MoE-VAE warm-up (0 = off)
     kl_weight: float = 1.0            # beta of the MoE ELBO (warm-up and ablations)
     # training-time chains
-    data_steps: int = 30
-    data_step_size: float = 1.0
-    data_noise: float = 0.01
-    latent_steps: int = 10
-    latent_step_size: float = 0.03
-    latent_noise: float = 0.03
+    data_steps: int = 30              # training: data-space Langevin steps on the EBM per iteration (data revision)
+    data_step_size: float = 1.0       # training: data step size s
+    data_noise: float = 0.01          # training: data noise scale n
+    latent_steps: int = 10            # training: latent Langevin steps per iteration (latent revision)
+    latent_step_size: float = 0.03    # training: latent step size s
+    latent_noise: float = 0.03        # training: latent noise scale n
     # loss weights
     teach_weight: float = 0.1         # lambda_S: generator pulled toward its EBM-revised samples
     inference_teach_weight: float = 0.1  # lambda_I: inference fits the latents behind revised samples
@@ -104,11 +110,11 @@ class TrainConfig:
     energy_l2: float = 0.01           # penalty on squared energies (keeps the EBM bounded)
     explode_threshold: float = 1e4    # divergence guard on |EBM loss|
     # bookkeeping
-    log_every: int = 10
-    sample_every: int = 500
-    ckpt_every: int = 250
-    eval_every: int = 500
-    eval_samples: int = 500
+    log_every: int = 10               # iterations between lines of log.jsonl
+    sample_every: int = 500           # iterations between sample grids in samples/
+    ckpt_every: int = 250             # iterations between checkpoints (OUT_DIR/checkpoint)
+    eval_every: int = 500             # iterations between quick coherence checks (0 = off)
+    eval_samples: int = 500           # test tuples / prior samples of the quick coherence check
     classifier: str | None = "checkpoints/classifier"  # for coherence during training; None = off
 
     def __post_init__(self):
@@ -116,6 +122,8 @@ class TrainConfig:
             self.model = ModelConfig(**self.model)
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))

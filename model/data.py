@@ -34,6 +34,10 @@ class MNISTError(RuntimeError):
     """MNIST could not be found or read."""
 
 
+class DataError(RuntimeError):
+    """A data set on disk is missing or malformed; the message names the file (one line)."""
+
+
 # ---------------------------------------------------------------- MNIST
 
 def load_mnist(path: str | Path | None = None, root: str | Path = "data_cache", download: bool = True):
@@ -62,12 +66,26 @@ def load_mnist(path: str | Path | None = None, root: str | Path = "data_cache", 
     if path.is_dir():
         return _load_mnist_raw_dir(path)
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as e:
+        raise MNISTError(f"Could not open {str(path)!r} ({e.strerror}). Accepted: {MNIST_FORMATS}.") from None
+    if head != b"PK\x03\x04":  # not a zip archive: numpy would suggest allow_pickle, which is no help here
+        raise MNISTError(f"{str(path)!r} is not an .npz archive ({'empty file' if not head else 'no zip header'}). "
+                         f"Accepted: {MNIST_FORMATS}.")
+    try:
         with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+            if missing:
+                raise MNISTError(f"{str(path)!r} has no array(s) {', '.join(missing)} (it holds {', '.join(f.files) or 'nothing'}). "
+                                 f"Accepted: {MNIST_FORMATS}.")
             arrays = tuple(np.asarray(f[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
+    except MNISTError:
+        raise
     except Exception as e:
-        raise MNISTError(
-            f"Could not read MNIST from {str(path)!r} ({type(e).__name__}: {e}). Accepted: {MNIST_FORMATS}."
-        ) from e
+        reason = str(e).splitlines()[0][:160] if str(e) else ""
+        raise MNISTError(f"Could not read MNIST from {str(path)!r}: the archive is truncated or damaged "
+                         f"({type(e).__name__}{': ' + reason if reason else ''}). Accepted: {MNIST_FORMATS}.") from None
     _check_mnist(arrays, path)
     return arrays
 
@@ -86,14 +104,21 @@ def _load_mnist_raw_dir(root: Path):
             raise MNISTError(f"Could not read {str(p)!r} ({e}). Accepted: {MNIST_FORMATS}.") from e
         return np.frombuffer(data, np.uint8, offset=offset)
 
-    arrays = (read("train-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("train-labels-idx1-ubyte", 8),
-              read("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("t10k-labels-idx1-ubyte", 8))
+    try:
+        arrays = (read("train-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("train-labels-idx1-ubyte", 8),
+                  read("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("t10k-labels-idx1-ubyte", 8))
+    except ValueError as e:
+        raise MNISTError(f"The MNIST idx files under {str(raw)!r} are truncated ({e}). Accepted: {MNIST_FORMATS}.") from None
     _check_mnist(arrays, root)
     return arrays
 
 
 def _check_mnist(arrays, path):
     x_tr, y_tr, x_te, y_te = arrays
+    if any(a.dtype.kind not in "ui" for a in arrays) or any(a.size == 0 for a in arrays):
+        raise MNISTError(f"{str(path)!r} does not hold MNIST: expected integer arrays, got dtypes "
+                         f"{', '.join(str(a.dtype) for a in arrays)} and sizes {', '.join(str(a.size) for a in arrays)}. "
+                         f"Accepted: {MNIST_FORMATS}.")
     ok = (x_tr.ndim == 3 and x_tr.shape[1:] == (28, 28) and x_te.ndim == 3 and x_te.shape[1:] == (28, 28)
           and len(x_tr) == len(y_tr) and len(x_te) == len(y_te) and len(x_tr) > 0
           and y_tr.max() <= 9 and y_te.max() <= 9)
@@ -265,4 +290,108 @@ def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, m
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, x=ds.x.numpy(), y=ds.y.numpy(), source=ds.source.numpy())
     tmp.replace(cache)
+    return ds
+
+
+# ---------------------------------------------------------------- the released PolyMNIST
+
+POLYMNIST_LAYOUT = ("DATA_DIR/train/m0 .. m{M-1} and DATA_DIR/test/m0 .. m{M-1}, each holding RGB 28x28 PNG files "
+                    "named <index>.<label>.png; tuples are matched by index (the published PolyMNIST release)")
+
+
+def _polymnist_files(folder: Path) -> dict[int, tuple[int, Path]]:
+    """{index: (label, path)} of one modality folder; DataError naming the first bad file name."""
+    out = {}
+    for p in folder.iterdir():
+        if p.name.startswith("."):
+            continue
+        parts = p.name.split(".")
+        if len(parts) != 3 or parts[2].lower() != "png" or not parts[0].isdigit() or not parts[1].isdigit():
+            raise DataError(f"{str(p)!r}: not a PolyMNIST file name (expected <index>.<label>.png, e.g. 17.3.png)")
+        if int(parts[1]) > 9:
+            raise DataError(f"{str(p)!r}: the label {parts[1]} is not a digit 0-9")
+        if int(parts[0]) in out:
+            raise DataError(f"{str(p)!r}: index {parts[0]} appears twice in {str(folder)!r}")
+        out[int(parts[0])] = (int(parts[1]), p)
+    return out
+
+
+def read_polymnist_folder(root: str | Path, split: str = "train", n_modalities: int = 5) -> PolyMNIST:
+    """The released PolyMNIST ``root/split/m0..m{M-1}/<index>.<label>.png`` as a PolyMNIST (uint8 tensors),
+    tuples matched by index, in increasing index order (as MultiVae's MMNISTDataset pairs them)."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root)
+    base = root / split
+    if not root.is_dir():
+        raise DataError(f"PolyMNIST folder not found: {str(root)!r}. Expected {POLYMNIST_LAYOUT}.")
+    if not base.is_dir():
+        raise DataError(f"{str(base)!r} is missing. Expected {POLYMNIST_LAYOUT}.")
+    files = []
+    for m in range(n_modalities):
+        folder = base / f"m{m}"
+        if not folder.is_dir():
+            raise DataError(f"modality folder {str(folder)!r} is missing. Expected {POLYMNIST_LAYOUT}.")
+        files.append(_polymnist_files(folder))
+    for m in range(1, n_modalities):
+        if files[m].keys() != files[0].keys():
+            extra = sorted(set(files[m]) ^ set(files[0]))[0]
+            where = files[m].get(extra, files[0].get(extra))[1]
+            raise DataError(f"{str(base / f'm{m}')!r} has {len(files[m])} files, {str(base / 'm0')!r} {len(files[0])}: "
+                            f"tuples are matched by index and {str(where)!r} has no partner")
+    index = sorted(files[0])
+    if not index:
+        raise DataError(f"{str(base / 'm0')!r} holds no PNG files. Expected {POLYMNIST_LAYOUT}.")
+    y = np.array([files[0][i][0] for i in index], np.int64)
+    x = np.empty((len(index), n_modalities, 3, 28, 28), np.uint8)
+    for m in range(n_modalities):
+        for k, i in enumerate(index):
+            label, path = files[m][i]
+            if label != y[k]:
+                raise DataError(f"{str(path)!r}: label {label}, but the same index has label {y[k]} in m0")
+            try:
+                with Image.open(path) as im:
+                    arr = np.asarray(im.convert("RGB"))
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+                raise DataError(f"{str(path)!r}: not a readable PNG ({type(e).__name__})") from None
+            if arr.shape != (28, 28, 3):
+                raise DataError(f"{str(path)!r}: {arr.shape[1]}x{arr.shape[0]} pixels, expected 28x28")
+            x[k, m] = arr.transpose(2, 0, 1)
+    return PolyMNIST(torch.from_numpy(x), torch.from_numpy(y), None)
+
+
+def load_dataset(split: str = "train", n_modalities: int = 5, seed: int = 0, mnist: str | None = None,
+                 cache_dir: str | Path = "data_cache", dataset: str = "builtin", data_dir: str | Path | None = None
+                 ) -> PolyMNIST:
+    """One split of the run's data: ``builtin`` (the PolyMNIST-style set built from MNIST, cached) or
+    ``polymnist`` (the released files under ``data_dir``, read into memory once and cached as uint8)."""
+    if dataset == "builtin":
+        return load_polymnist(split, n_modalities, seed, mnist, cache_dir)
+    if dataset != "polymnist":
+        raise DataError(f"unknown data set {dataset!r}: use builtin or polymnist")
+    if not data_dir:
+        raise DataError("--dataset polymnist needs --data-dir PATH (the folder holding train/ and test/)")
+    if split not in ("train", "test"):
+        raise ValueError("split must be 'train' or 'test'")
+    root = Path(data_dir).resolve()
+    folder = root / split
+    try:  # the cache key: where the files are and how many, so that a changed release is read again
+        stamp = sorted((p.name, len(list(p.iterdir()))) for p in folder.iterdir() if p.is_dir())
+    except OSError:
+        stamp = None
+    if stamp is not None:
+        key = hashlib.sha1(f"{root}-{split}-{n_modalities}-{stamp}".encode()).hexdigest()[:10]
+        cache = Path(cache_dir) / f"polymnist_release_{split}_M{n_modalities}_{key}.npz"
+        if cache.exists():
+            try:
+                with np.load(cache, allow_pickle=False) as f:
+                    return PolyMNIST(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]), None)
+            except Exception:
+                cache.unlink(missing_ok=True)
+    ds = read_polymnist_folder(root, split, n_modalities)
+    if stamp is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, x=ds.x.numpy(), y=ds.y.numpy())
+        tmp.replace(cache)
     return ds

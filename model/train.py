@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,10 @@ def moe_elbo(model, x, kl_weight=1.0):
     return recon, kl
 
 
-def train_step(model, opt, x, cfg: TrainConfig, it: int) -> dict:
-    """One iteration; returns the named losses and diagnostics (floats)."""
+def train_losses(model, x, cfg: TrainConfig, it: int) -> tuple[torch.Tensor, dict]:
+    """The losses of one iteration: (loss of G and q + loss of the EBM, named losses and diagnostics).
+    The two parts touch disjoint parameters (the EBM sees X_rev detached, G and q never see E), so one
+    backward of their sum gives each network exactly its own gradient."""
     G, I, E = model.generator, model.inference, model.energy
     v = cfg.variant
     warm = it < cfg.warmup_iters   # warm-up: the MoE VAE alone (see TrainConfig.warmup_iters)
@@ -72,7 +75,7 @@ def train_step(model, opt, x, cfg: TrainConfig, it: int) -> dict:
 
     # 1. generator proposals from the prior, revised by data-space Langevin on the EBM
     if use_ebm:
-        z = torch.randn(b, G.latent_dim)
+        z = torch.randn(b, G.latent_dim, device=x.device)
         x_gen = G(z)
         init = torch.rand_like(x_gen) if v == "noise_init" else x_gen.detach()
         first = None
@@ -109,27 +112,66 @@ def train_step(model, opt, x, cfg: TrainConfig, it: int) -> dict:
         infer_rev = -I.expert_log_probs(z, x_rev).mean(1)
         log["loss_teach"], log["loss_infer_rev"] = teach_loss.mean().item(), infer_rev.mean().item()
         loss_gi = loss_gi + cfg.teach_weight * teach_loss.mean() + cfg.inference_teach_weight * infer_rev.mean()
-    opt["generator"].zero_grad(set_to_none=True)
-    opt["inference"].zero_grad(set_to_none=True)
-    loss_gi.backward()
-    opt["generator"].step()
-    opt["inference"].step()
 
-    # 5. EBM: maximum likelihood, data energy down, revised-sample energy up
+    # 5. EBM: maximum likelihood, data energy down, revised-sample energy up (one pass over both)
+    loss = loss_gi
     if use_ebm:
-        e_pos, e_neg = E(x), E(x_rev)
+        e_pos, e_neg = E(torch.cat([x, x_rev])).float().split(b)
         loss_e = e_pos.mean() - e_neg.mean() + cfg.energy_l2 * (e_pos ** 2 + e_neg ** 2).mean()
-        opt["energy"].zero_grad(set_to_none=True)
-        loss_e.backward()
-        opt["energy"].step()
         log["loss_energy"] = loss_e.item()
         log["energy_data"], log["energy_revised"] = e_pos.mean().item(), e_neg.mean().item()
-        if abs(loss_e.item()) > cfg.explode_threshold:
-            raise Diverged(f"|loss_energy| = {abs(loss_e.item()):.3g} > {cfg.explode_threshold:g}")
-    bad = [k for k, val in log.items() if not math.isfinite(val)]
-    if bad:
-        raise Diverged(f"non-finite {bad}")
+        loss = loss + loss_e
+    return loss, log
+
+
+class TrainStep(torch.nn.Module):
+    """The model with ``train_losses`` as its forward: what DistributedDataParallel wraps under torchrun."""
+
+    def __init__(self, model, cfg: TrainConfig):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+
+    def forward(self, x, it: int):
+        return train_losses(self.model, x, self.cfg, it)
+
+
+def train_step(model, opt, x, cfg: TrainConfig, it: int, step=None, amp: bool = False) -> dict:
+    """One iteration (losses, divergence guard, one backward, the three Adam steps); returns the named
+    losses and diagnostics (floats). ``step``: the TrainStep to call (DDP-wrapped under torchrun)."""
+    from .device import autocast
+
+    step = step if step is not None else TrainStep(model, cfg)
+    failure = None
+    try:
+        with autocast(x.device, amp):
+            loss, log = step(x, it)
+        if abs(log.get("loss_energy", 0.0)) > cfg.explode_threshold:
+            raise Diverged(f"|loss_energy| = {abs(log['loss_energy']):.3g} > {cfg.explode_threshold:g}")
+        bad = [k for k, val in log.items() if not math.isfinite(val)]
+        if bad:
+            raise Diverged(f"non-finite {bad}")
+    except (Diverged, ChainDiverged) as e:
+        failure = e
+    if _world() > 1:  # every process stops together (else the others would wait for its gradients)
+        flag = torch.tensor([failure is not None], dtype=torch.float32, device=x.device)
+        torch.distributed.all_reduce(flag)
+        if flag.item() and failure is None:
+            failure = Diverged("another process diverged")
+    if failure is not None:
+        raise failure
+    for o in opt.values():
+        o.zero_grad(set_to_none=True)
+    loss.backward()
+    for o in opt.values():
+        o.step()
     return log
+
+
+def _world() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 
 
 # ---------------------------------------------------------------- bookkeeping
@@ -142,34 +184,89 @@ def make_optimizers(model, cfg: TrainConfig):
     }
 
 
+class ResumeError(RuntimeError):
+    """--resume found nothing it can continue from (one-line message)."""
+
+
+CKPT_DONE = "COMPLETE"   # written last into checkpoint.tmp: the copy is whole
+
+
 def save_checkpoint(out: Path, model, opt, cfg, it, elapsed):
-    """Write out/checkpoint atomically: model (safetensors + config.json), train_config.json, state.pt."""
-    tmp = out / "checkpoint.tmp"
+    """Write out/checkpoint so that a kill at any point leaves a whole checkpoint to resume from:
+    1. write checkpoint.tmp (model safetensors + config.json, train_config.json, state.pt), then the
+       COMPLETE marker; 2. set the previous checkpoint.old aside (rename, then delete); 3. rename
+    checkpoint -> checkpoint.old (kept: the last good copy if state.pt is ever unreadable);
+    4. rename checkpoint.tmp -> checkpoint. ``find_resumable`` reads them back in that order."""
+    tmp, final, old, trash = (out / n for n in ("checkpoint.tmp", "checkpoint", "checkpoint.old", "checkpoint.del"))
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     cfg.to_json(tmp / "train_config.json")
     torch.save({"iteration": it, "elapsed": elapsed, "optimizers": {k: o.state_dict() for k, o in opt.items()},
                 "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
-    final = out / "checkpoint"
-    old = out / "checkpoint.old"
+    (tmp / CKPT_DONE).write_text(f"{it}\n")
     if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+        if old.exists():
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(old, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+
+
+def _read_checkpoint(path: Path, device="cpu"):
+    """(model, state) of one checkpoint folder; raises with a short reason if anything is unreadable."""
+    for name in ("config.json", "model.safetensors", "state.pt"):
+        if not (path / name).is_file():
+            raise ResumeError(f"{name} is missing")
+    try:
+        model = MultimodalEBMVAE.from_pretrained(str(path), strict=True)
+    except Exception as e:
+        raise ResumeError(f"the weights do not load ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    try:
+        state = torch.load(path / "state.pt", map_location=device, weights_only=False)
+        state["iteration"], state["optimizers"]  # noqa: B018 (the keys must be there)
+    except Exception as e:
+        raise ResumeError(f"state.pt is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    return model, state
+
+
+def find_resumable(out: Path, device="cpu"):
+    """The newest whole checkpoint under ``out``: checkpoint, else checkpoint.tmp (only if COMPLETE:
+    a save killed after its step 3), else checkpoint.old (the one before). Returns (folder, model,
+    state, notes about the copies skipped) or raises ResumeError saying what was found."""
+    notes = []
+    for name in ("checkpoint", "checkpoint.tmp", "checkpoint.old"):
+        path = out / name
+        if not path.is_dir():
+            continue
+        if name == "checkpoint.tmp" and not (path / CKPT_DONE).is_file():
+            notes.append(f"{path} is an unfinished save (skipped)")
+            continue
+        try:
+            model, state = _read_checkpoint(path, device)
+        except ResumeError as e:
+            notes.append(f"{path}: {e}")
+            continue
+        return path, model, state, notes
+    if not out.is_dir():
+        raise ResumeError(f"--resume: the run folder {str(out)!r} does not exist (check --out-dir)")
+    found = "; ".join(notes) if notes else "no checkpoint, checkpoint.tmp or checkpoint.old in it"
+    raise ResumeError(f"--resume: nothing to resume in {str(out)!r} ({found}). Start a new run without --resume "
+                      f"(or in another folder) to train from scratch.")
 
 
 def image_grid(x: torch.Tensor) -> np.ndarray:
     """[B, M, 3, 28, 28] in [0, 1] -> uint8 [B*28, M*28, 3] (rows: samples, columns: modalities)."""
     b, m = x.shape[:2]
-    return (x.detach().clamp(0, 1).permute(0, 3, 1, 4, 2).reshape(b * 28, m * 28, 3) * 255).round().byte().numpy()
+    return (x.detach().cpu().float().clamp(0, 1).permute(0, 3, 1, 4, 2).reshape(b * 28, m * 28, 3) * 255).round().byte().numpy()
 
 
 @torch.no_grad()
 def save_samples(model, cfg: TrainConfig, path: Path, it: int, n=8, seed=1234):
     """Prior samples: generator proposals | EBM-revised (training chain), side by side."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.config.latent_dim, generator=g)
+    dev = next(model.parameters()).device
+    g = torch.Generator(dev).manual_seed(seed)
+    z = torch.randn(n, model.config.latent_dim, generator=g, device=dev)
     x_gen = model.generator(z)
     panels = [image_grid(x_gen)]
     if cfg.variant != "vae" and it >= cfg.warmup_iters:
@@ -187,73 +284,136 @@ def quick_coherence(model, clf, test, n: int, seed=0) -> dict:
     from .metrics import coherence, joint_coherence
     from .networks import observed_mask
 
-    g = torch.Generator().manual_seed(seed)
+    dev = next(model.parameters()).device
+    g = torch.Generator(dev).manual_seed(seed)
     x, y = test.batch(torch.arange(min(n, len(test))))
+    x = x.to(dev)
     M = model.config.n_modalities
     cond = []
     for m in range(M):
-        z = model.inference.sample(x, observed_mask([m], M), generator=g)
-        cond.append(coherence(clf, model.generator(z), y, [k for k in range(M) if k != m]))
-    x_prior = model.generator(torch.randn(n, model.config.latent_dim, generator=g))
+        z = model.inference.sample(x, observed_mask([m], M).to(dev), generator=g)
+        cond.append(coherence(clf, model.generator(z).cpu(), y, [k for k in range(M) if k != m]))
+    x_prior = model.generator(torch.randn(n, model.config.latent_dim, generator=g, device=dev)).cpu()
     return {"coherence_cond1": float(np.mean(cond)), "coherence_joint": joint_coherence(clf, x_prior)}
 
 
 # ---------------------------------------------------------------- main loop
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    from .data import load_polymnist
+def _init_distributed(cfg: TrainConfig):
+    """Under torchrun (WORLD_SIZE > 1): join the process group (NCCL on CUDA, gloo on CPU) and pick this
+    process's device. Returns (rank, world size, device)."""
+    from .device import resolve_device
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(cfg.device)
+    if world <= 1:
+        return 0, 1, device
+    dist = torch.distributed
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def load_data(cfg: TrainConfig, split: str):
+    """The training or test split of the run's data set (the built-in builder or the PolyMNIST release)."""
+    from .data import load_dataset
+
+    return load_dataset(split, cfg.model.n_modalities, cfg.model.data_seed, cfg.mnist, cfg.cache_dir,
+                        dataset=cfg.dataset, data_dir=cfg.data_dir)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train (or, with ``resume``, continue) the run in ``cfg.out_dir``; returns the final folder.
+    Under torchrun every process trains on its shard of the data and rank 0 writes everything."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    rank, world, device = _init_distributed(cfg)
+    lead = rank == 0
+    amp = cfg.amp and device.type == "cuda"
+    if cfg.amp and not amp and lead:
+        print(f"note: --amp applies to CUDA only; training in float32 on {device}", file=sys.stderr)
     out = Path(cfg.out_dir)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    data = load_polymnist("train", cfg.model.n_modalities, cfg.model.data_seed, cfg.mnist, cfg.cache_dir)
+    model = MultimodalEBMVAE(cfg.model)
+    start, elapsed, state = 0, 0.0, None
+    ckpt = out / "checkpoint"
+    if resume:  # before anything is written: a mistyped folder must not become a new run
+        found, model, state, notes = find_resumable(out)
+        if lead:
+            for n in notes:
+                print(f"note: {n}", file=sys.stderr)
+        start, elapsed = state["iteration"], state["elapsed"]
+    if lead:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+    data = load_data(cfg, "train")
     if cfg.train_size:
         data.x, data.y = data.x[:cfg.train_size], data.y[:cfg.train_size]
     clf = test = None
-    if cfg.classifier and cfg.eval_every and Path(cfg.classifier).exists():
+    if lead and cfg.classifier and cfg.eval_every and Path(cfg.classifier).exists():
         from .classifier import Classifiers
 
-        clf = Classifiers.from_pretrained(cfg.classifier)
-        test = load_polymnist("test", cfg.model.n_modalities, cfg.model.data_seed, cfg.mnist, cfg.cache_dir)
+        clf = Classifiers.from_pretrained(cfg.classifier).eval()
+        test = load_data(cfg, "test")
 
-    model = MultimodalEBMVAE(cfg.model)
+    model.to(device)
     opt = make_optimizers(model, cfg)
-    start, elapsed = 0, 0.0
-    ckpt = out / "checkpoint"
-    if resume and ckpt.exists():
-        model = MultimodalEBMVAE.from_pretrained(ckpt, strict=True)
-        opt = make_optimizers(model, cfg)
-        state = torch.load(ckpt / "state.pt", weights_only=False)
+    if state is not None:
         for k, o in opt.items():
             o.load_state_dict(state["optimizers"][k])
-        start, elapsed = state["iteration"], state["elapsed"]
         torch.set_rng_state(state["torch_rng"])
-        print(f"resumed from {ckpt} at iteration {start} ({elapsed / 60:.1f} min)")
-    cfg.to_json(out / "train_config.json")
-    (out / "DIVERGED.txt").unlink(missing_ok=True)
+        if lead:
+            print(f"resumed from {found} at iteration {start} ({elapsed / 60:.1f} min)")
+    if world > 1:  # each process its own chain noise; DDP broadcasts rank 0's weights
+        torch.manual_seed(cfg.seed + 1000003 * rank + start)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(cfg.seed + 1000003 * rank + start)
+    step = TrainStep(model, cfg)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
 
-    g = torch.Generator().manual_seed(cfg.seed + start)
-    log_file = open(out / "log.jsonl", "a")
+        # find_unused_parameters: the EBM has no gradient during the warm-up and in the 'vae' variant
+        step = DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None,
+                                       find_unused_parameters=True)
+    if lead:
+        cfg.to_json(out / "train_config.json")
+        (out / "DIVERGED.txt").unlink(missing_ok=True)
+
+    shard = torch.arange(rank, len(data), world)   # this process's share of the training set
+    g = torch.Generator().manual_seed(cfg.seed + start + 7919 * rank)
+    log_file = open(out / "log.jsonl", "a") if lead else None
     t0 = time.time() - elapsed
     it = start
-    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=cfg.variant, dynamic_ncols=True)
+    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=cfg.variant, dynamic_ncols=True,
+               disable=not lead)
     try:
         for it in bar:
-            idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
+            idx = shard[torch.randint(len(shard), (cfg.batch_size,), generator=g)]
             x, _ = data.batch(idx)
+            x = x.to(device, non_blocking=True)
             t_it = time.time()
             try:
-                log = train_step(model, opt, x, cfg, it)
+                log = train_step(model, opt, x, cfg, it, step=step, amp=amp)
             except (Diverged, ChainDiverged) as e:
                 msg = f"stopped at iteration {it}: {e}. The last good checkpoint is {ckpt} (resume with --resume, " \
                       f"after lowering the learning rates or step sizes)."
-                (out / "DIVERGED.txt").write_text(msg + "\n")
-                print(msg, file=sys.stderr)
+                if lead:
+                    (out / "DIVERGED.txt").write_text(msg + "\n")
+                    print(msg, file=sys.stderr)
                 return ckpt
             log.update(iteration=it, seconds_per_iter=time.time() - t_it, minutes=(time.time() - t0) / 60)
             done = it + 1
+            stop = bool(cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes)
+            if world > 1:  # rank 0's clock decides, so that every process stops at the same iteration
+                flag = torch.tensor([float(stop)], device=device)
+                torch.distributed.broadcast(flag, 0)
+                stop = bool(flag.item())
+            if not lead:
+                if stop:
+                    break
+                continue
             if clf is not None and (done % cfg.eval_every == 0):
                 log.update(quick_coherence(model, clf, test, cfg.eval_samples))
             if done % cfg.log_every == 0 or "coherence_joint" in log:
@@ -268,49 +428,54 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if done == cfg.warmup_iters:  # keep the end of the warm-up: every variant can start from it
                 shutil.rmtree(out / "checkpoint_warmup", ignore_errors=True)
                 shutil.copytree(out / "checkpoint", out / "checkpoint_warmup")
-            if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
+            if stop:
                 print(f"wall-clock budget of {cfg.max_minutes} min reached at iteration {done}")
                 break
         else:
             done = cfg.iters
+        if start >= cfg.iters:
+            done = start
     finally:
-        log_file.close()
-    save_checkpoint(out, model, opt, cfg, done, time.time() - t0)
-    save_samples(model, cfg, out / "samples" / f"final_iter{done:06d}.png", done)
-    model.save_pretrained(out / "final")
-    cfg.to_json(out / "final" / "train_config.json")
+        if log_file is not None:
+            log_file.close()
+    if lead:
+        save_checkpoint(out, model, opt, cfg, done, time.time() - t0)
+        save_samples(model, cfg, out / "samples" / f"final_iter{done:06d}.png", done)
+        model.save_pretrained(out / "final")
+        cfg.to_json(out / "final" / "train_config.json")
+    if world > 1:
+        torch.distributed.barrier()
     return out / "final"
 
 
 # ---------------------------------------------------------------- CLI
 
-def _parse_type(type_str: str):
-    t = type_str.replace(" ", "")
-    base = t.split("|")[0]
+def build_parser():
+    from .cli import ConfigParser, add_dataclass_args
+    from .config import DATASETS, VARIANTS
 
-    def conv(s):
-        if "None" in t and s.lower() == "none":
-            return None
-        if base == "bool":
-            if s.lower() not in ("true", "false", "1", "0"):
-                raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
-            return s.lower() in ("true", "1")
-        return {"int": int, "float": float, "str": str}[base](s)
-    return conv
+    p = ConfigParser(prog="python -m model.train", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog="Every TrainConfig field is a flag; the model's (ModelConfig) are --model.<name>. "
+                            "Multi-process: torchrun --nproc_per_node N -m model.train ... (--batch-size is per process).")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT_DIR/checkpoint (its train_config.json, flags override it); "
+                        "an error if there is nothing to resume")
+    p.add_argument("--config", help="a train_config.json to start from (flags override it)")
+    add_dataclass_args(
+        p, TrainConfig, choices={"variant": VARIANTS, "dataset": DATASETS},
+        titles={"": "run", "training-time chains":
+                "training-time chains (the revisions inside every training iteration; "
+                "test-time chains are --model.latent-* / --model.data-*)",
+                "model": {"": "model (ModelConfig: the networks, saved as config.json beside the weights)",
+                          "test-time chains (conditional generation, the app, evaluation)":
+                          "test-time chains (ModelConfig: conditional generation, the app, model.evaluate; "
+                          "saved with the weights, not used in training)"}})
+    return p
 
 
 def parse_args(argv=None) -> tuple[TrainConfig, bool]:
-    p = argparse.ArgumentParser(prog="python -m model.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint")
-    p.add_argument("--config", help="a train_config.json to start from (flags override it)")
-    for f in fields(TrainConfig):
-        if f.name != "model":
-            p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_parse_type(f.type), default=argparse.SUPPRESS)
-    for f in fields(ModelConfig):
-        p.add_argument("--model." + f.name.replace("_", "-"), dest="model." + f.name, type=_parse_type(f.type),
-                       default=argparse.SUPPRESS)
-    a = vars(p.parse_args(argv))
+    a = vars(build_parser().parse_args(argv))
     resume, config = a.pop("resume"), a.pop("config")
     base = TrainConfig.from_json(config) if config else TrainConfig()
     if resume and not config and "out_dir" in a and Path(a["out_dir"], "train_config.json").exists():
@@ -325,8 +490,19 @@ def parse_args(argv=None) -> tuple[TrainConfig, bool]:
 
 
 def main(argv=None):
-    cfg, resume = parse_args(argv)
-    path = train(cfg, resume)
+    from .cli import fail
+    from .data import DataError, MNISTError
+    from .device import DeviceError
+
+    try:
+        cfg, resume = parse_args(argv)
+        path = train(cfg, resume)
+    except (ResumeError, DataError, MNISTError, DeviceError) as e:
+        fail(str(e))
+    except (ValueError, OSError, json.JSONDecodeError) as e:  # a bad --config file, an unwritable folder
+        fail(f"{type(e).__name__}: {e}")
+    except KeyboardInterrupt:
+        fail("interrupted; resume with --resume", 130)
     if (Path(cfg.out_dir) / "DIVERGED.txt").exists():
         sys.exit(3)
     print(f"saved {path}")
