@@ -101,18 +101,24 @@ def accuracy(clf, data, batch=2000) -> list[float]:
 
 
 def main(argv=None):
-    from .data import load_polymnist
+    from .data import DataError, MNISTError, load_dataset
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mnist", default=None, help="local MNIST .npz or torchvision root (default: download)")
-    p.add_argument("--cache-dir", default="data_cache")
+    p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
+    p.add_argument("--dataset", choices=("builtin", "polymnist"), default="builtin",
+                   help="builtin: the PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir")
+    p.add_argument("--data-dir", default=None, help="the PolyMNIST release (train/ and test/ with m0..m4)")
     p.add_argument("--modalities", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="data seed (must match the model's)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--out", default="checkpoints/classifier")
     a = p.parse_args(argv)
-    train = load_polymnist("train", a.modalities, a.seed, a.mnist, a.cache_dir)
-    test = load_polymnist("test", a.modalities, a.seed, a.mnist, a.cache_dir)
+    try:
+        train = load_dataset("train", a.modalities, a.seed, a.mnist, a.cache_dir, a.dataset, a.data_dir)
+        test = load_dataset("test", a.modalities, a.seed, a.mnist, a.cache_dir, a.dataset, a.data_dir)
+    except (DataError, MNISTError) as e:
+        p.exit(1, f"error: {e}\n")
     t0 = time.time()
     clf, acc = train_classifiers(train, test, a.modalities, a.epochs, seed=a.seed)
     clf.save_pretrained(a.out)

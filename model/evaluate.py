@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .device import DeviceError
 from .metrics import ClassifierFeatures, InceptionFeatures, frechet_distance
 
 STAGE_LABELS = {"proposal": "generator proposal", "latent": "latent-revised",
@@ -96,17 +97,24 @@ class ModelSampler:
             kw["latent_steps"] = self.latent_steps
         return kw
 
+    def _on_device(self, g):
+        """The model's device, and the chain's generator there (seeded from the CPU one)."""
+        dev = next(self.model.parameters()).device
+        return dev, (g if dev.type == "cpu" else torch.Generator(dev).manual_seed(g.initial_seed()))
+
     def conditional(self, idx, x, observed, g):
         from .langevin import conditional_generate
 
-        out = conditional_generate(self.model, x, observed, generator=g, **self._kw())
-        return {s: out[s] for s in self.cond_stages}
+        dev, g = self._on_device(g)
+        out = conditional_generate(self.model, x.to(dev), observed.to(dev), generator=g, **self._kw())
+        return {s: out[s].cpu() for s in self.cond_stages}
 
     def prior(self, start, n, g):
         from .langevin import conditional_generate
 
+        dev, g = self._on_device(g)
         out = conditional_generate(self.model, None, None, n=n, generator=g, **self._kw())
-        return {s: out[s] for s in self.prior_stages}
+        return {s: out[s].cpu() for s in self.prior_stages}
 
 
 def save_dump(path, conditionals: dict, cond_index, joint: dict, meta: dict):
@@ -255,20 +263,23 @@ def sampling_curve(model, clf, features, real_feats, test, idx, steps, n, seed=0
     ls = cfg.latent_steps if latent_steps is None else latent_steps
     res = {"steps": steps, "n": n}
     per = max(1, n // M)
+    dev = next(model.parameters()).device
     for init in ("generator", "noise"):
         g = _generator(seed, 3)
+        if dev.type != "cpu":
+            g = torch.Generator(dev).manual_seed(g.initial_seed())
         joint, fds, cond = {s: [] for s in steps}, {s: [[] for _ in range(M)] for s in steps}, {s: [] for s in steps}
         jobs = [("prior", None, i) for i in range(0, n, 500)] + [("cond", m, 0) for m in range(M)]
         for kind, m, i in tqdm(jobs, desc=f"curve ({init} init)", disable=not progress, dynamic_ncols=True):
             if kind == "prior":
                 nb = min(500, n - i)
                 observed = None
-                x0 = G(torch.randn(nb, cfg.latent_dim, generator=g)) if init == "generator" else \
-                    torch.rand(nb, M, 3, 28, 28, generator=g)
+                x0 = G(torch.randn(nb, cfg.latent_dim, generator=g, device=dev)) if init == "generator" else \
+                    torch.rand(nb, M, 3, 28, 28, generator=g, device=dev)
             else:
                 b = idx[:per]
                 x_obs, y = test.batch(torch.as_tensor(b))
-                observed = _mask([m], M)
+                x_obs, observed = x_obs.to(dev), _mask([m], M).to(dev)
                 if init == "generator":
                     z = model.inference.sample(x_obs, observed, generator=g)
                     if ls > 0:
@@ -276,18 +287,19 @@ def sampling_curve(model, clf, features, real_feats, test, idx, steps, n, seed=0
                                                 generator=g)).x
                     x0 = G(z)
                 else:
-                    x0 = torch.rand(x_obs.shape, generator=g)
+                    x0 = torch.rand(x_obs.shape, generator=g, device=dev)
                 x0 = torch.where(observed.view(1, -1, 1, 1, 1), x_obs, x0)
             for st in data_revision(E, x0, steps[-1], cfg.data_step_size, cfg.data_noise, observed, generator=g):
                 if st.step not in joint:
                     continue
-                digit, _ = clf.predict(st.x)
+                xs = st.x.cpu()
+                digit, _ = clf.predict(xs)
                 if kind == "prior":
                     joint[st.step].append((digit == digit[:, :1]).all(1).float())
                     for mm in range(M):
-                        fds[st.step][mm].append(features(st.x[:, mm], mm))
+                        fds[st.step][mm].append(features(xs[:, mm], mm))
                 else:
-                    cond[st.step].append((digit[:, ~observed] == y[:, None]).float().flatten())
+                    cond[st.step].append((digit[:, ~observed.cpu()] == y[:, None]).float().flatten())
         res[init] = {
             "joint_coherence": [torch.cat(joint[s]).mean().item() for s in steps],
             "coherence_cond1": [torch.cat(cond[s]).mean().item() for s in steps],
@@ -307,7 +319,12 @@ def load_checkpoint(path, variant=None):
     if not (path / "config.json").is_file():
         raise EvalError(f"no model checkpoint at {str(path)!r} (expected config.json + model.safetensors, "
                         f"as written by model.train or save_pretrained)")
-    model = MultimodalEBMVAE.from_pretrained(str(path), strict=True)
+    try:
+        model = MultimodalEBMVAE.from_pretrained(str(path), strict=True)
+    except Exception as e:
+        reason = str(e).splitlines()[0][:160] if str(e) else ""
+        raise EvalError(f"the checkpoint {str(path)!r} does not load ({type(e).__name__}"
+                        f"{': ' + reason if reason else ''}); is it complete and written by this version?") from None
     info = {"checkpoint": str(path)}
     for tc in (path / "train_config.json", path.parent / "train_config.json"):
         if tc.is_file():
@@ -331,7 +348,12 @@ def load_classifier(path, M, data_seed):
     if not (Path(path) / "config.json").is_file():
         raise EvalError(f"no classifier at {str(path)!r}; train one with python -m model.classifier "
                         f"--mnist PATH --out {path}")
-    clf = Classifiers.from_pretrained(str(path)).eval()
+    try:
+        clf = Classifiers.from_pretrained(str(path)).eval()
+    except Exception as e:
+        reason = str(e).splitlines()[0][:160] if str(e) else ""
+        raise EvalError(f"the classifier {str(path)!r} does not load ({type(e).__name__}"
+                        f"{': ' + reason if reason else ''})") from None
     if clf.config.n_modalities != M:
         raise EvalError(f"the classifier has {clf.config.n_modalities} modalities, the samples {M}")
     if clf.config.data_seed != data_seed:
@@ -426,15 +448,18 @@ def save_sample_grid(sampler, path, seed, n=8):
 # ---------------------------------------------------------------- the command
 
 def evaluate(args) -> dict:
-    from .data import load_polymnist
+    from .data import load_dataset
+    from .device import resolve_device
 
     t0 = time.time()
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = resolve_device(getattr(args, "device", "cpu"))
     model = None
     if args.checkpoint:
         model, source = load_checkpoint(args.checkpoint, args.variant)
+        model.to(device)
         sampler = ModelSampler(model, source["variant"], args.latent_steps, args.data_steps, args.data_init)
         M, data_seed = model.config.n_modalities, model.config.data_seed
         name = args.name or Path(args.checkpoint).resolve().parent.name
@@ -447,9 +472,10 @@ def evaluate(args) -> dict:
         args.n_fid = min(args.n_fid, sampler.n_prior)
     clf = load_classifier(args.classifier, M, data_seed)
     try:
-        test = load_polymnist("test", M, data_seed, args.mnist, args.cache_dir)
+        test = load_dataset("test", M, data_seed, args.mnist, args.cache_dir, getattr(args, "dataset", "builtin"),
+                            getattr(args, "data_dir", None))
     except Exception as e:
-        raise EvalError(f"could not load the test split: {e}") from e
+        raise EvalError(f"could not load the test split: {e}") from None
     try:
         features = InceptionFeatures(args.inception) if args.inception else ClassifierFeatures(clf)
     except (OSError, RuntimeError) as e:
@@ -604,9 +630,17 @@ def parse_args(argv=None):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a model directory (config.json + model.safetensors)")
     src.add_argument("--samples", help="a peer's generated-image dump (.npz written by model.evaluate.save_dump)")
-    p.add_argument("--classifier", default="checkpoints/classifier")
+    p.add_argument("--classifier", default="checkpoints/classifier",
+                   help="the per-modality digit classifiers that judge coherence (python -m model.classifier)")
     p.add_argument("--mnist", default=None, help="local MNIST .npz (e.g. ../shared/data/mnist.npz); default: download")
-    p.add_argument("--cache-dir", default="data_cache")
+    p.add_argument("--cache-dir", default="data_cache", help="where the built test set is cached")
+    p.add_argument("--dataset", choices=("builtin", "polymnist"), default="builtin",
+                   help="builtin: the PolyMNIST-style set built from MNIST (default); polymnist: the released "
+                        "files in --data-dir (then --classifier must be trained on them too)")
+    p.add_argument("--data-dir", default=None, help="the PolyMNIST release: train/ and test/ with m0..m4 of "
+                                                    "<index>.<label>.png (with --dataset polymnist)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps: "
+                                                     "where the model's chains run (the judges stay on the CPU)")
     p.add_argument("--out", default=None, help="output folder (default: CHECKPOINT/../eval)")
     p.add_argument("--name", default=None, help="the model's name in tables (default: the run folder's name)")
     p.add_argument("--variant", default=None, help="override the variant read from train_config.json "
@@ -621,8 +655,8 @@ def parse_args(argv=None):
     p.add_argument("--data-init", choices=("generator", "noise"), default=None,
                    help="start of the data chains (default: noise for a 'noise_init' checkpoint, else the generator)")
     p.add_argument("--inception", default=None, help="torchvision inception_v3 state_dict file: FD on its pool features")
-    p.add_argument("--batch", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=500, help="samples generated per call")
+    p.add_argument("--seed", type=int, default=0, help="seeds the test tuples and the chains")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
@@ -653,7 +687,7 @@ def main(argv=None):
         r = evaluate(a)
         print(markdown(r))
         print(f"wrote {a.out}/metrics.json, metrics.md, samples.png" + (", curve.png" if r["curve"] else ""))
-    except EvalError as e:
+    except (EvalError, DeviceError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -149,7 +149,7 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
         z = I.sample(x_obs, observed, generator=generator)
     else:
         n = n if n is not None else (x_obs.shape[0] if x_obs is not None else 1)
-        z = torch.randn(n, cfg.latent_dim, generator=generator)
+        z = torch.randn(n, cfg.latent_dim, generator=generator, device=next(G.parameters()).device)
         x_obs, observed = None, None
 
     def decoded(z):
@@ -166,7 +166,7 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
                 yield Frame("latent", st.step, x, E(x), -st.energy)
         x = decoded(z)
     if data_init == "noise":
-        x = _fill_observed(torch.rand(x.shape, generator=generator), x_obs, observed)
+        x = _fill_observed(torch.rand(x.shape, generator=generator, device=x.device), x_obs, observed)
     for st in data_revision(E, x, ds, dss, dn, observed, generator=generator):
         if st.step % every == 0 or st.step == ds:
             yield Frame("data", st.step, st.x, st.energy, None)

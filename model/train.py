@@ -385,7 +385,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     g = torch.Generator().manual_seed(cfg.seed + start + 7919 * rank)
     log_file = open(out / "log.jsonl", "a") if lead else None
     t0 = time.time() - elapsed
-    it = start
+    it, saved = start, None
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=cfg.variant, dynamic_ncols=True,
                disable=not lead)
     try:
@@ -425,6 +425,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 save_samples(model, cfg, out / "samples" / f"iter{done:06d}.png", done)
             if done % cfg.ckpt_every == 0 or done == cfg.warmup_iters:
                 save_checkpoint(out, model, opt, cfg, done, time.time() - t0)
+                saved = done
             if done == cfg.warmup_iters:  # keep the end of the warm-up: every variant can start from it
                 shutil.rmtree(out / "checkpoint_warmup", ignore_errors=True)
                 shutil.copytree(out / "checkpoint", out / "checkpoint_warmup")
@@ -439,7 +440,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if log_file is not None:
             log_file.close()
     if lead:
-        save_checkpoint(out, model, opt, cfg, done, time.time() - t0)
+        if saved != done:
+            save_checkpoint(out, model, opt, cfg, done, time.time() - t0)
         save_samples(model, cfg, out / "samples" / f"final_iter{done:06d}.png", done)
         model.save_pretrained(out / "final")
         cfg.to_json(out / "final" / "train_config.json")
