@@ -1,0 +1,65 @@
+"""Training and evaluation errors are one line and a non-zero exit, never a traceback: a missing,
+truncated, empty or garbage MNIST file (a random-bytes .npz gets no allow_pickle hint), a bad checkpoint."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from model.data import MNISTError, load_mnist
+
+
+def _bad_mnist_files(tmp_path, mnist_file):
+    good = mnist_file.read_bytes()
+    files = {"missing": tmp_path / "nope.npz"}
+    for name, data in {"garbage": os.urandom(4096), "empty": b"", "truncated": good[: len(good) // 2],
+                       "zip_header_then_garbage": b"PK\x03\x04" + os.urandom(1000)}.items():
+        files[name] = tmp_path / f"{name}.npz"
+        files[name].write_bytes(data)
+    files["wrong_arrays"] = tmp_path / "wrong.npz"
+    np.savez(files["wrong_arrays"], a=np.zeros(3))
+    files["float_arrays"] = tmp_path / "floats.npz"
+    np.savez(files["float_arrays"], x_train=np.zeros((2, 28, 28)), y_train=np.zeros(2), x_test=np.zeros((2, 28, 28)),
+             y_test=np.zeros(2))
+    return files
+
+
+def test_bad_mnist_files_raise_one_line(tmp_path, mnist_file):
+    for name, path in _bad_mnist_files(tmp_path, mnist_file).items():
+        with pytest.raises(MNISTError) as e:
+            load_mnist(path)
+        msg = str(e.value)
+        assert len(msg.splitlines()) == 1 and str(path) in msg, (name, msg)
+        assert "allow_pickle" not in msg and "pickled" not in msg, (name, msg)
+
+
+def _run(*argv, cwd=None):
+    r = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, timeout=180, cwd=cwd)
+    return r.returncode, r.stderr.strip()
+
+
+def test_train_and_evaluate_on_bad_mnist_exit_with_one_line(tmp_path, mnist_file):
+    files = _bad_mnist_files(tmp_path, mnist_file)
+    for name in ("garbage", "truncated", "missing"):
+        path = files[name]
+        code, err = _run("model.train", "--mnist", str(path), "--out-dir", str(tmp_path / "run"),
+                         "--cache-dir", str(tmp_path / "cache"), "--model.n-modalities", "2")
+        assert code == 1 and "Traceback" not in err and len(err.splitlines()) == 1, (name, err)
+        assert str(path) in err and "allow_pickle" not in err
+        code, err = _run("model.evaluate", "--checkpoint", "checkpoints/mebm", "--mnist", str(path),
+                         "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "eval"))
+        assert code == 1 and "Traceback" not in err and len(err.splitlines()) == 1, (name, err)
+        assert str(path) in err and "allow_pickle" not in err
+
+
+def test_evaluate_bad_checkpoint_is_one_line(tmp_path, mnist_file):
+    bad = tmp_path / "ckpt"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"latent_dim": 16}')
+    (bad / "model.safetensors").write_bytes(os.urandom(256))
+    for ckpt in (bad, tmp_path / "missing"):
+        code, err = _run("model.evaluate", "--checkpoint", str(ckpt), "--mnist", str(mnist_file),
+                         "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "eval"))
+        assert code == 1 and "Traceback" not in err and len(err.splitlines()) == 1, err
+        assert str(ckpt) in err
