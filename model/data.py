@@ -337,7 +337,7 @@ def read_polymnist_folder(root: str | Path, split: str = "train", n_modalities: 
         if files[m].keys() != files[0].keys():
             extra = sorted(set(files[m]) ^ set(files[0]))[0]
             where = files[m].get(extra, files[0].get(extra))[1]
-            raise DataError(f"{str(base / f'm{m}')!r} has {len(files[m])} files, {str(base / 'm0')!r} {len(files[0])}: "
+            raise DataError(f"{str(base / f'm{m}')!r} has {len(files[m])} files, {str(base / 'm0')!r} has {len(files[0])} files: "
                             f"tuples are matched by index and {str(where)!r} has no partner")
     index = sorted(files[0])
     if not index:
