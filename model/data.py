@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -287,7 +288,7 @@ def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, m
     ds = build_polymnist(imgs, labs, n_modalities, seed + (0 if split == "train" else 1),
                          backgrounds=backgrounds_for(n_modalities, seed))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: torchrun's ranks may build it at once
     np.savez(tmp, x=ds.x.numpy(), y=ds.y.numpy(), source=ds.source.numpy())
     tmp.replace(cache)
     return ds
@@ -391,7 +392,7 @@ def load_dataset(split: str = "train", n_modalities: int = 5, seed: int = 0, mni
     ds = read_polymnist_folder(root, split, n_modalities)
     if stamp is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, x=ds.x.numpy(), y=ds.y.numpy())
         tmp.replace(cache)
     return ds

@@ -374,9 +374,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        # find_unused_parameters: the EBM has no gradient during the warm-up and in the 'vae' variant
+        # the EBM has no gradient during the warm-up and in the 'vae' variant: DDP must look for unused parameters
+        unused = cfg.variant == "vae" or start < cfg.warmup_iters
         step = DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None,
-                                       find_unused_parameters=True)
+                                       find_unused_parameters=unused)
     if lead:
         cfg.to_json(out / "train_config.json")
         (out / "DIVERGED.txt").unlink(missing_ok=True)
