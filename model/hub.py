@@ -29,6 +29,22 @@ class CheckpointUnavailable(RuntimeError):
     """No weights could be loaded from anywhere; the message lists what was tried."""
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent   # the repository checkout this package was imported from
+
+
+def bundled_checkpoint(name: str = "mebm") -> Path:
+    """The checkpoint shipped in the repository (``checkpoints/<name>``), found from the package's location,
+    so that it loads from any working directory after ``pip install -e .``. A wheel installed without the
+    checkout carries no weights: then this raises CheckpointUnavailable (load from the Hub instead)."""
+    path = REPO_ROOT / "checkpoints" / name
+    if not (path / "model.safetensors").is_file():
+        raise CheckpointUnavailable(
+            f"no bundled checkpoint at {path}: the weights ship with the repository checkout, not with the "
+            f"installed package. Clone the repository and `pip install -e .`, or load published weights with "
+            f"MultimodalEBMVAE.from_pretrained('ORG/NAME').")
+    return path
+
+
 @dataclass
 class LoadedModel:
     model: MultimodalEBMVAE

@@ -89,3 +89,13 @@ def test_app_reports_hub_cache(tmp_path, tiny, monkeypatch):
         assert "bundled" in app.weights_banner()
     finally:
         app._LOADED.clear()
+
+
+def test_bundled_checkpoint_is_found_from_any_folder(tmp_path, monkeypatch):
+    from model.hub import bundled_checkpoint
+    from model.networks import MultimodalEBMVAE
+
+    monkeypatch.chdir(tmp_path)
+    path = bundled_checkpoint()
+    assert path.is_absolute() and (path / "config.json").is_file()
+    assert MultimodalEBMVAE.from_pretrained(path, strict=True).config.n_modalities == 5

@@ -3,11 +3,14 @@ truncated, empty or garbage MNIST file (a random-bytes .npz gets no allow_pickle
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from model.data import MNISTError, load_mnist
+
+BUNDLED = Path(__file__).resolve().parents[1] / "checkpoints" / "mebm"
 
 
 def _bad_mnist_files(tmp_path, mnist_file):
@@ -47,7 +50,7 @@ def test_train_and_evaluate_on_bad_mnist_exit_with_one_line(tmp_path, mnist_file
                          "--cache-dir", str(tmp_path / "cache"), "--model.n-modalities", "2")
         assert code == 1 and "Traceback" not in err and len(err.splitlines()) == 1, (name, err)
         assert str(path) in err and "allow_pickle" not in err
-        code, err = _run("model.evaluate", "--checkpoint", "checkpoints/mebm", "--mnist", str(path),
+        code, err = _run("model.evaluate", "--checkpoint", str(BUNDLED), "--mnist", str(path),
                          "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "eval"))
         assert code == 1 and "Traceback" not in err and len(err.splitlines()) == 1, (name, err)
         assert str(path) in err and "allow_pickle" not in err

@@ -1,0 +1,73 @@
+"""python -m model.publish --dry-run: the Hub folder holds loadable weights, the config, and a model card with
+that checkpoint's metrics table, the training and evaluation commands, the data recipe and the licence."""
+import json
+from pathlib import Path
+
+import torch
+
+from model.classifier import ClassifierConfig, Classifiers
+from model.config import TrainConfig
+from model.evaluate import main as evaluate_main
+from model.networks import MultimodalEBMVAE
+from model.publish import main as publish_main
+from model.publish import train_command
+from model.train import train
+
+BUNDLED = Path(__file__).resolve().parents[1] / "checkpoints" / "mebm"
+
+
+def test_dry_run_folder_loads_and_card_has_the_metrics(tmp_path, mnist_file, tiny_config, capsys):
+    cfg = TrainConfig(model=tiny_config, out_dir=str(tmp_path / "run"), mnist=str(mnist_file),
+                      cache_dir=str(tmp_path / "cache"), iters=2, batch_size=4, warmup_iters=1, data_steps=1,
+                      latent_steps=1, log_every=1, sample_every=100, ckpt_every=100, eval_every=0, classifier=None,
+                      teach_weight=0.2)
+    train(cfg)
+    ckpt = tmp_path / "run" / "checkpoint"
+    Classifiers(ClassifierConfig(tiny_config.n_modalities)).save_pretrained(tmp_path / "clf")
+    evaluate_main(["--checkpoint", str(ckpt), "--mnist", str(mnist_file), "--cache-dir", str(tmp_path / "cache"),
+                   "--classifier", str(tmp_path / "clf"), "--n-cond", "4", "--n-joint", "8", "--n-fid", "8",
+                   "--curve-steps", "", "--latent-steps", "1", "--data-steps", "1", "--batch", "8", "--quiet"])
+    metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())   # the default --out
+    capsys.readouterr()
+
+    publish_main(["--checkpoint", str(ckpt), "--repo-id", "someone/tiny-mebm", "--out", str(tmp_path / "hub"),
+                  "--dry-run"])
+    assert "dry run: nothing uploaded" in capsys.readouterr().out
+    hub = tmp_path / "hub"
+    assert {p.name for p in hub.iterdir()} >= {"model.safetensors", "config.json", "train_config.json",
+                                               "metrics.json", "README.md"}
+    loaded = MultimodalEBMVAE.from_pretrained(str(hub), strict=True)
+    original = MultimodalEBMVAE.from_pretrained(str(ckpt), strict=True)
+    assert loaded.config == tiny_config
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), original.state_dict().values()))
+
+    card = (hub / "README.md").read_text()
+    assert card.startswith("---\nlicense: mit\n") and "## Licence" in card and "MIT" in card
+    fd = metrics["prior"]["data"]["fd_mean"]
+    joint = metrics["prior"]["proposal"]["joint_coherence"]
+    cond = metrics["conditional"]["data"]["mean"]
+    row = next(line for line in card.splitlines() if line.startswith("| MCMC-revised"))
+    assert f"{fd:.2f}" in row and f"{100 * cond:.1f}" in row
+    assert f"{100 * joint:.1f}" in next(line for line in card.splitlines() if line.startswith("| generator proposal"))
+    assert train_command(cfg) in card and "--teach-weight 0.2" in card and "--iters 2" in card
+    assert "python -m model.evaluate --checkpoint" in card and "--n-cond 4" in card and "--n-joint 8" in card
+    assert "PolyMNIST-style set" in card and "data seed 0" in card
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    import pytest
+
+    for argv, code in ((["--checkpoint", str(tmp_path / "none"), "--repo-id", "a/b", "--dry-run"], 1),
+                       (["--checkpoint", str(BUNDLED), "--repo-id", "nameonly", "--dry-run"], 2)):
+        with pytest.raises(SystemExit) as e:
+            publish_main(argv)
+        assert e.value.code == code
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error:")
+
+
+def test_the_bundled_checkpoint_publishes(tmp_path, capsys):
+    publish_main(["--checkpoint", str(BUNDLED), "--repo-id", "org/mebm", "--out", str(tmp_path / "h"), "--dry-run"])
+    card = (tmp_path / "h" / "README.md").read_text()
+    assert "No evaluation was found" in card and "--max-minutes 75.0" in card
+    MultimodalEBMVAE.from_pretrained(str(tmp_path / "h"), strict=True)
