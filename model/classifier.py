@@ -103,16 +103,18 @@ def accuracy(clf, data, batch=2000) -> list[float]:
 def main(argv=None):
     from .data import DataError, MNISTError, load_dataset
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .cli import ConfigParser, HelpFormatter
+
+    p = ConfigParser(prog="python -m model.classifier", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--mnist", default=None, help="local MNIST .npz or torchvision root (default: download)")
     p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
     p.add_argument("--dataset", choices=("builtin", "polymnist"), default="builtin",
                    help="builtin: the PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir")
     p.add_argument("--data-dir", default=None, help="the PolyMNIST release (train/ and test/ with m0..m4)")
-    p.add_argument("--modalities", type=int, default=5)
+    p.add_argument("--modalities", type=int, default=5, help="number of modalities M")
     p.add_argument("--seed", type=int, default=0, help="data seed (must match the model's)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--out", default="checkpoints/classifier")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs")
+    p.add_argument("--out", default="checkpoints/classifier", help="output folder (safetensors, config, accuracy.json)")
     a = p.parse_args(argv)
     try:
         train = load_dataset("train", a.modalities, a.seed, a.mnist, a.cache_dir, a.dataset, a.data_dir)

@@ -25,6 +25,10 @@ class ConfigParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every flag's default after its help."""
+
+
 def field_docs(cls) -> dict[str, dict]:
     """{field name: {"help": trailing comment (+ indented continuation comment lines), "section": the
     block comment above it}} read from the class source, e.g.

@@ -625,8 +625,10 @@ def compare(paths, out, names=None, x=None, xlabel="training data-space Langevin
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .cli import ConfigParser, HelpFormatter
+    from .config import VARIANTS
+
+    p = ConfigParser(prog="python -m model.evaluate", description=__doc__, formatter_class=HelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a model directory (config.json + model.safetensors)")
     src.add_argument("--samples", help="a peer's generated-image dump (.npz written by model.evaluate.save_dump)")
@@ -643,7 +645,7 @@ def parse_args(argv=None):
                                                      "where the model's chains run (the judges stay on the CPU)")
     p.add_argument("--out", default=None, help="output folder (default: CHECKPOINT/../eval)")
     p.add_argument("--name", default=None, help="the model's name in tables (default: the run folder's name)")
-    p.add_argument("--variant", default=None, help="override the variant read from train_config.json "
+    p.add_argument("--variant", default=None, choices=VARIANTS, help="override the variant read from train_config.json "
                                                    "('vae': no data stage, its EBM is untrained)")
     p.add_argument("--n-cond", type=int, default=1000, help="test tuples per subset for conditional coherence")
     p.add_argument("--n-joint", type=int, default=10000, help="prior samples for joint coherence")
@@ -673,11 +675,11 @@ def main(argv=None):
             p = argparse.ArgumentParser(prog="python -m model.evaluate compare",
                                         description="Combined table + headline FD-vs-coherence plot.")
             p.add_argument("metrics", nargs="+", help="metrics.json files written by python -m model.evaluate")
-            p.add_argument("--out", required=True)
+            p.add_argument("--out", required=True, help="output folder: comparison.md, comparison.json, headline.png")
             p.add_argument("--names", default=None, help="comma-separated display names, one per file")
             p.add_argument("--x", default=None, help="comma-separated numbers, one per file (e.g. the training "
                            "data steps of a step ablation): also plot every metric against them (trend.png)")
-            p.add_argument("--x-label", default="training data-space Langevin steps")
+            p.add_argument("--x-label", default="training data-space Langevin steps", help="the x axis of trend.png")
             a = p.parse_args(argv[1:])
             x = [float(v) for v in a.x.split(",")] if a.x else None
             print(compare(a.metrics, a.out, a.names.split(",") if a.names else None, x, a.x_label))

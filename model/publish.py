@@ -172,8 +172,9 @@ def upload(folder: Path, repo_id: str, private: bool = False) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m model.publish", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .cli import ConfigParser, HelpFormatter
+
+    p = ConfigParser(prog="python -m model.publish", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a model folder (config.json + model.safetensors)")
     p.add_argument("--repo-id", required=True, help="the Hub model repo, ORG/NAME")
     p.add_argument("--out", default=None, help="where to write the repo's folder (default: hub/NAME)")

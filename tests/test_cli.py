@@ -67,3 +67,26 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("module", ["model.evaluate", "model.classifier", "model.publish"])
+def test_other_commands_document_every_flag(module):
+    import importlib
+
+    mod = importlib.import_module(module)
+    parsers = []
+    real = mod.argparse.ArgumentParser.parse_args
+
+    def capture(self, *a, **kw):
+        parsers.append(self)
+        raise SystemExit(0)
+
+    mod.argparse.ArgumentParser.parse_args = capture
+    try:
+        with pytest.raises(SystemExit):
+            (mod.parse_args if hasattr(mod, "parse_args") else mod.main)([])
+    finally:
+        mod.argparse.ArgumentParser.parse_args = real
+    undocumented = [a.option_strings for a in parsers[0]._actions if a.option_strings and not a.help]
+    assert not undocumented
+    assert "(default:" in parsers[0].format_help()
