@@ -74,7 +74,7 @@ class TrainConfig:
     seed: int = 0                     # seeds the weights, the batches and the chains
     out_dir: str = "runs/full"        # run folder: logs, samples, checkpoints
     mnist: str | None = None          # local MNIST file (.npz) or torchvision root; None = download
-    cache_dir: str = "data_cache"     # where the built data set (uint8, about 790 MB for M = 5) and downloads go
+    cache_dir: str = "data_cache"     # where the built data set (uint8, 826 MB for M = 5) and the MNIST download go
     dataset: str = "builtin"          # builtin: PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir
     data_dir: str | None = None       # the PolyMNIST release (train/ and test/ with m0..m4 of <index>.<label>.png)
     train_size: int | None = None     # use the first N training samples (None = all 60k)

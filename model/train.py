@@ -172,8 +172,6 @@ def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-
-
 # ---------------------------------------------------------------- bookkeeping
 
 def make_optimizers(model, cfg: TrainConfig):
