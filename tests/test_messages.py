@@ -42,18 +42,33 @@ def _run(*argv, cwd=None):
     return r.returncode, r.stderr.strip()
 
 
-def test_train_and_evaluate_on_bad_mnist_exit_with_one_line(tmp_path, mnist_file):
+def _main(main, argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    return (e.value.code if isinstance(e.value.code, int) else 1), err or str(e.value.code)
+
+
+def test_train_and_evaluate_on_bad_mnist_exit_with_one_line(tmp_path, mnist_file, capsys):
+    from model.evaluate import main as evaluate_main
+    from model.train import main as train_main
+
     files = _bad_mnist_files(tmp_path, mnist_file)
-    for name in ("garbage", "truncated", "missing"):
+    for name in ("garbage", "truncated", "missing", "wrong_arrays"):
         path = files[name]
-        code, err = _run("model.train", "--mnist", str(path), "--out-dir", str(tmp_path / "run"),
-                         "--cache-dir", str(tmp_path / "cache"), "--model.n-modalities", "2")
-        assert code == 1 and "Traceback" not in err and len(err.splitlines()) == 1, (name, err)
-        assert str(path) in err and "allow_pickle" not in err
-        code, err = _run("model.evaluate", "--checkpoint", str(BUNDLED), "--mnist", str(path),
-                         "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "eval"))
-        assert code == 1 and "Traceback" not in err and len(err.splitlines()) == 1, (name, err)
-        assert str(path) in err and "allow_pickle" not in err
+        code, err = _main(train_main, ["--mnist", str(path), "--out-dir", str(tmp_path / "run"), "--cache-dir",
+                                       str(tmp_path / "cache"), "--model.n-modalities", "2"], capsys)
+        assert code == 1 and len(err.splitlines()) == 1 and str(path) in err and "allow_pickle" not in err, (name, err)
+        code, err = _main(evaluate_main, ["--checkpoint", str(BUNDLED), "--mnist", str(path), "--cache-dir",
+                                          str(tmp_path / "cache"), "--out", str(tmp_path / "eval")], capsys)
+        assert code == 1 and len(err.splitlines()) == 1 and str(path) in err and "allow_pickle" not in err, (name, err)
+    # and from the shell: one line on stderr, no traceback
+    for module in ("model.train", "model.evaluate"):
+        argv = ["--mnist", str(files["garbage"]), "--cache-dir", str(tmp_path / "cache")]
+        argv += ["--checkpoint", str(BUNDLED), "--out", str(tmp_path / "eval")] if module == "model.evaluate" else \
+            ["--out-dir", str(tmp_path / "run")]
+        code, err = _run(module, *argv)
+        assert code == 1 and "Traceback" not in err and len(err.splitlines()) == 1 and "no zip header" in err, err
 
 
 def test_evaluate_bad_checkpoint_is_one_line(tmp_path, mnist_file):
