@@ -14,7 +14,6 @@ CHECKPOINT/eval/metrics.json, CHECKPOINT/../eval/metrics.json (where ``model.eva
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shlex

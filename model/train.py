@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .config import ModelConfig, TrainConfig
+from .config import TrainConfig
 from .langevin import ChainDiverged, data_revision, latent_revision, run
 from .networks import MultimodalEBMVAE
 
