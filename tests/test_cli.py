@@ -70,23 +70,20 @@ def test_resolve_device():
 
 
 @pytest.mark.parametrize("module", ["model.evaluate", "model.classifier", "model.publish"])
-def test_other_commands_document_every_flag(module):
+def test_other_commands_document_every_flag(module, monkeypatch):
+    import argparse
     import importlib
 
     mod = importlib.import_module(module)
     parsers = []
-    real = mod.argparse.ArgumentParser.parse_args
 
-    def capture(self, *a, **kw):
+    def capture(self, *a, **kw):  # stop at parsing: the parser is what is checked
         parsers.append(self)
         raise SystemExit(0)
 
-    mod.argparse.ArgumentParser.parse_args = capture
-    try:
-        with pytest.raises(SystemExit):
-            (mod.parse_args if hasattr(mod, "parse_args") else mod.main)([])
-    finally:
-        mod.argparse.ArgumentParser.parse_args = real
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        (mod.parse_args if hasattr(mod, "parse_args") else mod.main)([])
     undocumented = [a.option_strings for a in parsers[0]._actions if a.option_strings and not a.help]
     assert not undocumented
     assert "(default:" in parsers[0].format_help()
