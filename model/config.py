@@ -42,6 +42,9 @@ class ModelConfig:
     data_steps: int = 30
     data_step_size: float = 1.0
     data_noise: float = 0.01
+    ebm_latent_steps: int = 10        # EBM revision in latent space: Langevin on E(G(z)) + ||z||^2/2 (+ likelihood of x_S); 0 = off
+    ebm_latent_step_size: float = 0.1  # step size s of that chain
+    ebm_latent_noise: float = 0.1     # noise n of that chain (n = s: exact Langevin on exp(-U))
 
     @property
     def data_temperature(self) -> float:
@@ -110,12 +113,20 @@ class TrainConfig:
     eval_every: int = 500
     eval_samples: int = 500
     classifier: str | None = "checkpoints/classifier"  # for coherence during training; None = off
+    ebm_negatives: str = "data"       # EBM negatives: "data" = data chain from G(z) (the paper); "latent" = EBM latent chain from z, then data_steps of data chain (VAEBM-style); the generator is taught toward them
+    ebm_latent_steps: int = 10        # steps of the EBM latent chain (ebm_negatives="latent"; also the one-line coherence log)
+    ebm_latent_step_size: float = 0.1  # its step size s
+    ebm_latent_noise: float = 0.1     # its noise n
+    max_cpu_minutes: float | None = None  # budget in CPU time of this process (fair on a shared machine); stops (and saves) when reached
+    init_from: str | None = None      # start the weights from this model directory (optimisers fresh; e.g. continue a shipped checkpoint)
 
     def __post_init__(self):
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.ebm_negatives not in ("data", "latent"):
+            raise ValueError(f"ebm_negatives must be 'data' or 'latent', got {self.ebm_negatives!r}")
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))

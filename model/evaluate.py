@@ -37,7 +37,7 @@ from tqdm import tqdm
 from .metrics import ClassifierFeatures, InceptionFeatures, frechet_distance
 
 STAGE_LABELS = {"proposal": "generator proposal", "latent": "latent-revised",
-                "data": "MCMC-revised (latent + data)"}
+                "ebm_latent": "EBM latent-revised", "data": "MCMC-revised (latent + data)"}
 
 
 def stage_label(r: dict, stage: str) -> str:
@@ -81,17 +81,25 @@ def _generator(seed: int, *key: int) -> torch.Generator:
 class ModelSampler:
     """Our model: proposals, latent-revised and MCMC-revised samples (model.langevin's chains)."""
 
-    def __init__(self, model, variant: str = "full", latent_steps=None, data_steps=None, data_init=None):
+    def __init__(self, model, variant: str = "full", latent_steps=None, data_steps=None, data_init=None,
+                 ebm_latent_steps=None, prior=None):
         self.model, self.variant = model.eval(), variant
-        self.latent_steps, self.data_steps = latent_steps, data_steps
+        self.latent_steps, self.data_steps, self.ebm_latent_steps = latent_steps, data_steps, ebm_latent_steps
         self.has_ebm = variant != "vae"
+        self.prior = prior  # None = N(0, I); or an ex-post prior (model.prior.GaussianMixture)
         # an EBM trained on chains from noise is sampled the way it was trained (the curve shows both)
         self.data_init = data_init or ("noise" if variant == "noise_init" else "generator")
-        self.cond_stages = ("proposal", "latent", "data") if self.has_ebm else ("proposal", "latent")
-        self.prior_stages = ("proposal", "data") if self.has_ebm else ("proposal",)
+        cfg = model.config
+        steps = {"proposal": 1, "latent": cfg.latent_steps if latent_steps is None else latent_steps,
+                 "ebm_latent": 0 if not self.has_ebm else cfg.ebm_latent_steps if ebm_latent_steps is None
+                 else ebm_latent_steps,
+                 "data": 0 if not self.has_ebm else cfg.data_steps if data_steps is None else data_steps}
+        self.cond_stages = tuple(s for s, k in steps.items() if k > 0)
+        self.prior_stages = tuple(s for s in self.cond_stages if s != "latent")
 
     def _kw(self):
-        kw = {"data_steps": 0 if not self.has_ebm else self.data_steps, "data_init": self.data_init}
+        kw = {"data_steps": 0 if not self.has_ebm else self.data_steps, "data_init": self.data_init,
+              "ebm_latent_steps": 0 if not self.has_ebm else self.ebm_latent_steps}
         if self.latent_steps is not None:
             kw["latent_steps"] = self.latent_steps
         return kw
@@ -105,7 +113,7 @@ class ModelSampler:
     def prior(self, start, n, g):
         from .langevin import conditional_generate
 
-        out = conditional_generate(self.model, None, None, n=n, generator=g, **self._kw())
+        out = conditional_generate(self.model, None, None, n=n, generator=g, prior=self.prior, **self._kw())
         return {s: out[s] for s in self.prior_stages}
 
 
@@ -435,7 +443,15 @@ def evaluate(args) -> dict:
     model = None
     if args.checkpoint:
         model, source = load_checkpoint(args.checkpoint, args.variant)
-        sampler = ModelSampler(model, source["variant"], args.latent_steps, args.data_steps, args.data_init)
+        ex_post = None
+        if args.prior:
+            from .prior import GaussianMixture
+
+            if not Path(args.prior).is_file():
+                raise EvalError(f"ex-post prior file not found: {args.prior!r} (written by python -m model.prior)")
+            ex_post = GaussianMixture.load(args.prior)
+        sampler = ModelSampler(model, source["variant"], args.latent_steps, args.data_steps, args.data_init,
+                               args.ebm_latent_steps, ex_post)
         M, data_seed = model.config.n_modalities, model.config.data_seed
         name = args.name or Path(args.checkpoint).resolve().parent.name
     else:
@@ -493,7 +509,11 @@ def evaluate(args) -> dict:
             "latent_temperature": cfg.latent_temperature,
             "data_steps": ds if sampler.has_ebm else 0, "data_init": sampler.data_init,
             "data_step_size": cfg.data_step_size,
-            "data_noise": cfg.data_noise, "data_temperature": cfg.data_temperature}
+            "data_noise": cfg.data_noise, "data_temperature": cfg.data_temperature,
+            "ebm_latent_steps": ("ebm_latent" in sampler.cond_stages) * (
+                cfg.ebm_latent_steps if args.ebm_latent_steps is None else args.ebm_latent_steps),
+            "ebm_latent_step_size": cfg.ebm_latent_step_size, "ebm_latent_noise": cfg.ebm_latent_noise,
+            "prior": args.prior or "N(0, I)"}
     r = {"name": name, "source": source, "settings": settings, "stages": stages, "summary": summary,
          "conditional": cond, "prior": prior, "reference": reference, "curve": curve,
          "minutes": (time.time() - t0) / 60}
@@ -618,6 +638,10 @@ def parse_args(argv=None):
     p.add_argument("--curve-steps", default="0,5,10,20,30,60", help="data-Langevin step counts of the curve ('' = off)")
     p.add_argument("--latent-steps", type=int, default=None, help="override the model's test-time latent steps")
     p.add_argument("--data-steps", type=int, default=None, help="override the model's test-time data steps")
+    p.add_argument("--ebm-latent-steps", type=int, default=None,
+                   help="override the model's test-time EBM latent-chain steps (0 = no 'ebm_latent' stage)")
+    p.add_argument("--prior", default=None, help="ex-post prior file (python -m model.prior) for the prior samples "
+                                                 "instead of N(0, I)")
     p.add_argument("--data-init", choices=("generator", "noise"), default=None,
                    help="start of the data chains (default: noise for a 'noise_init' checkpoint, else the generator)")
     p.add_argument("--inception", default=None, help="torchvision inception_v3 state_dict file: FD on its pool features")

@@ -36,7 +36,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .config import ModelConfig, TrainConfig
-from .langevin import ChainDiverged, data_revision, latent_revision, run
+from .langevin import ChainDiverged, data_revision, ebm_latent_revision, latent_revision, run
 from .networks import MultimodalEBMVAE
 
 
@@ -71,8 +71,14 @@ def train_step(model, opt, x, cfg: TrainConfig, it: int) -> dict:
     log = {}
 
     # 1. generator proposals from the prior, revised by data-space Langevin on the EBM
+    #    (ebm_negatives="latent": first by the EBM's chain in latent space, z -> z_rev, x_gen = G(z_rev))
     if use_ebm:
         z = torch.randn(b, G.latent_dim)
+        if cfg.ebm_negatives == "latent" and v != "noise_init" and cfg.ebm_latent_steps > 0:
+            z0 = z
+            z = run(ebm_latent_revision(G, E, z0, cfg.ebm_latent_steps, cfg.ebm_latent_step_size,
+                                        cfg.ebm_latent_noise)).x
+            log["ebm_latent_move"] = (z - z0).norm(dim=1).mean().item()
         x_gen = G(z)
         init = torch.rand_like(x_gen) if v == "noise_init" else x_gen.detach()
         first = None
@@ -142,13 +148,13 @@ def make_optimizers(model, cfg: TrainConfig):
     }
 
 
-def save_checkpoint(out: Path, model, opt, cfg, it, elapsed):
+def save_checkpoint(out: Path, model, opt, cfg, it, elapsed, cpu_elapsed=None):
     """Write out/checkpoint atomically: model (safetensors + config.json), train_config.json, state.pt."""
     tmp = out / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     cfg.to_json(tmp / "train_config.json")
-    torch.save({"iteration": it, "elapsed": elapsed, "optimizers": {k: o.state_dict() for k, o in opt.items()},
+    torch.save({"iteration": it, "elapsed": elapsed, "cpu_elapsed": cpu_elapsed, "optimizers": {k: o.state_dict() for k, o in opt.items()},
                 "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
     final = out / "checkpoint"
     old = out / "checkpoint.old"
@@ -181,9 +187,10 @@ def save_samples(model, cfg: TrainConfig, path: Path, it: int, n=8, seed=1234):
 
 
 @torch.no_grad()
-def quick_coherence(model, clf, test, n: int, seed=0) -> dict:
-    """Generator proposals only (no chains): conditional coherence from each single modality, and
-    joint coherence of prior samples. A cheap progress signal; model.evaluate gives the real table."""
+def quick_coherence(model, clf, test, n: int, seed=0, cfg: TrainConfig | None = None, it: int = 0) -> dict:
+    """Generator proposals: conditional coherence from each single modality, and joint coherence of
+    prior samples (after the warm-up of an EBM variant also after the EBM's latent chain with the
+    training chain's settings). A cheap progress signal; model.evaluate gives the real table."""
     from .metrics import coherence, joint_coherence
     from .networks import observed_mask
 
@@ -194,8 +201,14 @@ def quick_coherence(model, clf, test, n: int, seed=0) -> dict:
     for m in range(M):
         z = model.inference.sample(x, observed_mask([m], M), generator=g)
         cond.append(coherence(clf, model.generator(z), y, [k for k in range(M) if k != m]))
-    x_prior = model.generator(torch.randn(n, model.config.latent_dim, generator=g))
-    return {"coherence_cond1": float(np.mean(cond)), "coherence_joint": joint_coherence(clf, x_prior)}
+    z = torch.randn(n, model.config.latent_dim, generator=g)
+    out = {"coherence_cond1": float(np.mean(cond)), "coherence_joint": joint_coherence(clf, model.generator(z))}
+    if cfg is not None and cfg.variant != "vae" and it >= cfg.warmup_iters and cfg.ebm_latent_steps > 0:
+        # joint coherence after the EBM's latent chain (the test-time sampler's "ebm_latent" stage)
+        z = run(ebm_latent_revision(model.generator, model.energy, z, cfg.ebm_latent_steps,
+                                    cfg.ebm_latent_step_size, cfg.ebm_latent_noise, generator=g)).x
+        out["coherence_joint_ebm_latent"] = joint_coherence(clf, model.generator(z))
+    return out
 
 
 # ---------------------------------------------------------------- main loop
@@ -219,8 +232,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         test = load_polymnist("test", cfg.model.n_modalities, cfg.model.data_seed, cfg.mnist, cfg.cache_dir)
 
     model = MultimodalEBMVAE(cfg.model)
+    if cfg.init_from:  # the weights of another run (same shapes); optimisers start fresh
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(Path(cfg.init_from) / "model.safetensors")), strict=True)
     opt = make_optimizers(model, cfg)
-    start, elapsed = 0, 0.0
+    start, elapsed, cpu_elapsed = 0, 0.0, 0.0
     ckpt = out / "checkpoint"
     if resume and ckpt.exists():
         model = MultimodalEBMVAE.from_pretrained(ckpt, strict=True)
@@ -229,6 +246,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         for k, o in opt.items():
             o.load_state_dict(state["optimizers"][k])
         start, elapsed = state["iteration"], state["elapsed"]
+        cpu_elapsed = state.get("cpu_elapsed") or elapsed
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {ckpt} at iteration {start} ({elapsed / 60:.1f} min)")
     cfg.to_json(out / "train_config.json")
@@ -237,6 +255,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     g = torch.Generator().manual_seed(cfg.seed + start)
     log_file = open(out / "log.jsonl", "a")
     t0 = time.time() - elapsed
+    c0 = time.process_time() - cpu_elapsed
     it = start
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=cfg.variant, dynamic_ncols=True)
     try:
@@ -252,10 +271,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 (out / "DIVERGED.txt").write_text(msg + "\n")
                 print(msg, file=sys.stderr)
                 return ckpt
-            log.update(iteration=it, seconds_per_iter=time.time() - t_it, minutes=(time.time() - t0) / 60)
+            log.update(iteration=it, seconds_per_iter=time.time() - t_it, minutes=(time.time() - t0) / 60,
+                       cpu_minutes=(time.process_time() - c0) / 60)
             done = it + 1
             if clf is not None and (done % cfg.eval_every == 0):
-                log.update(quick_coherence(model, clf, test, cfg.eval_samples))
+                log.update(quick_coherence(model, clf, test, cfg.eval_samples, cfg=cfg, it=done))
             if done % cfg.log_every == 0 or "coherence_joint" in log:
                 log_file.write(json.dumps(log) + "\n")
                 log_file.flush()
@@ -264,18 +284,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if done % cfg.sample_every == 0:
                 save_samples(model, cfg, out / "samples" / f"iter{done:06d}.png", done)
             if done % cfg.ckpt_every == 0 or done == cfg.warmup_iters:
-                save_checkpoint(out, model, opt, cfg, done, time.time() - t0)
+                save_checkpoint(out, model, opt, cfg, done, time.time() - t0, time.process_time() - c0)
             if done == cfg.warmup_iters:  # keep the end of the warm-up: every variant can start from it
                 shutil.rmtree(out / "checkpoint_warmup", ignore_errors=True)
                 shutil.copytree(out / "checkpoint", out / "checkpoint_warmup")
             if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
                 print(f"wall-clock budget of {cfg.max_minutes} min reached at iteration {done}")
                 break
+            if cfg.max_cpu_minutes and time.process_time() - c0 > 60 * cfg.max_cpu_minutes:
+                print(f"CPU-time budget of {cfg.max_cpu_minutes} min reached at iteration {done}")
+                break
         else:
             done = cfg.iters
     finally:
         log_file.close()
-    save_checkpoint(out, model, opt, cfg, done, time.time() - t0)
+    save_checkpoint(out, model, opt, cfg, done, time.time() - t0, time.process_time() - c0)
     save_samples(model, cfg, out / "samples" / f"final_iter{done:06d}.png", done)
     model.save_pretrained(out / "final")
     cfg.to_json(out / "final" / "train_config.json")
