@@ -43,8 +43,8 @@ class ModelConfig:
     data_step_size: float = 1.0
     data_noise: float = 0.01
     ebm_latent_steps: int = 10        # EBM revision in latent space: Langevin on E(G(z)) + ||z||^2/2 (+ likelihood of x_S); 0 = off
-    ebm_latent_step_size: float = 0.1  # step size s of that chain
-    ebm_latent_noise: float = 0.1     # noise n of that chain (n = s: exact Langevin on exp(-U))
+    ebm_latent_step_size: float = 0.3  # step size s of that chain
+    ebm_latent_noise: float = 0.3     # noise n of that chain (n = s: exact Langevin on exp(-U))
 
     @property
     def data_temperature(self) -> float:
@@ -115,8 +115,8 @@ class TrainConfig:
     classifier: str | None = "checkpoints/classifier"  # for coherence during training; None = off
     ebm_negatives: str = "data"       # EBM negatives: "data" = data chain from G(z) (the paper); "latent" = EBM latent chain from z, then data_steps of data chain (VAEBM-style); the generator is taught toward them
     ebm_latent_steps: int = 10        # steps of the EBM latent chain (ebm_negatives="latent"; also the one-line coherence log)
-    ebm_latent_step_size: float = 0.1  # its step size s
-    ebm_latent_noise: float = 0.1     # its noise n
+    ebm_latent_step_size: float = 0.3  # its step size s
+    ebm_latent_noise: float = 0.3     # its noise n
     max_cpu_minutes: float | None = None  # budget in CPU time of this process (fair on a shared machine); stops (and saves) when reached
     init_from: str | None = None      # start the weights from this model directory (optimisers fresh; e.g. continue a shipped checkpoint)
 

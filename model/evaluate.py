@@ -145,6 +145,8 @@ class DumpSampler:
         self.row = {int(i): r for r, i in enumerate(self.f["cond_index"])}
         keys = list(self.f.keys())
         self.cond_stages = tuple(dict.fromkeys(k.split("/")[2] for k in keys if k.startswith("cond/")))
+        # the subsets the dump holds (model.sample writes the single modalities by default)
+        self.subsets = {tuple(int(m) for m in k.split("/")[1].split(",")) for k in keys if k.startswith("cond/")}
         self.prior_stages = tuple(k.split("/")[1] for k in keys if k.startswith("joint/"))
         self.n_prior = min((len(self.f[f"joint/{s}"]) for s in self.prior_stages), default=0)
         self._cache = {}
@@ -184,7 +186,8 @@ def conditional_coherence(sampler, clf, test, idx, seed=0, batch=500, progress=T
     """{stage: {"by_subset": {key: c}, "by_size": {k: mean}, "mean": mean over sizes}}."""
     M = test.x.shape[1]
     hits = {}
-    todo = [(s, i) for s in subsets(M) for i in range(0, len(idx), batch)]
+    have = getattr(sampler, "subsets", None)   # a dump may hold only some subsets: sizes without any are left out
+    todo = [(s, i) for s in subsets(M) if have is None or s in have for i in range(0, len(idx), batch)]
     for s, i in tqdm(todo, desc="conditional coherence", disable=not progress, dynamic_ncols=True):
         b = idx[i:i + batch]
         x, y = test.batch(torch.as_tensor(b))
@@ -199,8 +202,9 @@ def conditional_coherence(sampler, clf, test, idx, seed=0, batch=500, progress=T
     res = {}
     for stage, by in hits.items():
         by_subset = {k: v[0] / v[1] for k, v in by.items()}
-        by_size = {str(k): float(np.mean([by_subset[subset_key(s)] for s in subsets(M) if len(s) == k]))
-                   for k in range(1, M)}
+        by_size = {str(k): float(np.mean([by_subset[subset_key(s)] for s in subsets(M)
+                                          if len(s) == k and subset_key(s) in by_subset]))
+                   for k in range(1, M) if any(len(s) == k and subset_key(s) in by_subset for s in subsets(M))}
         res[stage] = {"by_subset": by_subset, "by_size": by_size, "mean": float(np.mean(list(by_size.values())))}
     return res
 
@@ -218,9 +222,12 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
         for stage, xg in out.items():
             if i < n_joint:
                 digit, _ = clf.predict(xg[:max(0, min(nb, n_joint - i))])
-                agree.setdefault(stage, []).append((digit == digit[:, :1]).all(1))
+                ok = (digit == digit[:, :1]).all(1)
+                agree.setdefault(stage, []).append(ok)
                 counts = hist.setdefault(stage, torch.zeros(10))
                 counts += torch.bincount(digit.flatten(), minlength=10).float()
+                coherent = hist.setdefault(stage + "/coherent", torch.zeros(10))   # digits of the coherent tuples
+                coherent += torch.bincount(digit[ok, 0], minlength=10).float()
             if i < n_fid:
                 k = min(nb, n_fid - i)
                 for m in range(M):
@@ -232,6 +239,10 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
             r["joint_coherence"] = torch.cat(agree[stage]).float().mean().item()
             q = hist[stage] / hist[stage].sum()
             r["digit_entropy"] = float(-(q[q > 0] * q[q > 0].log()).sum() / np.log(10))
+            h = hist[stage + "/coherent"]
+            q = h / h.sum().clamp_min(1)
+            r["coherent_digit_entropy"] = float(-(q[q > 0] * q[q > 0].log()).sum() / np.log(10))
+            r["coherent_digit_counts"] = h.int().tolist()
         if stage in feats and n_fid >= 2:
             fd = [frechet_distance(np.concatenate(feats[stage][m]), real_feats[m]) for m in range(M)]
             r["fd"], r["fd_mean"] = fd, float(np.mean(fd))
@@ -372,7 +383,7 @@ def markdown(r: dict) -> str:
     for stage in r["stages"]:
         c = r["conditional"].get(stage)
         p = r["prior"].get(stage, {})
-        row = [stage_label(r, stage)] + [_pct(c["by_size"][str(k)]) if c else "–" for k in range(1, M)]
+        row = [stage_label(r, stage)] + [_pct(c["by_size"].get(str(k))) if c else "–" for k in range(1, M)]
         row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
                 _fd(p.get("fd_mean"))]
         lines.append("| " + " | ".join(row) + " |")
@@ -494,7 +505,7 @@ def evaluate(args) -> dict:
     summary = {}
     for key, stage in (("proposal", "proposal"), ("revised", final)):
         c, p = cond.get(stage), prior.get(stage) or prior.get("proposal", {})
-        summary[key] = {"stage": stage, "coherence_cond": c and c["mean"], "coherence_cond1": c and c["by_size"]["1"],
+        summary[key] = {"stage": stage, "coherence_cond": c and c["mean"], "coherence_cond1": c and c["by_size"].get("1"),
                         "coherence_joint": p.get("joint_coherence"), "digit_entropy": p.get("digit_entropy"),
                         "fd_mean": p.get("fd_mean")}
     cfg = model.config if model is not None else None
@@ -581,7 +592,7 @@ def compare(paths, out, names=None, x=None, xlabel="training data-space Langevin
         for stage in r["stages"]:
             c, p = r["conditional"].get(stage), r["prior"].get(stage, {})
             row = [r["name"], stage_label(r, stage)]
-            row += [_pct(c["by_size"][str(k)]) if c else "–" for k in range(1, M)]
+            row += [_pct(c["by_size"].get(str(k))) if c else "–" for k in range(1, M)]
             row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
                     _fd(p.get("fd_mean"))]
             lines.append("| " + " | ".join(row) + " |")

@@ -205,12 +205,14 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
         pick(data_noise, "data_noise")
     conditioned = observed is not None and bool(observed.any())
     G, I, E = model.generator, model.inference, model.energy
+    dev = next(G.parameters()).device
     if conditioned:
         z = I.sample(x_obs, observed, generator=generator)
         prior = None  # the posterior's prior is the generator's own N(0, I)
     else:
         n = n if n is not None else (x_obs.shape[0] if x_obs is not None else 1)
-        z = torch.randn(n, cfg.latent_dim, generator=generator) if prior is None else prior.sample(n, generator)
+        z = torch.randn(n, cfg.latent_dim, generator=generator, device=dev) if prior is None else \
+            prior.sample(n, generator).to(dev)
         x_obs, observed = None, None
 
     def decoded(z):
@@ -238,7 +240,7 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     x = decoded(z)
     if ds > 0:
         if data_init == "noise":
-            x = _fill_observed(torch.rand(x.shape, generator=generator), x_obs, observed)
+            x = _fill_observed(torch.rand(x.shape, generator=generator, device=dev), x_obs, observed)
         for st in data_revision(E, x, ds, dss, dn, observed, generator=generator):
             if st.step % every == 0 or st.step == ds:
                 yield Frame("data", st.step, st.x, st.energy, None)

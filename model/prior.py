@@ -30,7 +30,8 @@ class StandardNormal:
         self.dim = dim
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.dim, generator=generator)
+        dev = generator.device if generator is not None else torch.device("cpu")
+        return torch.randn(n, self.dim, generator=generator, device=dev)
 
     def energy(self, z: torch.Tensor) -> torch.Tensor:
         return 0.5 * (z ** 2).sum(1)
@@ -62,10 +63,15 @@ class GaussianMixture:
     def energy(self, z: torch.Tensor) -> torch.Tensor:
         return -self.log_prob(z)
 
+    def to(self, device) -> "GaussianMixture":
+        return GaussianMixture(self.weights.to(device), self.means.to(device), self.covariances.to(device))
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        k = torch.multinomial(self.weights.float(), n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        return (self.means[k] + (self.chol[k] @ eps[..., None])[..., 0]).float()
+        """n draws (on the generator's device, float32)."""
+        dev = generator.device if generator is not None else torch.device("cpu")
+        k = torch.multinomial(self.weights.float().to(dev), n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64, device=dev)
+        return (self.means.to(dev)[k] + (self.chol.to(dev)[k] @ eps[..., None])[..., 0]).float()
 
     # ------------------------------------------------------------ fitting, saving
 
