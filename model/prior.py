@@ -51,9 +51,10 @@ class GaussianMixture:
 
     def component_log_probs(self, z: torch.Tensor) -> torch.Tensor:
         """log w_k + log N(z; mu_k, C_k): [B, K]."""
-        diff = z.double()[:, None, :] - self.means[None]                       # [B, K, d]
-        sol = torch.linalg.solve_triangular(self.chol[None], diff[..., None], upper=False)[..., 0]
-        maha = (sol ** 2).sum(-1)
+        z = z.double()
+        maha = torch.stack([   # one triangular solve per component: ||L_k^{-1} (z - mu_k)||^2
+            (torch.linalg.solve_triangular(L, (z - mu).T, upper=False) ** 2).sum(0)
+            for L, mu in zip(self.chol, self.means)], dim=1)                    # [B, K]
         logdet = 2 * self.chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
         return self.weights.log()[None] - 0.5 * (maha + logdet[None] + self.dim * math.log(2 * math.pi))
 
@@ -99,8 +100,8 @@ class GaussianMixture:
             resp = (lp - ll[:, None]).exp()                                     # [N, K]
             nk = resp.sum(0) + 1e-10                                            # M step
             means = resp.T @ z / nk[:, None]
-            diff = z[:, None, :] - means[None]
-            covs = torch.einsum("nk,nki,nkj->kij", resp, diff, diff) / nk[:, None, None]
+            covs = torch.stack([((resp[:, k, None] * (z - means[k])).T @ (z - means[k])) for k in range(n_components)])
+            covs = covs / nk[:, None, None]
             covs = covs + reg * torch.eye(d, dtype=z.dtype)
             gmm = cls(nk / n, means, covs)
             mean_ll = ll.mean().item()
