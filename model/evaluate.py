@@ -524,6 +524,7 @@ def evaluate(args) -> dict:
             "ebm_latent_steps": ("ebm_latent" in sampler.cond_stages) * (
                 cfg.ebm_latent_steps if args.ebm_latent_steps is None else args.ebm_latent_steps),
             "ebm_latent_step_size": cfg.ebm_latent_step_size, "ebm_latent_noise": cfg.ebm_latent_noise,
+            "ebm_latent_cond_step_size": cfg.ebm_latent_cond_step_size, "ebm_latent_cond_noise": cfg.ebm_latent_cond_noise,
             "prior": args.prior or "N(0, I)"}
     r = {"name": name, "source": source, "settings": settings, "stages": stages, "summary": summary,
          "conditional": cond, "prior": prior, "reference": reference, "curve": curve,

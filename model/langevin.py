@@ -188,7 +188,8 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     "proposal": the inference model's sample (unconditioned: z from the prior) decoded by the generator;
     "latent": Langevin on the generator posterior p(z | x_S) (skipped when nothing is observed: the
     posterior is the prior); "ebm_latent": Langevin on E(G(z)) + ||z||^2 / 2 (+ the likelihood of x_S,
-    clamped inside E), see ``ebm_latent_revision``; decode; "data": Langevin on the EBM with the observed
+    clamped inside E; step size and noise ``ebm_latent_cond_*`` of the config when something is observed,
+    ``ebm_latent_*`` otherwise, unless given), see ``ebm_latent_revision``; decode; "data": Langevin on the EBM with the observed
     modalities clamped. ``data_init='noise'`` starts the data chain from uniform noise instead (the
     ablation the app shows side by side). ``prior``: an object with ``sample(n, generator)`` and
     ``energy(z)`` (= -log p(z) + const, e.g. ``model.prior.GaussianMixture``, the ex-post prior) used
@@ -199,11 +200,12 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     pick = lambda v, name: getattr(cfg, name) if v is None else v
     ls, lss, ln = pick(latent_steps, "latent_steps"), pick(latent_step_size, "latent_step_size"), \
         pick(latent_noise, "latent_noise")
-    es, ess, en = pick(ebm_latent_steps, "ebm_latent_steps"), pick(ebm_latent_step_size, "ebm_latent_step_size"), \
-        pick(ebm_latent_noise, "ebm_latent_noise")
+    conditioned = observed is not None and bool(observed.any())
+    cond = "_cond" if conditioned else ""   # the posterior is far stiffer than the prior: its own step size
+    es, ess, en = pick(ebm_latent_steps, "ebm_latent_steps"), \
+        pick(ebm_latent_step_size, f"ebm_latent{cond}_step_size"), pick(ebm_latent_noise, f"ebm_latent{cond}_noise")
     ds, dss, dn = pick(data_steps, "data_steps"), pick(data_step_size, "data_step_size"), \
         pick(data_noise, "data_noise")
-    conditioned = observed is not None and bool(observed.any())
     G, I, E = model.generator, model.inference, model.energy
     dev = next(G.parameters()).device
     if conditioned:

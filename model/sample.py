@@ -213,6 +213,8 @@ def main(argv=None):
                            "ebm_latent_steps": pick(a.ebm_latent_steps, "ebm_latent_steps"),
                            "ebm_latent_step_size": cfg.ebm_latent_step_size,
                            "ebm_latent_noise": cfg.ebm_latent_noise,
+                           "ebm_latent_cond_step_size": cfg.ebm_latent_cond_step_size,
+                           "ebm_latent_cond_noise": cfg.ebm_latent_cond_noise,
                            "data_steps": pick(a.data_steps, "data_steps"), "data_step_size": cfg.data_step_size,
                            "data_noise": cfg.data_noise},
                 "command": "python -m model.sample " + " ".join(sys.argv[1:] if argv is None else argv)}

@@ -259,3 +259,18 @@ def test_shipped_checkpoint_data_step_size_100_is_reported():
         conditional_generate(model, x, observed, data_step_size=100.0, ebm_latent_steps=0, latent_steps=2)
     out = conditional_generate(model, x, observed, ebm_latent_steps=0, latent_steps=2)   # default: no alarm
     assert out["final"].shape == x.shape
+
+
+def test_ebm_latent_chain_takes_the_conditional_step_size_when_something_is_observed(tiny_config):
+    """The posterior (likelihood of x_S, sigma = 0.25) is far stiffer than prior x EBM: the conditioned
+    chain runs with ebm_latent_cond_step_size / _noise, the unconditioned one with ebm_latent_step_size."""
+    from dataclasses import replace
+
+    cfg = replace(tiny_config, ebm_latent_steps=3, ebm_latent_cond_step_size=0.0, ebm_latent_cond_noise=0.0,
+                  ebm_latent_step_size=0.5, ebm_latent_noise=0.5)
+    model = MultimodalEBMVAE(cfg)
+    x = torch.rand(2, 3, 3, 28, 28)
+    cond = [f for f in conditional_sampling(model, x, observed_mask([0], 3), latent_steps=0) if f.stage == "ebm_latent"]
+    assert all(torch.equal(f.x, cond[0].x) for f in cond)                  # step size 0: nothing moves
+    joint = [f for f in conditional_sampling(model, None, None, n=2) if f.stage == "ebm_latent"]
+    assert not torch.equal(joint[-1].x, joint[0].x)
