@@ -42,6 +42,11 @@ class ModelConfig:
     data_steps: int = 30          # test time: data-space Langevin steps on the EBM (observed modalities clamped)
     data_step_size: float = 1.0   # test time: data step size s
     data_noise: float = 0.01      # test time: data noise scale n (n << s: nearly gradient descent)
+    ebm_latent_steps: int = 10        # EBM revision in latent space: Langevin on E(G(z)) + ||z||^2/2 (+ likelihood of x_S); 0 = off
+    ebm_latent_step_size: float = 0.3  # step size s of that chain for prior (joint) samples, nothing observed
+    ebm_latent_noise: float = 0.3     # noise n of that chain (n = s: exact Langevin on exp(-U))
+    ebm_latent_cond_step_size: float = 0.03  # its step size when modalities are observed: their likelihood makes U stiff (as for the latent revision)
+    ebm_latent_cond_noise: float = 0.03  # its noise when modalities are observed
 
     @property
     def data_temperature(self) -> float:
@@ -116,6 +121,12 @@ class TrainConfig:
     eval_every: int = 500             # iterations between quick coherence checks (0 = off)
     eval_samples: int = 500           # test tuples / prior samples of the quick coherence check
     classifier: str | None = "checkpoints/classifier"  # for coherence during training; None = off
+    ebm_negatives: str = "data"       # EBM negatives: "data" = data chain from G(z) (the paper); "latent" = EBM latent chain from z, then data_steps of data chain (VAEBM-style); the generator is taught toward them
+    ebm_latent_steps: int = 10        # steps of the EBM latent chain (ebm_negatives="latent"; also the one-line coherence log)
+    ebm_latent_step_size: float = 0.3  # its step size s
+    ebm_latent_noise: float = 0.3     # its noise n
+    max_cpu_minutes: float | None = None  # budget in CPU time of this process (fair on a shared machine); stops (and saves) when reached
+    init_from: str | None = None      # start the weights from this model directory (optimisers fresh; e.g. continue a shipped checkpoint)
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -124,6 +135,8 @@ class TrainConfig:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.ebm_negatives not in ("data", "latent"):
+            raise ValueError(f"ebm_negatives must be 'data' or 'latent', got {self.ebm_negatives!r}")
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))

@@ -38,7 +38,7 @@ from .device import DeviceError
 from .metrics import ClassifierFeatures, InceptionFeatures, frechet_distance
 
 STAGE_LABELS = {"proposal": "generator proposal", "latent": "latent-revised",
-                "data": "MCMC-revised (latent + data)"}
+                "ebm_latent": "EBM latent-revised", "data": "MCMC-revised (latent + data)"}
 
 
 def stage_label(r: dict, stage: str) -> str:
@@ -82,17 +82,25 @@ def _generator(seed: int, *key: int) -> torch.Generator:
 class ModelSampler:
     """Our model: proposals, latent-revised and MCMC-revised samples (model.langevin's chains)."""
 
-    def __init__(self, model, variant: str = "full", latent_steps=None, data_steps=None, data_init=None):
+    def __init__(self, model, variant: str = "full", latent_steps=None, data_steps=None, data_init=None,
+                 ebm_latent_steps=None, prior=None):
         self.model, self.variant = model.eval(), variant
-        self.latent_steps, self.data_steps = latent_steps, data_steps
+        self.latent_steps, self.data_steps, self.ebm_latent_steps = latent_steps, data_steps, ebm_latent_steps
         self.has_ebm = variant != "vae"
+        self.prior = prior  # None = N(0, I); or an ex-post prior (model.prior.GaussianMixture)
         # an EBM trained on chains from noise is sampled the way it was trained (the curve shows both)
         self.data_init = data_init or ("noise" if variant == "noise_init" else "generator")
-        self.cond_stages = ("proposal", "latent", "data") if self.has_ebm else ("proposal", "latent")
-        self.prior_stages = ("proposal", "data") if self.has_ebm else ("proposal",)
+        cfg = model.config
+        steps = {"proposal": 1, "latent": cfg.latent_steps if latent_steps is None else latent_steps,
+                 "ebm_latent": 0 if not self.has_ebm else cfg.ebm_latent_steps if ebm_latent_steps is None
+                 else ebm_latent_steps,
+                 "data": 0 if not self.has_ebm else cfg.data_steps if data_steps is None else data_steps}
+        self.cond_stages = tuple(s for s, k in steps.items() if k > 0)
+        self.prior_stages = tuple(s for s in self.cond_stages if s != "latent")
 
     def _kw(self):
-        kw = {"data_steps": 0 if not self.has_ebm else self.data_steps, "data_init": self.data_init}
+        kw = {"data_steps": 0 if not self.has_ebm else self.data_steps, "data_init": self.data_init,
+              "ebm_latent_steps": 0 if not self.has_ebm else self.ebm_latent_steps}
         if self.latent_steps is not None:
             kw["latent_steps"] = self.latent_steps
         return kw
@@ -113,7 +121,7 @@ class ModelSampler:
         from .langevin import conditional_generate
 
         dev, g = self._on_device(g)
-        out = conditional_generate(self.model, None, None, n=n, generator=g, **self._kw())
+        out = conditional_generate(self.model, None, None, n=n, generator=g, prior=self.prior, **self._kw())
         return {s: out[s].cpu() for s in self.prior_stages}
 
 
@@ -145,6 +153,8 @@ class DumpSampler:
         self.row = {int(i): r for r, i in enumerate(self.f["cond_index"])}
         keys = list(self.f.keys())
         self.cond_stages = tuple(dict.fromkeys(k.split("/")[2] for k in keys if k.startswith("cond/")))
+        # the subsets the dump holds (model.sample writes the single modalities by default)
+        self.subsets = {tuple(int(m) for m in k.split("/")[1].split(",")) for k in keys if k.startswith("cond/")}
         self.prior_stages = tuple(k.split("/")[1] for k in keys if k.startswith("joint/"))
         self.n_prior = min((len(self.f[f"joint/{s}"]) for s in self.prior_stages), default=0)
         self._cache = {}
@@ -184,7 +194,8 @@ def conditional_coherence(sampler, clf, test, idx, seed=0, batch=500, progress=T
     """{stage: {"by_subset": {key: c}, "by_size": {k: mean}, "mean": mean over sizes}}."""
     M = test.x.shape[1]
     hits = {}
-    todo = [(s, i) for s in subsets(M) for i in range(0, len(idx), batch)]
+    have = getattr(sampler, "subsets", None)   # a dump may hold only some subsets: sizes without any are left out
+    todo = [(s, i) for s in subsets(M) if have is None or s in have for i in range(0, len(idx), batch)]
     for s, i in tqdm(todo, desc="conditional coherence", disable=not progress, dynamic_ncols=True):
         b = idx[i:i + batch]
         x, y = test.batch(torch.as_tensor(b))
@@ -199,8 +210,9 @@ def conditional_coherence(sampler, clf, test, idx, seed=0, batch=500, progress=T
     res = {}
     for stage, by in hits.items():
         by_subset = {k: v[0] / v[1] for k, v in by.items()}
-        by_size = {str(k): float(np.mean([by_subset[subset_key(s)] for s in subsets(M) if len(s) == k]))
-                   for k in range(1, M)}
+        by_size = {str(k): float(np.mean([by_subset[subset_key(s)] for s in subsets(M)
+                                          if len(s) == k and subset_key(s) in by_subset]))
+                   for k in range(1, M) if any(len(s) == k and subset_key(s) in by_subset for s in subsets(M))}
         res[stage] = {"by_subset": by_subset, "by_size": by_size, "mean": float(np.mean(list(by_size.values())))}
     return res
 
@@ -218,9 +230,12 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
         for stage, xg in out.items():
             if i < n_joint:
                 digit, _ = clf.predict(xg[:max(0, min(nb, n_joint - i))])
-                agree.setdefault(stage, []).append((digit == digit[:, :1]).all(1))
+                ok = (digit == digit[:, :1]).all(1)
+                agree.setdefault(stage, []).append(ok)
                 counts = hist.setdefault(stage, torch.zeros(10))
                 counts += torch.bincount(digit.flatten(), minlength=10).float()
+                coherent = hist.setdefault(stage + "/coherent", torch.zeros(10))   # digits of the coherent tuples
+                coherent += torch.bincount(digit[ok, 0], minlength=10).float()
             if i < n_fid:
                 k = min(nb, n_fid - i)
                 for m in range(M):
@@ -232,6 +247,10 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
             r["joint_coherence"] = torch.cat(agree[stage]).float().mean().item()
             q = hist[stage] / hist[stage].sum()
             r["digit_entropy"] = float(-(q[q > 0] * q[q > 0].log()).sum() / np.log(10))
+            h = hist[stage + "/coherent"]
+            q = h / h.sum().clamp_min(1)
+            r["coherent_digit_entropy"] = float(-(q[q > 0] * q[q > 0].log()).sum() / np.log(10))
+            r["coherent_digit_counts"] = h.int().tolist()
         if stage in feats and n_fid >= 2:
             fd = [frechet_distance(np.concatenate(feats[stage][m]), real_feats[m]) for m in range(M)]
             r["fd"], r["fd_mean"] = fd, float(np.mean(fd))
@@ -386,7 +405,7 @@ def markdown(r: dict) -> str:
     for stage in r["stages"]:
         c = r["conditional"].get(stage)
         p = r["prior"].get(stage, {})
-        row = [stage_label(r, stage)] + [_pct(c["by_size"][str(k)]) if c else "–" for k in range(1, M)]
+        row = [stage_label(r, stage)] + [_pct(c["by_size"].get(str(k))) if c else "–" for k in range(1, M)]
         row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
                 _fd(p.get("fd_mean"))]
         lines.append("| " + " | ".join(row) + " |")
@@ -460,7 +479,15 @@ def evaluate(args) -> dict:
     if args.checkpoint:
         model, source = load_checkpoint(args.checkpoint, args.variant)
         model.to(device)
-        sampler = ModelSampler(model, source["variant"], args.latent_steps, args.data_steps, args.data_init)
+        ex_post = None
+        if args.prior:
+            from .prior import GaussianMixture
+
+            if not Path(args.prior).is_file():
+                raise EvalError(f"ex-post prior file not found: {args.prior!r} (written by python -m model.prior)")
+            ex_post = GaussianMixture.load(args.prior)
+        sampler = ModelSampler(model, source["variant"], args.latent_steps, args.data_steps, args.data_init,
+                               args.ebm_latent_steps, ex_post)
         M, data_seed = model.config.n_modalities, model.config.data_seed
         name = args.name or Path(args.checkpoint).resolve().parent.name
     else:
@@ -504,7 +531,7 @@ def evaluate(args) -> dict:
     summary = {}
     for key, stage in (("proposal", "proposal"), ("revised", final)):
         c, p = cond.get(stage), prior.get(stage) or prior.get("proposal", {})
-        summary[key] = {"stage": stage, "coherence_cond": c and c["mean"], "coherence_cond1": c and c["by_size"]["1"],
+        summary[key] = {"stage": stage, "coherence_cond": c and c["mean"], "coherence_cond1": c and c["by_size"].get("1"),
                         "coherence_joint": p.get("joint_coherence"), "digit_entropy": p.get("digit_entropy"),
                         "fd_mean": p.get("fd_mean")}
     cfg = model.config if model is not None else None
@@ -519,7 +546,12 @@ def evaluate(args) -> dict:
             "latent_temperature": cfg.latent_temperature,
             "data_steps": ds if sampler.has_ebm else 0, "data_init": sampler.data_init,
             "data_step_size": cfg.data_step_size,
-            "data_noise": cfg.data_noise, "data_temperature": cfg.data_temperature}
+            "data_noise": cfg.data_noise, "data_temperature": cfg.data_temperature,
+            "ebm_latent_steps": ("ebm_latent" in sampler.cond_stages) * (
+                cfg.ebm_latent_steps if args.ebm_latent_steps is None else args.ebm_latent_steps),
+            "ebm_latent_step_size": cfg.ebm_latent_step_size, "ebm_latent_noise": cfg.ebm_latent_noise,
+            "ebm_latent_cond_step_size": cfg.ebm_latent_cond_step_size, "ebm_latent_cond_noise": cfg.ebm_latent_cond_noise,
+            "prior": args.prior or "N(0, I)"}
     r = {"name": name, "source": source, "settings": settings, "stages": stages, "summary": summary,
          "conditional": cond, "prior": prior, "reference": reference, "curve": curve,
          "minutes": (time.time() - t0) / 60}
@@ -587,7 +619,7 @@ def compare(paths, out, names=None, x=None, xlabel="training data-space Langevin
         for stage in r["stages"]:
             c, p = r["conditional"].get(stage), r["prior"].get(stage, {})
             row = [r["name"], stage_label(r, stage)]
-            row += [_pct(c["by_size"][str(k)]) if c else "–" for k in range(1, M)]
+            row += [_pct(c["by_size"].get(str(k))) if c else "–" for k in range(1, M)]
             row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
                     _fd(p.get("fd_mean"))]
             lines.append("| " + " | ".join(row) + " |")
@@ -654,6 +686,10 @@ def parse_args(argv=None):
     p.add_argument("--curve-steps", default="0,5,10,20,30,60", help="data-Langevin step counts of the curve ('' = off)")
     p.add_argument("--latent-steps", type=int, default=None, help="override the model's test-time latent steps")
     p.add_argument("--data-steps", type=int, default=None, help="override the model's test-time data steps")
+    p.add_argument("--ebm-latent-steps", type=int, default=None,
+                   help="override the model's test-time EBM latent-chain steps (0 = no 'ebm_latent' stage)")
+    p.add_argument("--prior", default=None, help="ex-post prior file (python -m model.prior) for the prior samples "
+                                                 "instead of N(0, I)")
     p.add_argument("--data-init", choices=("generator", "noise"), default=None,
                    help="start of the data chains (default: noise for a 'noise_init' checkpoint, else the generator)")
     p.add_argument("--inception", default=None, help="torchvision inception_v3 state_dict file: FD on its pool features")

@@ -9,10 +9,16 @@ are separate knobs; they imply the temperature T = (n / s)^2 (n = s: exact Lange
 n << s: nearly gradient descent). Gradients are taken with ``torch.autograd.grad`` on the chain
 variable only, so no parameter gradient is ever touched.
 
-``data_revision`` / ``latent_revision`` yield a ``ChainState`` per step (step 0 is the start);
-``run`` drives any of them to the end. ``conditional_sampling`` chains the whole conditional
-generation (inference proposal -> latent revision -> decode -> data revision) and yields frames.
-Non-finite values (or a latent chain leaving |z| < max_abs) raise ``ChainDiverged``.
+``data_revision`` / ``latent_revision`` / ``ebm_latent_revision`` yield a ``ChainState`` per step
+(step 0 is the start); ``run`` drives any of them to the end. ``ebm_latent_revision`` is the EBM's
+revision in latent space (VAEBM's sampler, Xiao et al. 2021): Langevin on
+U(z) = E(G(z)) + ||z||^2 / 2 [+ sum_{m in S} ||x_m - g_m(z)||^2 / (2 sigma^2)], the EBM's density
+pulled back through the generator, times the prior (times the likelihood of the observed
+modalities, which also stay clamped inside E). ``conditional_sampling`` chains the whole conditional
+generation (inference proposal -> latent revision -> EBM latent revision -> decode -> data revision)
+and yields frames. Non-finite values, a latent chain leaving |z| < max_abs, or a data chain whose
+steps overshoot the data range far and repeatedly (step size too large: the clamp to [0, 1] would
+hide it) raise ``ChainDiverged``.
 """
 from __future__ import annotations
 
@@ -25,11 +31,18 @@ from .config import ModelConfig
 
 
 class ChainDiverged(RuntimeError):
-    """A Langevin chain produced non-finite values or left its bounds: lower the step size."""
+    """A Langevin chain produced non-finite values, left its bounds or ran away: lower the step size."""
 
     def __init__(self, stage: str, step: int, reason: str):
         self.stage, self.step = stage, step
-        super().__init__(f"The {stage} chain diverged at step {step} ({reason}). Lower its step size.")
+        super().__init__(f"The {stage} chain diverged at step {step} ({reason}): step size too large. "
+                         f"Lower its step size.")
+
+
+# a bounded chain "runs away" when, on RUNAWAY_PATIENCE consecutive steps, more than RUNAWAY_FRACTION of
+# its free entries land over one whole data range outside the bounds before being clamped back
+RUNAWAY_FRACTION = 0.05
+RUNAWAY_PATIENCE = 3
 
 
 @dataclass
@@ -47,10 +60,14 @@ def langevin(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
     """Langevin descent of ``energy_fn`` (per-sample energies [B]) from ``x0``.
 
     frozen: bool mask broadcastable to x; frozen entries keep their value of x0 (clamping).
-    bounds: clamp every state into [lo, hi]. max_abs: a state with |x| beyond it counts as diverged.
+    bounds: clamp every state into [lo, hi]; a chain whose updates land far outside them, step after
+    step (see RUNAWAY_FRACTION), is reported as diverged. max_abs: a state with |x| beyond it counts as
+    diverged.
     """
     x = x0.detach().clone()
     keep = None if frozen is None else x0.detach()
+    free = None if frozen is None else (~frozen).expand_as(x)
+    runaway = 0
     for k in range(steps + 1):
         with torch.enable_grad():
             x.requires_grad_(True)
@@ -73,7 +90,15 @@ def langevin(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         if frozen is not None:
             x = torch.where(frozen, keep, x)
         if bounds is not None:
-            x = x.clamp(*bounds)
+            lo, hi = bounds
+            far = (x < lo - (hi - lo)) | (x > hi + (hi - lo))
+            far = far if free is None else far[free]
+            frac = far.float().mean().item() if far.numel() else 0.0
+            runaway = runaway + 1 if frac > RUNAWAY_FRACTION else 0
+            if runaway >= RUNAWAY_PATIENCE:
+                raise ChainDiverged(stage, k + 1, f"{100 * frac:.0f} % of the values jumped far past the range "
+                                                  f"[{lo:g}, {hi:g}] on {runaway} steps in a row")
+            x = x.clamp(lo, hi)
 
 
 def data_revision(energy_model, x0: torch.Tensor, steps: int, step_size: float, noise: float,
@@ -96,6 +121,29 @@ def latent_revision(generator_model, z0: torch.Tensor, x: torch.Tensor, steps: i
                     stage="latent")
 
 
+def ebm_latent_revision(generator_model, energy_model, z0: torch.Tensor, steps: int, step_size: float,
+                        noise: float, x_obs: torch.Tensor | None = None, observed: torch.Tensor | None = None,
+                        generator=None, prior=None, max_abs: float = 50.0) -> Iterator[ChainState]:
+    """The EBM's revision in latent space: Langevin on
+        U(z) = E(x(z)) - log p(z) + sum_{m in S} ||x_m - g_m(z)||^2 / (2 sigma^2),
+    x(z) = G(z) with the observed modalities S (bool [M] ``observed``) clamped to their values in
+    ``x_obs``; -log p(z) = ||z||^2 / 2 (or ``prior.energy(z)``, e.g. an ex-post Gaussian mixture).
+    Without observed modalities it samples exp(-E(G(z))) p(z), the EBM's density pulled back through
+    the generator; with them, the EBM-tilted generator posterior. ``energy`` of each state is U(z)."""
+    G, E = generator_model, energy_model
+    conditioned = observed is not None and bool(observed.any())
+    mask = observed.view(1, -1, 1, 1, 1).to(z0.device) if conditioned else None
+
+    def U(z):
+        x = G(z)
+        prior_energy = 0.5 * (z ** 2).sum(1) if prior is None else prior.energy(z)
+        if not conditioned:
+            return E(x) + prior_energy
+        nll = (((x_obs - x) ** 2) * mask).flatten(1).sum(1) / (2 * G.sigma ** 2)
+        return E(torch.where(mask, x_obs, x)) + prior_energy + nll
+    return langevin(U, z0, steps, step_size, noise, max_abs=max_abs, generator=generator, stage="ebm_latent")
+
+
 def run(chain: Iterator[ChainState]) -> ChainState:
     """Drive a chain to its last state and return it."""
     state = None
@@ -108,11 +156,15 @@ def run(chain: Iterator[ChainState]) -> ChainState:
 
 @dataclass
 class Frame:
-    stage: str                  # "proposal" | "latent" | "data"
+    stage: str                  # "proposal" | "latent" | "ebm_latent" | "data" (STAGES, in this order)
     step: int
     x: torch.Tensor             # [B, M, 3, 28, 28], observed modalities shown at their given values
     energy: torch.Tensor        # EBM energy of x [B]
-    log_posterior: torch.Tensor | None  # log p(z | x_S) (+ const) of the latent state, latent stages
+    log_posterior: torch.Tensor | None  # log p(z | x_S) (+ const; log p(z) unconditioned) of the latent state
+                                        # in the latent stages, None in the data stage
+
+
+STAGES = ("proposal", "latent", "ebm_latent", "data")
 
 
 def _fill_observed(x_gen, x_obs, observed):
@@ -126,37 +178,53 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
                          cfg: ModelConfig | None = None, generator: torch.Generator | None = None,
                          latent_steps=None, latent_step_size=None, latent_noise=None,
                          data_steps=None, data_step_size=None, data_noise=None,
-                         data_init: str = "generator", every: int = 1) -> Iterator[Frame]:
+                         data_init: str = "generator", every: int = 1,
+                         ebm_latent_steps=None, ebm_latent_step_size=None, ebm_latent_noise=None,
+                         prior=None) -> Iterator[Frame]:
     """Conditional (or, with nothing observed, unconditional) generation, frame by frame.
 
     x_obs: [B, M, 3, 28, 28] with the observed modalities filled in (others ignored), or None.
-    observed: bool [M]. Stages: the inference model's proposal decoded by the generator; latent
-    Langevin on p(z | x_S) (skipped when nothing is observed: the posterior is the prior); decode;
-    data Langevin on the EBM with the observed modalities clamped. ``data_init='noise'`` starts the
-    data chain from uniform noise instead (the ablation the app shows side by side).
+    observed: bool [M]. Stages (STAGES, in order; a stage with 0 steps is skipped):
+    "proposal": the inference model's sample (unconditioned: z from the prior) decoded by the generator;
+    "latent": Langevin on the generator posterior p(z | x_S) (skipped when nothing is observed: the
+    posterior is the prior); "ebm_latent": Langevin on E(G(z)) + ||z||^2 / 2 (+ the likelihood of x_S,
+    clamped inside E; step size and noise ``ebm_latent_cond_*`` of the config when something is observed,
+    ``ebm_latent_*`` otherwise, unless given), see ``ebm_latent_revision``; decode; "data": Langevin on the EBM with the observed
+    modalities clamped. ``data_init='noise'`` starts the data chain from uniform noise instead (the
+    ablation the app shows side by side). ``prior``: an object with ``sample(n, generator)`` and
+    ``energy(z)`` (= -log p(z) + const, e.g. ``model.prior.GaussianMixture``, the ex-post prior) used
+    instead of N(0, I) for unconditional samples (their start and the EBM latent chain's prior term).
     ``every``: yield every k-th step (the first and last are always yielded).
     """
     cfg = cfg or model.config
-    ls = cfg.latent_steps if latent_steps is None else latent_steps
-    lss = cfg.latent_step_size if latent_step_size is None else latent_step_size
-    ln = cfg.latent_noise if latent_noise is None else latent_noise
-    ds = cfg.data_steps if data_steps is None else data_steps
-    dss = cfg.data_step_size if data_step_size is None else data_step_size
-    dn = cfg.data_noise if data_noise is None else data_noise
+    pick = lambda v, name: getattr(cfg, name) if v is None else v
+    ls, lss, ln = pick(latent_steps, "latent_steps"), pick(latent_step_size, "latent_step_size"), \
+        pick(latent_noise, "latent_noise")
     conditioned = observed is not None and bool(observed.any())
+    cond = "_cond" if conditioned else ""   # the posterior is far stiffer than the prior: its own step size
+    es, ess, en = pick(ebm_latent_steps, "ebm_latent_steps"), \
+        pick(ebm_latent_step_size, f"ebm_latent{cond}_step_size"), pick(ebm_latent_noise, f"ebm_latent{cond}_noise")
+    ds, dss, dn = pick(data_steps, "data_steps"), pick(data_step_size, "data_step_size"), \
+        pick(data_noise, "data_noise")
     G, I, E = model.generator, model.inference, model.energy
+    dev = next(G.parameters()).device
     if conditioned:
         z = I.sample(x_obs, observed, generator=generator)
+        prior = None  # the posterior's prior is the generator's own N(0, I)
     else:
         n = n if n is not None else (x_obs.shape[0] if x_obs is not None else 1)
-        z = torch.randn(n, cfg.latent_dim, generator=generator, device=next(G.parameters()).device)
+        z = torch.randn(n, cfg.latent_dim, generator=generator, device=dev) if prior is None else \
+            prior.sample(n, generator).to(dev)
         x_obs, observed = None, None
 
     def decoded(z):
         return _fill_observed(G(z), x_obs, observed)
 
+    def log_prior(z):
+        return -0.5 * (z ** 2).sum(1) if prior is None else -prior.energy(z)
+
     x = decoded(z)
-    logp = G.log_posterior(z, x_obs, observed) if conditioned else -0.5 * (z ** 2).sum(1)
+    logp = G.log_posterior(z, x_obs, observed) if conditioned else log_prior(z)
     yield Frame("proposal", 0, x, E(x), logp)
     if conditioned and ls > 0:
         for st in latent_revision(G, z, x_obs, ls, lss, ln, observed, generator=generator):
@@ -164,19 +232,27 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
             if st.step % every == 0 or st.step == ls:
                 x = decoded(z)
                 yield Frame("latent", st.step, x, E(x), -st.energy)
-        x = decoded(z)
-    if data_init == "noise":
-        x = _fill_observed(torch.rand(x.shape, generator=generator, device=x.device), x_obs, observed)
-    for st in data_revision(E, x, ds, dss, dn, observed, generator=generator):
-        if st.step % every == 0 or st.step == ds:
-            yield Frame("data", st.step, st.x, st.energy, None)
+    if es > 0:
+        for st in ebm_latent_revision(G, E, z, es, ess, en, x_obs, observed, generator=generator, prior=prior):
+            z = st.x
+            if st.step % every == 0 or st.step == es:
+                x = decoded(z)
+                e = E(x)
+                yield Frame("ebm_latent", st.step, x, e, e - st.energy)  # U = E - log p(z | x_S)
+    x = decoded(z)
+    if ds > 0:
+        if data_init == "noise":
+            x = _fill_observed(torch.rand(x.shape, generator=generator, device=dev), x_obs, observed)
+        for st in data_revision(E, x, ds, dss, dn, observed, generator=generator):
+            if st.step % every == 0 or st.step == ds:
+                yield Frame("data", st.step, st.x, st.energy, None)
 
 
 def conditional_generate(model, x_obs, observed, **kw) -> dict[str, torch.Tensor]:
-    """Run ``conditional_sampling`` to the end; return the images after each stage:
-    {'proposal', 'latent', 'data'} (each [B, M, 3, 28, 28])."""
+    """Run ``conditional_sampling`` to the end; return the images after each stage that ran, by name
+    (in STAGES order, each [B, M, 3, 28, 28]), and "final": the last of them."""
     out = {}
     for frame in conditional_sampling(model, x_obs, observed, every=10 ** 9, **kw):
         out[frame.stage] = frame.x
-    out.setdefault("latent", out["proposal"])
+    out["final"] = frame.x
     return out

@@ -37,7 +37,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .config import TrainConfig
-from .langevin import ChainDiverged, data_revision, latent_revision, run
+from .langevin import ChainDiverged, data_revision, ebm_latent_revision, latent_revision, run
 from .networks import MultimodalEBMVAE
 
 
@@ -74,8 +74,14 @@ def train_losses(model, x, cfg: TrainConfig, it: int) -> tuple[torch.Tensor, dic
     log = {}
 
     # 1. generator proposals from the prior, revised by data-space Langevin on the EBM
+    #    (ebm_negatives="latent": first by the EBM's chain in latent space, z -> z_rev, x_gen = G(z_rev))
     if use_ebm:
         z = torch.randn(b, G.latent_dim, device=x.device)
+        if cfg.ebm_negatives == "latent" and v != "noise_init" and cfg.ebm_latent_steps > 0:
+            z0 = z
+            z = run(ebm_latent_revision(G, E, z0, cfg.ebm_latent_steps, cfg.ebm_latent_step_size,
+                                        cfg.ebm_latent_noise)).x
+            log["ebm_latent_move"] = (z - z0).norm(dim=1).mean().item()
         x_gen = G(z)
         init = torch.rand_like(x_gen) if v == "noise_init" else x_gen.detach()
         first = None
@@ -189,7 +195,7 @@ class ResumeError(RuntimeError):
 CKPT_DONE = "COMPLETE"   # written last into checkpoint.tmp: the copy is whole
 
 
-def save_checkpoint(out: Path, model, opt, cfg, it, elapsed):
+def save_checkpoint(out: Path, model, opt, cfg, it, elapsed, cpu_elapsed=None):
     """Write out/checkpoint so that a kill at any point leaves a whole checkpoint to resume from:
     1. write checkpoint.tmp (model safetensors + config.json, train_config.json, state.pt), then the
        COMPLETE marker; 2. set the previous checkpoint.old aside (rename, then delete); 3. rename
@@ -199,7 +205,7 @@ def save_checkpoint(out: Path, model, opt, cfg, it, elapsed):
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     cfg.to_json(tmp / "train_config.json")
-    torch.save({"iteration": it, "elapsed": elapsed, "optimizers": {k: o.state_dict() for k, o in opt.items()},
+    torch.save({"iteration": it, "elapsed": elapsed, "cpu_elapsed": cpu_elapsed, "optimizers": {k: o.state_dict() for k, o in opt.items()},
                 "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
     (tmp / CKPT_DONE).write_text(f"{it}\n")
     if final.exists():
@@ -276,9 +282,10 @@ def save_samples(model, cfg: TrainConfig, path: Path, it: int, n=8, seed=1234):
 
 
 @torch.no_grad()
-def quick_coherence(model, clf, test, n: int, seed=0) -> dict:
-    """Generator proposals only (no chains): conditional coherence from each single modality, and
-    joint coherence of prior samples. A cheap progress signal; model.evaluate gives the real table."""
+def quick_coherence(model, clf, test, n: int, seed=0, cfg: TrainConfig | None = None, it: int = 0) -> dict:
+    """Generator proposals: conditional coherence from each single modality, and joint coherence of
+    prior samples (after the warm-up of an EBM variant also after the EBM's latent chain with the
+    training chain's settings). A cheap progress signal; model.evaluate gives the real table."""
     from .metrics import coherence, joint_coherence
     from .networks import observed_mask
 
@@ -291,8 +298,14 @@ def quick_coherence(model, clf, test, n: int, seed=0) -> dict:
     for m in range(M):
         z = model.inference.sample(x, observed_mask([m], M).to(dev), generator=g)
         cond.append(coherence(clf, model.generator(z).cpu(), y, [k for k in range(M) if k != m]))
-    x_prior = model.generator(torch.randn(n, model.config.latent_dim, generator=g, device=dev)).cpu()
-    return {"coherence_cond1": float(np.mean(cond)), "coherence_joint": joint_coherence(clf, x_prior)}
+    z = torch.randn(n, model.config.latent_dim, generator=g, device=dev)
+    out = {"coherence_cond1": float(np.mean(cond)), "coherence_joint": joint_coherence(clf, model.generator(z).cpu())}
+    if cfg is not None and cfg.variant != "vae" and it >= cfg.warmup_iters and cfg.ebm_latent_steps > 0:
+        # joint coherence after the EBM's latent chain (the test-time sampler's "ebm_latent" stage)
+        z = run(ebm_latent_revision(model.generator, model.energy, z, cfg.ebm_latent_steps,
+                                    cfg.ebm_latent_step_size, cfg.ebm_latent_noise, generator=g)).x
+        out["coherence_joint_ebm_latent"] = joint_coherence(clf, model.generator(z).cpu())
+    return out
 
 
 # ---------------------------------------------------------------- main loop
@@ -336,7 +349,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     out = Path(cfg.out_dir)
     torch.manual_seed(cfg.seed)
     model = MultimodalEBMVAE(cfg.model)
-    start, elapsed, state = 0, 0.0, None
+    if cfg.init_from:  # the weights of another run (same shapes); optimisers start fresh
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(Path(cfg.init_from) / "model.safetensors")), strict=True)
+    start, elapsed, cpu_elapsed, state = 0, 0.0, 0.0, None
     ckpt = out / "checkpoint"
     if resume:  # before anything is written: a mistyped folder must not become a new run
         found, model, state, notes = find_resumable(out)
@@ -344,6 +361,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             for n in notes:
                 print(f"note: {n}", file=sys.stderr)
         start, elapsed = state["iteration"], state["elapsed"]
+        cpu_elapsed = state.get("cpu_elapsed") or elapsed
     if lead:
         (out / "samples").mkdir(parents=True, exist_ok=True)
     data = load_data(cfg, "train")
@@ -384,6 +402,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     g = torch.Generator().manual_seed(cfg.seed + start + 7919 * rank)
     log_file = open(out / "log.jsonl", "a") if lead else None
     t0 = time.time() - elapsed
+    c0 = time.process_time() - cpu_elapsed
     it, saved = start, None
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=cfg.variant, dynamic_ncols=True,
                disable=not lead)
@@ -402,9 +421,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     (out / "DIVERGED.txt").write_text(msg + "\n")
                     print(msg, file=sys.stderr)
                 return ckpt
-            log.update(iteration=it, seconds_per_iter=time.time() - t_it, minutes=(time.time() - t0) / 60)
+            log.update(iteration=it, seconds_per_iter=time.time() - t_it, minutes=(time.time() - t0) / 60,
+                       cpu_minutes=(time.process_time() - c0) / 60)
             done = it + 1
-            stop = bool(cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes)
+            stop = bool(cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes) or \
+                bool(cfg.max_cpu_minutes and time.process_time() - c0 > 60 * cfg.max_cpu_minutes)
             if world > 1:  # rank 0's clock decides, so that every process stops at the same iteration
                 flag = torch.tensor([float(stop)], device=device)
                 torch.distributed.broadcast(flag, 0)
@@ -414,7 +435,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     break
                 continue
             if clf is not None and (done % cfg.eval_every == 0):
-                log.update(quick_coherence(model, clf, test, cfg.eval_samples))
+                log.update(quick_coherence(model, clf, test, cfg.eval_samples, cfg=cfg, it=done))
             if done % cfg.log_every == 0 or "coherence_joint" in log:
                 log_file.write(json.dumps(log) + "\n")
                 log_file.flush()
@@ -423,13 +444,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if done % cfg.sample_every == 0:
                 save_samples(model, cfg, out / "samples" / f"iter{done:06d}.png", done)
             if done % cfg.ckpt_every == 0 or done == cfg.warmup_iters:
-                save_checkpoint(out, model, opt, cfg, done, time.time() - t0)
+                save_checkpoint(out, model, opt, cfg, done, time.time() - t0, time.process_time() - c0)
                 saved = done
             if done == cfg.warmup_iters:  # keep the end of the warm-up: every variant can start from it
                 shutil.rmtree(out / "checkpoint_warmup", ignore_errors=True)
                 shutil.copytree(out / "checkpoint", out / "checkpoint_warmup")
             if stop:
-                print(f"wall-clock budget of {cfg.max_minutes} min reached at iteration {done}")
+                print(f"time budget reached at iteration {done} ({(time.time() - t0) / 60:.1f} wall-clock min, "
+                      f"{(time.process_time() - c0) / 60:.1f} CPU min)")
                 break
         else:
             done = cfg.iters
@@ -440,7 +462,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             log_file.close()
     if lead:
         if saved != done:
-            save_checkpoint(out, model, opt, cfg, done, time.time() - t0)
+            save_checkpoint(out, model, opt, cfg, done, time.time() - t0, time.process_time() - c0)
         save_samples(model, cfg, out / "samples" / f"final_iter{done:06d}.png", done)
         model.save_pretrained(out / "final")
         cfg.to_json(out / "final" / "train_config.json")

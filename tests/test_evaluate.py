@@ -13,7 +13,7 @@ from model.networks import MultimodalEBMVAE
 
 M = 5
 FAST = ["--n-cond", "4", "--n-joint", "20", "--n-fid", "20", "--n-curve", "10", "--curve-steps", "0,2",
-        "--latent-steps", "2", "--data-steps", "2", "--batch", "8", "--quiet", "--threads", "1"]
+        "--latent-steps", "2", "--data-steps", "2", "--ebm-latent-steps", "2", "--batch", "8", "--quiet", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +49,17 @@ def ckpt_run(setup):
 def test_evaluate_checkpoint_end_to_end(setup, ckpt_run):
     tmp, common = setup
     r = ckpt_run
-    assert r["stages"] == ["proposal", "latent", "data"]
+    assert r["stages"] == ["proposal", "latent", "ebm_latent", "data"]
     assert r["settings"]["feature_space"].startswith("digit-classifier") and r["settings"]["n_cond"] == 4
     for stage in r["stages"]:
         c = r["conditional"][stage]
         assert len(c["by_subset"]) == 2 ** M - 2 and set(c["by_size"]) == {"1", "2", "3", "4"}
         assert all(0 <= v <= 1 for v in c["by_subset"].values())
-    for stage in ("proposal", "data"):
+    for stage in ("proposal", "ebm_latent", "data"):
         p = r["prior"][stage]
         assert 0 <= p["joint_coherence"] <= 1 and len(p["fd"]) == M and all(f >= 0 for f in p["fd"])
+        assert 0 <= p["coherent_digit_entropy"] <= 1 and sum(p["coherent_digit_counts"]) == round(
+            p["joint_coherence"] * 20)
     cv = r["curve"]
     assert cv["steps"] == [0, 2] and len(cv["noise"]["fd_mean"]) == 2
     # a random generator is nearer the real images than uniform noise is
@@ -147,3 +149,24 @@ def test_bad_inception_file_is_a_clear_error(setup):
     torch.save({"conv.weight": torch.zeros(1)}, tmp / "bad.pth")
     with pytest.raises(SystemExit, match="not a torchvision inception_v3"):
         main(["--checkpoint", str(tmp / "ckpt"), *common, *FAST, "--inception", str(tmp / "bad.pth")])
+
+
+def test_without_the_ebm_latent_stage_and_with_an_ex_post_prior(setup, ckpt_run):
+    from model.prior import GaussianMixture
+
+    tmp, common = setup
+    main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "noebm"), *common, *FAST, "--ebm-latent-steps", "0",
+          "--curve-steps", ""])
+    r = json.loads((tmp / "noebm" / "metrics.json").read_text())
+    assert r["stages"] == ["proposal", "latent", "data"] and r["settings"]["chains"]["ebm_latent_steps"] == 0
+    assert r["conditional"]["latent"] == ckpt_run["conditional"]["latent"]    # same seeds up to that stage
+    far = GaussianMixture(torch.tensor([1.0]), torch.full((1, 4), 3.0), torch.eye(4)[None] * 0.01)
+    far.save(tmp / "prior.safetensors")
+    main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "gmm"), *common, *FAST, "--curve-steps", "",
+          "--prior", str(tmp / "prior.safetensors")])
+    g = json.loads((tmp / "gmm" / "metrics.json").read_text())
+    assert g["settings"]["chains"]["prior"].endswith("prior.safetensors")
+    assert g["prior"]["proposal"]["fd"] != ckpt_run["prior"]["proposal"]["fd"]
+    assert g["conditional"] == ckpt_run["conditional"]                        # conditionals keep N(0, I)
+    with pytest.raises(SystemExit, match="ex-post prior file not found"):
+        main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "x"), *common, *FAST, "--prior", "nope.st"])

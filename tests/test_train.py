@@ -78,3 +78,40 @@ def test_cli_flags_fill_the_config():
                               "--mnist", "none", "--model.ebm-spectral-norm", "true"])
     assert cfg.variant == "vae" and cfg.model.latent_dim == 8 and cfg.max_minutes == 1.5
     assert cfg.mnist is None and cfg.model.ebm_spectral_norm is True and not resume
+
+
+def test_ebm_negatives_from_the_latent_chain(tiny_config):
+    """ebm_negatives='latent': the EBM's negatives come from its latent chain then a short data chain,
+    and the generator is taught toward them (issue 9, section 2)."""
+    cfg = TrainConfig(model=tiny_config, warmup_iters=0, data_steps=2, latent_steps=2, ebm_negatives="latent",
+                      ebm_latent_steps=3)
+    model = MultimodalEBMVAE(tiny_config)
+    opt = make_optimizers(model, cfg)
+    before = _snapshot(model.energy)
+    log = train_step(model, opt, torch.rand(8, 3, 3, 28, 28), cfg, it=0)
+    assert log["ebm_latent_move"] > 0 and "loss_teach" in log and _changed(model.energy, before)
+    data_only = train_step(model, opt, torch.rand(8, 3, 3, 28, 28), TrainConfig(model=tiny_config, warmup_iters=0,
+                           data_steps=2, latent_steps=2), it=0)
+    assert "ebm_latent_move" not in data_only
+    with pytest.raises(ValueError, match="ebm_negatives"):
+        TrainConfig(ebm_negatives="noise")
+
+
+def test_init_from_cpu_budget_and_coherence_log(tmp_path, mnist_file, tiny_config):
+    from model.classifier import ClassifierConfig, Classifiers
+
+    src = MultimodalEBMVAE(tiny_config)
+    src.save_pretrained(tmp_path / "src")
+    Classifiers(ClassifierConfig(3)).save_pretrained(tmp_path / "clf")
+    cfg = _cfg(tmp_path, mnist_file, tiny_config, init_from=str(tmp_path / "src"), warmup_iters=0, iters=2,
+               eval_every=1, eval_samples=6, classifier=str(tmp_path / "clf"), ebm_negatives="latent",
+               ebm_latent_steps=2, lr_generator=0.0, lr_inference=0.0, lr_energy=0.0)
+    train(cfg)
+    out = MultimodalEBMVAE.from_pretrained(str(tmp_path / "run" / "final"))
+    assert all(torch.equal(p, q) for p, q in zip(out.parameters(), src.parameters()))   # lr 0: the source weights
+    logs = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all("coherence_joint_ebm_latent" in l and "cpu_minutes" in l for l in logs)
+    cfg = _cfg(tmp_path, mnist_file, tiny_config, out_dir=str(tmp_path / "budget"), iters=1000, max_cpu_minutes=1e-9)
+    train(cfg)
+    logs = (tmp_path / "budget" / "log.jsonl").read_text().splitlines()
+    assert len(logs) == 1                                   # stopped after the first iteration on its CPU budget
