@@ -557,7 +557,11 @@ CSS = """
 SELECT_BRUSH = """() => { let tries = 0; const pick = () => {
   const b = document.querySelector('#sketch button[aria-label=Brush]');
   if (b) { if (!b.classList.contains('highlight')) b.click(); } else if (tries++ < 50) setTimeout(pick, 200); };
-  setTimeout(pick, 300); }"""
+  setTimeout(pick, 300);
+  document.addEventListener('pointerdown', (e) => {   // drawing selects the "draw" input, in the page
+    if (!e.target.closest || !e.target.closest('#sketch canvas')) return;
+    const r = document.querySelector('#source input[value=draw]');
+    if (r && !r.checked) r.click(); }, true); }"""
 
 
 def example_paths() -> list[str]:
@@ -644,7 +648,7 @@ def build_demo() -> gr.Blocks:
         outputs = [grid, noise_grid, input_preview, energy_plot, posterior_plot, readout, status, record,
                    scrub_slider, gif, png]
         run_event = run_btn.click(run_chain, inputs, outputs, api_name="run", show_progress="hidden",
-                                  concurrency_limit=2, concurrency_id="chain")
+                                  concurrency_limit=2, concurrency_id="chain", trigger_mode="always_last")
         stop_btn.click(None, None, None, cancels=[run_event])
         scrub_slider.release(scrub, [scrub_slider, record], [grid, noise_grid], api_name="scrub",
                              show_progress="hidden")
@@ -652,10 +656,11 @@ def build_demo() -> gr.Blocks:
                            show_progress="hidden", trigger_mode="always_last")
         preset.change(apply_preset, preset, [latent_steps, latent_step_size, data_steps, data_step_size, noise, watch],
                       api_name="preset")
-        sketch.change(None, None, source, js="() => 'draw'")
+        # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
+        # after every stroke, hands the next event a blob id whose images never reach the server (the
+        # first Run after drawing then saw an empty canvas). Without it, every event uploads what the
+        # canvas shows at the moment it fires. The switch to "draw" happens in the page (SKETCH_JS).
         upload.change(None, upload, source, js="(f) => f ? 'upload' : 'draw'")
-        sketch.change(preview_drawing, [sketch, modality, seed], input_preview, api_visibility="private",
-                      show_progress="hidden", trigger_mode="always_last")
         upload.change(preview_upload, [upload, modality, seed], input_preview, api_visibility="private",
                       show_progress="hidden", trigger_mode="always_last")
         modality.change(preview_input, [source, sketch, upload, modality, seed], input_preview,
