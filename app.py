@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 import time
 import urllib.parse
 import zlib
@@ -272,6 +273,27 @@ def new_player(source, sketch, upload, modality, n_samples, latent_steps, latent
     return player
 
 
+def sweep_upload_leftovers(max_age: float = 10.0) -> int:
+    """Gradio 6.31 leaves an empty temp file in its temp folder for every upload whose content it already
+    has (each Run sends the drawing again). Remove those older than ``max_age`` seconds; returns how many."""
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    removed, cutoff = 0, time.time() - max_age
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    for e in entries:
+        try:
+            if e.name.startswith("tmp") and e.is_file(follow_symlinks=False):
+                st = e.stat(follow_symlinks=False)
+                if st.st_size == 0 and st.st_mtime < cutoff:
+                    os.unlink(e.path)
+                    removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def session_key(request) -> str:
     return getattr(request, "session_hash", None) or "local"
 
@@ -464,6 +486,7 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
     log.info("run: %s, modality %s, %d samples, seed %d", player.key[0], player.modality,
              player.settings.n_samples, player.settings.seed)
     SESSIONS.put(session_key(request), player)
+    sweep_upload_leftovers()
     view = player.view = View(player)
     M = player.model.config.n_modalities
     interval = 1.0 / fps() if fps() > 0 else 0.0
