@@ -47,8 +47,8 @@ log = logging.getLogger("mebm.app")
 ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT / "assets"
 SOURCES = ("draw", "upload", "unconditional", "link")
-SOURCE_LABELS = [("Drawing", "draw"), ("Upload / example", "upload"), ("Nothing (unconditional)", "unconditional"),
-                 ("Digit from a shared link", "link")]
+SOURCE_LABELS = [("Drawing", "draw"), ("Upload", "upload"), ("None (unconditional)", "unconditional"),
+                 ("Shared link", "link")]
 MODALITY_NAMES = ("plain ink", "orange blobs", "blue stripes", "yellow/green checks", "purple speckle", "sand rings")
 LIMITS = {  # name: (min, max) accepted from the controls and from API callers
     "n_samples": (1, 16), "latent_steps": (0, 100), "latent_step_size": (0.0, 10.0),
@@ -743,9 +743,11 @@ modality: when the samples agree with your digit, the modalities are *coherent*.
 CSS = """
 .gradio-container {max-width: 1500px !important; padding-top: 4px !important}
 #grid img, #noise_grid img, #modalities img, #input_preview img {image-rendering: pixelated}
-#grid {border: none}
-#title h2 {margin: 0 !important; font-size: 1.25em}
-#status {font-size: 1.05em; min-height: 2.6em}
+#grid img, #noise_grid img {object-fit: contain !important; width: 100% !important; height: 100% !important}
+#grid {border: none; padding: 0 !important}
+#title {margin: 0 !important} #title p {margin: 0 !important; font-size: 1.15em}
+#status {font-size: 1.0em; min-height: 1.5em} #status p {margin: 0 !important}
+#source .wrap {gap: 4px !important} #source label {padding: 2px 8px !important}
 .caps {display: flex; gap: 0; font-size: 0.95em; line-height: 1.25; text-align: center}
 .caps .cap {padding: 2px 4px; border-bottom: 3px solid transparent; overflow: hidden}
 .caps .cap.running {border-bottom-color: #fac828}
@@ -792,7 +794,8 @@ def build_demo() -> gr.Blocks:
     pic0, caps0 = first_picture(cfg)
     # delete_cache sweeps the uploads (each Run sends the drawing); streamed frames never become files
     with gr.Blocks(title="Multimodal EBM: MCMC revision, step by step", delete_cache=(300, 600)) as demo:
-        gr.Markdown("## Multimodal EBM + VAE: watch the MCMC revisions, stage by stage", elem_id="title")
+        gr.Markdown("**Multimodal EBM + VAE: watch the MCMC revisions, stage by stage** · keys: S = one step, "
+                    "Shift+S = five, R = back to the proposal", elem_id="title")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 source = gr.Radio(SOURCE_LABELS, value="draw", label="Input", elem_id="source")
@@ -800,7 +803,7 @@ def build_demo() -> gr.Blocks:
                     sketch = gr.Sketchpad(type="numpy", canvas_size=(280, 280), elem_id="sketch", label="Draw a digit",
                                           brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
                                           layers=False, transforms=(), height=330)
-                with gr.Tab("Upload / examples"):
+                with gr.Tab("Upload"):
                     upload = gr.File(label="Upload an image of a digit", file_types=["image"], type="filepath",
                                      elem_id="upload")
                     gr.Examples(example_paths(), inputs=[upload], label="Examples (MNIST test digits)",
@@ -832,13 +835,13 @@ def build_demo() -> gr.Blocks:
                 with gr.Row(elem_id="buttons"):
                     run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=2)
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
-                    step_btn = gr.Button("Step (S)", elem_id="step", scale=1)
-                    step5_btn = gr.Button("Step ×5 (⇧S)", elem_id="step5", scale=1)
-                    reset_btn = gr.Button("Reset to proposal (R)", elem_id="reset", scale=1)
+                    step_btn = gr.Button("Step", elem_id="step", scale=1)
+                    step5_btn = gr.Button("Step ×5", elem_id="step5", scale=1)
+                    reset_btn = gr.Button("Reset", elem_id="reset", scale=1)
                 status = gr.Markdown("Draw a digit (or pick an example) and press **Run**, or **Step** through it.",
                                      elem_id="status")
                 captions = gr.HTML(caps0, elem_id="captions")
-                grid = LiveImage(pic0, show_label=False, elem_id="grid", interactive=False, height=470, format="png",
+                grid = LiveImage(pic0, show_label=False, elem_id="grid", interactive=False, height=450, format="png",
                                  buttons=["fullscreen"])
                 gr.Markdown("Columns: samples. Rows: modalities 0-%d (your input's row framed in yellow, held fixed)."
                             % (M - 1), elem_id="legend")

@@ -52,7 +52,7 @@ def browser():
         b.close()
 
 
-def open_page(browser, url, width=1600, height=1100):
+def open_page(browser, url, width=1280, height=720):
     page = browser.new_page(viewport={"width": width, "height": height})
     page.goto(url)
     expect(page.locator("#sketch canvas").first).to_be_visible(timeout=30000)
@@ -151,3 +151,78 @@ def test_run_right_after_drawing_while_chains_run(served, browser):
     for j in jobs:
         j.result()
     page.close()
+
+
+def in_viewport(page, selector):
+    box = page.locator(selector).first.bounding_box()
+    vw, vh = page.viewport_size["width"], page.viewport_size["height"]
+    return box is not None and box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= vw and \
+        box["y"] + box["height"] <= vh
+
+
+def test_layout_at_1280x720(served, browser):
+    """A projector: the stages grid is the largest thing, each 28-px image drawn at 3x or more, Run / Stop /
+    Step and the status visible without scrolling; no empty plot or table before the first run."""
+    page = open_page(browser, served)
+    for sel in ("#run", "#stop", "#step", "#step5", "#reset", "#status", "#grid img", "#sketch canvas"):
+        assert in_viewport(page, sel), f"{sel} is not fully visible at 1280x720"
+    for sel in ("#energy_plot", "#posterior_plot", "#agreement_plot", "#readout"):
+        assert not page.locator(sel).is_visible(), f"{sel} shows before the first run"
+    assert "proposal" in page.locator("#captions").inner_text()
+    draw_and_run(page, DIGITS["7"])
+    expect(page.locator("#status")).to_contain_text("Done", timeout=30000)
+    nat_w, nat_h, w, h = page.evaluate("""(() => { const i = document.querySelector('#grid img');
+        const r = i.getBoundingClientRect(); return [i.naturalWidth, i.naturalHeight, r.width, r.height]; })()""")
+    shown = min(w / nat_w, h / nat_h)       # object-fit: contain
+    assert shown >= 3.0, f"each image is drawn at {shown:.2f}x"
+    areas = {sel: (lambda b: b["width"] * b["height"])(page.locator(sel).first.bounding_box())
+             for sel in ("#sketch", "#captions", "#input_preview", "#energy_plot", "#readout")}
+    grid_area = nat_w * shown * nat_h * shown
+    assert all(grid_area > a for a in areas.values()), areas
+    for sel in ("#run", "#status", "#grid img"):
+        assert in_viewport(page, sel)
+    for sel in ("#energy_plot", "#posterior_plot", "#agreement_plot", "#readout"):
+        expect(page.locator(sel)).to_be_visible()
+    titles = page.locator("#energy_plot, #posterior_plot, #agreement_plot").all_inner_texts()
+    assert "EBM energy (lower: data-like)" in " ".join(titles)  # the titles are not cut
+    page.close()
+
+
+def test_step_mode_button_and_keys(served, browser):
+    page = open_page(browser, served)
+    draw(page, DIGITS["1"])
+    page.locator("#step").click()
+    expect(page.locator("#status")).to_contain_text("the proposal", timeout=30000)
+    page.locator("#step").click()
+    expect(page.locator("#status")).to_contain_text(re.compile(r"step 1/\d+.*moved by .*Δ"), timeout=30000)
+    page.locator("body").click(position={"x": 5, "y": 5})   # focus off any input, then the keyboard
+    page.keyboard.press("Shift+S")
+    expect(page.locator("#status")).to_contain_text("(5 steps)", timeout=30000)
+    page.keyboard.press("s")
+    expect(page.locator("#status")).to_contain_text(re.compile(r"step 7/\d+"), timeout=30000)
+    page.keyboard.press("r")
+    expect(page.locator("#status")).to_contain_text("Reset", timeout=30000)
+    page.close()
+
+
+def test_share_link_restores_the_run(served, browser):
+    """Open the share link in a fresh page, run: the final grid is byte-identical to the original's."""
+    page = open_page(browser, served)
+    page.get_by_role("tab", name="Settings").click()
+    seed = page.locator("#seed input")
+    seed.fill("17")
+    seed.press("Tab")
+    page.get_by_role("tab", name="Draw").click()
+    draw_and_run(page, DIGITS["5"])
+    expect(page.locator("#status")).to_contain_text("Done", timeout=30000)
+    original = page.locator("#grid img").get_attribute("src")
+    link = page.locator("#share_link").evaluate("a => a.href")
+    assert "seed=17" in link and "d=" in link
+    page.close()
+    fresh = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    fresh.goto(link)
+    expect(fresh.locator("#status")).to_contain_text("restored", timeout=30000)
+    fresh.locator("#run").click()
+    expect(fresh.locator("#status")).to_contain_text("Done", timeout=30000)
+    assert fresh.locator("#grid img").get_attribute("src") == original
+    fresh.close()
