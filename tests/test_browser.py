@@ -1,6 +1,7 @@
 """Chromium (Debian's, driven by Playwright) uses the page as a class would: draws digits and presses Run at
 once (also while other chains run), checks the layout at 1280x720, steps through a chain by hand and
 opens a share link in a fresh page. MEBM_SCREENSHOT=path also saves a screenshot (the README's)."""
+import base64
 import io
 import os
 import re
@@ -100,7 +101,8 @@ def clear(page):
 
 def picture(page, elem):
     src = page.locator(f"#{elem} img").first.get_attribute("src")
-    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+    data = base64.b64decode(src.split(",", 1)[1]) if src.startswith("data:") else page.request.get(src).body()
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def run_and_wait(page, timeout=30000):
