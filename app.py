@@ -9,7 +9,8 @@ model/player.py, the pictures in model/render.py. This file is the page's layout
 
 Settings by environment (for Spaces and tests): MEBM_CHECKPOINT (bundled folder, default
 checkpoints/mebm), MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_ID, MEBM_REVISION,
-MEBM_FPS (most frames streamed per second, default 40; 0 = no pacing), HF_HUB_OFFLINE.
+MEBM_FPS (most frames streamed per second, default 40; 0 = no pacing), MEBM_CONCURRENCY (chains at once,
+default 4), MEBM_MAX_QUEUE (visitors waiting, default 64), HF_HUB_OFFLINE.
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ LIMITS = {  # name: (min, max) accepted from the controls and from API callers
     "n_samples": (1, 16), "latent_steps": (0, 100), "latent_step_size": (0.0, 10.0),
     "data_steps": (0, 100), "data_step_size": (0.0, 100.0), "seed": (0, 2 ** 31 - 1)}
 DEFAULT_SAMPLES = 3        # 3 samples x 3 stages fit a 1280x720 projector at 3x per image
-PLOT_INTERVAL = 0.25       # seconds between plot / read-out updates while streaming
+PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
+FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
 SESSIONS = Sessions(max_sessions=32)   # one chain per visitor; frames kept as uint8, at most 8 MB each
 SERIES = ("mean", "lowest", "highest", "from noise")
 CHAIN_COLORS = dict(zip(SERIES, ("#1f4e9c", "#7fa7e0", "#0b1f4a", "#d62728")))
@@ -65,6 +67,15 @@ def fps() -> float:
         return max(0.0, float(os.environ.get("MEBM_FPS", 40)))
     except ValueError:
         return 40.0
+
+
+def chain_concurrency() -> int:
+    """Chains computed at once (MEBM_CONCURRENCY, default 4): one torch thread each; a chain paced to
+    MEBM_FPS sleeps between frames, so a few more than the cores keep them busy."""
+    try:
+        return max(1, int(os.environ.get("MEBM_CONCURRENCY", 4)))
+    except ValueError:
+        return 4
 
 
 def one_line(message: str, limit: int = 240) -> str:
@@ -416,10 +427,10 @@ class View:
 
     def agreement_df(self) -> pd.DataFrame:
         rows = []
-        for st, snap in self.p.stage_last.items():
+        for i, (st, snap) in enumerate(self.p.stage_last.items()):
             a = agreement(self.pred(snap), self.p.modality)
-            if a is not None:
-                rows.append((stage_title(st), 100 * a))
+            if a is not None:   # numbered: the bars keep the stages' order
+                rows.append((f"{i + 1}. {stage_title(st)}", 100 * a))
         return pd.DataFrame(rows, columns=["stage", "agreement"]).astype({"stage": "object", "agreement": "float64"})
 
     def plots(self):
@@ -490,7 +501,7 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
     view = player.view = View(player)
     M = player.model.config.n_modalities
     interval = 1.0 / fps() if fps() > 0 else 0.0
-    last_yield, last_plot = 0.0, time.perf_counter()
+    last_yield, last_plot, last_figs = 0.0, time.perf_counter(), time.perf_counter()
     skip = gr.skip()
     status, snap = "", None
     with player.lock:
@@ -503,11 +514,17 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
                 plots, readout = (skip, skip, skip), skip
                 if slow:
                     last_plot = now
+                # the figures and the table cost the browser most: once a second, and as a stage ends
+                stage_end = snap.step == (player.totals.get(snap.stage) or 0) and snap.index > 0
+                if stage_end or (slow and now - last_figs >= FIGURE_INTERVAL):
+                    last_figs = now
                     plots = tuple(gr.update(value=v, visible=True) for v in view.plots())
                     readout = gr.update(value=readout_table(view.pred(snap), player.modality, M), visible=True)
                 noise_pic = view.noise_picture(snap) if player.settings.compare else None
-                status = (f"**{stage_title(snap.stage)}**, step {snap.step}/{player.totals.get(snap.stage) or 0} · "
-                          f"mean energy {snap.energy.mean():.3f}")
+                status = skip  # the captions carry the step; the status (Markdown) four times a second
+                if slow or snap.index == 0 or stage_end:
+                    status = (f"**{stage_title(snap.stage)}**, step {snap.step}/{player.totals.get(snap.stage) or 0}"
+                              f" · mean energy {snap.energy.mean():.3f}")
                 last_yield = _pace(last_yield, interval)
                 yield (pic, caps, noise_pic if noise_pic is not None else skip,
                        player.preview if snap.index == 0 else skip, *plots, readout, status, skip, skip)
@@ -885,7 +902,8 @@ def build_demo() -> gr.Blocks:
         # first Run after drawing then saw an empty canvas). Without it, every event uploads what the
         # canvas shows at the moment it fires. The switch to "drawing" happens in the page (PAGE_JS).
         run_event = run_btn.click(run_chain, chain_inputs, outputs, api_name="run", show_progress="hidden",
-                                  concurrency_limit=2, concurrency_id="chain", trigger_mode="always_last")
+                                  concurrency_limit=chain_concurrency(), concurrency_id="chain",
+                                  trigger_mode="always_last")
         stop_btn.click(None, None, None, cancels=[run_event])
         one, five = gr.Number(1, visible=False), gr.Number(5, visible=False)
         step_btn.click(step_chain, [one, *chain_inputs], outputs, api_name="step", show_progress="hidden",

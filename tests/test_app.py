@@ -86,7 +86,7 @@ def test_plots_agreement_and_readout():
     energy, post, agree = (value(last[k]) for k in ("energy_plot", "posterior_plot", "agreement_plot"))
     assert set(energy["chain"]) == {"mean", "lowest", "highest"} and set(energy["stage"]) >= {"proposal", "data"}
     assert set(post["stage"]) == {"proposal", "latent"}
-    assert list(agree["stage"]) == [app.stage_title(s) for s in app.SESSIONS.get("s1").stages]
+    assert list(agree["stage"]) == [f"{i + 1}. {app.stage_title(s)}" for i, s in enumerate(app.SESSIONS.get("s1").stages)]
     assert agree["agreement"].between(0, 100).all()
     assert all(last[k]["visible"] for k in ("energy_plot", "posterior_plot", "agreement_plot", "readout"))
 
@@ -107,7 +107,7 @@ def test_unconditional_shows_joint_agreement():
     assert "latent" not in app.SESSIONS.get("s1").stages
     assert "show one digit in every modality" in last["status"]
     agree = value(last["agreement_plot"])
-    assert list(agree["stage"])[0] == "proposal" and len(agree) == len(app.SESSIONS.get("s1").stages)
+    assert list(agree["stage"])[0] == "1. proposal" and len(agree) == len(app.SESSIONS.get("s1").stages)
 
 
 def test_same_seed_same_frames_and_step_mode_matches_stream():

@@ -187,6 +187,10 @@ def test_layout_at_1280x720(served, browser):
         expect(page.locator(sel)).to_be_visible()
     titles = page.locator("#energy_plot, #posterior_plot, #agreement_plot").all_inner_texts()
     assert "EBM energy (lower: data-like)" in " ".join(titles)  # the titles are not cut
+    shot = os.environ.get("MEBM_SCREENSHOT")  # the README's picture: what a projector shows after a run
+    if shot:
+        page.mouse.move(0, 0)
+        page.screenshot(path=shot)
     page.close()
 
 
