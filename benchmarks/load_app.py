@@ -61,6 +61,15 @@ def one_run(url, seed, timeout, out):
                        cfg.latent_step_size, cfg.data_steps, cfg.data_step_size, True, seed, False, "",
                        api_name="/run")
         t_submit = time.perf_counter()
+        while not job.done():  # in the queue: what the client is told (position, estimated wait)
+            st = job.status()
+            code = str(getattr(st, "code", ""))
+            if rec["eta"] is None and getattr(st, "eta", None) is not None:
+                rec["eta"], rec["eta_at"] = float(st.eta), time.perf_counter() - t0
+            if "PROCESSING" in code or "ITERATING" in code or job.outputs():
+                rec["started"] = time.perf_counter() - t0
+                break
+            time.sleep(0.1)
         for update in job:
             if rec["first"] is None:
                 grid = update[0] if isinstance(update, (list, tuple)) else None
@@ -68,10 +77,6 @@ def one_run(url, seed, timeout, out):
                     raise RuntimeError(f"malformed first update: {str(update)[:120]}")
                 rec["first"] = time.perf_counter() - t0
             rec["frames"] += 1
-            if rec["eta"] is None:
-                st = job.status()
-                if getattr(st, "eta", None) is not None:
-                    rec["eta"] = float(st.eta)
             if time.perf_counter() - t0 > timeout:
                 job.cancel()
                 raise TimeoutError(f"no end after {timeout} s")
@@ -135,13 +140,14 @@ def main(argv=None):
                   f"max {max(firsts):.2f} s")
             print(f"  time to last frame:  p50 {pct(ends, 50):.2f} s, p95 {pct(ends, 95):.2f} s; "
                   f"frames per run {statistics.median(r['frames'] for r in ok):.0f}")
-            etas = [(r["eta"], r["first"]) for r in ok if r["eta"] is not None]
+            etas = [(r["eta"], r.get("started", r["first"]) - r["eta_at"]) for r in ok
+                    if r["eta"] is not None and r["eta"] > 0.5]
             if etas:
-                ratio = statistics.median(first / eta for eta, first in etas if eta > 0) if any(
-                    eta > 0 for eta, _ in etas) else float("nan")
-                print(f"  queue wait estimates seen by {len(etas)} users: median actual/estimated {ratio:.2f}")
+                ratios = [actual / eta for eta, actual in etas]
+                print(f"  queue wait estimates: {len(etas)} users were told a wait; actual/estimated median "
+                      f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
             else:
-                print("  no queue wait estimate was reported to the clients")
+                print("  no user was told a wait of more than 0.5 s (no queue, or no estimate)")
         for r in lost[:5]:
             print(f"  lost: seed {r['seed']}: {r['error']}")
         print(f"  load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
