@@ -1,56 +1,65 @@
-"""Gradio demo: draw or upload a digit, pick its modality, and watch the MCMC revisions step by step.
+"""Gradio demo: draw or upload a digit, pick its modality, and watch the MCMC revisions, stage by stage.
 
     python app.py [--port 7860] [--share] [--repo-id ORG/NAME --revision COMMIT] [--checkpoint DIR]
 
-Stages shown (model/langevin.py): the inference model's proposal z ~ q(z | x_S) decoded by the
-generator; latent Langevin revision of z on the generator posterior p(z | x_S); data-space Langevin
-revision of all modalities on the joint EBM with the observed modality clamped.
+The page shows the stages of conditional generation side by side for the same samples (model/langevin.py:
+the inference model's proposal decoded by the generator, the latent revision on the generator posterior,
+the EBM's revisions), streamed frame by frame or stepped by hand; the chain itself lives in
+model/player.py, the pictures in model/render.py. This file is the page's layout and its events.
 
 Settings by environment (for Spaces and tests): MEBM_CHECKPOINT (bundled folder, default
 checkpoints/mebm), MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_ID, MEBM_REVISION,
-MEBM_FPS (most frames streamed per second, default 40; 0 = no pacing), HF_HUB_OFFLINE.
+MEBM_FPS (most frames streamed per second, default 40; 0 = no pacing), MEBM_CONCURRENCY (chains at once,
+default 4), MEBM_MAX_QUEUE (visitors waiting, default 64), HF_HUB_OFFLINE.
 """
 from __future__ import annotations
 
 import argparse
-import functools
+import base64
+import hashlib
+import html
 import logging
 import math
 import os
+import re
 import tempfile
 import time
-from dataclasses import dataclass
+import urllib.parse
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 import gradio as gr
+from gradio.data_classes import ImageData
+from model import render
 from model.config import ModelConfig
 from model.data import to_modality
 from model.hub import CheckpointUnavailable, load_model
-from model.langevin import ChainDiverged, conditional_sampling
+from model.langevin import ChainDiverged
 from model.networks import observed_mask
+from model.player import ChainPlayer, ChainSettings, Sessions, stage_title
 from model.preprocess import InputError, digit_from_sketch, digit_from_upload
 
 log = logging.getLogger("mebm.app")
 ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT / "assets"
-SOURCES = ("draw", "upload", "unconditional")
-SOURCE_LABELS = [("Draw on the sketchpad", "draw"), ("Uploaded image / example", "upload"),
-                 ("Nothing: unconditional (z from the prior)", "unconditional")]
+SOURCES = ("draw", "upload", "unconditional", "link")
+SOURCE_LABELS = [("Drawing", "draw"), ("Upload", "upload"), ("None (unconditional)", "unconditional"),
+                 ("Shared link", "link")]
 MODALITY_NAMES = ("plain ink", "orange blobs", "blue stripes", "yellow/green checks", "purple speckle", "sand rings")
-STAGE_LABELS = {"proposal": "proposal (inference model -> generator)", "latent": "latent revision",
-                "data": "data revision on the EBM"}
-RUN_OUTPUTS = ("grid", "noise_grid", "input_preview", "energy_plot", "posterior_plot", "readout", "status",
-               "record", "scrub", "gif", "png")
 LIMITS = {  # name: (min, max) accepted from the controls and from API callers
     "n_samples": (1, 16), "latent_steps": (0, 100), "latent_step_size": (0.0, 10.0),
     "data_steps": (0, 100), "data_step_size": (0.0, 100.0), "seed": (0, 2 ** 31 - 1)}
-SCALE = 3                  # server-side upscaling of the 28-px cells (text stays readable)
-PLOT_INTERVAL = 0.25       # seconds between plot / read-out updates while streaming
+DEFAULT_SAMPLES = 3        # 3 samples x 3 stages fit a 1280x720 projector at 3x per image
+PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
+FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
+SESSIONS = Sessions(max_sessions=32)   # one chain per visitor; frames kept as uint8, at most 8 MB each
+SERIES = ("mean", "lowest", "highest", "from noise")
+CHAIN_COLORS = dict(zip(SERIES, ("#1f4e9c", "#7fa7e0", "#0b1f4a", "#d62728")))
 
 
 def fps() -> float:
@@ -58,6 +67,23 @@ def fps() -> float:
         return max(0.0, float(os.environ.get("MEBM_FPS", 40)))
     except ValueError:
         return 40.0
+
+
+def chain_concurrency() -> int:
+    """Chains computed at once (MEBM_CONCURRENCY, default 4): one torch thread each; a chain paced to
+    MEBM_FPS sleeps between frames, so a few more than the cores keep them busy."""
+    try:
+        return max(1, int(os.environ.get("MEBM_CONCURRENCY", 4)))
+    except ValueError:
+        return 4
+
+
+def one_line(message: str, limit: int = 240) -> str:
+    """A message for the page: its first line, no absolute server path, at most ``limit`` characters."""
+    line = str(message).strip().splitlines()[0] if str(message).strip() else "unknown error"
+    line = line.replace(str(ROOT) + os.sep, "")
+    line = re.sub(r"(?<![\w.])/(?:[\w.@+-]+/)+([\w.@+-]+)", r"\1", line)  # /abs/path/to/x -> x
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 # ---------------------------------------------------------------- weights
@@ -75,17 +101,21 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
     _LOADED.clear()
     try:
         lm = load_model(repo_id, revision, bundled=checkpoint, offline=offline)
-        _LOADED.update(model=lm.model, weights=lm.describe(), error=None)
+        where = (f"{lm.location}" if lm.source != "bundled" else
+                 "bundled checkpoint" + (" (checkpoints/mebm)" if Path(lm.location).resolve() ==
+                                         (ROOT / "checkpoints/mebm").resolve() else ""))
+        _LOADED.update(model=lm.model.eval(), weights=f"{lm.source}: {where}" if lm.source != "bundled" else where,
+                       error=None)
         log.info("weights in use: %s", lm.describe())
     except CheckpointUnavailable as e:
-        _LOADED.update(model=None, weights=None, error=str(e))
-        log.error("%s", e)
+        _LOADED.update(model=None, weights=None, error=one_line(e, 400))
+        log.error("%s", one_line(e, 2000))
     try:
         from model.classifier import Classifiers
         _LOADED["classifier"] = Classifiers.from_pretrained(classifier, strict=True).eval()
     except Exception as e:
         _LOADED["classifier"] = None
-        log.warning("classifier unavailable (%s): the read-out will say so", e)
+        log.warning("classifier unavailable (%s): the read-out will say so", one_line(e))
     return _LOADED
 
 
@@ -101,6 +131,11 @@ def model_or_error():
     return state["model"]
 
 
+def model_config() -> ModelConfig:
+    model = loaded().get("model")
+    return model.config if model is not None else ModelConfig()
+
+
 def weights_banner() -> str:
     state = loaded()
     if state["model"] is None:
@@ -109,21 +144,44 @@ def weights_banner() -> str:
     return f"Weights in use: **{state['weights']}** · classifier: {clf}"
 
 
+# ---------------------------------------------------------------- controls that API callers can fill with anything
+
+class _Checked:
+    """The handlers check these values themselves (validate()), so that an API caller's "nan", "abc" or
+    null gets the app's own message instead of Gradio's generic one."""
+
+    def preprocess(self, payload):
+        return payload
+
+
+class NumberBox(_Checked, gr.Number):
+    def get_block_name(self):
+        return "number"
+
+
+class Slider(_Checked, gr.Slider):
+    def get_block_name(self):
+        return "slider"
+
+
+class LiveImage(gr.Image):
+    """An output image sent inside the message as a PNG data URL: streamed frames never touch the disk
+    (nothing for Gradio's cache to keep), and the PNG is written fast (zlib level 1)."""
+
+    def get_block_name(self):
+        return "image"
+
+    def postprocess(self, value):
+        if isinstance(value, np.ndarray):
+            return ImageData(url=data_url(render.png_bytes(value)), orig_name="frame.png")
+        return super().postprocess(value)
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
 # ---------------------------------------------------------------- inputs
-
-@dataclass
-class Settings:
-    source: str
-    modality: int
-    n_samples: int
-    latent_steps: int
-    latent_step_size: float
-    data_steps: int
-    data_step_size: float
-    noise: bool
-    seed: int
-    compare: bool
-
 
 def _number(name, value, integer):
     label = name.replace("_", " ")
@@ -143,8 +201,16 @@ def _number(name, value, integer):
     return v
 
 
+def _flag(name, value) -> bool:
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise gr.Error(f"'{name}' must be true or false (got {value!r}).")
+
+
 def validate(source, modality, n_samples, latent_steps, latent_step_size, data_steps, data_step_size,
-             noise, seed, compare, n_modalities) -> Settings:
+             noise, seed, compare, n_modalities) -> tuple[str, int, ChainSettings]:
     """Check every control on the server (API callers can send anything); gr.Error says what is wrong."""
     if source not in SOURCES:
         raise gr.Error(f"Input source must be one of {SOURCES} (got {source!r}).")
@@ -154,111 +220,119 @@ def validate(source, modality, n_samples, latent_steps, latent_step_size, data_s
         raise gr.Error(f"Pick a modality between 0 and {n_modalities - 1} (got {modality!r}).")
     if not 0 <= modality < n_modalities:
         raise gr.Error(f"Pick a modality between 0 and {n_modalities - 1} (got {modality}).")
-    return Settings(source, modality, _number("n_samples", n_samples, True), _number("latent_steps", latent_steps, True),
-                    _number("latent_step_size", latent_step_size, False), _number("data_steps", data_steps, True),
-                    _number("data_step_size", data_step_size, False), bool(noise), _number("seed", seed, True),
-                    bool(compare))
+    settings = ChainSettings(_number("n_samples", n_samples, True), _number("latent_steps", latent_steps, True),
+                             _number("latent_step_size", latent_step_size, False),
+                             _number("data_steps", data_steps, True), _number("data_step_size", data_step_size, False),
+                             _flag("noise", noise), _number("seed", seed, True), _flag("compare", compare))
+    return source, modality, settings
 
 
-def prepare_input(s: Settings, sketch, upload, cfg: ModelConfig):
-    """-> (x_obs [1, M, 3, 28, 28] or None, observed bool [M] or None, preview image or None)."""
-    if s.source == "unconditional":
-        return None, None, None
+def encode_digit(digit: np.ndarray) -> str:
+    """A 28x28 uint8 digit -> a short URL-safe string (zlib + base64url, about 300-500 characters)."""
+    return base64.urlsafe_b64encode(zlib.compress(np.ascontiguousarray(digit, np.uint8).tobytes(), 9)).decode()
+
+
+def decode_digit(text: str) -> np.ndarray:
     try:
-        digit = digit_from_sketch(sketch) if s.source == "draw" else digit_from_upload(upload)
-    except InputError as e:
-        raise gr.Error(str(e))
+        raw = zlib.decompress(base64.urlsafe_b64decode(str(text).encode()), bufsize=784)
+        if len(raw) != 784:
+            raise ValueError
+    except Exception:
+        raise InputError("The digit in the shared link is damaged: open the link again, or draw a digit.")
+    return np.frombuffer(raw, np.uint8).reshape(28, 28).copy()
+
+
+def input_digit(source, sketch, upload, link_digit) -> np.ndarray | None:
+    """The 28x28 digit the model is given (None: unconditional); InputError says what is wrong."""
+    if source == "unconditional":
+        return None
+    if source == "draw":
+        return digit_from_sketch(sketch)
+    if source == "link":
+        return decode_digit(link_digit)
+    return digit_from_upload(upload)
+
+
+def model_input(digit, modality: int, seed: int, cfg: ModelConfig):
+    """-> (x_obs [1, M, 3, 28, 28] or None, observed bool [M] or None, preview picture or None)."""
+    if digit is None:
+        return None, None, None
     M = cfg.n_modalities
-    img = to_modality(digit, s.modality, M, seed=cfg.data_seed, rng=np.random.default_rng(s.seed))
+    img = to_modality(digit, modality, M, seed=cfg.data_seed, rng=np.random.default_rng(seed))
     x_obs = torch.zeros(1, M, 3, 28, 28)
-    x_obs[0, s.modality] = torch.from_numpy(img)
+    x_obs[0, modality] = torch.from_numpy(img)
     grey = np.repeat(digit[None], 3, 0)
     preview = np.concatenate([grey, np.full((3, 28, 2), 128, np.uint8), np.round(img * 255).astype(np.uint8)], 2)
-    preview = np.kron(preview.transpose(1, 2, 0), np.ones((4, 4, 1), np.uint8))
-    return x_obs, observed_mask([s.modality], M), preview
+    return x_obs, observed_mask([modality], M), preview.transpose(1, 2, 0)
 
 
-def preview_input(source, sketch, upload, modality, seed):
-    """Live preview of what the model will be given (None while there is nothing usable)."""
-    model = loaded().get("model")
-    cfg = model.config if model is not None else ModelConfig()
+def new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
+               data_step_size, noise, seed, compare, link_digit=""):
+    """Check the inputs and set up a chain for them (nothing computed yet)."""
+    model = model_or_error()
+    cfg = model.config
+    source, modality, s = validate(source, modality, n_samples, latent_steps, latent_step_size, data_steps,
+                                   data_step_size, noise, seed, compare, cfg.n_modalities)
     try:
-        s = validate(source, modality, 1, 0, 0.0, 0, 0.0, False, seed, False, cfg.n_modalities)
-        return prepare_input(s, sketch, upload, cfg)[2]
-    except gr.Error:
-        return None
+        digit = input_digit(source, sketch, upload, link_digit)
+    except InputError as e:
+        raise gr.Error(str(e))
+    x_obs, observed, preview = model_input(digit, modality, s.seed, cfg)
+    player = ChainPlayer(model, x_obs, observed, s)
+    player.digit, player.modality, player.preview = digit, (modality if digit is not None else None), preview
+    player.key = (source, modality, s, None if digit is None else hashlib.sha1(digit.tobytes()).hexdigest())
+    return player
 
 
-def preview_drawing(sketch, modality, seed):
-    return preview_input("draw", sketch, None, modality, seed)
-
-
-def preview_upload(upload, modality, seed):
-    return preview_input("upload", None, upload, modality, seed) if upload else gr.skip()
-
-
-# ---------------------------------------------------------------- pictures
-
-@functools.lru_cache(maxsize=16)
-def _font(size):
+def sweep_upload_leftovers(max_age: float = 10.0) -> int:
+    """Gradio 6.31 leaves an empty temp file in its temp folder for every upload whose content it already
+    has (each Run sends the drawing again). Remove those older than ``max_age`` seconds; returns how many."""
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    removed, cutoff = 0, time.time() - max_age
     try:
-        return ImageFont.load_default(size=size)
-    except Exception:  # Pillow without FreeType
-        return ImageFont.load_default()
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    for e in entries:
+        try:
+            if e.name.startswith("tmp") and e.is_file(follow_symlinks=False):
+                st = e.stat(follow_symlinks=False)
+                if st.st_size == 0 and st.st_mtime < cutoff:
+                    os.unlink(e.path)
+                    removed += 1
+        except OSError:
+            pass
+    return removed
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-
-
-def render_grid(x: np.ndarray, title: str, observed: int | None = None, scale: int = SCALE) -> np.ndarray:
-    """Samples as rows, modalities as columns, the title on a band above. x: uint8 [B, M, 3, 28, 28]."""
-    B, M = x.shape[:2]
-    gap, head = 2, 20
-    h, w = head + B * (28 + gap) + gap, M * (28 + gap) + gap
-    canvas = np.full((h, w, 3), 40, np.uint8)
-    if observed is not None:  # frame the clamped (given) column in yellow
-        c0 = observed * (28 + gap)
-        canvas[head:, c0:c0 + 28 + 2 * gap] = (250, 200, 40)
-    for b in range(B):
-        for m in range(M):
-            r, c = head + gap + b * 30, gap + m * 30
-            canvas[r:r + 28, c:c + 28] = x[b, m].transpose(1, 2, 0)
-    img = Image.fromarray(np.repeat(np.repeat(canvas, scale, 0), scale, 1))
-    draw = ImageDraw.Draw(img)
-    font = _font(13 * scale // 2)
-    draw.text((4 * scale, 2 * scale), title, fill=(255, 255, 255), font=font)
-    for m in range(M):  # modality numbers above the columns
-        draw.text(((gap + m * 30 + 24) * scale, 12 * scale), str(m), fill=(170, 170, 170), font=_font(5 * scale))
-    return np.asarray(img)
-
-
-def modality_strip(cfg: ModelConfig, digit: np.ndarray | None = None) -> np.ndarray:
-    """One digit in each modality, numbered: the look of each conditioning choice."""
-    if digit is None:
-        path = ASSETS / "digit_3.png"
-        digit = np.asarray(Image.open(path).convert("L")) if path.exists() else np.zeros((28, 28), np.uint8)
-    cells = np.stack([to_modality(digit, m, cfg.n_modalities, seed=cfg.data_seed, rng=np.random.default_rng(m))
-                      for m in range(cfg.n_modalities)])[None]
-    return render_grid(np.round(cells * 255).astype(np.uint8), "the modalities", None, scale=2)
-
-
-def frame_title(stage, step, total_steps, t, n_frames):
-    return f"{STAGE_LABELS[stage]} · step {step}/{total_steps}   [{t + 1}/{n_frames}]"
+def session_key(request) -> str:
+    return getattr(request, "session_hash", None) or "local"
 
 
 # ---------------------------------------------------------------- read-outs
 
-def classify(x: torch.Tensor):
+def classify(x: np.ndarray):
+    """Digits and confidences [B, M] of uint8 images, or None without a classifier."""
     clf = loaded().get("classifier")
     if clf is None:
         return None
     try:
-        digits, conf = clf.predict(x)
+        digits, conf = clf.predict(torch.from_numpy(x).float() / 255)
         return digits.numpy(), conf.numpy()
     except Exception as e:  # wrong shape (other M), ...: keep the demo running
-        log.warning("classifier failed: %s", e)
+        log.warning("classifier failed: %s", one_line(e))
         return None
+
+
+def agreement(pred, observed: int | None) -> float | None:
+    """Conditional: the share of generated images read as the input's digit. Unconditional: the share of
+    samples whose modalities all read as one digit (joint coherence)."""
+    if pred is None:
+        return None
+    digits, _ = pred
+    if observed is not None:
+        return float((np.delete(digits, observed, axis=1) == digits[:, observed:observed + 1]).mean())
+    return float((digits == digits[:, :1]).all(axis=1).mean())
 
 
 def readout_table(pred, observed: int | None, n_modalities: int) -> pd.DataFrame:
@@ -277,181 +351,106 @@ def readout_table(pred, observed: int | None, n_modalities: int) -> pd.DataFrame
 def coherence_line(pred, observed: int | None) -> str:
     if pred is None:
         return "Classifier unavailable: no read-out."
-    digits, _ = pred
+    a = agreement(pred, observed)
     if observed is not None:
-        target = int(digits[0, observed])
-        gen = np.delete(digits, observed, axis=1)
-        ok = (gen == target).mean()
-        return f"Classifier: the input reads as **{target}**; {ok:.0%} of the generated images read as {target}."
-    agree = [(row == np.bincount(row, minlength=10).argmax()).mean() for row in digits]
-    return f"Classifier: on average {np.mean(agree):.0%} of a sample's modalities show the same digit."
+        return f"The input reads as **{int(pred[0][0, observed])}**; {a:.0%} of the generated images agree."
+    return f"{a:.0%} of the samples show one digit in every modality."
 
 
-# ---------------------------------------------------------------- the chain
+class View:
+    """What the page shows of a player: the stage strip, its captions, plots and read-outs. Panels of
+    finished stages and classifier calls are cached, so a frame costs one panel and one small PNG."""
 
-def _tmpdir(sub: str = "", max_age: float = 3600) -> Path:
-    """A temp folder for downloads (sub='') or streamed frames (sub='frames'); old files are removed."""
-    d = Path(tempfile.gettempdir()) / "mebm_demo" / sub
-    d.mkdir(parents=True, exist_ok=True)
-    cutoff = time.time() - max_age
-    for f in d.glob("*.*"):
-        try:
-            if f.stat().st_mtime < cutoff:
-                f.unlink()
-        except OSError:
-            pass
-    return d
+    def __init__(self, player: ChainPlayer):
+        self.p = player
+        self.energy_rows, self.post_rows = [], []
+        self._pred: dict[int, tuple] = {}
 
+    def expected_stages(self) -> list[str]:
+        p, s = self.p, self.p.settings
+        want = ["proposal"] + (["latent"] if p.conditioned and s.latent_steps > 0 else [])
+        if p.totals.get("ebm_latent"):
+            want.append("ebm_latent")
+        want.append("data")
+        seen = p.stages
+        return seen + [w for w in want if w not in seen]
 
-_FRAME_COUNTER = iter(range(10 ** 18))
+    def pred(self, snap):
+        if snap.index not in self._pred:
+            self._pred[snap.index] = classify(snap.x)
+        return self._pred[snap.index]
 
+    def record(self, snap):
+        """Plot rows of a new frame."""
+        e = snap.energy
+        self.energy_rows += [(snap.index, float(e.mean()), "mean", snap.stage), (snap.index, float(e.min()), "lowest",
+                             snap.stage), (snap.index, float(e.max()), "highest", snap.stage)]
+        if snap.noise_energy is not None:
+            self.energy_rows.append((snap.index, snap.noise_energy, "from noise", snap.stage))
+        if snap.log_posterior is not None:
+            lp = snap.log_posterior
+            self.post_rows += [(snap.index, float(lp.mean()), "mean", snap.stage),
+                               (snap.index, float(lp.min()), "lowest", snap.stage),
+                               (snap.index, float(lp.max()), "highest", snap.stage)]
 
-def png_file(img: np.ndarray, folder: Path) -> str:
-    """Write a picture as a fast PNG (zlib level 1) and return its path: Gradio then only copies the
-    file, instead of encoding it again at its slower default level (11 ms -> 4 ms a frame)."""
-    path = folder / f"{os.getpid()}_{next(_FRAME_COUNTER)}.png"
-    Image.fromarray(img).save(path, compress_level=1)
-    return str(path)
+    def lasts(self, upto=None) -> dict:
+        """The last frame of each stage (``upto``: as the run stood at that frame)."""
+        if upto is None:
+            return dict(self.p.stage_last)
+        out = {}
+        for f in self.p.frames:
+            if f.index <= upto.index:
+                out[f.stage] = f
+        out[upto.stage] = upto
+        return out
 
+    def strip(self, current, classify_now: bool, upto=None):
+        """(strip picture, captions HTML) with ``current`` the running (or scrubbed) frame."""
+        stages = self.expected_stages()
+        lasts = self.lasts(upto)
+        xs, caps = [], []
+        B, M = self.p.settings.n_samples, self.p.model.config.n_modalities
+        for st in stages:
+            snap = lasts.get(st)
+            xs.append(None if snap is None else snap.x)
+            total = self.p.totals.get(st) or 0
+            title = stage_title(st) + (f" · step {snap.step}/{total}" if snap is not None and st != "proposal" else "")
+            if snap is None:
+                caps.append((title, "not reached yet", st == (current.stage if current else None)))
+                continue
+            a = agreement(self.pred(snap), self.p.modality) if (classify_now or snap.index in self._pred) else None
+            line = f"energy {snap.energy.mean():.3f}" + ("" if a is None else f" · agree {a:.0%}")
+            caps.append((title, line, current is not None and st == current.stage))
+        hl = stages.index(current.stage) if current is not None and current.stage in stages else None
+        pic = render.stage_strip(xs, self.p.modality, (B, M), highlight=hl)
+        return pic, captions_html(caps, [x.shape[1] if x is not None else None for x in xs], B)
 
-def render_record(record: dict, i: int, scale: int = SCALE):
-    """(grid, noise grid) of recorded frame i."""
-    obs = record["observed"]
-    grid = render_grid(record["frames"][i], record["titles"][i], obs, scale)
-    noise = None
-    if record["noise"] and record["noise"][i] is not None:
-        noise = render_grid(record["noise"][i], record["noise_titles"][i], obs, scale)
-    return grid, noise
+    def agreement_df(self) -> pd.DataFrame:
+        rows = []
+        for i, (st, snap) in enumerate(self.p.stage_last.items()):
+            a = agreement(self.pred(snap), self.p.modality)
+            if a is not None:   # numbered: the bars keep the stages' order
+                rows.append((f"{i + 1}. {stage_title(st)}", 100 * a))
+        return pd.DataFrame(rows, columns=["stage", "agreement"]).astype({"stage": "object", "agreement": "float64"})
 
+    def plots(self):
+        return (_long_df(self.energy_rows, "energy"), _long_df(self.post_rows, "log_posterior"),
+                self.agreement_df())
 
-def write_downloads(record: dict, tag: str):
-    d = _tmpdir("downloads")
-    gif, png = d / f"chain_{tag}.gif", d / f"final_{tag}.png"
-    pics = [Image.fromarray(render_record(record, i, scale=2)[0]) for i in range(len(record["frames"]))]
-    palette = pics[-1].quantize(255, dither=Image.Dither.NONE)  # one palette: fast, no flicker
-    pics = [p.quantize(palette=palette, dither=Image.Dither.NONE) for p in pics]
-    Image.fromarray(render_record(record, len(record["frames"]) - 1)[0]).save(png)
-    durations = [60] * (len(pics) - 1) + [1500]
-    pics[0].save(gif, save_all=True, append_images=pics[1:], duration=durations, loop=0, optimize=False)
-    return str(gif), str(png)
-
-
-def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-              data_step_size, noise, seed, compare):
-    """Stream the conditional generation frame by frame. Yields one tuple per frame, in the order
-    of RUN_OUTPUTS; gr.skip() where an output does not change."""
-    model = model_or_error()
-    cfg = model.config
-    M = cfg.n_modalities
-    s = validate(source, modality, n_samples, latent_steps, latent_step_size, data_steps, data_step_size,
-                 noise, seed, compare, M)
-    log.info("run: %s, modality %d, %d samples, seed %d", s.source, s.modality, s.n_samples, s.seed)
-    x_obs, observed, preview = prepare_input(s, sketch, upload, cfg)
-    conditioned = observed is not None
-    obs_m = s.modality if conditioned else None
-    kw = dict(latent_steps=s.latent_steps, latent_step_size=s.latent_step_size,
-              latent_noise=cfg.latent_noise if s.noise else 0.0, data_steps=s.data_steps,
-              data_step_size=s.data_step_size, data_noise=cfg.data_noise if s.noise else 0.0)
-    x_in = x_obs.expand(s.n_samples, -1, -1, -1, -1).contiguous() if conditioned else None
-    chain = conditional_sampling(model, x_in, observed, n=s.n_samples,
-                                 generator=torch.Generator().manual_seed(s.seed), **kw)
-    noise_chain = None
-    if s.compare:
-        noise_chain = conditional_sampling(model, x_in, observed, n=s.n_samples, data_init="noise",
-                                           generator=torch.Generator().manual_seed(s.seed), **{**kw, "latent_steps": 0})
-        next(noise_chain)  # its proposal frame: unused, the noise chain starts at the data stage
-        pending = next(noise_chain)  # its data step 0 (the noise), shown once the data stage begins
-        noise_start = float(pending.energy.mean())
-    latent_frames = s.latent_steps + 1 if conditioned and s.latent_steps > 0 else 0
-    n_frames = 1 + latent_frames + s.data_steps + 1
-    totals = {"proposal": 0, "latent": s.latent_steps, "data": s.data_steps}
-    record = {"frames": [], "noise": [], "titles": [], "noise_titles": [], "observed": obs_m}
-    energy_rows, post_rows = [], []
-    noise_x = noise_title = None
-    interval = 1.0 / fps() if fps() > 0 else 0.0
-    last_yield = 0.0
-    last_plot = time.perf_counter()  # the first plots come a moment after the first frame
-    frames_dir = _tmpdir("frames", max_age=600)
-    status = ""
-    pred = None
-    try:
-        for t, frame in enumerate(chain):
-            if noise_chain is not None:
-                if frame.stage == "data":
-                    nf, pending = (pending, None) if pending is not None else (next(noise_chain), None)
-                    noise_x = to_uint8(nf.x)
-                    noise_title = f"same steps from noise · step {nf.step}/{s.data_steps}"
-                    energy_rows.append((t, float(nf.energy.mean()), "from noise: mean", "data"))
-                else:  # flat until the data stage: the noise is waiting
-                    noise_title = "from noise: waits for the data stage"
-                    energy_rows.append((t, noise_start, "from noise: mean", frame.stage))
-            x8 = to_uint8(frame.x)
-            title = frame_title(frame.stage, frame.step, totals[frame.stage], t, n_frames)
-            record["frames"].append(x8)
-            record["titles"].append(title)
-            record["noise"].append(noise_x)
-            record["noise_titles"].append(noise_title)
-            energy_rows += summary_rows(t, frame.energy, frame.stage)
-            if frame.log_posterior is not None:
-                post_rows += summary_rows(t, frame.log_posterior, frame.stage)
-            last = t == n_frames - 1
-            status = f"**{STAGE_LABELS[frame.stage]}**, step {frame.step}/{totals[frame.stage]} · " \
-                     f"mean energy {frame.energy.mean():.2f}"
-            now = time.perf_counter()
-            plots, readout = (gr.skip(), gr.skip()), gr.skip()
-            if last or now - last_plot >= PLOT_INTERVAL:
-                last_plot = now
-                pred = classify(frame.x)
-                plots = (_energy_df(energy_rows), _posterior_df(post_rows))
-                readout = readout_table(pred, obs_m, M)
-            if last:
-                break  # the final frame is yielded after the loop, with the record
-            grid = png_file(render_grid(x8, title, obs_m), frames_dir)
-            ngrid = gr.skip()
-            if noise_x is not None and t % 2 == 0:  # the comparison at half rate: it halves its cost
-                ngrid = png_file(render_grid(noise_x, noise_title, obs_m), frames_dir)
-            wait = last_yield + interval - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            last_yield = time.perf_counter()
-            if t == 0:
-                log.info("first frame ready")
-            yield (grid, ngrid, preview if t == 0 else gr.skip(), *plots, readout, status,
-                   gr.skip(), gr.skip(), gr.skip(), gr.skip())
-        status = f"**Done:** {n_frames} frames. " + coherence_line(pred, obs_m) + \
-                 " Drag the slider below the grid to scrub through the steps."
-    except ChainDiverged as e:
-        status = f"**Stopped: {e}** The frames up to that point are kept (scrub through them)."
-        gr.Warning(str(e))
-        pred = classify(torch.from_numpy(record["frames"][-1]).float() / 255) if record["frames"] else None
-    finally:
-        chain.close()
-        if noise_chain is not None:
-            noise_chain.close()
-    if not record["frames"]:
-        raise gr.Error(status or "The chain produced no frame.")
-    k = len(record["frames"]) - 1
-    grid, ngrid = render_record(record, k)
-    wait = last_yield + interval - time.perf_counter()
-    if wait > 0:
-        time.sleep(wait)
-    yield (png_file(grid, frames_dir), png_file(ngrid, frames_dir) if ngrid is not None else gr.skip(),
-           preview if k == 0 else gr.skip(), _energy_df(energy_rows), _posterior_df(post_rows),
-           readout_table(pred, obs_m, M), status, record,
-           gr.update(minimum=0, maximum=max(k, 1), value=k, step=1, interactive=True), gr.skip(), gr.skip())
-    gif, png = write_downloads(record, f"{s.seed}_{time.time_ns()}")  # after the last frame is shown
-    yield (*[gr.skip()] * (len(RUN_OUTPUTS) - 2), gif, png)
+    def noise_picture(self, snap):
+        if snap.noise_x is None:
+            return None
+        return render.upscale(render.cells(snap.noise_x, self.p.modality, gap=1, by_modality=True), 1)
 
 
-SERIES = ("samples: mean", "samples: lowest", "samples: highest", "from noise: mean")
-CHAIN_COLORS = dict(zip(SERIES, ("#1f4e9c", "#7fa7e0", "#0b1f4a", "#d62728")))
-
-
-def summary_rows(t, values: torch.Tensor, stage: str):
-    """Mean, lowest and highest over the samples: a fixed set of series (Gradio 6.31's LinePlot keeps
-    the colour domain of its first data, so the series must not change from run to run)."""
-    return [(t, float(values.mean()), SERIES[0], stage), (t, float(values.min()), SERIES[1], stage),
-            (t, float(values.max()), SERIES[2], stage)]
+def captions_html(caps, widths, B) -> str:
+    """Stage titles and read-outs above the strip, each as wide as its panel (the picture scales evenly)."""
+    cols = []
+    for title, line, running in caps:
+        cls = "cap running" if running else "cap"
+        cols.append(f'<div class="{cls}" style="flex: {B * 29 + 1} 1 0"><b>{html.escape(title)}</b>'
+                    f'<br>{html.escape(line)}</div>')
+    return '<div class="caps">' + '<div class="capgap"></div>'.join(cols) + "</div>"
 
 
 def _long_df(rows, value):
@@ -460,26 +459,235 @@ def _long_df(rows, value):
     return df.astype({"step": "int64", value: "float64", "chain": "object", "stage": "object"})
 
 
-def _energy_df(rows):
-    return _long_df(rows, "energy")
+def share_link(player) -> str:
+    """The query string that restores this run (the input travels as its 28x28 digit)."""
+    s = player.settings
+    q = {"m": player.modality if player.modality is not None else 0, "n": s.n_samples, "ls": s.latent_steps,
+         "lss": f"{s.latent_step_size:g}", "ds": s.data_steps, "dss": f"{s.data_step_size:g}", "noise": int(s.noise),
+         "seed": s.seed, "cmp": int(s.compare)}
+    q = ({"src": "unconditional"} | q) if player.digit is None else ({"src": "link", "d": encode_digit(player.digit)} | q)
+    return "?" + urllib.parse.urlencode(q)
 
 
-def _posterior_df(rows):
-    return _long_df(rows, "log_posterior")
+def share_html(player) -> str:
+    link = share_link(player)
+    return (f'<a id="share_link" href="{html.escape(link)}" target="_blank">Share this run</a> '
+            f'<span class="hint">(a link with the input, the settings and the seed: same frames)</span>')
 
 
-def scrub(index, record):
-    """The recorded frame ``index`` (no recomputation): (grid, noise grid)."""
-    if not record or not record.get("frames"):
+# ---------------------------------------------------------------- events
+
+RUN_OUTPUTS = ("grid", "captions", "noise_grid", "input_preview", "energy_plot", "posterior_plot", "agreement_plot",
+               "readout", "status", "scrub", "share")
+
+
+def _pace(last_yield: float, interval: float) -> float:
+    wait = last_yield + interval - time.perf_counter()
+    if wait > 0:
+        time.sleep(wait)
+    return time.perf_counter()
+
+
+def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
+              data_step_size, noise, seed, compare, link_digit="", request: gr.Request = None):
+    """Stream the run frame by frame: one tuple per frame in the order of RUN_OUTPUTS, gr.skip() where an
+    output does not change. The chain is kept for this visitor (scrub, step on, downloads)."""
+    player = new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
+                        data_step_size, noise, seed, compare, link_digit)
+    log.info("run: %s, modality %s, %d samples, seed %d", player.key[0], player.modality,
+             player.settings.n_samples, player.settings.seed)
+    SESSIONS.put(session_key(request), player)
+    sweep_upload_leftovers()
+    view = player.view = View(player)
+    M = player.model.config.n_modalities
+    interval = 1.0 / fps() if fps() > 0 else 0.0
+    last_yield, last_plot, last_figs = 0.0, time.perf_counter(), time.perf_counter()
+    skip = gr.skip()
+    status, snap = "", None
+    with player.lock:
+        try:
+            for snap in player:
+                view.record(snap)
+                now = time.perf_counter()
+                slow = now - last_plot >= PLOT_INTERVAL
+                pic, caps = view.strip(snap, classify_now=slow)
+                plots, readout = (skip, skip, skip), skip
+                if slow:
+                    last_plot = now
+                # the figures and the table cost the browser most: once a second, and as a stage ends
+                stage_end = snap.step == (player.totals.get(snap.stage) or 0) and snap.index > 0
+                if stage_end or (slow and now - last_figs >= FIGURE_INTERVAL):
+                    last_figs = now
+                    plots = tuple(gr.update(value=v, visible=True) for v in view.plots())
+                    readout = gr.update(value=readout_table(view.pred(snap), player.modality, M), visible=True)
+                noise_pic = view.noise_picture(snap) if player.settings.compare else None
+                status = skip  # the captions carry the step; the status (Markdown) four times a second
+                if slow or snap.index == 0 or stage_end:
+                    status = (f"**{stage_title(snap.stage)}**, step {snap.step}/{player.totals.get(snap.stage) or 0}"
+                              f" · mean energy {snap.energy.mean():.3f}")
+                last_yield = _pace(last_yield, interval)
+                yield (pic, caps, noise_pic if noise_pic is not None else skip,
+                       player.preview if snap.index == 0 else skip, *plots, readout, status, skip, skip)
+            status = f"**Done:** {snap.index + 1} frames. " + coherence_line(view.pred(snap), player.modality)
+        except ChainDiverged as e:
+            status = f"**Stopped: {e}** The frames up to that point are kept: scrub through them."
+            gr.Warning(str(e))
+    if snap is None:
+        raise gr.Error(status or "The chain produced no frame.")
+    pic, caps = view.strip(None, classify_now=True)
+    _pace(last_yield, interval)
+    yield (pic, caps, skip, skip, *(gr.update(value=v, visible=True) for v in view.plots()),
+           gr.update(value=readout_table(view.pred(snap), player.modality, M), visible=True), status,
+           gr.update(minimum=0, maximum=max(len(player.frames) - 1, 1), value=len(player.frames) - 1, step=1,
+                     interactive=True), share_html(player))
+
+
+def _stepped(player, snaps, note=""):
+    """Outputs of the step / reset events (same order as STEP_OUTPUTS)."""
+    view = player.view
+    for snap in snaps:
+        view.record(snap)
+    snap = player.current
+    pic, caps = view.strip(snap, classify_now=True)
+    M = player.model.config.n_modalities
+    if snap is None:
+        status = "The chain produced no frame."
+    elif player.finished and not snaps:
+        status = ("**The chain has ended** (last step of the last stage). Press **Reset** to go back to the "
+                  "proposal, or **Run** to stream it.")
+    elif snap.index == 0:
+        status = (f"**Step mode: the proposal.** Mean energy {snap.energy.mean():.3f}. Press **Step** (key S) for "
+                  "one Langevin step, **Step ×5** (Shift+S) for five.")
+    else:
+        moved = [s for s in snaps if s.update is not None]
+        upd = math.sqrt(sum(s.update ** 2 for s in moved) / len(moved)) if moved else 0.0
+        de = sum(s.energy_change for s in moved) if moved else 0.0
+        steps = sum(1 for s in snaps if s.step > 0)
+        status = (f"**{stage_title(snap.stage)}, step {snap.step}/{player.totals.get(snap.stage) or 0}** "
+                  f"({steps} step{'s' if steps != 1 else ''}): the images moved by {upd:.4f} (RMS, pixels 0-1); "
+                  f"mean energy {snap.energy.mean() - de:.3f} → {snap.energy.mean():.3f} (Δ {de:+.4f})."
+                  + (" **Last step.**" if player.finished or _at_end(player) else ""))
+    if note:
+        status = note + " " + status
+    plots = tuple(gr.update(value=v, visible=True) for v in view.plots())
+    noise_pic = view.noise_picture(snap) if snap is not None and player.settings.compare else None
+    return (pic, caps, noise_pic if noise_pic is not None else gr.skip(), player.preview, *plots,
+            gr.update(value=readout_table(view.pred(snap), player.modality, M), visible=True) if snap else gr.skip(),
+            status, gr.update(minimum=0, maximum=max(len(player.frames) - 1, 1), value=len(player.frames) - 1, step=1,
+                              interactive=True), share_html(player))
+
+
+def _at_end(player) -> bool:
+    s = player.current
+    return s is not None and s.stage == "data" and s.step == player.settings.data_steps
+
+
+def step_chain(k, source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
+               data_step_size, noise, seed, compare, link_digit="", request: gr.Request = None):
+    """Step mode: advance this visitor's chain by k Langevin steps from where it is (the first press, or
+    new inputs, start a chain and show its proposal)."""
+    try:
+        k = int(k)
+    except (TypeError, ValueError):
+        raise gr.Error(f"Steps per press must be a whole number (got {k!r}).")
+    if not 1 <= k <= 100:
+        raise gr.Error(f"Steps per press must be between 1 and 100 (got {k}).")
+    fresh = new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
+                       data_step_size, noise, seed, compare, link_digit)
+    key = session_key(request)
+    player = SESSIONS.get(key)
+    note = ""
+    if player is None or player.key != fresh.key or getattr(player, "view", None) is None:
+        note = "" if player is None else "*New chain (the input or the settings changed).*"
+        player = fresh
+        player.view = View(player)
+        SESSIONS.put(key, player)
+        k = 0
+    else:
+        fresh.close()
+    if not player.lock.acquire(blocking=False):
+        raise gr.Error("A run is streaming in this page: press Stop first, then Step.")
+    try:
+        snaps = player.step(k) if k > 0 else player.step(1)  # k = 0: a new chain, show its proposal
+        return _stepped(player, snaps, note)
+    except ChainDiverged as e:
+        return _stepped(player, [], f"**Stopped: {e}**")
+    finally:
+        player.lock.release()
+
+
+def reset_chain(*args, request: gr.Request = None):
+    """Back to the proposal: the same seed, so the same steps follow."""
+    player = new_player(*args)
+    player.view = View(player)
+    SESSIONS.put(session_key(request), player)
+    with player.lock:
+        return _stepped(player, player.step(1), "**Reset.**")
+
+
+def scrub(index, request: gr.Request = None):
+    """A kept frame of this visitor's last run (no recomputation): (strip, captions, noise picture)."""
+    player = SESSIONS.get(session_key(request))
+    if player is None or not player.frames:
         raise gr.Error("Nothing recorded yet: press Run first.")
     try:
         i = int(float(index))
     except (TypeError, ValueError):
         raise gr.Error(f"Step index must be a number (got {index!r}).")
-    i = min(max(i, 0), len(record["frames"]) - 1)
-    grid, noise = render_record(record, i)
-    folder = _tmpdir("frames", max_age=600)
-    return png_file(grid, folder), png_file(noise, folder) if noise is not None else gr.skip()
+    snap = player.frames[min(max(i, 0), len(player.frames) - 1)]
+    pic, caps = player.view.strip(snap, classify_now=True, upto=snap)
+    noise_pic = player.view.noise_picture(snap)
+    return pic, caps, noise_pic if noise_pic is not None else gr.skip()
+
+
+def downloads(request: gr.Request = None):
+    """The chain as an animated GIF and the stages as a PNG, as links in the page (no file on the server)."""
+    player = SESSIONS.get(session_key(request))
+    if player is None or not player.frames:
+        raise gr.Error("Nothing recorded yet: press Run first.")
+    view, obs = player.view, player.modality
+    frames = [render.grid(f.x, f"{stage_title(f.stage)} · step {f.step}", obs, scale=2) for f in player.frames]
+    gif = render.gif_bytes(frames)
+    stages = [st for st in view.expected_stages() if st in player.stage_last]
+    lasts = [player.stage_last[st] for st in stages]
+    lines = [[f"energy {s.energy.mean():.3f}"] + ([f"agree {a:.0%}"] if (a := agreement(view.pred(s), obs)) is not None
+                                                 else []) for s in lasts]
+    png = render.png_bytes(render.labelled_strip([stage_title(st) for st in stages], [s.x for s in lasts], lines, obs),
+                           level=6)
+    return (f'<a download="mebm_chain_seed{player.settings.seed}.gif" href="{data_url(gif, "image/gif")}">'
+            f'Chain as animated GIF ({len(gif) // 1024} kB)</a> · '
+            f'<a download="mebm_stages_seed{player.settings.seed}.png" href="{data_url(png)}">'
+            f'Stages as PNG ({len(png) // 1024} kB)</a>')
+
+
+def forget(request: gr.Request = None):
+    """The visitor left: drop their chain and frames at once."""
+    SESSIONS.drop(session_key(request))
+
+
+def restore(request: gr.Request = None):
+    """Open a shared link: the query parameters set the input, the modality, the settings and the seed."""
+    params = dict(getattr(request, "query_params", None) or {})
+    n_out = 12
+    if not params or not ({"src", "seed"} & set(params)):
+        return (gr.skip(),) * n_out
+    try:
+        cfg = model_config()
+        src = params.get("src", "unconditional")
+        if src not in ("link", "unconditional"):
+            raise ValueError(f"unknown input {src!r}")
+        digit = params.get("d", "")
+        if src == "link":
+            decode_digit(digit)
+        _, m, s = validate(src, params.get("m", 0), params.get("n", DEFAULT_SAMPLES), params.get("ls", cfg.latent_steps),
+                           params.get("lss", cfg.latent_step_size), params.get("ds", cfg.data_steps),
+                           params.get("dss", cfg.data_step_size), params.get("noise", "1"), params.get("seed", 0),
+                           params.get("cmp", "0"), cfg.n_modalities)
+    except (gr.Error, InputError, ValueError) as e:
+        msg = e.message if isinstance(e, gr.Error) else str(e)
+        return (*(gr.skip(),) * (n_out - 1), f"**This shared link could not be restored:** {one_line(msg)}")
+    return (src, m, s.n_samples, s.latent_steps, s.latent_step_size, s.data_steps, s.data_step_size, s.noise, s.seed,
+            s.compare, digit, "**Shared run restored** (input, settings, seed): press **Run** to see the same frames.")
 
 
 # ---------------------------------------------------------------- presets
@@ -503,17 +711,19 @@ def presets(cfg: ModelConfig) -> dict:
 
 
 def apply_preset(name):
-    cfg = model_config()
-    table = presets(cfg)
+    table = presets(model_config())
     if name not in table:
         raise gr.Error(f"Unknown preset {name!r}; choose one of {list(table)}.")
     ls, lss, ds, dss, noise, watch = table[name]
     return ls, lss, ds, dss, noise, f"**What to watch:** {watch}"
 
 
-def model_config() -> ModelConfig:
-    model = loaded().get("model")
-    return model.config if model is not None else ModelConfig()
+def first_picture(cfg: ModelConfig, n: int = DEFAULT_SAMPLES):
+    """The strip before the first run: blank panels under their stage names."""
+    stages = ["proposal", "latent", "data"]
+    pic = render.stage_strip([None] * len(stages), 0, (n, cfg.n_modalities))
+    caps = captions_html([(stage_title(s), "press Run", False) for s in stages], [], n)
+    return pic, caps
 
 
 # ---------------------------------------------------------------- the page
@@ -547,21 +757,49 @@ EBM's chain where it can finish the job quickly. That is the point of learning t
 The **classifier** read-out gives each image's digit as judged by a separate classifier per
 modality: when the samples agree with your digit, the modalities are *coherent*.
 """
-
 CSS = """
-.gradio-container {max-width: 1500px !important}
+.gradio-container {max-width: 1500px !important; padding-top: 4px !important}
 #grid img, #noise_grid img, #modalities img, #input_preview img {image-rendering: pixelated}
-#status {font-size: 1.1em}
+#grid img, #noise_grid img {object-fit: contain !important; width: 100% !important; height: 100% !important}
+#grid {border: none; padding: 0 !important}
+#title {margin: 0 !important} #title p {margin: 0 !important; font-size: 1.15em}
+#status {font-size: 1.0em; min-height: 1.5em} #status p {margin: 0 !important}
+#source .wrap {gap: 4px !important} #source label {padding: 2px 8px !important}
+.caps {display: flex; gap: 0; font-size: 0.95em; line-height: 1.25; text-align: center}
+.caps .cap {padding: 2px 4px; border-bottom: 3px solid transparent; overflow: hidden}
+.caps .cap.running {border-bottom-color: #fac828}
+.caps .capgap {flex: 4 1 0}
+#buttons button {min-width: 0}
 """
 
-SELECT_BRUSH = """() => { let tries = 0; const pick = () => {
+PAGE_JS = """() => { let tries = 0; const pick = () => {
   const b = document.querySelector('#sketch button[aria-label=Brush]');
   if (b) { if (!b.classList.contains('highlight')) b.click(); } else if (tries++ < 50) setTimeout(pick, 200); };
-  setTimeout(pick, 300); }"""
+  setTimeout(pick, 300);
+  document.addEventListener('pointerdown', (e) => {   // drawing selects the "drawing" input, in the page
+    if (!e.target.closest || !e.target.closest('#sketch canvas')) return;
+    const r = document.querySelector('#source input[value=draw]');
+    if (r && !r.checked) r.click(); }, true);
+  document.addEventListener('keydown', (e) => {       // S: one step, Shift+S: five, R: reset to the proposal
+    const t = e.target, tag = (t && t.tagName || '').toLowerCase();
+    if (tag === 'input' || tag === 'textarea' || (t && t.isContentEditable) || e.ctrlKey || e.metaKey || e.altKey) return;
+    const id = e.key === 's' ? 'step' : e.key === 'S' ? 'step5' : (e.key === 'r' || e.key === 'R') ? 'reset' : null;
+    if (!id) return;
+    e.preventDefault();
+    document.querySelector('#' + id)?.click(); }); }"""
 
 
 def example_paths() -> list[str]:
     return sorted(str(p) for p in ASSETS.glob("example_*.png"))
+
+
+def modality_strip(cfg: ModelConfig) -> np.ndarray:
+    """One digit in each modality, numbered: the look of each conditioning choice."""
+    path = ASSETS / "digit_3.png"
+    digit = np.asarray(Image.open(path).convert("L")) if path.exists() else np.zeros((28, 28), np.uint8)
+    cells = np.stack([to_modality(digit, m, cfg.n_modalities, seed=cfg.data_seed, rng=np.random.default_rng(m))
+                      for m in range(cfg.n_modalities)])[None]
+    return render.grid(cells, "", None, scale=2)
 
 
 def build_demo() -> gr.Blocks:
@@ -570,98 +808,123 @@ def build_demo() -> gr.Blocks:
     names = [MODALITY_NAMES[m] if m < len(MODALITY_NAMES) and M <= len(MODALITY_NAMES) else f"modality {m}"
              for m in range(M)]
     table = presets(cfg)
-    with gr.Blocks(title="Multimodal EBM: MCMC revision, step by step", delete_cache=(600, 600)) as demo:
-        gr.Markdown("# Multimodal EBM + VAE: watch the MCMC revisions\n"
-                    "Give a digit in one modality; the model generates it in all the others: a proposal from "
-                    "the inference model, revised in latent space, then in data space on the energy-based model.")
-        banner = gr.Markdown(weights_banner(), elem_id="weights")
-        record = gr.State(None)
-        with gr.Row():
-            with gr.Column(scale=2, min_width=340):
-                gr.Image(modality_strip(cfg), label="The modalities (same digit, each look)", elem_id="modalities",
-                         interactive=False, height=110, buttons=[])
-                modality = gr.Radio([(f"{m}: {n}", m) for m, n in enumerate(names)], value=0,
-                                    label="Modality of your input", elem_id="modality")
+    pic0, caps0 = first_picture(cfg)
+    # delete_cache sweeps the uploads (each Run sends the drawing); streamed frames never become files
+    with gr.Blocks(title="Multimodal EBM: MCMC revision, step by step", delete_cache=(300, 600)) as demo:
+        gr.Markdown("**Multimodal EBM + VAE: watch the MCMC revisions, stage by stage** · keys: S = one step, "
+                    "Shift+S = five, R = back to the proposal", elem_id="title")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
                 source = gr.Radio(SOURCE_LABELS, value="draw", label="Input", elem_id="source")
                 with gr.Tab("Draw"):
                     sketch = gr.Sketchpad(type="numpy", canvas_size=(280, 280), elem_id="sketch", label="Draw a digit",
                                           brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
-                                          layers=False, transforms=())
+                                          layers=False, transforms=(), height=330)
                 with gr.Tab("Upload"):
                     upload = gr.File(label="Upload an image of a digit", file_types=["image"], type="filepath",
                                      elem_id="upload")
                     gr.Examples(example_paths(), inputs=[upload], label="Examples (MNIST test digits)",
                                 cache_examples=False)
-                input_preview = gr.Image(label="What the model is given (the digit, and in your modality)",
-                                         elem_id="input_preview", interactive=False, height=120, buttons=[])
-            with gr.Column(scale=4):
-                with gr.Row():
-                    run_btn = gr.Button("Run", variant="primary", elem_id="run", size="lg")
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", size="lg")
-                status = gr.Markdown("Draw a digit (or pick an example) and press **Run**.", elem_id="status")
-                with gr.Row():
-                    grid = gr.Image(label="Samples (rows) × modalities (columns), from the generator's proposal",
-                                    elem_id="grid", interactive=False, height=420, format="png", buttons=["fullscreen"])
-                    noise_grid = gr.Image(label="Why it matters: the same data steps from noise",
-                                          elem_id="noise_grid", interactive=False, height=420, format="png",
-                                          buttons=["fullscreen"])
-                scrub_slider = gr.Slider(0, 1, value=0, step=1, label="Scrub through the recorded steps (after a run)",
-                                         interactive=False, elem_id="scrub")
-                with gr.Row():
-                    energy_plot = gr.LinePlot(None, x="step", y="energy", color="chain",
-                                              title="EBM energy (lower = more data-like)", x_title="frame",
-                                              color_map=CHAIN_COLORS,
-                                              height=260, elem_id="energy_plot")
-                    posterior_plot = gr.LinePlot(None, x="step", y="log_posterior", color="chain",
-                                                 title="log-posterior of z (higher = explains the input)",
-                                                 color_map=CHAIN_COLORS,
-                                                 x_title="frame", height=260, elem_id="posterior_plot")
-                readout = gr.Dataframe(label="Classifier read-out: digit · confidence per image", elem_id="readout",
-                                       interactive=False, wrap=True)
-                with gr.Row():
-                    gif = gr.File(label="Chain as animated GIF", elem_id="gif", interactive=False)
-                    png = gr.File(label="Final grid as PNG", elem_id="png", interactive=False)
-            with gr.Column(scale=2, min_width=300):
-                preset = gr.Radio(list(table), value="Default", label="Classroom presets", elem_id="preset")
-                watch = gr.Markdown(f"**What to watch:** {table['Default'][5]}", elem_id="watch")
-                n_samples = gr.Slider(*LIMITS["n_samples"], value=4, step=1, label="Number of samples", elem_id="n_samples")
-                latent_steps = gr.Slider(*LIMITS["latent_steps"], value=cfg.latent_steps, step=1, label="Latent steps")
-                latent_step_size = gr.Number(cfg.latent_step_size, label="Latent step size",
-                                             minimum=LIMITS["latent_step_size"][0], maximum=LIMITS["latent_step_size"][1])
-                data_steps = gr.Slider(*LIMITS["data_steps"], value=cfg.data_steps, step=1, label="Data steps")
-                data_step_size = gr.Number(cfg.data_step_size, label="Data step size",
-                                           minimum=LIMITS["data_step_size"][0], maximum=LIMITS["data_step_size"][1])
-                noise = gr.Checkbox(True, label=f"Langevin noise on (latent {cfg.latent_noise:g}, data {cfg.data_noise:g})")
-                seed = gr.Number(0, label="Seed (same seed, same frames)", precision=0,
-                                 minimum=LIMITS["seed"][0], maximum=LIMITS["seed"][1])
-                compare = gr.Checkbox(True, label="Side by side: the same data steps from noise", elem_id="compare")
-        with gr.Accordion("How it works", open=False):
+                with gr.Tab("Settings"):
+                    preset = gr.Radio(list(table), value="Default", label="Classroom presets", elem_id="preset")
+                    watch = gr.Markdown(f"**What to watch:** {table['Default'][5]}", elem_id="watch")
+                    n_samples = Slider(*LIMITS["n_samples"], value=DEFAULT_SAMPLES, step=1, label="Number of samples",
+                                       elem_id="n_samples")
+                    latent_steps = Slider(*LIMITS["latent_steps"], value=cfg.latent_steps, step=1, label="Latent steps",
+                                          elem_id="latent_steps")
+                    latent_step_size = NumberBox(cfg.latent_step_size, label="Latent step size", elem_id="latent_step_size",
+                                                 minimum=LIMITS["latent_step_size"][0],
+                                                 maximum=LIMITS["latent_step_size"][1])
+                    data_steps = Slider(*LIMITS["data_steps"], value=cfg.data_steps, step=1, label="Data steps",
+                                        elem_id="data_steps")
+                    data_step_size = NumberBox(cfg.data_step_size, label="Data step size", elem_id="data_step_size",
+                                               minimum=LIMITS["data_step_size"][0], maximum=LIMITS["data_step_size"][1])
+                    noise = gr.Checkbox(True, label=f"Langevin noise on (latent {cfg.latent_noise:g}, data "
+                                                    f"{cfg.data_noise:g})", elem_id="noise")
+                    seed = NumberBox(0, label="Seed (same seed, same frames)", precision=0, elem_id="seed",
+                                     minimum=LIMITS["seed"][0], maximum=LIMITS["seed"][1])
+                    compare = gr.Checkbox(False, label="Also run the data steps from noise (below the grid; doubles "
+                                                       "the work)", elem_id="compare")
+                modality = gr.Dropdown([(f"{m}: {n}", m) for m, n in enumerate(names)], value=0,
+                                       label="Modality of your input", elem_id="modality")
+                link_digit = gr.Textbox("", visible=False, elem_id="link_digit")
+            with gr.Column(scale=3, min_width=600):
+                with gr.Row(elem_id="buttons"):
+                    run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=2)
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
+                    step_btn = gr.Button("Step", elem_id="step", scale=1)
+                    step5_btn = gr.Button("Step ×5", elem_id="step5", scale=1)
+                    reset_btn = gr.Button("Reset", elem_id="reset", scale=1)
+                status = gr.Markdown("Draw a digit (or pick an example) and press **Run**, or **Step** through it.",
+                                     elem_id="status")
+                captions = gr.HTML(caps0, elem_id="captions")
+                grid = LiveImage(pic0, show_label=False, elem_id="grid", interactive=False, height=450, format="png",
+                                 buttons=["fullscreen"])
+                gr.Markdown("Columns: samples. Rows: modalities 0-%d (your input's row framed in yellow, held fixed)."
+                            % (M - 1), elem_id="legend")
+        scrub_slider = gr.Slider(0, 1, value=0, step=1, label="Scrub through the kept frames (after a run)",
+                                 interactive=False, elem_id="scrub")
+        with gr.Row():
+            energy_plot = gr.LinePlot(None, x="step", y="energy", color="chain", title="EBM energy (lower: data-like)",
+                                      x_title="frame", y_title="energy", color_map=CHAIN_COLORS, height=260,
+                                      elem_id="energy_plot", visible=False)
+            posterior_plot = gr.LinePlot(None, x="step", y="log_posterior", color="chain", title="log p(z | input)",
+                                         x_title="frame", y_title="log-posterior", color_map=CHAIN_COLORS, height=260,
+                                         elem_id="posterior_plot", visible=False)
+            agreement_plot = gr.BarPlot(None, x="stage", y="agreement", title="Classifier agreement (%)",
+                                        y_lim=[0, 100], x_title="stage", y_title="%", height=260, sort=None,
+                                        elem_id="agreement_plot", visible=False)
+        readout = gr.Dataframe(label="Classifier read-out: digit · confidence per image", elem_id="readout",
+                               interactive=False, wrap=True, visible=False)
+        with gr.Row():
+            share = gr.HTML("", elem_id="share")
+            get_downloads = gr.Button("Make the GIF and PNG downloads", elem_id="get_downloads", size="sm")
+            links = gr.HTML("", elem_id="downloads")
+        with gr.Accordion("Why start from the generator? The same data steps from noise (tick the box in Settings)",
+                          open=False):
+            noise_grid = LiveImage(None, show_label=False, elem_id="noise_grid", interactive=False, height=300,
+                                   format="png", buttons=[])
+        input_preview = LiveImage(None, label="What the model was given (the digit, and in your modality)",
+                                  elem_id="input_preview", interactive=False, height=110, buttons=[])
+        with gr.Accordion("The modalities, how it works, which weights", open=False):
+            gr.Image(modality_strip(cfg), label="The modalities (same digit, each look)", elem_id="modalities",
+                     interactive=False, height=110, buttons=[])
             gr.Markdown(EXPLANATION, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
                                                       {"left": "$", "right": "$", "display": False}])
+            banner = gr.Markdown(weights_banner(), elem_id="weights")
 
-        inputs = [source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                  data_step_size, noise, seed, compare]
-        outputs = [grid, noise_grid, input_preview, energy_plot, posterior_plot, readout, status, record,
-                   scrub_slider, gif, png]
-        run_event = run_btn.click(run_chain, inputs, outputs, api_name="run", show_progress="hidden",
-                                  concurrency_limit=2, concurrency_id="chain")
+        chain_inputs = [source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
+                        data_step_size, noise, seed, compare, link_digit]
+        outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot, readout,
+                   status, scrub_slider, share]
+        # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
+        # after every stroke, hands the next event a blob id whose images never reach the server (the
+        # first Run after drawing then saw an empty canvas). Without it, every event uploads what the
+        # canvas shows at the moment it fires. The switch to "drawing" happens in the page (PAGE_JS).
+        run_event = run_btn.click(run_chain, chain_inputs, outputs, api_name="run", show_progress="hidden",
+                                  concurrency_limit=chain_concurrency(), concurrency_id="chain",
+                                  trigger_mode="always_last")
         stop_btn.click(None, None, None, cancels=[run_event])
-        scrub_slider.release(scrub, [scrub_slider, record], [grid, noise_grid], api_name="scrub",
+        one, five = gr.Number(1, visible=False), gr.Number(5, visible=False)
+        step_btn.click(step_chain, [one, *chain_inputs], outputs, api_name="step", show_progress="hidden",
+                       concurrency_id="chain", trigger_mode="always_last")
+        step5_btn.click(step_chain, [five, *chain_inputs], outputs, api_visibility="private", show_progress="hidden",
+                        concurrency_id="chain", trigger_mode="always_last")
+        reset_btn.click(reset_chain, chain_inputs, outputs, api_name="reset", show_progress="hidden",
+                        concurrency_id="chain")
+        scrub_slider.release(scrub, scrub_slider, [grid, captions, noise_grid], api_name="scrub",
                              show_progress="hidden")
-        scrub_slider.input(scrub, [scrub_slider, record], [grid, noise_grid], api_visibility="private",
+        scrub_slider.input(scrub, scrub_slider, [grid, captions, noise_grid], api_visibility="private",
                            show_progress="hidden", trigger_mode="always_last")
+        get_downloads.click(downloads, None, links, api_name="downloads", concurrency_id="chain")
         preset.change(apply_preset, preset, [latent_steps, latent_step_size, data_steps, data_step_size, noise, watch],
                       api_name="preset")
-        sketch.change(None, None, source, js="() => 'draw'")
         upload.change(None, upload, source, js="(f) => f ? 'upload' : 'draw'")
-        sketch.change(preview_drawing, [sketch, modality, seed], input_preview, api_visibility="private",
-                      show_progress="hidden", trigger_mode="always_last")
-        upload.change(preview_upload, [upload, modality, seed], input_preview, api_visibility="private",
-                      show_progress="hidden", trigger_mode="always_last")
-        modality.change(preview_input, [source, sketch, upload, modality, seed], input_preview,
-                        api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-        demo.load(None, None, None, js=SELECT_BRUSH)
+        demo.load(None, None, None, js=PAGE_JS)
+        demo.load(restore, None, [source, modality, n_samples, latent_steps, latent_step_size, data_steps,
+                                  data_step_size, noise, seed, compare, link_digit, status], api_visibility="private")
         demo.load(weights_banner, None, banner, api_visibility="private")
+        demo.unload(forget)
     return demo
 
 
@@ -670,10 +933,11 @@ def warm_up():
     if loaded().get("model") is None:
         return
     try:
-        for _ in run_chain("unconditional", None, None, 0, 1, 1, 0.03, 1, 1.0, True, 0, True):
+        for _ in run_chain("unconditional", None, None, 0, 1, 1, 0.03, 1, 1.0, True, 0, True, request=None):
             pass
+        SESSIONS.drop("local")
     except Exception as e:  # never block start-up
-        log.warning("warm-up failed: %s", e)
+        log.warning("warm-up failed: %s", one_line(e))
 
 
 def main(argv=None):
@@ -685,13 +949,15 @@ def main(argv=None):
     p.add_argument("--revision", default=None, help="Hub revision, ideally a 40-hex commit (or MEBM_REVISION)")
     p.add_argument("--checkpoint", default=None, help="bundled weights folder (or MEBM_CHECKPOINT)")
     p.add_argument("--classifier", default=None, help="classifier folder (or MEBM_CLASSIFIER)")
+    p.add_argument("--max-queue", type=int, default=int(os.environ.get("MEBM_MAX_QUEUE", 64)),
+                   help="most visitors waiting in the queue (or MEBM_MAX_QUEUE)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)  # one thread per chain; the queue runs two chains on a 2-core machine
     setup(a.checkpoint, a.repo_id, a.revision, a.classifier)
     warm_up()
     demo = build_demo()
-    demo.queue(max_size=32, default_concurrency_limit=4)
+    demo.queue(max_size=a.max_queue, default_concurrency_limit=4)
     demo.launch(server_name=a.host, server_port=a.port, share=a.share, css=CSS,
                 theme=gr.themes.Default(text_size="lg"), max_file_size="10mb", footer_links=["api"])
 

@@ -1,11 +1,11 @@
-"""Speed of the demo with its default settings (4 samples x M modalities, side-by-side view on).
+"""Speed of the demo with its default settings (3 samples x M modalities, the chain from noise off).
 
     python -m benchmarks.bench_app [--checkpoint checkpoints/mebm] [--repeats 5] [--no-direct] [--no-http] [--no-browser]
-                              [--no-compare] [--debug]
+                              [--compare] [--debug]
 
 Three measurements, each the median over --repeats runs of the default chain on MNIST example 7:
-  direct   run_chain() called in-process: time to the first frame, to the last chain frame, to the
-           final update (with the GIF/PNG written), and frames per second;
+  direct   run_chain() called in-process: time to the first frame, to the final picture, and frames per
+           second (pictures encoded as PNG as the page gets them);
   http     `python app.py` in a subprocess driven by gradio_client: the same, as a client sees it;
   browser  Chromium (Playwright) clicks Run: time until the grid first shows, until 'Done', and how
            often the grid picture changed per second in the page.
@@ -24,27 +24,34 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = str(ROOT / "assets/example_7.png")
 
 
-def direct(checkpoint, repeats, compare=True):
+def direct(checkpoint, repeats, compare=False):
     import torch
 
     import app
+    from model import render
 
     torch.set_num_threads(1)
     app.setup(checkpoint=checkpoint, offline=True)
     cfg = app.model_config()
-    args = ("upload", None, EXAMPLE, 0, 4, cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
-            cfg.data_step_size, True, 0, compare)
-    list(app.run_chain(*args))  # warm-up
+    args = ("upload", None, EXAMPLE, 0, app.DEFAULT_SAMPLES, cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
+            cfg.data_step_size, True, 0, compare, "")
+
+    def frames():
+        for out in app.run_chain(*args):
+            render.png_bytes(out[0])  # what LiveImage does before sending
+            yield out
+
+    list(frames())  # warm-up
     rows = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        stamps = [time.perf_counter() - t0 for _ in app.run_chain(*args)]
+        stamps = [time.perf_counter() - t0 for _ in frames()]
         n = len(stamps)
-        rows.append((stamps[0], stamps[-2], stamps[-1], (n - 1) / (stamps[-2] - stamps[0])))
+        rows.append((stamps[0], stamps[-1], None, (n - 1) / (stamps[-1] - stamps[0])))
     return rows, n
 
 
-def http(checkpoint, repeats, compare=True, debug=False):
+def http(checkpoint, repeats, compare=False, debug=False):
     sys.path.insert(0, str(ROOT / "tests"))
     from gradio_client import Client, handle_file
     from helpers_app import start_app, stop_app
@@ -56,8 +63,8 @@ def http(checkpoint, repeats, compare=True, debug=False):
     try:
         c = Client(url, verbose=False, download_files=False)
         cfg = app.ModelConfig()
-        args = ("upload", None, handle_file(EXAMPLE), 0, 4, cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
-                cfg.data_step_size, True, 0, compare)
+        args = ("upload", None, handle_file(EXAMPLE), 0, app.DEFAULT_SAMPLES, cfg.latent_steps, cfg.latent_step_size,
+                cfg.data_steps, cfg.data_step_size, True, 0, compare, "")
         c.submit(*args, api_name="/run").result()
         rows = []
         for _ in range(repeats):
@@ -67,7 +74,7 @@ def http(checkpoint, repeats, compare=True, debug=False):
             for _ in job:
                 stamps.append(time.perf_counter() - t0)
             job.result()
-            rows.append((stamps[0], stamps[-2], stamps[-1], (len(stamps) - 1) / (stamps[-2] - stamps[0])))
+            rows.append((stamps[0], stamps[-1], None, (len(stamps) - 1) / (stamps[-1] - stamps[0])))
         if debug:
             print("server log:", tmp / "app.log")
         return rows, url, proc, tmp
@@ -76,7 +83,7 @@ def http(checkpoint, repeats, compare=True, debug=False):
         raise
 
 
-def browser(url, repeats, compare=True, debug=False):
+def browser(url, repeats, compare=False, debug=False):
     from playwright.sync_api import expect, sync_playwright
 
     args = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking",
@@ -91,10 +98,11 @@ def browser(url, repeats, compare=True, debug=False):
     rows = []
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
-        page = b.new_page(viewport={"width": 1600, "height": 1100})
+        page = b.new_page(viewport={"width": 1280, "height": 720})
         page.goto(url)
-        if not compare:
-            page.locator("#compare input").uncheck()
+        if compare:
+            page.get_by_role("tab", name="Settings").click()
+            page.locator("#compare input").check()
         if debug:
             t00 = time.perf_counter()
             page.on("request", lambda r: print(f"{time.perf_counter() - t00:.3f} {r.method} {r.url[len(url):][:60]}")
@@ -102,7 +110,6 @@ def browser(url, repeats, compare=True, debug=False):
         page.get_by_role("tab", name="Upload").click()
         page.locator("#upload input[type=file]").set_input_files(EXAMPLE)
         expect(page.locator("#source input[value=upload]")).to_be_checked()
-        expect(page.locator("#input_preview img")).to_be_visible(timeout=20000)
         for i in range(repeats + 1):
             page.evaluate("() => { window.__last = document.querySelector('#grid img')?.getAttribute('src'); }")
             page.evaluate(watch)
@@ -124,8 +131,7 @@ def browser(url, repeats, compare=True, debug=False):
 def report(name, rows, n=None):
     med = [statistics.median(r[i] for r in rows) if rows[0][i] is not None else None for i in range(4)]
     extra = f", {n} updates per run" if n else ""
-    print(f"{name:8s} first frame {med[0]:.3f} s | last chain frame {med[1]:.3f} s"
-          + (f" | final update (GIF/PNG written) {med[2]:.3f} s" if med[2] is not None else "")
+    print(f"{name:8s} first frame {med[0]:.3f} s | whole chain (last picture) {med[1]:.3f} s"
           + f" | {med[3]:.1f} frames/s{extra}  (median of {len(rows)})")
 
 
@@ -135,12 +141,12 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-http", action="store_true")
     p.add_argument("--no-browser", action="store_true")
-    p.add_argument("--no-compare", action="store_true", help="side-by-side view off")
+    p.add_argument("--compare", action="store_true", help="also run the data steps from noise (doubles the work)")
     p.add_argument("--no-direct", action="store_true", help="skip the in-process measurement")
     p.add_argument("--debug", action="store_true", help="print the page's requests and grid changes")
     a = p.parse_args()
-    compare = not a.no_compare
-    print(f"default chain: 4 samples, side-by-side {'on' if compare else 'off'}, MEBM_FPS={os.environ.get('MEBM_FPS', '40')}, "
+    compare = a.compare
+    print(f"default chain: 3 samples, chain from noise {'on' if compare else 'off'}, MEBM_FPS={os.environ.get('MEBM_FPS', '40')}, "
           f"{os.cpu_count()} CPU cores, torch threads 1 per chain")
     if not a.no_direct:
         rows, n = direct(a.checkpoint, a.repeats, compare)

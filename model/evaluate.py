@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from .device import DeviceError
+from . import render
 from .metrics import ClassifierFeatures, InceptionFeatures, frechet_distance
 
 STAGE_LABELS = {"proposal": "generator proposal", "latent": "latent-revised",
@@ -456,12 +457,7 @@ def save_sample_grid(sampler, path, seed, n=8):
     from PIL import Image
 
     out = sampler.prior(0, n, _generator(seed, 4))
-    panels = []
-    for stage, x in out.items():
-        b, m = x.shape[:2]
-        panels.append((x.clamp(0, 1).permute(0, 3, 1, 4, 2).reshape(b * 28, m * 28, 3) * 255).round().byte().numpy())
-        panels.append(np.full((b * 28, 6, 3), 255, np.uint8))
-    Image.fromarray(np.concatenate(panels[:-1], 1)).save(path)
+    Image.fromarray(render.side_by_side([render.sample_grid(x) for x in out.values()], gap=6)).save(path)
 
 
 # ---------------------------------------------------------------- the command

@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from . import render
 from .config import TrainConfig
 from .langevin import ChainDiverged, data_revision, ebm_latent_revision, latent_revision, run
 from .networks import MultimodalEBMVAE
@@ -261,8 +262,7 @@ def find_resumable(out: Path, device="cpu"):
 
 def image_grid(x: torch.Tensor) -> np.ndarray:
     """[B, M, 3, 28, 28] in [0, 1] -> uint8 [B*28, M*28, 3] (rows: samples, columns: modalities)."""
-    b, m = x.shape[:2]
-    return (x.detach().cpu().float().clamp(0, 1).permute(0, 3, 1, 4, 2).reshape(b * 28, m * 28, 3) * 255).round().byte().numpy()
+    return render.sample_grid(x)
 
 
 @torch.no_grad()
@@ -276,8 +276,8 @@ def save_samples(model, cfg: TrainConfig, path: Path, it: int, n=8, seed=1234):
     if cfg.variant != "vae" and it >= cfg.warmup_iters:
         x_rev = run(data_revision(model.energy, x_gen, cfg.data_steps, cfg.data_step_size, cfg.data_noise,
                                   generator=g)).x
-        panels += [np.full((n * 28, 4, 3), 255, np.uint8), image_grid(x_rev)]
-    Image.fromarray(np.concatenate(panels, 1)).resize((sum(p.shape[1] for p in panels) * 2, n * 56),
+        panels.append(image_grid(x_rev))
+    Image.fromarray(render.side_by_side(panels)).resize((sum(p.shape[1] for p in panels) * 2, n * 56),
                                                       Image.NEAREST).save(path)
 
 

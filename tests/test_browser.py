@@ -1,13 +1,19 @@
-"""Chromium (Debian's, driven by Playwright) draws a digit on the sketchpad, presses Run, and sees the
-streamed grid and the classifier read-out. MEBM_SCREENSHOT=path also saves a screenshot (the README's)."""
+"""Chromium (Debian's, driven by Playwright) uses the page as a class would: draws digits and presses Run at
+once (also while other chains run), checks the layout at 1280x720, steps through a chain by hand and
+opens a share link in a fresh page. MEBM_SCREENSHOT=path also saves a screenshot (the README's)."""
+import base64
+import io
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from helpers_app import save_tiny_model, start_app, stop_app
+from helpers_app import ROOT, save_tiny_model, start_app, stop_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
@@ -18,6 +24,13 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+# multi-stroke digits, strokes as polylines in units of the drawing area (-1..1)
+DIGITS = {
+    "7": [[(-0.5, -0.6), (0.5, -0.6)], [(0.5, -0.6), (-0.1, 0.7)]],
+    "4": [[(-0.3, -0.7), (-0.5, 0.1), (0.4, 0.1)], [(0.2, -0.5), (0.2, 0.7)]],
+    "1": [[(0.0, -0.7), (0.0, 0.7)], [(-0.25, 0.7), (0.25, 0.7)]],
+    "5": [[(0.4, -0.6), (-0.3, -0.6), (-0.35, 0.0)], [(-0.35, 0.0), (0.35, 0.1), (0.3, 0.6), (-0.4, 0.6)]],
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,38 +45,190 @@ def served(tmp_path_factory):
         stop_app(proc)
 
 
-def test_draw_run_stream_readout(served):
+@pytest.fixture(scope="module")
+def browser():
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1100})
-        page.goto(served)
-        sketch = page.locator("#sketch")
-        expect(sketch).to_be_visible(timeout=20000)
-        sketch.scroll_into_view_if_needed()
-        brush = page.locator("#sketch button[aria-label=Brush]").first
-        expect(brush).to_be_visible()
-        page.wait_for_timeout(800)  # the page selects the brush on load; select it here if that did not happen
-        if "highlight" not in (brush.get_attribute("class") or ""):
-            brush.click()
-        expect(brush).to_have_class(re.compile("highlight"))
-        canvas = sketch.locator("canvas").first
-        expect(canvas).to_be_visible()
-        box = canvas.bounding_box()
-        cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) / 6
-        page.mouse.move(cx - r, cy - r)            # a '7': top bar, then the diagonal
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url, width=1280, height=720):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url)
+    expect(page.locator("#sketch canvas").first).to_be_visible(timeout=30000)
+    brush = page.locator("#sketch button[aria-label=Brush]").first
+    expect(brush).to_have_class(re.compile("highlight"), timeout=10000)  # the page selects the brush itself
+    return page
+
+
+def draw(page, strokes):
+    box = page.locator("#sketch canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    r = min(box["width"], box["height"]) / 5
+    for stroke in strokes:
+        (x0, y0), rest = stroke[0], stroke[1:]
+        page.mouse.move(cx + x0 * r, cy + y0 * r)
         page.mouse.down()
-        page.mouse.move(cx + r, cy - r, steps=25)
-        page.mouse.move(cx - r / 3, cy + 1.5 * r, steps=25)
+        for x, y in rest:
+            page.mouse.move(cx + x * r, cy + y * r, steps=8)
         page.mouse.up()
-        expect(page.locator("#source input[value=draw]")).to_be_checked()
-        expect(page.locator("#input_preview img")).to_be_visible(timeout=20000)  # the drawing reached the server
-        page.locator("#run").click()
-        expect(page.locator("#grid img")).to_be_visible(timeout=20000)           # the streamed grid
-        expect(page.locator("#status")).to_contain_text(re.compile("step|Done"), timeout=20000)
-        expect(page.locator("#readout")).to_contain_text("%", timeout=20000)     # the classifier read-out
+
+
+STAMPS = """() => { window._stamps = {};
+  document.addEventListener('pointerup', () => { window._stamps.up = performance.now(); }, true);
+  document.querySelector('#run').addEventListener('click', () => { window._stamps.run = performance.now(); }, true); }"""
+
+
+def draw_and_run(page, strokes):
+    """Draw, then press Run at once: the page's own clock says how long after the last stroke."""
+    run = page.locator("#run")
+    run.scroll_into_view_if_needed()
+    page.evaluate(STAMPS)
+    box = run.bounding_box()
+    draw(page, strokes)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    gap = page.evaluate("window._stamps.run - window._stamps.up")
+    assert 0 < gap < 200, f"Run pressed {gap:.0f} ms after the last stroke"
+
+
+def clear(page):
+    page.locator("#sketch button[aria-label='Clear canvas']").first.click()
+    brush = page.locator("#sketch button[aria-label=Brush]").first
+    if "highlight" not in (brush.get_attribute("class") or ""):
+        brush.click()
+
+
+def picture(page, elem):
+    src = page.locator(f"#{elem} img").first.get_attribute("src")
+    data = base64.b64decode(src.split(",", 1)[1]) if src.startswith("data:") else page.request.get(src).body()
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def run_and_wait(page, timeout=30000):
+    page.locator("#run").click()
+    expect(page.locator("#status")).to_contain_text("Done", timeout=timeout)
+
+
+def test_run_right_after_drawing(served, browser):
+    """Run pressed within 200 ms of the last stroke uses what the canvas shows, for several digits; the
+    same canvas run again later gives the same input picture (nothing of the drawing was lost)."""
+    page = open_page(browser, served)
+    for name, strokes in DIGITS.items():
+        clear(page)
+        draw_and_run(page, strokes)
         expect(page.locator("#status")).to_contain_text("Done", timeout=30000)
-        assert page.locator("#readout").inner_text().count("%") >= 5
-        shot = os.environ.get("MEBM_SCREENSHOT")
-        if shot:
-            page.screenshot(path=shot, full_page=True)
-        browser.close()
+        assert "empty" not in page.locator("#status").inner_text()
+        quick = picture(page, "input_preview")
+        run_and_wait(page)
+        assert (picture(page, "input_preview") == quick).all(), f"digit {name}: the quick Run missed part of it"
+    clear(page)  # the message about an empty canvas appears when, and only when, it is empty
+    page.locator("#run").click()
+    expect(page.get_by_text(re.compile("canvas is (empty|blank)")).first).to_be_visible(timeout=20000)
+    page.close()
+
+
+def test_run_right_after_drawing_while_chains_run(served, browser):
+    """Other visitors' chains running (over the API) and this page's own chain still streaming: a digit
+    drawn and run at once is still the one the model is given."""
+    from gradio_client import Client, handle_file
+
+    c = Client(served, verbose=False)
+    long = ("upload", None, handle_file(str(ROOT / "assets/example_7.png")), 0, 8, 0, 0.03, 40, 1.0, True, 0, False)
+    jobs = [c.submit(*long, api_name="/run") for _ in range(2)]
+    page = open_page(browser, served)
+    draw_and_run(page, DIGITS["4"])  # while the two API chains hold the queue's two slots
+    expect(page.locator("#status")).to_contain_text(re.compile("step|Done"), timeout=90000)
+    first = picture(page, "input_preview")
+    clear(page)
+    draw_and_run(page, DIGITS["1"])  # and again while this page's own chain may still be running
+    for _ in range(120):  # the second press runs once the first run ends (the page's latest press wins)
+        page.wait_for_timeout(500)
+        if "Done" in page.locator("#status").inner_text() and not (picture(page, "input_preview") == first).all():
+            break
+    expect(page.locator("#status")).to_contain_text("Done", timeout=1000)
+    one = picture(page, "input_preview")
+    run_and_wait(page)
+    assert (picture(page, "input_preview") == one).all() and not (one == first).all()
+    for j in jobs:
+        j.result()
+    page.close()
+
+
+def in_viewport(page, selector):
+    box = page.locator(selector).first.bounding_box()
+    vw, vh = page.viewport_size["width"], page.viewport_size["height"]
+    return box is not None and box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= vw and \
+        box["y"] + box["height"] <= vh
+
+
+def test_layout_at_1280x720(served, browser):
+    """A projector: the stages grid is the largest thing, each 28-px image drawn at 3x or more, Run / Stop /
+    Step and the status visible without scrolling; no empty plot or table before the first run."""
+    page = open_page(browser, served)
+    for sel in ("#run", "#stop", "#step", "#step5", "#reset", "#status", "#grid img", "#sketch canvas"):
+        assert in_viewport(page, sel), f"{sel} is not fully visible at 1280x720"
+    for sel in ("#energy_plot", "#posterior_plot", "#agreement_plot", "#readout"):
+        assert not page.locator(sel).is_visible(), f"{sel} shows before the first run"
+    assert "proposal" in page.locator("#captions").inner_text()
+    draw_and_run(page, DIGITS["7"])
+    expect(page.locator("#status")).to_contain_text("Done", timeout=30000)
+    nat_w, nat_h, w, h = page.evaluate("""(() => { const i = document.querySelector('#grid img');
+        const r = i.getBoundingClientRect(); return [i.naturalWidth, i.naturalHeight, r.width, r.height]; })()""")
+    shown = min(w / nat_w, h / nat_h)       # object-fit: contain
+    assert shown >= 3.0, f"each image is drawn at {shown:.2f}x"
+    areas = {sel: (lambda b: b["width"] * b["height"])(page.locator(sel).first.bounding_box())
+             for sel in ("#sketch", "#captions", "#input_preview", "#energy_plot", "#readout")}
+    grid_area = nat_w * shown * nat_h * shown
+    assert all(grid_area > a for a in areas.values()), areas
+    for sel in ("#run", "#status", "#grid img"):
+        assert in_viewport(page, sel)
+    for sel in ("#energy_plot", "#posterior_plot", "#agreement_plot", "#readout"):
+        expect(page.locator(sel)).to_be_visible()
+    titles = page.locator("#energy_plot, #posterior_plot, #agreement_plot").all_inner_texts()
+    assert "EBM energy (lower: data-like)" in " ".join(titles)  # the titles are not cut
+    shot = os.environ.get("MEBM_SCREENSHOT")  # the README's picture: what a projector shows after a run
+    if shot:
+        page.mouse.move(0, 0)
+        page.screenshot(path=shot)
+    page.close()
+
+
+def test_step_mode_button_and_keys(served, browser):
+    page = open_page(browser, served)
+    draw(page, DIGITS["1"])
+    page.locator("#step").click()
+    expect(page.locator("#status")).to_contain_text("the proposal", timeout=30000)
+    page.locator("#step").click()
+    expect(page.locator("#status")).to_contain_text(re.compile(r"step 1/\d+.*moved by .*Δ"), timeout=30000)
+    page.locator("body").click(position={"x": 5, "y": 5})   # focus off any input, then the keyboard
+    page.keyboard.press("Shift+S")
+    expect(page.locator("#status")).to_contain_text("(5 steps)", timeout=30000)
+    page.keyboard.press("s")
+    expect(page.locator("#status")).to_contain_text(re.compile(r"step 7/\d+"), timeout=30000)
+    page.keyboard.press("r")
+    expect(page.locator("#status")).to_contain_text("Reset", timeout=30000)
+    page.close()
+
+
+def test_share_link_restores_the_run(served, browser):
+    """Open the share link in a fresh page, run: the final grid is byte-identical to the original's."""
+    page = open_page(browser, served)
+    page.get_by_role("tab", name="Settings").click()
+    seed = page.locator("#seed input")
+    seed.fill("17")
+    seed.press("Tab")
+    page.get_by_role("tab", name="Draw").click()
+    draw_and_run(page, DIGITS["5"])
+    expect(page.locator("#status")).to_contain_text("Done", timeout=30000)
+    original = page.locator("#grid img").get_attribute("src")
+    link = page.locator("#share_link").evaluate("a => a.href")
+    assert "seed=17" in link and "d=" in link
+    page.close()
+    fresh = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    fresh.goto(link)
+    expect(fresh.locator("#status")).to_contain_text("restored", timeout=30000)
+    fresh.locator("#run").click()
+    expect(fresh.locator("#status")).to_contain_text("Done", timeout=30000)
+    assert fresh.locator("#grid img").get_attribute("src") == original
+    fresh.close()

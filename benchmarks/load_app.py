@@ -1,0 +1,175 @@
+"""A classroom at once, then a term: load and soak of the demo, on loopback only.
+
+    python -m benchmarks.load_app [--users 30] [--soak 200] [--checkpoint checkpoints/mebm] [--concurrency 4]
+
+1. ``--users`` gradio_client users (at most 64) press Run at the same moment (default settings, each its own
+   seed): time to their first frame (p50 / p95), time to their last frame, runs lost (errors, queue
+   full, malformed updates), and the queue's wait estimate against the wait they had.
+2. ``--soak`` runs in a row (at most 1000) by one client: the server's resident memory and its temp
+   folder (files, bytes) before and after.
+The app runs in a subprocess on 127.0.0.1 (a free port) with its own temp folder, and is stopped at the
+end; every run has a time limit (``--run-timeout``). Figures measured on a busy machine say so: the
+script prints the load average beside them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = str(ROOT / "assets/example_7.png")
+
+
+def pct(values, q):
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def rss_mb(pid) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def usage(folder: Path):
+    files = [f for f in folder.rglob("*") if f.is_file()] if folder.exists() else []
+    return len(files), sum(f.stat().st_size for f in files)
+
+
+def one_run(url, seed, timeout, out):
+    """One user: Run with the default settings; records first-frame time, end time, errors, queue ETA."""
+    from gradio_client import Client, handle_file
+
+    import app
+
+    rec = {"seed": seed, "first": None, "end": None, "error": None, "eta": None, "frames": 0}
+    t0 = time.perf_counter()
+    try:
+        c = Client(url, verbose=False, download_files=False)
+        cfg = app.ModelConfig()
+        job = c.submit("upload", None, handle_file(EXAMPLE), 0, app.DEFAULT_SAMPLES, cfg.latent_steps,
+                       cfg.latent_step_size, cfg.data_steps, cfg.data_step_size, True, seed, False, "",
+                       api_name="/run")
+        t_submit = time.perf_counter()
+        while not job.done():  # in the queue: what the client is told (position, estimated wait)
+            st = job.status()
+            code = str(getattr(st, "code", ""))
+            if rec["eta"] is None and getattr(st, "eta", None) is not None:
+                rec["eta"], rec["eta_at"] = float(st.eta), time.perf_counter() - t0
+            if "PROCESSING" in code or "ITERATING" in code or job.outputs():
+                rec["started"] = time.perf_counter() - t0
+                break
+            time.sleep(0.1)
+        for update in job:
+            if rec["first"] is None:
+                grid = update[0] if isinstance(update, (list, tuple)) else None
+                if not (isinstance(grid, dict) and str(grid.get("url", "")).startswith("data:image/png")):
+                    raise RuntimeError(f"malformed first update: {str(update)[:120]}")
+                rec["first"] = time.perf_counter() - t0
+            rec["frames"] += 1
+            if time.perf_counter() - t0 > timeout:
+                job.cancel()
+                raise TimeoutError(f"no end after {timeout} s")
+        job.result(timeout=timeout)
+        rec["end"] = time.perf_counter() - t0
+        rec["submit"] = t_submit - t0
+    except Exception as e:  # counted as a lost run
+        rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+    out.append(rec)
+
+
+def classroom(url, users, timeout):
+    out, threads = [], []
+    barrier = threading.Barrier(users)
+
+    def user(seed):
+        barrier.wait()
+        one_run(url, seed, timeout, out)
+
+    for u in range(users):
+        t = threading.Thread(target=user, args=(u,), daemon=True)
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join(timeout + 60)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--users", type=int, default=30, help="simultaneous users (at most 64)")
+    p.add_argument("--soak", type=int, default=200, help="runs in a row after the classroom (at most 1000; 0 = none)")
+    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/mebm"))
+    p.add_argument("--concurrency", type=int, default=None, help="chains at once in the app (MEBM_CONCURRENCY)")
+    p.add_argument("--fps", default=os.environ.get("MEBM_FPS", "40"), help="MEBM_FPS of the app")
+    p.add_argument("--run-timeout", type=float, default=300.0, help="seconds a run may take before it counts as lost")
+    a = p.parse_args(argv)
+    users, soak = max(1, min(a.users, 64)), max(0, min(a.soak, 1000))
+    sys.path.insert(0, str(ROOT / "tests"))
+    from helpers_app import start_app, stop_app
+
+    tmp = Path(tempfile.mkdtemp(prefix="mebm_load_"))
+    env = {"MEBM_FPS": str(a.fps), "MEBM_MAX_QUEUE": str(max(64, users + 8))}
+    if a.concurrency:
+        env["MEBM_CONCURRENCY"] = str(a.concurrency)
+    proc, url = start_app(a.checkpoint, tmp, env)   # 127.0.0.1, a free port
+    try:
+        print(f"app on {url} (loopback), {os.cpu_count()} CPU cores, load average before: "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        one_run(url, 999, a.run_timeout, [])     # warm-up
+        t0 = time.perf_counter()
+        recs = classroom(url, users, a.run_timeout)
+        wall = time.perf_counter() - t0
+        ok = [r for r in recs if r["error"] is None]
+        lost = [r for r in recs if r["error"] is not None]
+        firsts = [r["first"] for r in ok]
+        ends = [r["end"] for r in ok]
+        print(f"classroom: {users} users at once, {len(ok)} complete runs, {len(lost)} lost, {wall:.1f} s in all")
+        if ok:
+            print(f"  time to first frame: p50 {pct(firsts, 50):.2f} s, p95 {pct(firsts, 95):.2f} s, "
+                  f"max {max(firsts):.2f} s")
+            print(f"  time to last frame:  p50 {pct(ends, 50):.2f} s, p95 {pct(ends, 95):.2f} s; "
+                  f"frames per run {statistics.median(r['frames'] for r in ok):.0f}")
+            etas = [(r["eta"], r.get("started", r["first"]) - r["eta_at"]) for r in ok
+                    if r["eta"] is not None and r["eta"] > 0.5]
+            if etas:
+                ratios = [actual / eta for eta, actual in etas]
+                print(f"  queue wait estimates: {len(etas)} users were told a wait; actual/estimated median "
+                      f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
+            else:
+                print("  no user was told a wait of more than 0.5 s (no queue, or no estimate)")
+        for r in lost[:5]:
+            print(f"  lost: seed {r['seed']}: {r['error']}")
+        print(f"  load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        if soak:
+            folder = tmp / "gradio"
+            rss0, (f0, b0) = rss_mb(proc.pid), usage(folder)
+            t0, errors, times = time.perf_counter(), 0, []
+            for i in range(soak):
+                out = []
+                one_run(url, 1000 + i, a.run_timeout, out)
+                errors += out[0]["error"] is not None
+                if out[0]["end"]:
+                    times.append(out[0]["end"])
+            rss1, (f1, b1) = rss_mb(proc.pid), usage(folder)
+            print(f"soak: {soak} runs in a row in {time.perf_counter() - t0:.0f} s, {errors} lost, run p50 "
+                  f"{pct(times, 50):.2f} s")
+            print(f"  resident memory {rss0:.0f} -> {rss1:.0f} MB; temp folder {f0} files / {b0 / 1024:.0f} kB -> "
+                  f"{f1} files / {b1 / 1024:.0f} kB")
+            print(f"  load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    finally:
+        stop_app(proc)
+
+
+if __name__ == "__main__":
+    main()
