@@ -544,7 +544,7 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
 
 
 def _stepped(player, snaps, note=""):
-    """Outputs of the step / reset events (same order as STEP_OUTPUTS)."""
+    """Outputs of the step and reset events (in the order of RUN_OUTPUTS)."""
     view = player.view
     for snap in snaps:
         view.record(snap)
