@@ -161,6 +161,9 @@ def main(argv=None):
                 errors += out[0]["error"] is not None
                 if out[0]["end"]:
                     times.append(out[0]["end"])
+                if (i + 1) % 50 == 0:
+                    print(f"  after {i + 1} runs: resident memory {rss_mb(proc.pid):.0f} MB, temp folder "
+                          f"{usage(folder)[0]} files", flush=True)
             rss1, (f1, b1) = rss_mb(proc.pid), usage(folder)
             print(f"soak: {soak} runs in a row in {time.perf_counter() - t0:.0f} s, {errors} lost, run p50 "
                   f"{pct(times, 50):.2f} s")

@@ -78,6 +78,7 @@ class ChainPlayer:
         self.totals = {"proposal": 0, "latent": s.latent_steps, "data": s.data_steps}
         if _accepts(conditional_sampling, "ebm_latent_steps"):
             self.totals["ebm_latent"] = getattr(cfg, "ebm_latent_steps", None)
+        self._known = {k for k, v in self.totals.items() if v is not None}
         self.lock = threading.Lock()
         self.reset()
 
@@ -143,7 +144,7 @@ class ChainPlayer:
         self._count += 1
         self.current = snap
         self.stage_last[frame.stage] = snap
-        if frame.stage not in self.totals or self.totals[frame.stage] is None:
+        if frame.stage not in self._known:  # a stage whose length is not known in advance: as far as seen
             self.totals[frame.stage] = max(frame.step, self.totals.get(frame.stage) or 0)
         self._keep(snap)
         return snap

@@ -283,3 +283,28 @@ def test_build_demo_first_picture_and_modality_strip():
     assert app.modality_strip(app.model_config()).shape[1] == (5 * 30 + 2) * 2
     assert len(app.example_paths()) >= 10
     assert "bundled checkpoint" in app.weights_banner() and str(ROOT) not in app.weights_banner()
+
+
+def test_a_new_stage_is_shown_by_name(monkeypatch):
+    """A sampler with a stage between the latent and the data revision (the EBM's latent chain): the page
+    shows it in order, with its steps, without knowing it in advance."""
+    import model.player as mp
+    from model.langevin import Frame
+
+    real = mp.conditional_sampling
+
+    def with_ebm_latent(model, x_obs, observed, **kw):
+        for f in real(model, x_obs, observed, **kw):
+            if f.stage == "data" and f.step == 0 and kw.get("data_init", "generator") == "generator":
+                for k in range(3):
+                    yield Frame("ebm_latent", k, f.x, f.energy, None)
+            yield f
+
+    monkeypatch.setattr(mp, "conditional_sampling", with_ebm_latent)
+    outs = run(source="upload", upload=EXAMPLE)
+    assert app.SESSIONS.get("s1").stages == ["proposal", "latent", "ebm_latent", "data"]
+    caps = outs[-1]["captions"]
+    assert caps.index("latent revision · step 3/3") < caps.index("EBM latent revision · step 2/2") < \
+        caps.index("EBM data revision · step 4/4")
+    assert outs[-1]["grid"].shape[1] == 4 * (2 * 29 + 1) + 3 * 4
+    assert list(value(outs[-1]["agreement_plot"])["stage"])[2] == "3. EBM latent revision"
