@@ -351,7 +351,8 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
     obs_m = s.modality if conditioned else None
     kw = dict(latent_steps=s.latent_steps, latent_step_size=s.latent_step_size,
               latent_noise=cfg.latent_noise if s.noise else 0.0, data_steps=s.data_steps,
-              data_step_size=s.data_step_size, data_noise=cfg.data_noise if s.noise else 0.0)
+              data_step_size=s.data_step_size, data_noise=cfg.data_noise if s.noise else 0.0,
+              ebm_latent_steps=0)  # research branch: the new "ebm_latent" stage is left to the app's own branch
     x_in = x_obs.expand(s.n_samples, -1, -1, -1, -1).contiguous() if conditioned else None
     chain = conditional_sampling(model, x_in, observed, n=s.n_samples,
                                  generator=torch.Generator().manual_seed(s.seed), **kw)
