@@ -88,7 +88,7 @@ class ModelSampler:
         self.model, self.variant = model.eval(), variant
         self.latent_steps, self.data_steps, self.ebm_latent_steps = latent_steps, data_steps, ebm_latent_steps
         self.has_ebm = variant != "vae"
-        self.prior = prior  # None = N(0, I); or an ex-post prior (model.prior.GaussianMixture)
+        self.ex_post = prior  # None = N(0, I); or an ex-post prior (model.prior.GaussianMixture)
         # an EBM trained on chains from noise is sampled the way it was trained (the curve shows both)
         self.data_init = data_init or ("noise" if variant == "noise_init" else "generator")
         cfg = model.config
@@ -122,7 +122,7 @@ class ModelSampler:
         from .langevin import conditional_generate
 
         dev, g = self._on_device(g)
-        out = conditional_generate(self.model, None, None, n=n, generator=g, prior=self.prior, **self._kw())
+        out = conditional_generate(self.model, None, None, n=n, generator=g, prior=self.ex_post, **self._kw())
         return {s: out[s].cpu() for s in self.prior_stages}
 
 

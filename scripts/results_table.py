@@ -32,7 +32,7 @@ def _num(v, fmt="{:.2f}"):
     return "–" if v is None else fmt.format(v)
 
 
-def load(name, eval_dir, dump_dir):
+def load(name, eval_dir, dump_dir, label=None):
     a, b = Path(eval_dir, f"{name}_A", "metrics.json"), Path(eval_dir, f"{name}_B", "metrics.json")
     if not a.is_file() or not b.is_file():
         print(f"skipping {name}: {a} or {b} missing", file=sys.stderr)
@@ -42,7 +42,7 @@ def load(name, eval_dir, dump_dir):
     if dump.is_file():
         with np.load(dump, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
-    return {"name": name, "A": json.loads(a.read_text()), "B": json.loads(b.read_text()), "meta": meta}
+    return {"name": label or name, "A": json.loads(a.read_text()), "B": json.loads(b.read_text()), "meta": meta}
 
 
 def rows(r):
@@ -52,7 +52,8 @@ def rows(r):
         ca, cb = A["conditional"].get(stage), B["conditional"].get(stage)
         pa, pb = A["prior"].get(stage, {}), B["prior"].get(stage, {})
         out.append({
-            "model": r["name"], "stage": stage, "prior": meta.get("prior", "N(0, I)"),
+            "model": r["name"], "stage": stage,
+            "prior": "ex-post GMM" if meta.get("prior", "N(0, I)").endswith(".safetensors") else meta.get("prior", "N(0, I)"),
             "cond1_A": ca and ca["by_size"].get("1"), "cond1_B": cb and cb["by_size"].get("1"),
             "joint_A": pa.get("joint_coherence"), "joint_B": pb.get("joint_coherence"),
             "entropy_A": pa.get("coherent_digit_entropy"), "entropy_B": pb.get("coherent_digit_entropy"),
@@ -111,8 +112,12 @@ def main(argv=None):
     p.add_argument("--eval-dir", default="runs/eval", help="where the evaluations were written")
     p.add_argument("--dump-dir", default="runs/dumps", help="where the dumps are")
     p.add_argument("--out", default="runs/eval/results", help="output folder")
+    p.add_argument("--labels", default=None, help="display names, '|'-separated, one per NAME (default: the names)")
     a = p.parse_args(argv)
-    runs = [r for r in (load(n, a.eval_dir, a.dump_dir) for n in a.names) if r]
+    labels = a.labels.split("|") if a.labels else a.names
+    if len(labels) != len(a.names):
+        p.error(f"--labels has {len(labels)} names for {len(a.names)} dumps")
+    runs = [r for r in (load(n, a.eval_dir, a.dump_dir, lab) for n, lab in zip(a.names, labels)) if r]
     if not runs:
         sys.exit("error: no complete evaluation among the names given")
     out = Path(a.out)

@@ -120,7 +120,7 @@ def test_oracle_dump_scores_as_real_data_and_compare(setup, ckpt_run):
     main(["compare", str(tmp / "out" / "metrics.json"), str(tmp / "oracle" / "metrics.json"),
           "--out", str(tmp / "cmp"), "--names", "a,b"])
     md = (tmp / "cmp" / "comparison.md").read_text()
-    assert md.count("| a |") == 3 and md.count("| b |") == 1 and (tmp / "cmp" / "headline.png").stat().st_size > 0
+    assert md.count("| a |") == 4 and md.count("| b |") == 1   # a: proposal, latent, ebm_latent, data and (tmp / "cmp" / "headline.png").stat().st_size > 0
     main(["compare", str(tmp / "out" / "metrics.json"), str(tmp / "oracle" / "metrics.json"),
           "--out", str(tmp / "trend"), "--x", "10,30"])
     assert (tmp / "trend" / "trend.png").stat().st_size > 0
