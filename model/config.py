@@ -85,10 +85,12 @@ class TrainConfig:
     train_size: int | None = None     # use the first N training samples (None = all 60k)
     iters: int = 20000                # training iterations in all (warm-up included)
     max_minutes: float | None = None  # wall-clock budget; stops (and saves) when reached
+    max_cpu_minutes: float | None = None  # budget in CPU time of this process (fair on a shared machine); stops (and saves) when reached
     batch_size: int = 64              # tuples per iteration (per process under torchrun)
     threads: int | None = None        # torch.set_num_threads; None = torch default
     device: str = "auto"              # auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps
     amp: bool = False                 # bfloat16 autocast on CUDA (mixed precision); ignored on other devices
+    init_from: str | None = None      # start the weights from this model directory (optimisers fresh; e.g. continue a shipped checkpoint)
     # optimisers (Adam)
     lr_generator: float = 3e-4        # learning rate of the generator
     lr_inference: float = 3e-4        # learning rate of the inference model
@@ -107,6 +109,10 @@ class TrainConfig:
     latent_steps: int = 10            # training: latent Langevin steps per iteration (latent revision)
     latent_step_size: float = 0.03    # training: latent step size s
     latent_noise: float = 0.03        # training: latent noise scale n
+    ebm_negatives: str = "data"       # EBM negatives: "data" = data chain from G(z) (the paper); "latent" = EBM latent chain from z, then data_steps of data chain (VAEBM-style); the generator is taught toward them
+    ebm_latent_steps: int = 10        # training: steps of the EBM latent chain (ebm_negatives="latent"; also the one-line coherence log)
+    ebm_latent_step_size: float = 0.3  # training: EBM latent step size s
+    ebm_latent_noise: float = 0.3     # training: EBM latent noise scale n
     # loss weights
     teach_weight: float = 0.1         # lambda_S: generator pulled toward its EBM-revised samples
     inference_teach_weight: float = 0.1  # lambda_I: inference fits the latents behind revised samples
@@ -121,12 +127,6 @@ class TrainConfig:
     eval_every: int = 500             # iterations between quick coherence checks (0 = off)
     eval_samples: int = 500           # test tuples / prior samples of the quick coherence check
     classifier: str | None = "checkpoints/classifier"  # for coherence during training; None = off
-    ebm_negatives: str = "data"       # EBM negatives: "data" = data chain from G(z) (the paper); "latent" = EBM latent chain from z, then data_steps of data chain (VAEBM-style); the generator is taught toward them
-    ebm_latent_steps: int = 10        # steps of the EBM latent chain (ebm_negatives="latent"; also the one-line coherence log)
-    ebm_latent_step_size: float = 0.3  # its step size s
-    ebm_latent_noise: float = 0.3     # its noise n
-    max_cpu_minutes: float | None = None  # budget in CPU time of this process (fair on a shared machine); stops (and saves) when reached
-    init_from: str | None = None      # start the weights from this model directory (optimisers fresh; e.g. continue a shipped checkpoint)
 
     def __post_init__(self):
         if isinstance(self.model, dict):

@@ -38,9 +38,13 @@ def test_training_and_test_time_chains_are_separate_groups():
     train_chain = next(t for t in groups if t.startswith("training-time chains"))
     test_chain = next(t for t in groups if t.startswith("test-time chains"))
     assert set(groups[train_chain]) == {"data_steps", "data_step_size", "data_noise", "latent_steps",
-                                        "latent_step_size", "latent_noise"}
+                                        "latent_step_size", "latent_noise", "ebm_negatives", "ebm_latent_steps",
+                                        "ebm_latent_step_size", "ebm_latent_noise"}
     assert set(groups[test_chain]) == {"model.latent_steps", "model.latent_step_size", "model.latent_noise",
-                                       "model.data_steps", "model.data_step_size", "model.data_noise"}
+                                       "model.data_steps", "model.data_step_size", "model.data_noise",
+                                       "model.ebm_latent_steps", "model.ebm_latent_step_size",
+                                       "model.ebm_latent_noise", "model.ebm_latent_cond_step_size",
+                                       "model.ebm_latent_cond_noise"}
 
 
 def test_bad_values_are_one_line_errors(capsys):
