@@ -20,8 +20,9 @@ GIVEN = (250, 200, 40)   # frame of the observed (clamped) modality
 
 def as_uint8(x) -> np.ndarray:
     """Images in [0, 1] (numpy or torch, any float) or uint8 -> uint8 numpy."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
+    if hasattr(x, "detach"):  # torch: any device, any float dtype (bfloat16 has no numpy twin)
+        x = x.detach().cpu()
+        x = x.numpy() if str(x.dtype) == "torch.uint8" else x.float().numpy()
     x = np.asarray(x)
     if x.dtype == np.uint8:
         return x
