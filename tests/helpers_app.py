@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(width=8, ebm_width=8, ebm_features=16, latent_dim=4)
+TINY = dict(width=8, ebm_width=8, ebm_features=16, latent_dim=4, ebm_latent_steps=0)  # stage counts pinned; ebm_latent has its own tests
 
 
-def save_tiny_model(path) -> Path:
+def save_tiny_model(path, **config) -> Path:
     import torch
     from model.config import ModelConfig
     from model.networks import MultimodalEBMVAE
 
     torch.manual_seed(0)
-    MultimodalEBMVAE(ModelConfig(**TINY)).save_pretrained(str(path))
+    MultimodalEBMVAE(ModelConfig(**{**TINY, **config})).save_pretrained(str(path))
     return Path(path)
 
 

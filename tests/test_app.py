@@ -308,3 +308,18 @@ def test_a_new_stage_is_shown_by_name(monkeypatch):
         caps.index("EBM data revision · step 4/4")
     assert outs[-1]["grid"].shape[1] == 4 * (2 * 29 + 1) + 3 * 4
     assert list(value(outs[-1]["agreement_plot"])["stage"])[2] == "3. EBM latent revision"
+
+
+def test_the_real_ebm_latent_stage_runs_from_the_checkpoint_config(tmp_path, tiny_app):
+    """A checkpoint whose config asks for the EBM's latent revision: the real sampler runs it, between the
+    latent and the data revision, with the observed modality clamped."""
+    path = save_tiny_model(tmp_path / "mebm", ebm_latent_steps=2)
+    app.setup(checkpoint=str(path), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+    try:
+        outs = run(source="upload", upload=EXAMPLE, request=req("s-ebm"))
+        player = app.SESSIONS.get("s-ebm")
+        assert player.stages == ["proposal", "latent", "ebm_latent", "data"]
+        assert "EBM latent revision · step 2/2" in outs[-1]["captions"]
+        assert all((f.x[:, 0] == player.frames[0].x[:, 0]).all() for f in player.frames)  # clamped throughout
+    finally:
+        app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
