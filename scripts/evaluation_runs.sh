@@ -106,3 +106,11 @@ $PY -m model.sample --checkpoint runs/latneg/checkpoint $S --n-cond 0 --n-divers
 # 5e. both judges, then the table and the FD-coherence plane of the README
 for d in mebm mebm_noebmlat mebm_gmm vae vae_gmm latneg latneg_gmm; do judge $d; done
 $PY -m scripts.results_table mebm_noebmlat mebm mebm_gmm vae vae_gmm latneg latneg_gmm --out runs/eval/results
+# 5f. the headline figure on 10,000 prior samples (ex-post prior), both judges
+$PY -m model.sample --checkpoint checkpoints/mebm --mnist $MNIST --n-cond 0 --n-diverse 0 --n-joint 10000 --threads 1 \
+  --quiet --prior checkpoints/mebm/prior.safetensors --out runs/dumps/mebm_gmm10k.npz
+for j in A B; do
+  clf=checkpoints/classifier; [ $j = B ] && clf=checkpoints/classifier_b
+  $PY -m model.evaluate --samples runs/dumps/mebm_gmm10k.npz --mnist $MNIST --classifier $clf --n-cond 0 \
+    --n-joint 10000 --n-fid 10000 --threads 1 --quiet --name mebm_gmm10k --out runs/eval/mebm_gmm10k_$j
+done
