@@ -76,7 +76,8 @@ def draw(page, strokes):
 
 
 STAMPS = """() => { window._stamps = {};
-  document.addEventListener('pointerup', () => { window._stamps.up = performance.now(); }, true);
+  document.addEventListener('pointerup', (e) => {
+    if (e.target.closest && e.target.closest('#sketch')) window._stamps.up = performance.now(); }, true);
   document.querySelector('#run').addEventListener('click', () => { window._stamps.run = performance.now(); }, true); }"""
 
 
@@ -89,7 +90,7 @@ def draw_and_run(page, strokes):
     draw(page, strokes)
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     gap = page.evaluate("window._stamps.run - window._stamps.up")
-    assert 0 < gap < 200, f"Run pressed {gap:.0f} ms after the last stroke"
+    assert 0 <= gap < 200, f"Run pressed {gap:.0f} ms after the last stroke"
 
 
 def clear(page):
@@ -142,7 +143,7 @@ def test_run_right_after_drawing_while_chains_run(served, browser):
     first = picture(page, "input_preview")
     clear(page)
     draw_and_run(page, DIGITS["1"])  # and again while this page's own chain may still be running
-    for _ in range(120):  # the second press runs once the first run ends (the page's latest press wins)
+    for _ in range(360):  # the second press runs once the first run ends (the page's latest press wins)
         page.wait_for_timeout(500)
         if "Done" in page.locator("#status").inner_text() and not (picture(page, "input_preview") == first).all():
             break
