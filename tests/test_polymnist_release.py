@@ -61,7 +61,7 @@ def test_train_and_evaluate_on_the_release(release, tmp_path):
                    "--n-curve", "5", "--curve-steps", "0,1", "--latent-steps", "1", "--data-steps", "1",
                    "--batch", "8", "--quiet", "--threads", "1", "--device", "cpu"])
     r = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert r["stages"] == ["proposal", "latent", "data"] and r["settings"]["n_cond"] == 4
+    assert r["stages"] == ["proposal", "latent", "ebm_latent", "data"] and r["settings"]["n_cond"] == 4
     assert len(r["prior"]["data"]["fd"]) == M
     assert (tmp_path / "cache").is_dir() and any((tmp_path / "cache").glob("polymnist_release_test_*.npz"))
     again = load_dataset("test", M, dataset="polymnist", data_dir=release, cache_dir=tmp_path / "cache")

@@ -114,7 +114,7 @@ def test_frames_are_thinned_under_the_byte_cap(tiny):
     s = ChainSettings(n_samples=4, latent_steps=10, data_steps=20, compare=True)
     p = ChainPlayer(tiny, x, observed_mask([0], 5), s, max_bytes=10 * 2 * 4 * 5 * 3 * 28 * 28)  # ~10 frames
     n = len(list(p))
-    assert n == 1 + 11 + 21 and p.kept_bytes <= p.max_bytes and len(p.frames) < n
+    assert n == 1 + 11 + (tiny.config.ebm_latent_steps + 1) + 21 and p.kept_bytes <= p.max_bytes and len(p.frames) < n
     stages = [f.stage for f in p.frames]
     assert stages[0] == "proposal" and p.frames[-1].step == 20       # first and last frames kept
 
