@@ -36,6 +36,7 @@ from PIL import Image
 import gradio as gr
 from gradio.data_classes import ImageData
 from model import render
+from model.device import DeviceError, resolve_device
 from model.config import ModelConfig
 from model.data import to_modality
 from model.hub import CheckpointUnavailable, load_model
@@ -92,9 +93,9 @@ def one_line(message: str, limit: int = 240) -> str:
 _LOADED: dict = {}
 
 
-def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline=None) -> dict:
-    """Load the model (Hub, Hub cache or bundled) and the classifiers; never raises. Arguments
-    default to the MEBM_* environment variables."""
+def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline=None, device="cpu") -> dict:
+    """Load the model (Hub, Hub cache or bundled) onto ``device`` and the classifiers (CPU); never raises.
+    Arguments default to the MEBM_* environment variables."""
     checkpoint = checkpoint or os.environ.get("MEBM_CHECKPOINT", str(ROOT / "checkpoints/mebm"))
     repo_id = repo_id or os.environ.get("MEBM_REPO_ID") or None
     revision = revision or os.environ.get("MEBM_REVISION") or None
@@ -105,7 +106,7 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
         where = (f"{lm.location}" if lm.source != "bundled" else
                  "bundled checkpoint" + (" (checkpoints/mebm)" if Path(lm.location).resolve() ==
                                          (ROOT / "checkpoints/mebm").resolve() else ""))
-        _LOADED.update(model=lm.model.eval(), weights=f"{lm.source}: {where}" if lm.source != "bundled" else where,
+        _LOADED.update(model=lm.model.eval().to(device), weights=f"{lm.source}: {where}" if lm.source != "bundled" else where,
                        error=None)
         log.info("weights in use: %s", lm.describe())
     except CheckpointUnavailable as e:
@@ -950,12 +951,18 @@ def main(argv=None):
     p.add_argument("--revision", default=None, help="Hub revision, ideally a 40-hex commit (or MEBM_REVISION)")
     p.add_argument("--checkpoint", default=None, help="bundled weights folder (or MEBM_CHECKPOINT)")
     p.add_argument("--classifier", default=None, help="classifier folder (or MEBM_CLASSIFIER)")
+    p.add_argument("--device", default=os.environ.get("MEBM_DEVICE", "cpu"),
+                   help="where the chains run: auto, cpu, cuda, cuda:N or mps (or MEBM_DEVICE; default cpu)")
     p.add_argument("--max-queue", type=int, default=int(os.environ.get("MEBM_MAX_QUEUE", 64)),
                    help="most visitors waiting in the queue (or MEBM_MAX_QUEUE)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)  # one thread per chain; the queue runs two chains on a 2-core machine
-    setup(a.checkpoint, a.repo_id, a.revision, a.classifier)
+    try:
+        device = resolve_device(a.device)
+    except DeviceError as e:
+        p.exit(2, f"error: {e}\n")
+    setup(a.checkpoint, a.repo_id, a.revision, a.classifier, device=device)
     warm_up()
     demo = build_demo()
     demo.queue(max_size=a.max_queue, default_concurrency_limit=4)

@@ -69,8 +69,9 @@ class ChainPlayer:
         self.model, self.settings, self.max_bytes = model, settings, max_bytes
         s = settings
         self.conditioned = observed is not None and bool(observed.any())
-        self.x_in = x_obs.expand(s.n_samples, -1, -1, -1, -1).contiguous() if self.conditioned else None
-        self.observed = observed if self.conditioned else None
+        self.device = next(model.parameters()).device   # the chains run where the model is; frames come back to the CPU
+        self.x_in = x_obs.expand(s.n_samples, -1, -1, -1, -1).contiguous().to(self.device) if self.conditioned else None
+        self.observed = observed.to(self.device) if self.conditioned else None
         cfg = model.config
         self.kw = dict(latent_steps=s.latent_steps, latent_step_size=s.latent_step_size,
                        latent_noise=cfg.latent_noise if s.noise else 0.0, data_steps=s.data_steps,
@@ -87,14 +88,14 @@ class ChainPlayer:
         """Back to before the proposal, with the same seed: the next frame is the proposal again."""
         s = self.settings
         self._chain = conditional_sampling(self.model, self.x_in, self.observed, n=s.n_samples,
-                                           generator=torch.Generator().manual_seed(s.seed), **self.kw)
+                                           generator=torch.Generator(self.device).manual_seed(s.seed), **self.kw)
         self._noise = None
         if s.compare:
             kw = {**self.kw, "latent_steps": 0}
             if _accepts(conditional_sampling, "ebm_latent_steps"):
                 kw["ebm_latent_steps"] = 0
             self._noise = conditional_sampling(self.model, self.x_in, self.observed, n=s.n_samples, data_init="noise",
-                                               generator=torch.Generator().manual_seed(s.seed), **kw)
+                                               generator=torch.Generator(self.device).manual_seed(s.seed), **kw)
             self._noise_frames = (f for f in self._noise if f.stage == "data")
         self.frames: list[Snapshot] = []       # kept for scrubbing (thinned under max_bytes)
         self.stage_last: dict[str, Snapshot] = {}  # the latest frame of every stage reached, in order
@@ -128,17 +129,17 @@ class ChainPlayer:
         if self._noise is not None and frame.stage == "data":
             nf = next(self._noise_frames, None)
             if nf is not None:
-                noise_x, noise_energy = as_uint8(nf.x), float(nf.energy.mean())
+                noise_x, noise_energy = as_uint8(nf.x), float(nf.energy.mean().cpu())
         elif self.current is not None and self.current.noise_x is not None:
             noise_x, noise_energy = self.current.noise_x, self.current.noise_energy
         x = as_uint8(frame.x)
-        energy = frame.energy.detach().float().numpy()
+        energy = frame.energy.detach().float().cpu().numpy()
         prev = self.current
         update = energy_change = None
         if prev is not None:
             update = float(np.sqrt(np.mean((x.astype(np.float32) - prev.x.astype(np.float32)) ** 2)) / 255)
             energy_change = float(energy.mean() - prev.energy.mean())
-        lp = None if frame.log_posterior is None else frame.log_posterior.detach().float().numpy()
+        lp = None if frame.log_posterior is None else frame.log_posterior.detach().float().cpu().numpy()
         snap = Snapshot(self._count, frame.stage, frame.step, x, energy, lp, update, energy_change, noise_x,
                         noise_energy)
         self._count += 1

@@ -146,6 +146,9 @@ def main(argv=None):
     p.add_argument("--checkpoint", required=True, help="a model directory (config.json + model.safetensors)")
     p.add_argument("--mnist", default=None, help="local MNIST .npz (e.g. ../shared/data/mnist.npz); default: download")
     p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
+    p.add_argument("--dataset", choices=("builtin", "polymnist"), default="builtin",
+                   help="builtin: the PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir")
+    p.add_argument("--data-dir", default=None, help="the PolyMNIST release (train/ and test/ with m0..m4)")
     p.add_argument("--components", type=int, default=20, help="mixture components (MultiVae: 10-50)")
     p.add_argument("--n-fit", type=int, default=None, help="fit on the first N training tuples (default: all)")
     p.add_argument("--iters", type=int, default=100, help="EM iterations at most")
@@ -154,7 +157,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     a = p.parse_args(argv)
     try:
-        from .data import load_polymnist
+        from .data import load_dataset
         from .networks import MultimodalEBMVAE
 
         if a.components < 1 or a.iters < 1:
@@ -166,7 +169,7 @@ def main(argv=None):
         t0 = time.time()
         model = MultimodalEBMVAE.from_pretrained(a.checkpoint).eval()
         cfg = model.config
-        data = load_polymnist("train", cfg.n_modalities, cfg.data_seed, a.mnist, a.cache_dir)
+        data = load_dataset("train", cfg.n_modalities, cfg.data_seed, a.mnist, a.cache_dir, a.dataset, a.data_dir)
         z = inferred_latents(model, data, a.n_fit, seed=a.seed)
         gmm = GaussianMixture.fit(z, a.components, a.iters, a.seed)
         out = Path(a.out or Path(a.checkpoint, PRIOR_FILE))

@@ -130,6 +130,9 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="the dump to write (.npz)")
     p.add_argument("--mnist", default=None, help="local MNIST .npz (e.g. ../shared/data/mnist.npz); default: download")
     p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
+    p.add_argument("--dataset", choices=("builtin", "polymnist"), default="builtin",
+                   help="builtin: the PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir")
+    p.add_argument("--data-dir", default=None, help="the PolyMNIST release (train/ and test/ with m0..m4)")
     p.add_argument("--n-cond", type=int, default=1000, help="test tuples conditioned on, per observed subset")
     p.add_argument("--n-joint", type=int, default=10000, help="prior (joint) samples")
     p.add_argument("--subsets", choices=("single", "all"), default="single",
@@ -149,7 +152,8 @@ def parse_args(argv=None):
     p.add_argument("--name", default=None, help="the model's name in tables (default: the checkpoint folder's name)")
     p.add_argument("--seed", type=int, default=0, help="seeds the test tuples chosen and every chain")
     p.add_argument("--batch", type=int, default=500, help="chains run at once")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--device", default="auto", help="where the chains run: auto (cuda, then mps, then cpu), cpu, cuda, "
+                   "cuda:N or mps")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
@@ -170,17 +174,17 @@ def parse_args(argv=None):
 def main(argv=None):
     a = parse_args(argv)
     try:
-        from .data import load_polymnist
+        from .data import load_dataset
+        from .device import DeviceError, resolve_device
         from .evaluate import load_checkpoint
 
         t0 = time.time()
         if a.threads:
             torch.set_num_threads(a.threads)
         try:
-            dev = torch.device(a.device)
-            torch.empty(1, device=dev)
-        except (RuntimeError, AssertionError) as e:
-            raise EvalError(f"device {a.device!r} is not usable here ({str(e).splitlines()[0]})") from None
+            dev = resolve_device(a.device)
+        except DeviceError as e:
+            raise EvalError(str(e)) from None
         if not Path(a.out).resolve().parent.is_dir():
             raise EvalError(f"the folder of --out does not exist: {str(Path(a.out).parent)!r}")
         model, source = load_checkpoint(a.checkpoint, a.variant)
@@ -197,7 +201,7 @@ def main(argv=None):
             prior = GaussianMixture.load(a.prior).to(dev)
         cfg = model.config
         try:
-            test = load_polymnist("test", cfg.n_modalities, cfg.data_seed, a.mnist, a.cache_dir)
+            test = load_dataset("test", cfg.n_modalities, cfg.data_seed, a.mnist, a.cache_dir, a.dataset, a.data_dir)
         except Exception as e:
             raise EvalError(f"could not load the test split: {e}") from None
         for p in model.parameters():

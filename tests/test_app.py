@@ -323,3 +323,11 @@ def test_the_real_ebm_latent_stage_runs_from_the_checkpoint_config(tmp_path, tin
         assert all((f.x[:, 0] == player.frames[0].x[:, 0]).all() for f in player.frames)  # clamped throughout
     finally:
         app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+
+
+def test_device_flag_is_checked_before_anything_loads(capsys):
+    with pytest.raises(SystemExit) as e:
+        app.main(["--device", "tpu"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown device") and "\n" not in err and "Traceback" not in err
