@@ -97,7 +97,7 @@ def test_help_documents_the_keys_and_errors_are_one_line(setup, capsys):
                       (["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "x.npz"), *common, "--prior", "nope"],
                        "ex-post prior file not found"),
                       (["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "x.npz"), "--device", "nodevice"],
-                       "device 'nodevice' is not usable")]:
+                       "unknown device 'nodevice'")]:
         with pytest.raises(SystemExit, match=msg):
             main(argv)
     for argv in (["--checkpoint", "c", "--out", "x.txt"], ["--checkpoint", "c", "--out", "x.npz", "--n-cond", "-1"],
