@@ -55,7 +55,6 @@ MODALITY_NAMES = ("plain ink", "orange blobs", "blue stripes", "yellow/green che
 LIMITS = {  # name: (min, max) accepted from the controls and from API callers
     "n_samples": (1, 16), "latent_steps": (0, 100), "latent_step_size": (0.0, 10.0),
     "data_steps": (0, 100), "data_step_size": (0.0, 100.0), "seed": (0, 2 ** 31 - 1)}
-DEFAULT_SAMPLES = 3        # 3 samples x 3 stages fit a 1280x720 projector at 3x per image
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
 SESSIONS = Sessions(max_sessions=32)   # one chain per visitor; frames kept as uint8, at most 8 MB each
@@ -681,7 +680,7 @@ def restore(request: gr.Request = None):
         digit = params.get("d", "")
         if src == "link":
             decode_digit(digit)
-        _, m, s = validate(src, params.get("m", 0), params.get("n", DEFAULT_SAMPLES), params.get("ls", cfg.latent_steps),
+        _, m, s = validate(src, params.get("m", 0), params.get("n", default_samples(cfg)), params.get("ls", cfg.latent_steps),
                            params.get("lss", cfg.latent_step_size), params.get("ds", cfg.data_steps),
                            params.get("dss", cfg.data_step_size), params.get("noise", "1"), params.get("seed", 0),
                            params.get("cmp", "0"), cfg.n_modalities)
@@ -720,9 +719,20 @@ def apply_preset(name):
     return ls, lss, ds, dss, noise, f"**What to watch:** {watch}"
 
 
-def first_picture(cfg: ModelConfig, n: int = DEFAULT_SAMPLES):
+def default_stages(cfg: ModelConfig) -> list[str]:
+    """The stages a default run shows (the EBM latent revision when the checkpoint's sampler runs it)."""
+    return ["proposal", "latent"] + (["ebm_latent"] if getattr(cfg, "ebm_latent_steps", 0) > 0 else []) + ["data"]
+
+
+def default_samples(cfg: ModelConfig) -> int:
+    """Samples per run by default: as many as fit a 1280x720 projector at 3x per image (3 samples for three
+    stages, 2 for four)."""
+    return 3 if len(default_stages(cfg)) <= 3 else 2
+
+
+def first_picture(cfg: ModelConfig, n: int | None = None):
     """The strip before the first run: blank panels under their stage names."""
-    stages = ["proposal", "latent", "data"]
+    stages, n = default_stages(cfg), n or default_samples(cfg)
     pic = render.stage_strip([None] * len(stages), 0, (n, cfg.n_modalities))
     caps = captions_html([(stage_title(s), "press Run", False) for s in stages], n)
     return pic, caps
@@ -767,7 +777,7 @@ CSS = """
 #title {margin: 0 !important} #title p {margin: 0 !important; font-size: 1.15em}
 #status {font-size: 1.0em; min-height: 1.5em} #status p {margin: 0 !important}
 #source .wrap {gap: 4px !important} #source label {padding: 2px 8px !important}
-.caps {display: flex; gap: 0; font-size: 0.95em; line-height: 1.25; text-align: center}
+.caps {display: flex; gap: 0; font-size: 0.85em; line-height: 1.2; text-align: center}
 .caps .cap {padding: 2px 4px; border-bottom: 3px solid transparent; overflow: hidden}
 .caps .cap.running {border-bottom-color: #fac828}
 .caps .capgap {flex: 4 1 0}
@@ -830,7 +840,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Tab("Settings"):
                     preset = gr.Radio(list(table), value="Default", label="Classroom presets", elem_id="preset")
                     watch = gr.Markdown(f"**What to watch:** {table['Default'][5]}", elem_id="watch")
-                    n_samples = Slider(*LIMITS["n_samples"], value=DEFAULT_SAMPLES, step=1, label="Number of samples",
+                    n_samples = Slider(*LIMITS["n_samples"], value=default_samples(cfg), step=1, label="Number of samples",
                                        elem_id="n_samples")
                     latent_steps = Slider(*LIMITS["latent_steps"], value=cfg.latent_steps, step=1, label="Latent steps",
                                           elem_id="latent_steps")

@@ -33,7 +33,7 @@ def direct(checkpoint, repeats, compare=False):
     torch.set_num_threads(1)
     app.setup(checkpoint=checkpoint, offline=True)
     cfg = app.model_config()
-    args = ("upload", None, EXAMPLE, 0, app.DEFAULT_SAMPLES, cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
+    args = ("upload", None, EXAMPLE, 0, app.default_samples(cfg), cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
             cfg.data_step_size, True, 0, compare, "")
 
     def frames():
@@ -63,7 +63,7 @@ def http(checkpoint, repeats, compare=False, debug=False):
     try:
         c = Client(url, verbose=False, download_files=False)
         cfg = app.ModelConfig()
-        args = ("upload", None, handle_file(EXAMPLE), 0, app.DEFAULT_SAMPLES, cfg.latent_steps, cfg.latent_step_size,
+        args = ("upload", None, handle_file(EXAMPLE), 0, app.default_samples(cfg), cfg.latent_steps, cfg.latent_step_size,
                 cfg.data_steps, cfg.data_step_size, True, 0, compare, "")
         c.submit(*args, api_name="/run").result()
         rows = []

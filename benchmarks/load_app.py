@@ -57,7 +57,7 @@ def one_run(url, seed, timeout, out):
     try:
         c = Client(url, verbose=False, download_files=False)
         cfg = app.ModelConfig()
-        job = c.submit("upload", None, handle_file(EXAMPLE), 0, app.DEFAULT_SAMPLES, cfg.latent_steps,
+        job = c.submit("upload", None, handle_file(EXAMPLE), 0, app.default_samples(cfg), cfg.latent_steps,
                        cfg.latent_step_size, cfg.data_steps, cfg.data_step_size, True, seed, False, "",
                        api_name="/run")
         t_submit = time.perf_counter()
