@@ -147,7 +147,9 @@ def test_run_right_after_drawing_while_chains_run(served, browser):
         page.wait_for_timeout(500)
         if "Done" in page.locator("#status").inner_text() and not (picture(page, "input_preview") == first).all():
             break
-    expect(page.locator("#status")).to_contain_text("Done", timeout=1000)
+    # the status and the picture are read one after the other: the "Done" seen may be the first run's, read just
+    # before the second run's first frame changed the picture; wait for the second run's own end
+    expect(page.locator("#status")).to_contain_text("Done", timeout=90000)
     one = picture(page, "input_preview")
     run_and_wait(page)
     assert (picture(page, "input_preview") == one).all() and not (one == first).all()
