@@ -173,14 +173,10 @@ def accuracy(clf, data, batch=2000, blur: float = 0.0) -> list[float]:
 def main(argv=None):
     from .data import DataError, MNISTError, load_dataset
 
-    from .cli import ConfigParser, HelpFormatter
+    from .cli import ConfigParser, HelpFormatter, add_data_args
 
     p = ConfigParser(prog="python -m model.classifier", description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--mnist", default=None, help="local MNIST .npz or torchvision root (default: download)")
-    p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
-    p.add_argument("--dataset", choices=("builtin", "polymnist"), default="builtin",
-                   help="builtin: the PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir")
-    p.add_argument("--data-dir", default=None, help="the PolyMNIST release (train/ and test/ with m0..m4)")
+    add_data_args(p)
     p.add_argument("--modalities", type=int, default=5, help="number of modalities M")
     p.add_argument("--seed", type=int, default=0, help="data seed (must match the model's)")
     p.add_argument("--epochs", type=int, default=10, help="training epochs")

@@ -152,3 +152,14 @@ def fail(message: str, code: int = 1) -> typing.NoReturn:
     """One line on stderr, non-zero exit: how every command reports bad input."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """The flags that say where the data come from (every command that reads the data set)."""
+    parser.add_argument("--mnist", default=None, help="local MNIST .npz (e.g. ../shared/data/mnist.npz) or a "
+                        "torchvision root; default: download")
+    parser.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
+    parser.add_argument("--dataset", choices=("builtin", "polymnist"), default="builtin",
+                        help="builtin: the PolyMNIST-style set built from MNIST; polymnist: the released files in "
+                             "--data-dir")
+    parser.add_argument("--data-dir", default=None, help="the PolyMNIST release (train/ and test/ with m0..m4)")

@@ -141,14 +141,12 @@ def inferred_latents(model, data, n: int | None = None, batch: int = 500, seed: 
 
 
 def main(argv=None):
+    from .cli import add_data_args
+
     p = argparse.ArgumentParser(prog="python -m model.prior", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a model directory (config.json + model.safetensors)")
-    p.add_argument("--mnist", default=None, help="local MNIST .npz (e.g. ../shared/data/mnist.npz); default: download")
-    p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
-    p.add_argument("--dataset", choices=("builtin", "polymnist"), default="builtin",
-                   help="builtin: the PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir")
-    p.add_argument("--data-dir", default=None, help="the PolyMNIST release (train/ and test/ with m0..m4)")
+    add_data_args(p)
     p.add_argument("--components", type=int, default=20, help="mixture components (MultiVae: 10-50)")
     p.add_argument("--n-fit", type=int, default=None, help="fit on the first N training tuples (default: all)")
     p.add_argument("--iters", type=int, default=100, help="EM iterations at most")

@@ -124,15 +124,13 @@ def save_picture(diverse: dict, m: int, path, row: int = 0):
 
 
 def parse_args(argv=None):
+    from .cli import add_data_args
+
     p = argparse.ArgumentParser(prog="python -m model.sample", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a model directory (config.json + model.safetensors)")
     p.add_argument("--out", required=True, help="the dump to write (.npz)")
-    p.add_argument("--mnist", default=None, help="local MNIST .npz (e.g. ../shared/data/mnist.npz); default: download")
-    p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
-    p.add_argument("--dataset", choices=("builtin", "polymnist"), default="builtin",
-                   help="builtin: the PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir")
-    p.add_argument("--data-dir", default=None, help="the PolyMNIST release (train/ and test/ with m0..m4)")
+    add_data_args(p)
     p.add_argument("--n-cond", type=int, default=1000, help="test tuples conditioned on, per observed subset")
     p.add_argument("--n-joint", type=int, default=10000, help="prior (joint) samples")
     p.add_argument("--subsets", choices=("single", "all"), default="single",
