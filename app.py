@@ -721,7 +721,7 @@ def apply_preset(name):
 
 def default_stages(cfg: ModelConfig) -> list[str]:
     """The stages a default run shows (the EBM latent revision when the checkpoint's sampler runs it)."""
-    return ["proposal", "latent"] + (["ebm_latent"] if getattr(cfg, "ebm_latent_steps", 0) > 0 else []) + ["data"]
+    return ["proposal", "latent"] + (["ebm_latent"] if cfg.ebm_latent_steps > 0 else []) + ["data"]
 
 
 def default_samples(cfg: ModelConfig) -> int:

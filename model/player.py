@@ -9,7 +9,6 @@ same frames. Stages are handled by name, in the order the sampler yields them ("
 """
 from __future__ import annotations
 
-import inspect
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -59,10 +58,6 @@ class Snapshot:
         return self.x.nbytes + (0 if self.noise_x is None else self.noise_x.nbytes)
 
 
-def _accepts(fn, name) -> bool:
-    return name in inspect.signature(fn).parameters
-
-
 class ChainPlayer:
     def __init__(self, model, x_obs: torch.Tensor | None, observed: torch.Tensor | None, settings: ChainSettings,
                  max_bytes: int = 8 * 2 ** 20):
@@ -77,8 +72,8 @@ class ChainPlayer:
                        latent_noise=cfg.latent_noise if s.noise else 0.0, data_steps=s.data_steps,
                        data_step_size=s.data_step_size, data_noise=cfg.data_noise if s.noise else 0.0)
         self.totals = {"proposal": 0, "latent": s.latent_steps, "data": s.data_steps}
-        if _accepts(conditional_sampling, "ebm_latent_steps"):
-            self.totals["ebm_latent"] = getattr(cfg, "ebm_latent_steps", None)
+        if cfg.ebm_latent_steps > 0:   # a stage not listed here counts its steps as far as they are seen
+            self.totals["ebm_latent"] = cfg.ebm_latent_steps
         self._known = {k for k, v in self.totals.items() if v is not None}
         self.lock = threading.Lock()
         self.reset()
@@ -92,8 +87,7 @@ class ChainPlayer:
         self._noise = None
         if s.compare:
             kw = {**self.kw, "latent_steps": 0}
-            if _accepts(conditional_sampling, "ebm_latent_steps"):
-                kw["ebm_latent_steps"] = 0
+            kw["ebm_latent_steps"] = 0
             self._noise = conditional_sampling(self.model, self.x_in, self.observed, n=s.n_samples, data_init="noise",
                                                generator=torch.Generator(self.device).manual_seed(s.seed), **kw)
             self._noise_frames = (f for f in self._noise if f.stage == "data")
