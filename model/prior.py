@@ -132,11 +132,12 @@ def inferred_latents(model, data, n: int | None = None, batch: int = 500, seed: 
     from tqdm import tqdm
 
     n = len(data) if n is None else min(n, len(data))
-    g = torch.Generator().manual_seed(seed)
+    dev = next(model.parameters()).device
+    g = torch.Generator(dev).manual_seed(seed)
     out = []
     for i in tqdm(range(0, n, batch), desc="inferring latents", disable=not progress, dynamic_ncols=True):
         x, _ = data.batch(torch.arange(i, min(n, i + batch)))
-        out.append(model.inference.sample(x, generator=g))
+        out.append(model.inference.sample(x.to(dev), generator=g).cpu())
     return torch.cat(out)
 
 
@@ -153,6 +154,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seeds the latents drawn and the EM start")
     p.add_argument("--out", default=None, help=f"output file (default: CHECKPOINT/{PRIOR_FILE})")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--device", default="cpu", help="where the latents are inferred: cpu, cuda, cuda:N, mps or auto "
+                                                   "(the mixture is fitted on the CPU either way)")
     a = p.parse_args(argv)
     try:
         from .data import load_dataset
@@ -165,7 +168,13 @@ def main(argv=None):
         if not Path(a.checkpoint, "config.json").is_file():
             raise FileNotFoundError(f"no model checkpoint at {a.checkpoint!r} (expected config.json + model.safetensors)")
         t0 = time.time()
-        model = MultimodalEBMVAE.from_pretrained(a.checkpoint).eval()
+        from .device import DeviceError, resolve_device
+
+        try:
+            dev = resolve_device(a.device)
+        except DeviceError as e:
+            raise ValueError(str(e)) from None
+        model = MultimodalEBMVAE.from_pretrained(a.checkpoint).eval().to(dev)
         cfg = model.config
         data = load_dataset("train", cfg.n_modalities, cfg.data_seed, a.mnist, a.cache_dir, a.dataset, a.data_dir)
         z = inferred_latents(model, data, a.n_fit, seed=a.seed)

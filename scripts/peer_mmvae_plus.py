@@ -39,11 +39,12 @@ def names(M):
     return [f"m{m}" for m in range(M)]
 
 
-def as_multivae(x, y=None):
+def as_multivae(x, y=None, device="cpu"):
+    """Our tensors [B, M, 3, 28, 28] as MultiVae's dataset, on ``device`` (the model's: ``model.device``)."""
     from multivae.data import MultimodalBaseDataset
 
-    return MultimodalBaseDataset(data={f"m{m}": x[:, m] for m in range(x.shape[1])},
-                                 labels=y if y is not None else torch.zeros(len(x), dtype=torch.long))
+    return MultimodalBaseDataset(data={f"m{m}": x[:, m].to(device) for m in range(x.shape[1])},
+                                 labels=(y if y is not None else torch.zeros(len(x), dtype=torch.long)).to(device))
 
 
 def build(kind: str, M: int, latent: int, style: int, scale: float, beta: float, resnet: bool):
@@ -77,15 +78,15 @@ def conditional(model, x, cond):
     """Generate every modality outside ``cond`` from ``cond``: [B, M - |cond|, 3, 28, 28] in [0, 1]."""
     M = x.shape[1]
     gen = [m for m in range(M) if m not in cond]
-    out = model.predict(as_multivae(x), cond_mod=[f"m{m}" for m in cond], gen_mod=[f"m{m}" for m in gen])
-    return torch.stack([out[f"m{m}"] for m in gen], 1).clamp(0, 1)
+    out = model.predict(as_multivae(x, device=model.device), cond_mod=[f"m{m}" for m in cond], gen_mod=[f"m{m}" for m in gen])
+    return torch.stack([out[f"m{m}"] for m in gen], 1).clamp(0, 1).cpu()
 
 
 @torch.no_grad()
 def prior(model, n, M):
     z = model.generate_from_prior(n)
     out = model.decode(z, names(M))
-    return torch.stack([out[k] for k in names(M)], 1).clamp(0, 1)
+    return torch.stack([out[k] for k in names(M)], 1).clamp(0, 1).cpu()
 
 
 @torch.no_grad()
@@ -152,6 +153,7 @@ def main(argv=None):
     p.add_argument("--n-prior", type=int, default=10000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the model, its batches and its sampling)")
     p.add_argument("--dump-at", default="", help="comma-separated training minutes at which to also write a dump "
                    "to OUT/at<N>min/ (its time is not counted in the budget), e.g. the ablations' budget")
     a = p.parse_args(argv)
@@ -173,6 +175,8 @@ def main(argv=None):
     clf = Classifiers.from_pretrained(a.classifier) if Path(a.classifier, "config.json").is_file() else None
 
     model = build(a.model, M, a.latent, a.style, a.decoder_scale, a.beta, a.resnet)
+    model = model.to(a.device)
+    model.device = torch.device(a.device)   # MultiVae draws its prior samples on model.device
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, amsgrad=True)
     (out / "config.json").write_text(json.dumps(vars(a), indent=2))
     log = open(out / "log.jsonl", "w")
@@ -183,7 +187,7 @@ def main(argv=None):
     while it < a.max_iters and time.time() - t0 < 60 * a.minutes:
         model.train()
         x, y = train.batch(torch.randint(len(train), (a.batch,), generator=g))
-        loss = model(as_multivae(x, y), epoch=1).loss
+        loss = model(as_multivae(x, y, model.device), epoch=1).loss
         if not torch.isfinite(loss):
             print(f"non-finite loss at iteration {it}; stopping", flush=True)
             break
