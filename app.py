@@ -106,10 +106,10 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
                  "bundled checkpoint" + (" (checkpoints/mebm)" if Path(lm.location).resolve() ==
                                          (ROOT / "checkpoints/mebm").resolve() else ""))
         _LOADED.update(model=lm.model.eval().to(device), weights=f"{lm.source}: {where}" if lm.source != "bundled" else where,
-                       error=None)
+                       prior=lm.prior.to(device) if lm.prior is not None else None, error=None)
         log.info("weights in use: %s", lm.describe())
     except CheckpointUnavailable as e:
-        _LOADED.update(model=None, weights=None, error=one_line(e, 400))
+        _LOADED.update(model=None, weights=None, prior=None, error=one_line(e, 400))
         log.error("%s", one_line(e, 2000))
     try:
         from model.classifier import Classifiers
@@ -211,7 +211,7 @@ def _flag(name, value) -> bool:
 
 
 def validate(source, modality, n_samples, latent_steps, latent_step_size, data_steps, data_step_size,
-             noise, seed, compare, n_modalities) -> tuple[str, int, ChainSettings]:
+             noise, seed, compare, n_modalities, ex_post_prior=True) -> tuple[str, int, ChainSettings]:
     """Check every control on the server (API callers can send anything); gr.Error says what is wrong."""
     if source not in SOURCES:
         raise gr.Error(f"Input source must be one of {SOURCES} (got {source!r}).")
@@ -224,7 +224,8 @@ def validate(source, modality, n_samples, latent_steps, latent_step_size, data_s
     settings = ChainSettings(_number("n_samples", n_samples, True), _number("latent_steps", latent_steps, True),
                              _number("latent_step_size", latent_step_size, False),
                              _number("data_steps", data_steps, True), _number("data_step_size", data_step_size, False),
-                             _flag("noise", noise), _number("seed", seed, True), _flag("compare", compare))
+                             _flag("noise", noise), _number("seed", seed, True), _flag("compare", compare),
+                             _flag("ex_post_prior", ex_post_prior))
     return source, modality, settings
 
 
@@ -268,18 +269,18 @@ def model_input(digit, modality: int, seed: int, cfg: ModelConfig):
 
 
 def new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-               data_step_size, noise, seed, compare, link_digit=""):
+               data_step_size, noise, seed, compare, link_digit="", ex_post_prior=True):
     """Check the inputs and set up a chain for them (nothing computed yet)."""
     model = model_or_error()
     cfg = model.config
     source, modality, s = validate(source, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                                   data_step_size, noise, seed, compare, cfg.n_modalities)
+                                   data_step_size, noise, seed, compare, cfg.n_modalities, ex_post_prior)
     try:
         digit = input_digit(source, sketch, upload, link_digit)
     except InputError as e:
         raise gr.Error(str(e))
     x_obs, observed, preview = model_input(digit, modality, s.seed, cfg)
-    player = ChainPlayer(model, x_obs, observed, s)
+    player = ChainPlayer(model, x_obs, observed, s, prior=loaded().get("prior"))
     player.digit, player.modality, player.preview = digit, (modality if digit is not None else None), preview
     player.key = (source, modality, s, None if digit is None else hashlib.sha1(digit.tobytes()).hexdigest())
     return player
@@ -356,6 +357,13 @@ def coherence_line(pred, observed: int | None) -> str:
     if observed is not None:
         return f"The input reads as **{int(pred[0][0, observed])}**; {a:.0%} of the generated images agree."
     return f"{a:.0%} of the samples show one digit in every modality."
+
+
+def z_source(player) -> str:
+    """Where an unconditional run's z came from ("" for a conditioned run: the inference model)."""
+    if player.conditioned:
+        return ""
+    return "z from the ex-post prior" if player.prior is not None else "z ~ N(0, I)"
 
 
 class View:
@@ -465,7 +473,7 @@ def share_link(player) -> str:
     s = player.settings
     q = {"m": player.modality if player.modality is not None else 0, "n": s.n_samples, "ls": s.latent_steps,
          "lss": f"{s.latent_step_size:g}", "ds": s.data_steps, "dss": f"{s.data_step_size:g}", "noise": int(s.noise),
-         "seed": s.seed, "cmp": int(s.compare)}
+         "seed": s.seed, "cmp": int(s.compare), "pp": int(s.ex_post_prior)}
     q = ({"src": "unconditional"} | q) if player.digit is None else ({"src": "link", "d": encode_digit(player.digit)} | q)
     return "?" + urllib.parse.urlencode(q)
 
@@ -490,11 +498,11 @@ def _pace(last_yield: float, interval: float) -> float:
 
 
 def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-              data_step_size, noise, seed, compare, link_digit="", request: gr.Request = None):
+              data_step_size, noise, seed, compare, link_digit="", ex_post_prior=True, request: gr.Request = None):
     """Stream the run frame by frame: one tuple per frame in the order of RUN_OUTPUTS, gr.skip() where an
     output does not change. The chain is kept for this visitor (scrub, step on, downloads)."""
     player = new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                        data_step_size, noise, seed, compare, link_digit)
+                        data_step_size, noise, seed, compare, link_digit, ex_post_prior)
     log.info("run: %s, modality %s, %d samples, seed %d", player.key[0], player.modality,
              player.settings.n_samples, player.settings.seed)
     SESSIONS.put(session_key(request), player)
@@ -529,7 +537,8 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
                 last_yield = _pace(last_yield, interval)
                 yield (pic, caps, noise_pic if noise_pic is not None else skip,
                        player.preview if snap.index == 0 else skip, *plots, readout, status, skip, skip)
-            status = f"**Done:** {snap.index + 1} frames. " + coherence_line(view.pred(snap), player.modality)
+            z = f", {z_source(player)}" if z_source(player) else ""
+            status = f"**Done:** {snap.index + 1} frames{z}. " + coherence_line(view.pred(snap), player.modality)
         except ChainDiverged as e:
             status = f"**Stopped: {e}** The frames up to that point are kept: scrub through them."
             gr.Warning(str(e))
@@ -557,8 +566,9 @@ def _stepped(player, snaps, note=""):
         status = ("**The chain has ended** (last step of the last stage). Press **Reset** to go back to the "
                   "proposal, or **Run** to stream it.")
     elif snap.index == 0:
-        status = (f"**Step mode: the proposal.** Mean energy {snap.energy.mean():.3f}. Press **Step** (key S) for "
-                  "one Langevin step, **Step ×5** (Shift+S) for five.")
+        z = f" ({z_source(player)})" if z_source(player) else ""
+        status = (f"**Step mode: the proposal{z}.** Mean energy {snap.energy.mean():.3f}. Press **Step** (key S) "
+                  "for one Langevin step, **Step ×5** (Shift+S) for five.")
     else:
         moved = [s for s in snaps if s.update is not None]
         upd = math.sqrt(sum(s.update ** 2 for s in moved) / len(moved)) if moved else 0.0
@@ -584,7 +594,7 @@ def _at_end(player) -> bool:
 
 
 def step_chain(k, source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-               data_step_size, noise, seed, compare, link_digit="", request: gr.Request = None):
+               data_step_size, noise, seed, compare, link_digit="", ex_post_prior=True, request: gr.Request = None):
     """Step mode: advance this visitor's chain by k Langevin steps from where it is (the first press, or
     new inputs, start a chain and show its proposal)."""
     try:
@@ -594,7 +604,7 @@ def step_chain(k, source, sketch, upload, modality, n_samples, latent_steps, lat
     if not 1 <= k <= 100:
         raise gr.Error(f"Steps per press must be between 1 and 100 (got {k}).")
     fresh = new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                       data_step_size, noise, seed, compare, link_digit)
+                       data_step_size, noise, seed, compare, link_digit, ex_post_prior)
     key = session_key(request)
     player = SESSIONS.get(key)
     note = ""
@@ -669,7 +679,7 @@ def forget(request: gr.Request = None):
 def restore(request: gr.Request = None):
     """Open a shared link: the query parameters set the input, the modality, the settings and the seed."""
     params = dict(getattr(request, "query_params", None) or {})
-    n_out = 12
+    n_out = 13
     if not params or not ({"src", "seed"} & set(params)):
         return (gr.skip(),) * n_out
     try:
@@ -683,12 +693,14 @@ def restore(request: gr.Request = None):
         _, m, s = validate(src, params.get("m", 0), params.get("n", default_samples(cfg)), params.get("ls", cfg.latent_steps),
                            params.get("lss", cfg.latent_step_size), params.get("ds", cfg.data_steps),
                            params.get("dss", cfg.data_step_size), params.get("noise", "1"), params.get("seed", 0),
-                           params.get("cmp", "0"), cfg.n_modalities)
+                           params.get("cmp", "0"), cfg.n_modalities, params.get("pp", "1"))
     except (gr.Error, InputError, ValueError) as e:
         msg = e.message if isinstance(e, gr.Error) else str(e)
         return (*(gr.skip(),) * (n_out - 1), f"**This shared link could not be restored:** {one_line(msg)}")
+    has_prior = loaded().get("prior") is not None
     return (src, m, s.n_samples, s.latent_steps, s.latent_step_size, s.data_steps, s.data_step_size, s.noise, s.seed,
-            s.compare, digit, "**Shared run restored** (input, settings, seed): press **Run** to see the same frames.")
+            s.compare, digit, s.ex_post_prior and has_prior,
+            "**Shared run restored** (input, settings, seed): press **Run** to see the same frames.")
 
 
 # ---------------------------------------------------------------- presets
@@ -766,6 +778,13 @@ overshoots and the chain blows up; too small a step and nothing moves: try the p
 noise. A few dozen steps are not enough to turn noise into digits: the generator's proposal puts the
 EBM's chain where it can finish the job quickly. That is the point of learning them together.
 
+**Unconditional samples** (input *None*). With no image to infer $z$ from, $z$ is drawn from a prior.
+By default that is the **ex-post prior**: a Gaussian mixture fitted to the latents the inference model
+gives the training set (the EBM's latent revision then uses its density as the prior term too). Draws
+from $\mathcal N(0, I)$, the generator's own prior, often fall between the clusters the inference model
+uses, where the decoders disagree on the digit: in the README's evaluation about 23 % of such samples
+show one digit in every modality, against about 86 % with the ex-post prior. Untick it in Settings to compare.
+
 The **classifier** read-out gives each image's digit as judged by a separate classifier per
 modality: when the samples agree with your digit, the modalities are *coherent*.
 """
@@ -821,6 +840,10 @@ def build_demo() -> gr.Blocks:
              for m in range(M)]
     table = presets(cfg)
     pic0, caps0 = first_picture(cfg)
+    prior = loaded().get("prior")
+    prior_label = ("Unconditional: z ~ N(0, I) (this checkpoint has no ex-post prior)" if prior is None else
+                   f"Unconditional: draw z from the ex-post prior (a {prior.n_components}-component mixture fitted to "
+                   f"the inferred latents of the training set); off: N(0, I)")
     # delete_cache sweeps the uploads (each Run sends the drawing); streamed frames never become files
     with gr.Blocks(title="Multimodal EBM: MCMC revision, step by step", delete_cache=(300, 600)) as demo:
         gr.Markdown("**Multimodal EBM + VAE: watch the MCMC revisions, stage by stage** · keys: S = one step, "
@@ -857,6 +880,8 @@ def build_demo() -> gr.Blocks:
                                      minimum=LIMITS["seed"][0], maximum=LIMITS["seed"][1])
                     compare = gr.Checkbox(False, label="Also run the data steps from noise (below the grid; doubles "
                                                        "the work)", elem_id="compare")
+                    ex_post_prior = gr.Checkbox(prior is not None, label=prior_label, interactive=prior is not None,
+                                                elem_id="ex_post_prior")
                 modality = gr.Dropdown([(f"{m}: {n}", m) for m, n in enumerate(names)], value=0,
                                        label="Modality of your input", elem_id="modality")
                 link_digit = gr.Textbox("", visible=False, elem_id="link_digit")
@@ -906,7 +931,7 @@ def build_demo() -> gr.Blocks:
             banner = gr.Markdown(weights_banner(), elem_id="weights")
 
         chain_inputs = [source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                        data_step_size, noise, seed, compare, link_digit]
+                        data_step_size, noise, seed, compare, link_digit, ex_post_prior]
         outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot, readout,
                    status, scrub_slider, share]
         # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
@@ -934,7 +959,8 @@ def build_demo() -> gr.Blocks:
         upload.change(None, upload, source, js="(f) => f ? 'upload' : 'draw'")
         demo.load(None, None, None, js=PAGE_JS)
         demo.load(restore, None, [source, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                                  data_step_size, noise, seed, compare, link_digit, status], api_visibility="private")
+                                  data_step_size, noise, seed, compare, link_digit, ex_post_prior, status],
+                  api_visibility="private")
         demo.load(weights_banner, None, banner, api_visibility="private")
         demo.unload(forget)
     return demo

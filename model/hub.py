@@ -4,7 +4,8 @@ Order: (1) the local Hub cache when the revision is a pinned commit (immutable, 
 (2) the Hub itself, unless offline (``HF_HUB_OFFLINE=1`` or ``offline=True``), bounded by a
 deadline so that start-up never hangs on a dead network; (3) the local Hub cache; (4) the bundled
 folder (``checkpoints/mebm``). Every attempt is logged; ``LoadedModel.source`` says which weights
-are in use ("Hub", "Hub cache" or "bundled").
+are in use ("Hub", "Hub cache" or "bundled"). The ex-post prior (``prior.safetensors``) comes along from
+the same place when it is there (``LoadedModel.prior``; None otherwise, or when it does not load).
 
     python app.py --repo-id ORG/NAME --revision <40-hex commit>
     MEBM_REPO_ID=ORG/NAME MEBM_REVISION=main python app.py
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .networks import MultimodalEBMVAE
+from .prior import PRIOR_FILE, GaussianMixture
 
 log = logging.getLogger("mebm.hub")
 FILES = ("config.json", "model.safetensors")
@@ -51,6 +53,7 @@ class LoadedModel:
     source: str                   # "Hub" | "Hub cache" | "bundled"
     location: str                 # repo@revision or folder
     notes: list[str] = field(default_factory=list)  # what was tried, for the log and the app
+    prior: GaussianMixture | None = None  # the ex-post prior beside the weights (None: N(0, I) only)
 
     def describe(self) -> str:
         return f"{self.source} ({self.location})"
@@ -65,6 +68,10 @@ def _download(repo_id, revision, cache_dir, local_only) -> Path:
 
     paths = [hf_hub_download(repo_id, f, revision=revision, cache_dir=cache_dir, local_files_only=local_only)
              for f in FILES]
+    try:  # optional: a repo (or a cache) without the ex-post prior still gives the model
+        hf_hub_download(repo_id, PRIOR_FILE, revision=revision, cache_dir=cache_dir, local_files_only=local_only)
+    except Exception as e:
+        log.info("no ex-post prior from %s: %s", repo_id, type(e).__name__)
     return Path(paths[0]).parent
 
 
@@ -103,7 +110,24 @@ def load_model(repo_id: str | None = None, revision: str | None = None, bundled:
     def from_dir(path, source, location):
         model = MultimodalEBMVAE.from_pretrained(str(path), strict=True).eval()
         note(f"weights in use: {source} ({location})")
-        return LoadedModel(model, source, location, notes)
+        return LoadedModel(model, source, location, notes, ex_post_prior(Path(path), model.config.latent_dim))
+
+    def ex_post_prior(path, latent_dim):
+        if not (path / PRIOR_FILE).is_file():
+            note(f"no ex-post prior ({PRIOR_FILE}) beside the weights: unconditional samples use N(0, I)")
+            return None
+        try:
+            prior = GaussianMixture.load(path / PRIOR_FILE)
+        except Exception as e:
+            note(f"the ex-post prior {PRIOR_FILE} does not load ({type(e).__name__}): unconditional samples use "
+                 f"N(0, I)")
+            return None
+        if prior.dim != latent_dim:
+            note(f"the ex-post prior {PRIOR_FILE} is {prior.dim}-d, the latent {latent_dim}-d: unconditional samples "
+                 f"use N(0, I)")
+            return None
+        note(f"ex-post prior in use: {prior.n_components} components")
+        return prior
 
     if repo_id:
         where = f"{repo_id}@{revision or 'main'}"

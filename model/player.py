@@ -4,7 +4,9 @@
 from noise): ``next()`` advances one frame, ``step(k)`` advances k Langevin steps, ``reset()`` goes back
 to the proposal with the same seed, so a run streamed frame by frame and a run stepped by hand give the
 same frames. Stages are handled by name, in the order the sampler yields them ("proposal", "latent",
-"ebm_latent", "data", whichever ran). Frames are kept as uint8, thinned to stay under ``max_bytes``.
+"ebm_latent", "data", whichever ran). Unconditional chains draw z from ``prior`` (the ex-post prior, a
+``model.prior.GaussianMixture``) when one is given and ``settings.ex_post_prior`` is on, else from N(0, I).
+Frames are kept as uint8, thinned to stay under ``max_bytes``.
 ``Sessions`` keeps one player per visitor, at most ``max_sessions`` (the least recently used goes first).
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ class ChainSettings:
     noise: bool = True
     seed: int = 0
     compare: bool = False          # also run the data steps from noise (the "why it matters" view)
+    ex_post_prior: bool = True     # unconditional: z from the ex-post prior (when the player has one), else N(0, I)
 
 
 @dataclass
@@ -60,10 +63,11 @@ class Snapshot:
 
 class ChainPlayer:
     def __init__(self, model, x_obs: torch.Tensor | None, observed: torch.Tensor | None, settings: ChainSettings,
-                 max_bytes: int = 8 * 2 ** 20):
+                 max_bytes: int = 8 * 2 ** 20, prior=None):
         self.model, self.settings, self.max_bytes = model, settings, max_bytes
         s = settings
         self.conditioned = observed is not None and bool(observed.any())
+        self.prior = prior if s.ex_post_prior and not self.conditioned else None   # None: z ~ N(0, I) (or inferred)
         self.device = next(model.parameters()).device   # the chains run where the model is; frames come back to the CPU
         self.x_in = x_obs.expand(s.n_samples, -1, -1, -1, -1).contiguous().to(self.device) if self.conditioned else None
         self.observed = observed.to(self.device) if self.conditioned else None
@@ -82,10 +86,10 @@ class ChainPlayer:
     def reset(self):
         """Back to before the proposal, with the same seed: the next frame is the proposal again."""
         s = self.settings
-        self._chain = conditional_sampling(self.model, self.x_in, self.observed, n=s.n_samples,
+        self._chain = conditional_sampling(self.model, self.x_in, self.observed, n=s.n_samples, prior=self.prior,
                                            generator=torch.Generator(self.device).manual_seed(s.seed), **self.kw)
         self._noise = None
-        if s.compare:
+        if s.compare:   # starts from noise, not from z: no prior, so it is the same chain whichever z the other uses
             kw = {**self.kw, "latent_steps": 0}
             kw["ebm_latent_steps"] = 0
             self._noise = conditional_sampling(self.model, self.x_in, self.observed, n=s.n_samples, data_init="noise",

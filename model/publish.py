@@ -5,7 +5,8 @@
 
 The folder (``--out``, default ``hub/<NAME>``) holds what the Hub repo needs: ``model.safetensors`` and
 ``config.json`` (loadable with ``MultimodalEBMVAE.from_pretrained``), ``train_config.json``, the evaluation's
-``metrics.json`` when there is one, and ``README.md``: a model card with that checkpoint's metrics table,
+``metrics.json`` when there is one, the ex-post prior (``prior.safetensors`` + ``prior.json``) when it is beside
+the weights, and ``README.md``: a model card with that checkpoint's metrics table,
 the exact training and evaluation commands, the data recipe and the licence. The upload uses
 huggingface_hub (``create_repo`` + ``upload_folder``; log in first with ``hf auth login`` or set ``HF_TOKEN``).
 
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 from .config import TrainConfig
+from .prior import PRIOR_FILE
 
 LICENSE = "mit"
 PAPER = "arXiv 2605.00644 (Learning Multimodal Energy-Based Model with Multimodal Variational Auto-Encoder via MCMC Revision, TMLR 2026)"
@@ -152,6 +154,9 @@ def build_folder(checkpoint: str | Path, repo_id: str, out: str | Path, metrics:
         cfg.to_json(out / "train_config.json")
     if mpath:
         shutil.copyfile(mpath, out / "metrics.json")
+    for name in (PRIOR_FILE, Path(PRIOR_FILE).with_suffix(".json").name):   # the ex-post prior and its fit record
+        if (checkpoint / name).is_file():
+            shutil.copyfile(checkpoint / name, out / name)
     (out / "README.md").write_text(model_card(repo_id, model.config, cfg, r, str(checkpoint)))
     return out
 

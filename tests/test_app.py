@@ -13,9 +13,9 @@ from helpers_app import EMPTY_SKETCH, ROOT, save_tiny_model, stroke_sketch
 
 EXAMPLE = str(ROOT / "assets/example_7.png")
 # source, sketch, upload, modality, n, latent_steps, latent_step_size, data_steps, data_step_size, noise, seed,
-# compare, link_digit
+# compare, link_digit, ex_post_prior
 BASE = dict(source="draw", sketch=None, upload=None, modality=0, n_samples=2, latent_steps=3, latent_step_size=0.03,
-            data_steps=4, data_step_size=1.0, noise=True, seed=0, compare=False, link_digit="")
+            data_steps=4, data_step_size=1.0, noise=True, seed=0, compare=False, link_digit="", ex_post_prior=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -106,6 +106,7 @@ def test_unconditional_shows_joint_agreement():
     assert outs[0]["input_preview"] is None or is_skip(outs[0]["input_preview"])
     assert "latent" not in app.SESSIONS.get("s1").stages
     assert "show one digit in every modality" in last["status"]
+    assert "z ~ N(0, I)" in last["status"]                       # the tiny checkpoint has no ex-post prior
     agree = value(last["agreement_plot"])
     assert list(agree["stage"])[0] == "1. proposal" and len(agree) == len(app.SESSIONS.get("s1").stages)
 
@@ -171,7 +172,7 @@ def test_share_link_round_trip():
     assert q["src"] == "link" and q["m"] == "2" and q["seed"] == "11" and len(link) < 1200
     restored = app.restore(SimpleNamespace(session_hash="r", query_params=q))
     assert restored[0] == "link" and restored[1] == 2 and restored[8] == 11 and "restored" in restored[-1]
-    source, modality, n, ls, lss, ds, dss, noise, seed, compare, digit, _ = restored
+    source, modality, n, ls, lss, ds, dss, noise, seed, compare, digit, _, _ = restored
     run(request=req("r"), source=source, modality=modality, n_samples=n, latent_steps=ls, latent_step_size=lss,
         data_steps=ds, data_step_size=dss, noise=noise, seed=seed, compare=compare, link_digit=digit)
     a, b = app.SESSIONS.get("s1").frames, app.SESSIONS.get("r").frames
@@ -223,7 +224,8 @@ def test_presets():
     (dict(latent_step_size=-0.1), "latent step size"), (dict(data_step_size=1e9), "data step size"),
     (dict(data_step_size="inf"), "finite"), (dict(seed=-1), "seed"), (dict(seed=2 ** 40), "seed"),
     (dict(modality=7), "modality"), (dict(modality="x"), "modality"), (dict(source="webcam"), "Input source"),
-    (dict(noise="maybe"), "true or false"),
+    (dict(noise="maybe"), "true or false"), (dict(ex_post_prior="maybe"), "'ex_post_prior' must be true or false"),
+    (dict(ex_post_prior=None), "'ex_post_prior' must be true or false"),
 ])
 def test_bad_input_messages(kw, msg):
     with pytest.raises(gr.Error, match=msg):
@@ -283,6 +285,34 @@ def test_build_demo_first_picture_and_modality_strip():
     assert app.modality_strip(app.model_config()).shape[1] == (5 * 30 + 2) * 2
     assert len(app.example_paths()) >= 10
     assert "bundled checkpoint" in app.weights_banner() and str(ROOT) not in app.weights_banner()
+
+
+def prior_box():
+    demo = app.build_demo()
+    return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "ex_post_prior")
+
+
+def test_ex_post_prior_of_the_shipped_checkpoint(tiny_app):
+    """The shipped checkpoint carries its ex-post prior: unconditional runs draw z from it unless the box is
+    off; the final status says which, and the share link keeps the choice. A checkpoint without one: N(0, I)."""
+    app.setup(checkpoint=str(ROOT / "checkpoints/mebm"), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+    try:
+        box = prior_box()
+        assert box.value is True and box.interactive and "ex-post prior (a 20-component mixture" in box.label
+        kw = dict(source="unconditional", sketch=EMPTY_SKETCH, data_steps=2, seed=1)
+        on, off = run(request=req("pp1"), **kw)[-1], run(request=req("pp0"), **{**kw, "ex_post_prior": False})[-1]
+        assert "z from the ex-post prior" in on["status"] and "z ~ N(0, I)" in off["status"]
+        assert on["grid"].shape == off["grid"].shape and not (on["grid"] == off["grid"]).all()
+        for key, flag in (("pp1", True), ("pp0", False)):
+            q = dict(urllib.parse.parse_qsl(app.share_link(app.SESSIONS.get(key))[1:]))
+            assert q["pp"] == str(int(flag)) and app.restore(SimpleNamespace(query_params=q))[11] is flag
+        first = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *args(**kw), request=req("pps"))))
+        assert "the proposal (z from the ex-post prior)" in first["status"]
+    finally:
+        app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+    box = prior_box()                                     # the tiny checkpoint has none: shown, not offered
+    assert box.value is False and not box.interactive and "no ex-post prior" in box.label
+    assert app.restore(SimpleNamespace(query_params={"src": "unconditional", "seed": "1", "pp": "1"}))[11] is False
 
 
 def test_a_new_stage_is_shown_by_name(monkeypatch):

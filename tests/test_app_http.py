@@ -37,10 +37,10 @@ def client(served):
 
 
 def args(source="upload", sketch=None, upload=None, n=2, latent_steps=3, data_steps=4, step=0.03, seed=0,
-         compare=False, link=""):
+         compare=False, link="", pp=True):
     return dict(source=source, sketch=sketch, upload=upload, modality=0, n_samples=n, latent_steps=latent_steps,
                 latent_step_size=step, data_steps=data_steps, data_step_size=1.0, noise=True, seed=seed,
-                compare=compare, link_digit=link)
+                compare=compare, link_digit=link, ex_post_prior=pp)
 
 
 def stream(c, **kw):
@@ -117,7 +117,8 @@ def test_unconditional_and_preset_and_scrub(client):
     (dict(step=None), "'latent step size' must be a number"),
     (dict(step=-1.0), "latent step size"),
     (dict(seed="nan"), "'seed' must be a finite number"),
-    (dict(seed=-3), "seed")])
+    (dict(seed=-3), "seed"),
+    (dict(pp="maybe"), "'ex_post_prior' must be true or false")])
 def test_bad_input_is_the_apps_message_and_app_keeps_serving(client, kw, msg):
     c, _ = client
     with pytest.raises(Exception, match=msg):

@@ -3,10 +3,12 @@ import shutil
 import time
 
 import pytest
+import torch
 
 from helpers_app import save_tiny_model
 from model import hub
 from model.hub import CheckpointUnavailable, load_model
+from model.prior import PRIOR_FILE, GaussianMixture
 
 REPO = "someone/tiny-mebm"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -19,8 +21,9 @@ def make_hub_cache(cache, src, repo=REPO, commit=COMMIT):
     (root / "refs" / "main").write_text(commit)
     snap = root / "snapshots" / commit
     snap.mkdir(parents=True)
-    for f in ("config.json", "model.safetensors"):
-        shutil.copy(src / f, snap / f)
+    for f in ("config.json", "model.safetensors", PRIOR_FILE):
+        if (src / f).is_file():
+            shutil.copy(src / f, snap / f)
     return snap
 
 
@@ -69,6 +72,36 @@ def test_network_success_is_labelled_hub(tmp_path, tiny, monkeypatch):
                         if local_only else tiny)
     lm = load_model(REPO, None, bundled=tmp_path / "none", offline=False)
     assert lm.source == "Hub"
+
+
+def with_prior(src, dst):
+    """A copy of the tiny checkpoint with an ex-post prior beside its weights (its latent is 4-d)."""
+    shutil.copytree(src, dst)
+    GaussianMixture(torch.tensor([0.5, 0.5]), torch.randn(2, 4), torch.eye(4).expand(2, 4, 4)).save(dst / PRIOR_FILE)
+    return dst
+
+
+def test_the_ex_post_prior_loads_beside_the_weights(tmp_path, tiny, monkeypatch):
+    assert load_model(None, None, bundled=tiny).prior is None                   # none there: N(0, I)
+    folder = with_prior(tiny, tmp_path / "mebm")
+    lm = load_model(None, None, bundled=folder)
+    assert lm.prior.n_components == 2 and lm.prior.dim == 4 and any("ex-post prior in use" in n for n in lm.notes)
+    make_hub_cache(tmp_path / "hub", folder)                                     # and from the Hub cache
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    lm = load_model(REPO, None, bundled=tmp_path / "none", cache_dir=tmp_path / "hub")
+    assert lm.source == "Hub cache" and lm.prior.n_components == 2
+
+
+@pytest.mark.parametrize("damage", ["garbage", "wrong size"])
+def test_a_bad_prior_file_leaves_the_model_loading(tmp_path, tiny, damage):
+    folder = with_prior(tiny, tmp_path / "mebm")
+    if damage == "garbage":
+        (folder / PRIOR_FILE).write_bytes(b"not a safetensors file")
+    else:   # a mixture over another latent size
+        GaussianMixture(torch.ones(1), torch.zeros(1, 3), torch.eye(3)[None]).save(folder / PRIOR_FILE)
+    lm = load_model(None, None, bundled=folder)
+    assert lm.source == "bundled" and lm.model is not None and lm.prior is None
+    assert any("ex-post prior" in n and "N(0, I)" in n and "\n" not in n for n in lm.notes)
 
 
 def test_nothing_anywhere(tmp_path):

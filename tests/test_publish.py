@@ -1,5 +1,6 @@
 """python -m model.publish --dry-run: the Hub folder holds loadable weights, the config, and a model card with
-that checkpoint's metrics table, the training and evaluation commands, the data recipe and the licence."""
+that checkpoint's metrics table, the training and evaluation commands, the data recipe and the licence; the
+ex-post prior when the checkpoint has one."""
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from model.classifier import ClassifierConfig, Classifiers
 from model.config import TrainConfig
 from model.evaluate import main as evaluate_main
 from model.networks import MultimodalEBMVAE
+from model.prior import PRIOR_FILE, GaussianMixture
 from model.publish import main as publish_main
 from model.publish import train_command
 from model.train import train
@@ -71,3 +73,5 @@ def test_the_bundled_checkpoint_publishes(tmp_path, capsys):
     card = (tmp_path / "h" / "README.md").read_text()
     assert "No evaluation was found" in card and "--max-minutes 75.0" in card
     MultimodalEBMVAE.from_pretrained(str(tmp_path / "h"), strict=True)
+    assert (tmp_path / "h" / "prior.json").is_file()                         # the ex-post prior goes up with it
+    assert GaussianMixture.load(tmp_path / "h" / PRIOR_FILE).n_components == 20

@@ -64,10 +64,10 @@ def tiny():
     return MultimodalEBMVAE(ModelConfig(latent_dim=4, width=8, ebm_width=8, ebm_features=16)).eval()
 
 
-def player(tiny, **kw):
+def player(tiny, prior=None, **kw):
     x = torch.rand(1, 5, 3, 28, 28, generator=torch.Generator().manual_seed(0))
     s = ChainSettings(**{"n_samples": 2, "latent_steps": 3, "data_steps": 4, "seed": 3, **kw})
-    return ChainPlayer(tiny, x, observed_mask([1], 5), s)
+    return ChainPlayer(tiny, x, observed_mask([1], 5), s, prior=prior)
 
 
 def test_stream_stages_in_order_and_clamped(tiny):
@@ -126,3 +126,37 @@ def test_sessions_are_bounded_and_dropped(tiny):
     assert len(store) == 3 and store.get("s0") is None and store.get("s4") is not None
     store.drop("s4")
     assert store.get("s4") is None and len(store) == 2
+
+
+def far_prior(dim=4):
+    """A one-component mixture at 5·1, far from N(0, I); its draws are counted."""
+    from model.prior import GaussianMixture
+
+    prior = GaussianMixture(torch.ones(1), torch.full((1, dim), 5.0), torch.eye(dim)[None])
+    prior.drawn, sample = [], prior.sample
+    prior.sample = lambda n, generator=None: prior.drawn.append(n) or sample(n, generator)
+    return prior
+
+
+def same(a, b) -> bool:
+    """Two runs (players or lists of frames) gave the same pictures, frame for frame."""
+    a, b = list(a), list(b)
+    return len(a) == len(b) and all((x.x == y.x).all() for x, y in zip(a, b))
+
+
+def test_ex_post_prior_for_unconditional_chains_only(tiny):
+    s = ChainSettings(n_samples=2, latent_steps=3, data_steps=2, seed=4, compare=True)
+    standard = list(ChainPlayer(tiny, None, None, s))
+    prior = far_prior()
+    p = ChainPlayer(tiny, None, None, s, prior=prior)
+    snaps = list(p)
+    assert p.prior is prior and prior.drawn == [2]                   # z drawn from the prior, once
+    assert not (snaps[0].x == standard[0].x).all()                    # another proposal than N(0, I)'s
+    noise = [(a.noise_x, b.noise_x) for a, b in zip(snaps, standard) if a.noise_x is not None]
+    assert len(noise) == 3 and all((a == b).all() for a, b in noise)  # the chain from noise does not use z
+    assert same(snaps, ChainPlayer(tiny, None, None, s, prior=prior))  # same seed, same frames
+    off = ChainPlayer(tiny, None, None, ChainSettings(**{**s.__dict__, "ex_post_prior": False}), prior=prior)
+    assert off.prior is None and same(off, standard)
+    conditioned = player(tiny, prior=prior)
+    assert conditioned.prior is None and same(conditioned, player(tiny))
+    assert prior.drawn == [2, 2]                                      # drawn only for the unconditional chains
