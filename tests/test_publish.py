@@ -71,7 +71,8 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 def test_the_bundled_checkpoint_publishes(tmp_path, capsys):
     publish_main(["--checkpoint", str(BUNDLED), "--repo-id", "org/mebm", "--out", str(tmp_path / "h"), "--dry-run"])
     card = (tmp_path / "h" / "README.md").read_text()
-    assert "No evaluation was found" in card and "--max-minutes 75.0" in card
+    cfg = TrainConfig.from_json(BUNDLED / "train_config.json")   # the card gives the run's own command
+    assert "No evaluation was found" in card and train_command(cfg) in card and "--max-cpu-minutes" in card
     MultimodalEBMVAE.from_pretrained(str(tmp_path / "h"), strict=True)
     assert (tmp_path / "h" / "prior.json").is_file()                         # the ex-post prior goes up with it
     assert GaussianMixture.load(tmp_path / "h" / PRIOR_FILE).n_components == 20
