@@ -132,3 +132,23 @@ $PY -m model.train --mnist $MNIST --out-dir runs/cpu_full --variant full --init-
 $PY -m model.train --out-dir runs/vae80 --resume --max-cpu-minutes 80 --threads 1
 .venv-peer/bin/python -m scripts.peer_mmvae_plus --model mopoe --mnist $MNIST --minutes 1000 --max-cpu-minutes 60 \
   --eval-every-min 10 --n-cond 200 --n-prior 2000 --threads 1 --out runs/peer_mopoe
+#    (c) ex-post priors, dumps (N(0, I) and the ex-post prior) and both judges, as in 5; the shipped checkpoint
+#    is runs/cpu_full/final with runs/priors/cpu_full.safetensors, and also gets 10,000 ex-post prior samples.
+for n in vae60:runs/vae/final vae80:runs/vae80/final cpu_full:runs/cpu_full/final; do
+  name=${n%%:*} ck=${n#*:}
+  $PY -m model.prior --checkpoint $ck --mnist $MNIST --components 20 --threads 1 --out runs/priors/$name.safetensors
+  $PY -m model.sample --checkpoint $ck $S --out runs/dumps/$name.npz --image runs/dumps/${name}_four.png
+  $PY -m model.sample --checkpoint $ck $S --n-cond 0 --n-diverse 0 --prior runs/priors/$name.safetensors \
+    --out runs/dumps/${name}_gmm.npz
+  judge $name; judge ${name}_gmm
+done
+cp runs/peer_mopoe/samples.npz runs/dumps/mopoe60.npz && judge mopoe60
+$PY -m model.sample --checkpoint runs/cpu_full/final --mnist $MNIST --n-cond 0 --n-diverse 0 --n-joint 10000 --threads 1 \
+  --quiet --prior runs/priors/cpu_full.safetensors --out runs/dumps/cpu_full_gmm10k.npz
+for j in A B; do
+  clf=checkpoints/classifier; [ $j = B ] && clf=checkpoints/classifier_b
+  $PY -m model.evaluate --samples runs/dumps/cpu_full_gmm10k.npz --mnist $MNIST --classifier $clf --n-cond 0 \
+    --n-joint 10000 --n-fid 10000 --threads 1 --quiet --name cpu_full_gmm10k --out runs/eval/cpu_full_gmm10k_$j
+done
+$PY -m scripts.results_table cpu_full cpu_full_gmm cpu_full_gmm10k vae80 vae80_gmm vae60 vae60_gmm mopoe60 \
+  --out runs/eval/results_cpu
