@@ -219,8 +219,10 @@ def test_share_link_restores_the_run(served, browser):
     page = open_page(browser, served)
     page.get_by_role("tab", name="Settings").click()
     seed = page.locator("#seed input")
+    expect(seed).to_be_editable(timeout=30000)   # the tab's panel is mounted when it is shown
     seed.fill("17")
     seed.press("Tab")
+    expect(seed).to_have_value("17")
     page.get_by_role("tab", name="Draw").click()
     draw_and_run(page, DIGITS["5"])
     expect(page.locator("#status")).to_contain_text("Done", timeout=30000)
