@@ -152,3 +152,24 @@ for j in A B; do
 done
 $PY -m scripts.results_table cpu_full cpu_full_gmm cpu_full_gmm10k vae80 vae80_gmm vae60 vae60_gmm mopoe60 \
   --out runs/eval/results_cpu
+#    (d) the EBM's capacity (issue 9, section 2): the full method with EBM trunks 32 channels wide (16 in the
+#    shipped one), from the same 60-minute VAE (its generator and inference weights; the VAE never trains its
+#    EBM, so a fresh one of the new width is the same start), 20 CPU-minutes, scored like (c).
+$PY - <<'PY'
+import json, torch
+from safetensors.torch import load_file
+from model.config import ModelConfig
+from model.networks import MultimodalEBMVAE
+src = load_file("runs/vae/checkpoint/model.safetensors")
+cfg = json.load(open("checkpoints/mebm/config.json")) | {"ebm_width": 32}
+torch.manual_seed(0)
+model = MultimodalEBMVAE(ModelConfig(**cfg))
+state = model.state_dict()
+state.update({k: v for k, v in src.items() if not k.startswith("energy.")})
+model.load_state_dict(state)
+model.save_pretrained("runs/vae_w32init")
+PY
+$PY -m model.train --mnist $MNIST --out-dir runs/cpu_full_w32 --variant full --init-from runs/vae_w32init \
+  --warmup-iters 0 --max-cpu-minutes 20 --iters 100000 --threads 1 --eval-every 250 --eval-samples 500 \
+  --ckpt-every 100 --sample-every 250 --model.ebm-width 32
+# then as in (c) with n=cpu_full_w32:runs/cpu_full_w32/final
