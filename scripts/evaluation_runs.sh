@@ -69,11 +69,12 @@ $PY -m model.evaluate compare runs/steps{10,30,60}/evalq/metrics.json --names "1
 #    families (A: checkpoints/classifier, B: checkpoints/classifier_b); smaller evaluation sizes than
 #    above (200 test tuples per single observed modality, 2,000 prior samples), for the same reason.
 S="--mnist $MNIST --n-cond 200 --n-joint 2000 --n-diverse 20 --threads 1 --quiet"
-judge() {  # judge NAME: score runs/dumps/NAME.npz by both judges into runs/eval/NAME_A, runs/eval/NAME_B
+judge() {  # judge NAME [N_COND N_JOINT]: score runs/dumps/NAME.npz by both judges into runs/eval/NAME_{A,B}
+  local nc=${2:-200} nj=${3:-2000}
   $PY -m model.evaluate --samples runs/dumps/$1.npz --mnist $MNIST --classifier checkpoints/classifier \
-    --n-cond 200 --n-joint 2000 --n-fid 2000 --threads 1 --quiet --name $1 --out runs/eval/$1_A
+    --n-cond $nc --n-joint $nj --n-fid $nj --threads 1 --quiet --name $1 --out runs/eval/$1_A
   $PY -m model.evaluate --samples runs/dumps/$1.npz --mnist $MNIST --classifier checkpoints/classifier_b \
-    --n-cond 200 --n-joint 2000 --n-fid 2000 --threads 1 --quiet --name $1 --out runs/eval/$1_B
+    --n-cond $nc --n-joint $nj --n-fid $nj --threads 1 --quiet --name $1 --out runs/eval/$1_B
 }
 mkdir -p runs/dumps runs/eval runs/priors
 # 5a. judge B: another architecture, trained with blur and noise augmentation
@@ -109,11 +110,7 @@ $PY -m scripts.results_table mebm_noebmlat mebm mebm_gmm vae vae_gmm latneg latn
 # 5f. the headline figure on 10,000 prior samples (ex-post prior), both judges
 $PY -m model.sample --checkpoint checkpoints/mebm --mnist $MNIST --n-cond 0 --n-diverse 0 --n-joint 10000 --threads 1 \
   --quiet --prior checkpoints/mebm/prior.safetensors --out runs/dumps/mebm_gmm10k.npz
-for j in A B; do
-  clf=checkpoints/classifier; [ $j = B ] && clf=checkpoints/classifier_b
-  $PY -m model.evaluate --samples runs/dumps/mebm_gmm10k.npz --mnist $MNIST --classifier $clf --n-cond 0 \
-    --n-joint 10000 --n-fid 10000 --threads 1 --quiet --name mebm_gmm10k --out runs/eval/mebm_gmm10k_$j
-done
+judge mebm_gmm10k 0 10000
 
 # 6. issue 9, a third session. (a) One GPU (an H100 lent for 15 minutes): every model from scratch at the
 #    same wall-clock budget, all at once, then sampled and scored by both judges (scripts/gpu_runs.sh):
@@ -145,11 +142,7 @@ done
 cp runs/peer_mopoe/samples.npz runs/dumps/mopoe60.npz && judge mopoe60
 $PY -m model.sample --checkpoint runs/cpu_full/final --mnist $MNIST --n-cond 0 --n-diverse 0 --n-joint 10000 --threads 1 \
   --quiet --prior runs/priors/cpu_full.safetensors --out runs/dumps/cpu_full_gmm10k.npz
-for j in A B; do
-  clf=checkpoints/classifier; [ $j = B ] && clf=checkpoints/classifier_b
-  $PY -m model.evaluate --samples runs/dumps/cpu_full_gmm10k.npz --mnist $MNIST --classifier $clf --n-cond 0 \
-    --n-joint 10000 --n-fid 10000 --threads 1 --quiet --name cpu_full_gmm10k --out runs/eval/cpu_full_gmm10k_$j
-done
+judge cpu_full_gmm10k 0 10000
 $PY -m scripts.results_table cpu_full cpu_full_gmm cpu_full_gmm10k vae80 vae80_gmm vae60 vae60_gmm mopoe60 \
   --out runs/eval/results_cpu
 #    (d) the EBM's capacity (issue 9, section 2): the full method with EBM trunks 32 channels wide (16 in the
