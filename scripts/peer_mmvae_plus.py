@@ -157,9 +157,38 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the model, its batches and its sampling)")
     p.add_argument("--dump-at", default="", help="comma-separated training minutes at which to also write a dump "
-                   "to OUT/at<N>min/ (its time is not counted in the budget), e.g. the ablations' budget")
+                   "to OUT/at<N>min/ (its time is not counted in the budget), e.g. the ablations' budget; CPU "
+                   "minutes when --max-cpu-minutes is given, else wall-clock minutes")
+    p.add_argument("--ckpt-every-min", type=float, default=10.0,
+                   help="write OUT/checkpoint (weights, optimiser, clocks, RNG states) every N minutes of the "
+                        "budget's clock, for --resume")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint with this command's budget (e.g. a larger --max-cpu-minutes)")
     a = p.parse_args(argv)
+    try:
+        run(a)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
 
+
+def save_checkpoint(model, opt, g, out: Path, it: int, minutes: float, cpu_minutes: float, dumps_due):
+    """OUT/checkpoint: written to checkpoint.tmp, then renamed, so a kill leaves a whole copy."""
+    import shutil
+
+    tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(str(tmp / "model"))
+    torch.save({"iteration": it, "minutes": minutes, "cpu_minutes": cpu_minutes, "optimizer": opt.state_dict(),
+                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "batch_rng": g.get_state(),
+                "dumps_due": dumps_due}, tmp / "state.pt")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def run(a):
     from model.classifier import Classifiers
     from model.data import load_polymnist
 
@@ -177,16 +206,48 @@ def main(argv=None):
     clf = Classifiers.from_pretrained(a.classifier) if Path(a.classifier, "config.json").is_file() else None
 
     model = build(a.model, M, a.latent, a.style, a.decoder_scale, a.beta, a.resnet)
+    opt = None
+    start, minutes0, cpu0 = 0, 0.0, 0.0
+    dumps_due = sorted(float(m) for m in a.dump_at.split(",") if m.strip())
+    g = torch.Generator().manual_seed(a.seed)
+    if a.resume:
+        from multivae.models import AutoModel
+
+        ck = next((c for c in (out / "checkpoint", out / "checkpoint.old") if (c / "state.pt").is_file()),
+                  out / "checkpoint")
+        if not (ck / "state.pt").is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint in {ck}")
+        model = AutoModel.load_from_folder(str(ck / "model"))
+        state = torch.load(ck / "state.pt", weights_only=False)
+        start, minutes0, cpu0 = state["iteration"], state["minutes"], state["cpu_minutes"]
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        g.set_state(state["batch_rng"])
+        dumps_due = [d for d in dumps_due if d in state["dumps_due"]]
     model = model.to(a.device)
     model.device = torch.device(a.device)   # MultiVae draws its prior samples on model.device
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, amsgrad=True)
+    if a.resume:
+        opt.load_state_dict(state["optimizer"])
+        print(f"resumed from {ck} at iteration {start} ({minutes0:.1f} min, {cpu0:.1f} CPU-min)")
     (out / "config.json").write_text(json.dumps(vars(a), indent=2))
-    log = open(out / "log.jsonl", "w")
-    g = torch.Generator().manual_seed(a.seed)
-    t0, next_eval, it = time.time(), a.eval_every_min * 60, 0
-    dumps_due = sorted(float(m) for m in a.dump_at.split(",") if m.strip())
-    bar = tqdm(desc=f"{a.model} ({a.minutes} min)", dynamic_ncols=True)
-    c0 = time.process_time()
+    log = open(out / "log.jsonl", "a" if a.resume else "w")
+    t0, c0, it = time.time() - 60 * minutes0, time.process_time() - 60 * cpu0, start
+    cpu_clock = a.max_cpu_minutes is not None
+
+    def clock():  # the budget's clock, in minutes
+        return (time.process_time() - c0 if cpu_clock else time.time() - t0) / 60
+
+    next_eval = (clock() // a.eval_every_min + 1) * a.eval_every_min
+    next_ckpt = (clock() // a.ckpt_every_min + 1) * a.ckpt_every_min
+    bar = tqdm(desc=f"{a.model} ({a.max_cpu_minutes or a.minutes} {'CPU-' if cpu_clock else ''}min)",
+               initial=start, dynamic_ncols=True)
+
+    def pause(since_wall, since_cpu):  # what ran between these instants is not training time
+        nonlocal t0, c0
+        t0 += time.time() - since_wall
+        c0 += time.process_time() - since_cpu
+
     while it < a.max_iters and time.time() - t0 < 60 * a.minutes and \
             (a.max_cpu_minutes is None or time.process_time() - c0 < 60 * a.max_cpu_minutes):
         model.train()
@@ -202,22 +263,28 @@ def main(argv=None):
         bar.update()
         rec = {"iteration": it, "minutes": (time.time() - t0) / 60, "cpu_minutes": (time.process_time() - c0) / 60,
                "loss": loss.item()}
-        if clf is not None and time.time() - t0 >= next_eval:
+        if clf is not None and clock() >= next_eval:
             model.eval()
             rec.update(quick_coherence(model, clf, test, a.eval_samples, M))
-            next_eval += a.eval_every_min * 60
+            next_eval += a.eval_every_min
             bar.set_postfix(loss=f"{loss.item():.4g}", cond1=f"{rec['coherence_cond1']:.3f}",
                             joint=f"{rec['coherence_joint']:.3f}")
         if it % 10 == 0 or "coherence_cond1" in rec:
             log.write(json.dumps(rec) + "\n")
             log.flush()
-        if dumps_due and time.time() - t0 >= 60 * dumps_due[0]:
-            paused = time.time()
+        if dumps_due and clock() >= dumps_due[0]:
+            w, c = time.time(), time.process_time()
             at = out / f"at{dumps_due.pop(0):g}min"
-            dump(model, test, a, at, it, (paused - t0) / 60)
+            dump(model, test, a, at, it, (w - t0) / 60)
             model.save(str(at / "model"))
-            t0 += time.time() - paused   # the dump is not training time
+            pause(w, c)
+        if clock() >= next_ckpt:
+            w, c = time.time(), time.process_time()
+            save_checkpoint(model, opt, g, out, it, (w - t0) / 60, (c - c0) / 60, dumps_due)
+            next_ckpt += a.ckpt_every_min
+            pause(w, c)
     bar.close()
+    save_checkpoint(model, opt, g, out, it, (time.time() - t0) / 60, (time.process_time() - c0) / 60, dumps_due)
     model.eval()
     final = {"iteration": it, "minutes": (time.time() - t0) / 60, "cpu_minutes": (time.process_time() - c0) / 60}
     if clf is not None:
