@@ -83,8 +83,11 @@ def conditional(model, x, cond):
 
 
 @torch.no_grad()
-def prior(model, n, M):
+def prior(model, n, M, ex_post=None):
+    """n unconditional samples: z from the model's prior, or from ``ex_post`` (a model.prior.GaussianMixture)."""
     z = model.generate_from_prior(n)
+    if ex_post is not None:
+        z["z"] = ex_post.sample(n).to(model.device)
     out = model.decode(z, names(M))
     return torch.stack([out[k] for k in names(M)], 1).clamp(0, 1).cpu()
 
@@ -104,24 +107,26 @@ def quick_coherence(model, clf, test, n, M) -> dict:
 
 
 @torch.no_grad()
-def dump(model, test, a, out: Path, it: int, minutes: float):
+def dump(model, test, a, out: Path, it: int, minutes: float, ex_post=None):
     """Write the evaluator's dump: conditionals for the evaluator's test tuples, and prior samples."""
     model.eval()
     M = a.modalities
     out.mkdir(parents=True, exist_ok=True)
     idx = eval_indices(len(test), a.n_cond, a.seed)
-    conds = {s: {"proposal": []} for s in subsets(M)}
+    conds = {s: {"proposal": []} for s in subsets(M)} if len(idx) else {}
     for i in tqdm(range(0, len(idx), 500), desc="dump: conditionals"):
         x, _ = test.batch(torch.as_tensor(idx[i:i + 500]))
         for s in subsets(M):
             conds[s]["proposal"].append(conditional(model, x, list(s)))
     conds = {s: {"proposal": torch.cat(v["proposal"])} for s, v in conds.items()}
-    joint = torch.cat([prior(model, min(500, a.n_prior - i), M) for i in tqdm(range(0, a.n_prior, 500),
-                                                                              desc="dump: prior")])
+    torch.manual_seed(a.seed)
+    joint = torch.cat([prior(model, min(500, a.n_prior - i), M, ex_post) for i in tqdm(range(0, a.n_prior, 500),
+                                                                                       desc="dump: prior")])
     name = {"mmvaeplus": "MMVAE+ (MultiVae)", "mopoe": "MoPoE (MultiVae)"}[a.model]
     save_dump(out / "samples.npz", conds, idx, {"proposal": joint},
               {"name": name, "n_modalities": M, "data_seed": a.data_seed, "iterations": it,
-               "train_minutes": minutes, "library": "multivae==1.0.3"})
+               "train_minutes": minutes, "library": "multivae==1.0.3",
+               "prior": f"ex-post Gaussian mixture, {ex_post.n_components} components" if ex_post else "N(0, I)"})
     print(f"wrote {out}/samples.npz ({it} iterations, {minutes:.1f} min); score it with: python -m model.evaluate "
           f"--samples {out}/samples.npz --mnist {a.mnist or 'PATH'} --n-cond {a.n_cond} --n-joint {a.n_prior} "
           f"--n-fid {a.n_prior} --seed {a.seed} --out {out}/eval", flush=True)
@@ -164,6 +169,12 @@ def main(argv=None):
                         "budget's clock, for --resume")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint with this command's budget (e.g. a larger --max-cpu-minutes)")
+    p.add_argument("--from-model", default=None,
+                   help="a saved MultiVae model folder (e.g. OUT/model): skip training, only write the dump")
+    p.add_argument("--ex-post-prior", type=int, default=0, metavar="K",
+                   help="prior samples from a K-component Gaussian mixture fitted to z ~ q(z | all modalities) of "
+                        "the training tuples (model.prior.GaussianMixture; MultiVae's ex-post prior trick) instead "
+                        "of the model's prior; 0 = the model's prior. MoPoE only (one latent space)")
     a = p.parse_args(argv)
     try:
         run(a)
@@ -188,6 +199,27 @@ def save_checkpoint(model, opt, g, out: Path, it: int, minutes: float, cpu_minut
     shutil.rmtree(old, ignore_errors=True)
 
 
+@torch.no_grad()
+def fit_ex_post(model, train, a):
+    """The ex-post prior (None unless --ex-post-prior K): one z ~ q(z | x_1..x_M) per training tuple (MultiVae's
+    joint posterior, all modalities observed), a K-component Gaussian mixture fitted to them by model.prior."""
+    if not a.ex_post_prior:
+        return None
+    from model.prior import GaussianMixture
+
+    if getattr(model, "multiple_latent_spaces", False):
+        raise ValueError("--ex-post-prior needs one latent space (MoPoE), not MMVAE+'s shared + private latents")
+    model.eval()
+    torch.manual_seed(a.seed)
+    z = torch.cat([model.encode(as_multivae(train.batch(torch.arange(i, min(len(train), i + 500)))[0],
+                                            device=model.device), cond_mod="all").z.cpu()
+                   for i in tqdm(range(0, len(train), 500), desc="ex-post prior: inferring latents")])
+    gmm = GaussianMixture.fit(z, a.ex_post_prior, seed=a.seed)
+    print(f"ex-post prior: {a.ex_post_prior} components on {len(z)} latents, train log-likelihood "
+          f"{gmm.train_log_likelihood:.2f}", flush=True)
+    return gmm
+
+
 def run(a):
     from model.classifier import Classifiers
     from model.data import load_polymnist
@@ -205,6 +237,17 @@ def run(a):
         train.x, train.y = train.x[:a.train_size], train.y[:a.train_size]
     clf = Classifiers.from_pretrained(a.classifier) if Path(a.classifier, "config.json").is_file() else None
 
+    if a.from_model:
+        from multivae.models import AutoModel
+
+        if not Path(a.from_model, "model_config.json").is_file():
+            raise FileNotFoundError(f"--from-model: no saved MultiVae model in {a.from_model!r}")
+        model = AutoModel.load_from_folder(a.from_model).to(a.device).eval()
+        model.device = torch.device(a.device)
+        info = json.loads(Path(a.from_model).parent.joinpath("log.jsonl").read_text().splitlines()[-1]) \
+            if Path(a.from_model).parent.joinpath("log.jsonl").is_file() else {"iteration": -1, "minutes": -1}
+        dump(model, test, a, out, info["iteration"], info["minutes"], fit_ex_post(model, train, a))
+        return
     model = build(a.model, M, a.latent, a.style, a.decoder_scale, a.beta, a.resnet)
     opt = None
     start, minutes0, cpu0 = 0, 0.0, 0.0
@@ -294,7 +337,7 @@ def run(a):
     print(f"trained {it} iterations in {final['minutes']:.1f} min: {final}")
     model.save(str(out / "model"))
 
-    dump(model, test, a, out, it, final["minutes"])
+    dump(model, test, a, out, it, final["minutes"], fit_ex_post(model, train, a))
 
 
 if __name__ == "__main__":
