@@ -5,7 +5,7 @@ whose prior samples fall between the clusters that the inference model actually 
     python -m model.prior --checkpoint checkpoints/mebm --mnist ../shared/data/mnist.npz [--components 20]
 
 fits the mixture to one latent z ~ q(z | x_1..x_M) per training tuple (the MoE joint posterior: a
-uniformly chosen expert's sample) by EM (full covariances, seeded k-means++-style start) and writes
+uniformly chosen expert's sample; ``--latents poe``: a sample of the product of the experts instead) by EM (full covariances, seeded k-means++-style start) and writes
 CHECKPOINT/prior.safetensors (a few kB, ignored by ``from_pretrained``; ``GaussianMixture.load``
 reads it). ``StandardNormal`` is the model's own prior with the same interface.
 """
@@ -126,18 +126,38 @@ class GaussianMixture:
         return cls(t["weights"], t["means"], t["covariances"])
 
 
+LATENTS = ("moe", "poe")
+
+
+def product_of_experts(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalised product of Gaussian experts [B, K, d] -> mean, variance [B, d] (precision-weighted)."""
+    precision = (-logvar).exp()
+    var = 1.0 / precision.sum(1)
+    return var * (mu * precision).sum(1), var
+
+
 @torch.no_grad()
-def inferred_latents(model, data, n: int | None = None, batch: int = 500, seed: int = 0, progress=True) -> torch.Tensor:
-    """One z ~ q(z | x_1..x_M) (the MoE joint posterior) per training tuple, for the first n tuples."""
+def inferred_latents(model, data, n: int | None = None, batch: int = 500, seed: int = 0, progress=True,
+                     latents: str = "moe") -> torch.Tensor:
+    """One z per training tuple, for the first n tuples: ``moe`` z ~ q(z | x_1..x_M), the model's own joint
+    posterior (a uniformly chosen expert's sample); ``poe`` z ~ the product of the M experts (every modality
+    must agree on z: more coherent joint samples, blurrier textures, see the README)."""
     from tqdm import tqdm
 
+    if latents not in LATENTS:
+        raise ValueError(f"latents must be one of {LATENTS}, not {latents!r}")
     n = len(data) if n is None else min(n, len(data))
     dev = next(model.parameters()).device
     g = torch.Generator(dev).manual_seed(seed)
     out = []
     for i in tqdm(range(0, n, batch), desc="inferring latents", disable=not progress, dynamic_ncols=True):
         x, _ = data.batch(torch.arange(i, min(n, i + batch)))
-        out.append(model.inference.sample(x.to(dev), generator=g).cpu())
+        if latents == "moe":
+            z = model.inference.sample(x.to(dev), generator=g)
+        else:
+            mu, var = product_of_experts(*model.inference.experts_params(x.to(dev))[:2])
+            z = mu + var.sqrt() * torch.randn(mu.shape, generator=g, device=dev)
+        out.append(z.cpu())
     return torch.cat(out)
 
 
@@ -149,6 +169,9 @@ def main(argv=None):
     p.add_argument("--checkpoint", required=True, help="a model directory (config.json + model.safetensors)")
     add_data_args(p)
     p.add_argument("--components", type=int, default=20, help="mixture components (MultiVae: 10-50)")
+    p.add_argument("--latents", choices=LATENTS, default="moe",
+                   help="the latents the mixture is fitted to: moe = z ~ q(z | x_1..x_M), the model's joint posterior; "
+                        "poe = z ~ the product of the M experts (more coherent, blurrier joint samples)")
     p.add_argument("--n-fit", type=int, default=None, help="fit on the first N training tuples (default: all)")
     p.add_argument("--iters", type=int, default=100, help="EM iterations at most")
     p.add_argument("--seed", type=int, default=0, help="seeds the latents drawn and the EM start")
@@ -177,11 +200,11 @@ def main(argv=None):
         model = MultimodalEBMVAE.from_pretrained(a.checkpoint).eval().to(dev)
         cfg = model.config
         data = load_dataset("train", cfg.n_modalities, cfg.data_seed, a.mnist, a.cache_dir, a.dataset, a.data_dir)
-        z = inferred_latents(model, data, a.n_fit, seed=a.seed)
+        z = inferred_latents(model, data, a.n_fit, seed=a.seed, latents=a.latents)
         gmm = GaussianMixture.fit(z, a.components, a.iters, a.seed)
         out = Path(a.out or Path(a.checkpoint, PRIOR_FILE))
         gmm.save(out)
-        info = {"components": a.components, "n_fit": len(z), "seed": a.seed, "iters": a.iters,
+        info = {"components": a.components, "latents": a.latents, "n_fit": len(z), "seed": a.seed, "iters": a.iters,
                 "train_log_likelihood": gmm.train_log_likelihood,
                 "standard_normal_log_likelihood": (-StandardNormal(z.shape[1]).energy(z).mean().item()
                                                    - 0.5 * z.shape[1] * math.log(2 * math.pi)),

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from model.prior import GaussianMixture, StandardNormal, inferred_latents, main
+from model.prior import GaussianMixture, StandardNormal, inferred_latents, main, product_of_experts
 
 
 def _two_blobs(n=4000, seed=0):
@@ -71,3 +71,30 @@ def test_cli_fits_a_checkpoint_and_errors_are_one_line(tmp_path, mnist_file, tin
     with pytest.raises(SystemExit, match="cannot fit 500 components"):
         main(["--checkpoint", str(tmp_path / "ck"), "--mnist", str(mnist_file), "--cache-dir", str(tmp_path / "cache"),
               "--components", "500"])
+
+
+def test_product_of_experts_is_the_normalised_product_of_the_gaussians():
+    mu = torch.tensor([[[0.0, 1.0], [2.0, 1.0]]])                 # two experts, d = 2
+    logvar = torch.log(torch.tensor([[[1.0, 4.0], [3.0, 4.0]]]))
+    m, v = product_of_experts(mu, logvar)
+    # N(0, 1) N(2, 3) ∝ N(0.5, 0.75); two equal experts halve the variance and keep the mean
+    assert torch.allclose(m, torch.tensor([[0.5, 1.0]])) and torch.allclose(v, torch.tensor([[0.75, 2.0]]))
+    z = torch.linspace(-3, 3, 7)
+    log_prod = -0.5 * (z ** 2 / 1.0 + (z - 2) ** 2 / 3.0)
+    log_poe = -0.5 * (z - 0.5) ** 2 / 0.75
+    assert torch.allclose(log_prod - log_prod[0], log_poe - log_poe[0], atol=1e-5)
+
+
+def test_poe_latents_are_the_experts_product(tmp_path, mnist_file, tiny_config):
+    from model.data import load_polymnist
+    from model.networks import MultimodalEBMVAE
+
+    model = MultimodalEBMVAE(tiny_config).eval()
+    data = load_polymnist("train", 3, 0, str(mnist_file), tmp_path / "cache")
+    z = torch.cat([inferred_latents(model, data, 40, progress=False, latents="poe", seed=s) for s in range(50)])
+    mu, var = product_of_experts(*model.inference.experts_params(data.batch(torch.arange(40))[0])[:2])
+    zz = z.view(50, 40, -1)
+    assert torch.allclose(zz.mean(0), mu, atol=4 * (var / 50).sqrt().max().item())
+    assert torch.allclose(zz.var(0).mean(), var.mean(), rtol=0.25)
+    with pytest.raises(ValueError, match="latents must be one of"):
+        inferred_latents(model, data, 10, latents="mean")
