@@ -166,3 +166,23 @@ $PY -m model.train --mnist $MNIST --out-dir runs/cpu_full_w32 --variant full --i
   --warmup-iters 0 --max-cpu-minutes 20 --iters 100000 --threads 1 --eval-every 250 --eval-samples 500 \
   --ckpt-every 100 --sample-every 250 --model.ebm-width 32
 # then as in (c) with n=cpu_full_w32:runs/cpu_full_w32/final
+
+# 7. issue 9, a fourth session (2 CPU cores, no GPU; CPU-time budgets, one thread each, two jobs at a time).
+#    (a) MMVAE+ (the CPU table's setting: decoder scale 0.1) for 150 CPU-minutes, the longer run the issue
+#        asks for, dumps at 60 and 80 CPU-minutes on the way; then both judges.
+.venv-peer/bin/python -m scripts.peer_mmvae_plus --model mmvaeplus --mnist $MNIST --minutes 1000 --max-cpu-minutes 150 \
+  --decoder-scale 0.1 --eval-every-min 10 --n-cond 200 --n-prior 2000 --threads 1 --dump-at 60,80 \
+  --out runs/peer_mmvaeplus150
+for n in 150:runs/peer_mmvaeplus150 60:runs/peer_mmvaeplus150/at60min 80:runs/peer_mmvaeplus150/at80min; do
+  cp ${n#*:}/samples.npz runs/dumps/mmvaeplus${n%%:*}.npz && judge mmvaeplus${n%%:*}
+done
+#    (b) MoPoE of 6b with the ex-post prior (a 20-component mixture on its joint posterior's latents)
+.venv-peer/bin/python -m scripts.peer_mmvae_plus --model mopoe --mnist $MNIST --from-model runs/peer_mopoe/model \
+  --ex-post-prior 20 --n-cond 0 --n-prior 2000 --out runs/peer_mopoe_gmm --threads 1
+cp runs/peer_mopoe_gmm/samples.npz runs/dumps/mopoe60_gmm.npz && judge mopoe60_gmm 0 2000
+#    (c) the ex-post prior fitted to the product of the experts (--latents poe) instead of the MoE posterior
+$PY -m model.prior --checkpoint runs/cpu_full/final --mnist $MNIST --components 20 --threads 1 --latents poe \
+  --out runs/priors/cpu_full_poe.safetensors
+$PY -m model.sample --checkpoint runs/cpu_full/final $S --n-cond 0 --n-diverse 0 --prior runs/priors/cpu_full_poe.safetensors \
+  --out runs/dumps/cpu_full_poegmm.npz
+judge cpu_full_poegmm 0 2000
