@@ -91,6 +91,7 @@ class TrainConfig:
     device: str = "auto"              # auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps
     amp: bool = False                 # bfloat16 autocast on CUDA (mixed precision); ignored on other devices
     init_from: str | None = None      # start the weights from this model directory (optimisers fresh; e.g. continue a shipped checkpoint)
+    init_skip: str | None = None      # with --init-from: these parts keep their fresh (seeded) weights, e.g. 'energy' (an EBM of another width); comma-separated of generator, inference, energy
     # optimisers (Adam)
     lr_generator: float = 3e-4        # learning rate of the generator
     lr_inference: float = 3e-4        # learning rate of the inference model
@@ -137,6 +138,9 @@ class TrainConfig:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.ebm_negatives not in ("data", "latent"):
             raise ValueError(f"ebm_negatives must be 'data' or 'latent', got {self.ebm_negatives!r}")
+        parts = [p.strip() for p in (self.init_skip or "").split(",") if p.strip()]
+        if any(p not in ("generator", "inference", "energy") for p in parts):
+            raise ValueError(f"init_skip: comma-separated parts of generator, inference, energy, got {self.init_skip!r}")
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))

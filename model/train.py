@@ -352,7 +352,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if cfg.init_from:  # the weights of another run (same shapes); optimisers start fresh
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(str(Path(cfg.init_from) / "model.safetensors")), strict=True)
+        src = load_file(str(Path(cfg.init_from) / "model.safetensors"))
+        skip = tuple(f"{part.strip()}." for part in (cfg.init_skip or "").split(",") if part.strip())
+        model.load_state_dict({**model.state_dict(), **{k: v for k, v in src.items() if not k.startswith(skip)}},
+                              strict=True)
     start, elapsed, cpu_elapsed, state = 0, 0.0, 0.0, None
     ckpt = out / "checkpoint"
     if resume:  # before anything is written: a mistyped folder must not become a new run

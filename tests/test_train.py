@@ -1,4 +1,5 @@
 """One training step of every variant, the run loop (checkpoint, resume, log, divergence guard), the CLI."""
+import dataclasses
 import json
 
 import pytest
@@ -111,6 +112,22 @@ def test_init_from_cpu_budget_and_coherence_log(tmp_path, mnist_file, tiny_confi
     assert all(torch.equal(p, q) for p, q in zip(out.parameters(), src.parameters()))   # lr 0: the source weights
     logs = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all("coherence_joint_ebm_latent" in l and "cpu_minutes" in l for l in logs)
+    # --init-skip energy: a fresh EBM of another width beside the source's generator and inference weights
+    wide = dataclasses.replace(tiny_config, ebm_width=2 * tiny_config.ebm_width)
+    cfg = _cfg(tmp_path, mnist_file, wide, out_dir=str(tmp_path / "wide"), init_from=str(tmp_path / "src"),
+               init_skip="energy", warmup_iters=0, iters=1, lr_generator=0.0, lr_inference=0.0, lr_energy=0.0)
+    train(cfg)
+    out = MultimodalEBMVAE.from_pretrained(str(tmp_path / "wide" / "final"))
+    assert all(torch.equal(p, q) for p, q in zip(out.generator.parameters(), src.generator.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(out.inference.parameters(), src.inference.parameters()))
+    torch.manual_seed(cfg.seed)
+    fresh = MultimodalEBMVAE(wide)                                     # the seeded fresh EBM, as in train()
+    assert all(torch.equal(p, q) for p, q in zip(out.energy.parameters(), fresh.energy.parameters()))
+    with pytest.raises(RuntimeError, match="size mismatch"):         # without it the shapes must match
+        train(_cfg(tmp_path, mnist_file, wide, out_dir=str(tmp_path / "wide2"), init_from=str(tmp_path / "src"),
+                   warmup_iters=0, iters=1))
+    with pytest.raises(ValueError, match="init_skip"):
+        _cfg(tmp_path, mnist_file, wide, init_skip="ebm")
     cfg = _cfg(tmp_path, mnist_file, tiny_config, out_dir=str(tmp_path / "budget"), iters=1000, max_cpu_minutes=1e-9)
     train(cfg)
     logs = (tmp_path / "budget" / "log.jsonl").read_text().splitlines()
