@@ -186,3 +186,31 @@ $PY -m model.prior --checkpoint runs/cpu_full/final --mnist $MNIST --components 
 $PY -m model.sample --checkpoint runs/cpu_full/final $S --n-cond 0 --n-diverse 0 --prior runs/priors/cpu_full_poe.safetensors \
   --out runs/dumps/cpu_full_poegmm.npz
 judge cpu_full_poegmm 0 2000
+#    (d) the shipped checkpoint: the MoE VAE of 6b continued to 120 CPU-minutes, then 20 CPU-minutes as the
+#        full method with a fresh EBM 32 channels wide (as in 6d: the snippet there with runs/vae120/checkpoint,
+#        written to runs/vae120_w32init; `--init-from runs/vae120/checkpoint --init-skip energy` starts from the
+#        same weights), and 20 CPU-minutes more as the MoE VAE: 140 CPU-minutes each.
+cp -r runs/vae runs/vae120 && $PY -m model.train --out-dir runs/vae120 --resume --max-cpu-minutes 120 --threads 1
+$PY -m model.train --mnist $MNIST --out-dir runs/cpu_full140 --variant full --init-from runs/vae120/checkpoint \
+  --init-skip energy --model.ebm-width 32 --warmup-iters 0 --max-cpu-minutes 20 --iters 100000 --threads 1 \
+  --eval-every 250 --eval-samples 500 --ckpt-every 100 --sample-every 250
+cp -r runs/vae120 runs/vae140 && $PY -m model.train --out-dir runs/vae140 --resume --max-cpu-minutes 140 --threads 1
+for n in cpu_full140:runs/cpu_full140/final vae140:runs/vae140/final; do
+  name=${n%%:*} ck=${n#*:}
+  $PY -m model.prior --checkpoint $ck --mnist $MNIST --components 20 --threads 1 --out runs/priors/$name.safetensors
+  $PY -m model.sample --checkpoint $ck $S --out runs/dumps/$name.npz --image runs/dumps/${name}_four.png
+  $PY -m model.sample --checkpoint $ck $S --n-cond 0 --n-diverse 0 --prior runs/priors/$name.safetensors \
+    --out runs/dumps/${name}_gmm.npz
+  judge $name; judge ${name}_gmm 0 2000
+done
+$PY -m model.prior --checkpoint runs/cpu_full140/final --mnist $MNIST --components 20 --threads 1 --latents poe \
+  --out runs/priors/cpu_full140_poe.safetensors
+$PY -m model.sample --checkpoint runs/cpu_full140/final $S --n-cond 0 --n-diverse 0 \
+  --prior runs/priors/cpu_full140_poe.safetensors --out runs/dumps/cpu_full140_poegmm.npz
+judge cpu_full140_poegmm 0 2000
+$PY -m model.sample --checkpoint runs/cpu_full140/final --mnist $MNIST --n-cond 0 --n-diverse 0 --n-joint 10000 \
+  --threads 1 --quiet --prior runs/priors/cpu_full140.safetensors --out runs/dumps/cpu_full140_gmm10k.npz
+judge cpu_full140_gmm10k 0 10000
+$PY -m scripts.results_table cpu_full140 cpu_full140_gmm cpu_full140_gmm10k cpu_full140_poegmm vae140 vae140_gmm \
+  mopoe60 mopoe60_gmm mmvaeplus60 mmvaeplus80 mmvaeplus150 --out runs/eval/results_cpu140
+cp runs/priors/cpu_full140.safetensors checkpoints/mebm/prior.safetensors   # + the run's final/ weights and configs

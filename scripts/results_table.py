@@ -29,7 +29,7 @@ def _pct(v):
 
 
 def _num(v, fmt="{:.2f}"):
-    return "–" if v is None else fmt.format(v)
+    return "–" if v is None else fmt.format(v + 0.0).replace("-0.00", "0.00")   # an entropy of -1e-9 reads 0.00
 
 
 def load(name, eval_dir, dump_dir, label=None):

@@ -61,7 +61,7 @@ def start_app(checkpoint, tmp, extra_env=None):
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 60
+    deadline = time.time() + 150   # a busy machine (training jobs beside the tests) can take over a minute
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("app exited: " + (Path(tmp) / "app.log").read_text()[-3000:])
