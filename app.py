@@ -782,8 +782,8 @@ EBM's chain where it can finish the job quickly. That is the point of learning t
 By default that is the **ex-post prior**: a Gaussian mixture fitted to the latents the inference model
 gives the training set (the EBM's latent revision then uses its density as the prior term too). Draws
 from $\mathcal N(0, I)$, the generator's own prior, often fall between the clusters the inference model
-uses, where the decoders disagree on the digit: in the README's evaluation about 30 % of such samples
-show one digit in every modality, against about 80 % with the ex-post prior. Untick it in Settings to compare.
+uses, where the decoders disagree on the digit: in the README's evaluation about 40 % of such samples
+show one digit in every modality, against about 85 % with the ex-post prior. Untick it in Settings to compare.
 
 The **classifier** read-out gives each image's digit as judged by a separate classifier per
 modality: when the samples agree with your digit, the modalities are *coherent*.

@@ -32,6 +32,18 @@ def _num(v, fmt="{:.2f}"):
     return "–" if v is None else fmt.format(v + 0.0).replace("-0.00", "0.00")   # an entropy of -1e-9 reads 0.00
 
 
+def _prior_label(prior: str, n_joint: int) -> str:
+    """'N(0, I)', 'ex-post GMM' (a prior file), '... (PoE)' where the file's fit says --latents poe, ', 10,000'."""
+    label = prior
+    if prior.endswith(".safetensors"):
+        fit = Path(prior).with_suffix(".json")
+        poe = fit.is_file() and json.loads(fit.read_text()).get("latents") == "poe"
+        label = "ex-post GMM (PoE)" if poe else "ex-post GMM"
+    elif prior.startswith("ex-post Gaussian mixture"):
+        label = "ex-post GMM"
+    return label + (f", {n_joint:,}" if n_joint and n_joint != 2000 else "")
+
+
 def load(name, eval_dir, dump_dir, label=None):
     a, b = Path(eval_dir, f"{name}_A", "metrics.json"), Path(eval_dir, f"{name}_B", "metrics.json")
     if not a.is_file() or not b.is_file():
@@ -53,7 +65,7 @@ def rows(r):
         pa, pb = A["prior"].get(stage, {}), B["prior"].get(stage, {})
         out.append({
             "model": r["name"], "stage": stage,
-            "prior": "ex-post GMM" if meta.get("prior", "N(0, I)").endswith(".safetensors") else meta.get("prior", "N(0, I)"),
+            "prior": _prior_label(meta.get("prior", "N(0, I)"), A["settings"]["n_joint"]),
             "cond1_A": ca and ca["by_size"].get("1"), "cond1_B": cb and cb["by_size"].get("1"),
             "joint_A": pa.get("joint_coherence"), "joint_B": pb.get("joint_coherence"),
             "entropy_A": pa.get("coherent_digit_entropy"), "entropy_B": pb.get("coherent_digit_entropy"),
