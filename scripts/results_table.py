@@ -95,7 +95,7 @@ def plane(runs, path):
     for ax, key, label in zip(axes, ("joint", "cond1"), ("joint coherence (prior samples)",
                                                          "conditional coherence (1 observed)")):
         for i, r in enumerate(runs):
-            color = f"C{i % 10}"
+            color = f"C{i}" if len(runs) <= 10 else plt.cm.tab20(i % 20)   # eleven runs or more: twenty colours
             rs = [x for x in rows(r) if x["fd"] is not None and x[f"{key}_A"] is not None]
             if not rs:
                 continue
@@ -106,7 +106,7 @@ def plane(runs, path):
                 ax.scatter(last["fd"], last[f"{key}_{judge}"], color=color, marker=marker, s=50)
                 ax.plot([x["fd"] for x in rs], [x[f"{key}_{judge}"] for x in rs], color=color, alpha=0.4,
                         ls="-" if judge == "A" else "--")
-            ax.scatter([], [], color=color, label=r["name"])
+            ax.scatter([], [], color=color, label=f"{r['name'].strip('*')}, {rs[0]['prior']}")
         ax.set_xlabel("Fréchet distance (judge A's hidden features)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
