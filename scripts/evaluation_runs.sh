@@ -173,6 +173,11 @@ $PY -m model.train --mnist $MNIST --out-dir runs/cpu_full_w32 --variant full --i
 .venv-peer/bin/python -m scripts.peer_mmvae_plus --model mmvaeplus --mnist $MNIST --minutes 1000 --max-cpu-minutes 150 \
   --decoder-scale 0.1 --eval-every-min 10 --n-cond 200 --n-prior 2000 --threads 1 --dump-at 60,80 \
   --out runs/peer_mmvaeplus150
+#        (as run: after its 50-CPU-minute checkpoint it was stopped and resumed with a wall-clock budget of 150
+#        minutes too, so that it would finish inside the session; it stopped there, at 132.6 CPU-minutes:)
+.venv-peer/bin/python -m scripts.peer_mmvae_plus --model mmvaeplus --mnist $MNIST --minutes 150 --max-cpu-minutes 150 \
+  --decoder-scale 0.1 --eval-every-min 10 --n-cond 200 --n-prior 2000 --threads 1 --dump-at 60,80 \
+  --out runs/peer_mmvaeplus150 --resume
 for n in 150:runs/peer_mmvaeplus150 60:runs/peer_mmvaeplus150/at60min 80:runs/peer_mmvaeplus150/at80min; do
   cp ${n#*:}/samples.npz runs/dumps/mmvaeplus${n%%:*}.npz && judge mmvaeplus${n%%:*}
 done
