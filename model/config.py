@@ -138,9 +138,13 @@ class TrainConfig:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.ebm_negatives not in ("data", "latent"):
             raise ValueError(f"ebm_negatives must be 'data' or 'latent', got {self.ebm_negatives!r}")
-        parts = [p.strip() for p in (self.init_skip or "").split(",") if p.strip()]
-        if any(p not in ("generator", "inference", "energy") for p in parts):
+        if any(p not in ("generator", "inference", "energy") for p in self.init_skip_parts):
             raise ValueError(f"init_skip: comma-separated parts of generator, inference, energy, got {self.init_skip!r}")
+
+    @property
+    def init_skip_parts(self) -> list[str]:
+        """--init-skip as a list of model parts (generator, inference, energy)."""
+        return [p.strip() for p in (self.init_skip or "").split(",") if p.strip()]
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))

@@ -353,7 +353,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         from safetensors.torch import load_file
 
         src = load_file(str(Path(cfg.init_from) / "model.safetensors"))
-        skip = tuple(f"{part.strip()}." for part in (cfg.init_skip or "").split(",") if part.strip())
+        skip = tuple(f"{part}." for part in cfg.init_skip_parts)
         model.load_state_dict({**model.state_dict(), **{k: v for k, v in src.items() if not k.startswith(skip)}},
                               strict=True)
     start, elapsed, cpu_elapsed, state = 0, 0.0, 0.0, None

@@ -248,8 +248,6 @@ def run(a):
             if Path(a.from_model).parent.joinpath("log.jsonl").is_file() else {"iteration": -1, "minutes": -1}
         dump(model, test, a, out, info["iteration"], info["minutes"], fit_ex_post(model, train, a))
         return
-    model = build(a.model, M, a.latent, a.style, a.decoder_scale, a.beta, a.resnet)
-    opt = None
     start, minutes0, cpu0 = 0, 0.0, 0.0
     dumps_due = sorted(float(m) for m in a.dump_at.split(",") if m.strip())
     g = torch.Generator().manual_seed(a.seed)
@@ -267,6 +265,8 @@ def run(a):
         np.random.set_state(state["numpy_rng"])
         g.set_state(state["batch_rng"])
         dumps_due = [d for d in dumps_due if d in state["dumps_due"]]
+    else:
+        model = build(a.model, M, a.latent, a.style, a.decoder_scale, a.beta, a.resnet)
     model = model.to(a.device)
     model.device = torch.device(a.device)   # MultiVae draws its prior samples on model.device
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, amsgrad=True)
