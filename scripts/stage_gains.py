@@ -1,0 +1,121 @@
+"""What each revision stage changes in conditional coherence, paired, with a bootstrap interval.
+
+    python -m scripts.stage_gains runs/dumps/NAME.npz --mnist ../shared/data/mnist.npz \
+        --classifier checkpoints/classifier checkpoints/classifier_b --out runs/eval/NAME_gains.md
+
+The dump (``python -m model.sample``) holds every stage of conditional generation from each single
+observed modality over the same test tuples, so the stages can be compared sample by sample: for each
+judge, each stage's coherence (mean over the observed modalities, as ``model.evaluate``), the change
+from the stage before it, and a 95 % percentile-bootstrap interval of that change, resampling test
+tuples (all of a tuple's generations move together; seeded). Also a second model's dump can be
+compared the same way (``--versus``), e.g. the MoE VAE's proposals against our final stage: the two
+dumps must hold the same test tuples.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.evaluate import DumpSampler, EvalError, _mask, load_classifier
+
+
+def correctness(dump: DumpSampler, clf, test, batch=500) -> dict[str, np.ndarray]:
+    """{stage: float [N, M * (M - 1)]}: 1 where the judge reads a generated modality as the tuple's digit,
+    per test tuple (row) and (observed modality, generated modality) pair (column)."""
+    M = test.x.shape[1]
+    idx = dump.f["cond_index"]
+    cols = {}
+    for m in range(M):
+        observed = _mask((m,), M)
+        if (m,) not in dump.subsets:
+            raise EvalError(f"the dump has no generation from modality {m} alone")
+        for i in range(0, len(idx), batch):
+            b = idx[i:i + batch]
+            x, y = test.batch(torch.as_tensor(b))
+            for stage, xg in dump.conditional(b, x, observed, None).items():
+                digit, _ = clf.predict(xg)
+                cols.setdefault(stage, {}).setdefault(m, []).append((digit[:, ~observed] == y[:, None]).float().numpy())
+    return {s: np.concatenate([np.concatenate(v) for _, v in sorted(by.items())], axis=1) for s, by in cols.items()}
+
+
+def bootstrap(diff_rows: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    """95 % percentile interval of the mean of per-tuple values, resampling tuples."""
+    rng = np.random.default_rng(seed)
+    n = len(diff_rows)
+    means = np.array([diff_rows[rng.integers(0, n, n)].mean() for _ in range(n_boot)])
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dump", help="a sample dump (.npz) from python -m model.sample")
+    p.add_argument("--classifier", nargs="+", default=["checkpoints/classifier", "checkpoints/classifier_b"],
+                   help="one or more judges (model.classifier folders); each gets its own rows")
+    p.add_argument("--names", nargs="+", default=["A", "B"], help="the judges' names in the table, in --classifier order")
+    p.add_argument("--versus", default=None,
+                   help="another dump of the same test tuples: its stage --versus-stage against this dump's last stage")
+    p.add_argument("--versus-stage", default="proposal", help="the stage of --versus to compare with")
+    p.add_argument("--mnist", default=None, help="local MNIST .npz or torchvision root; default: download")
+    p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
+    p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--out", default=None, help="also write the table (markdown) here")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from model.data import load_dataset
+
+    try:
+        dump = DumpSampler(args.dump)
+        versus = DumpSampler(args.versus) if args.versus else None
+        if versus is not None and not np.array_equal(versus.f["cond_index"], dump.f["cond_index"]):
+            raise EvalError("the two dumps condition on different test tuples (make both with the same --n-cond and --seed)")
+        M, seed = dump.meta["n_modalities"], dump.meta.get("data_seed", 0)
+        test = load_dataset("test", M, seed, args.mnist, args.cache_dir)
+        lines = [f"Conditional coherence from one observed modality, {len(dump.f['cond_index'])} test tuples per "
+                 f"modality ({Path(args.dump).name}); change from the row above, with its 95 % bootstrap interval "
+                 f"over test tuples ({args.boot} resamples).", "",
+                 "| judge | stage | coherence | change | 95 % interval |", "|---|---|---|---|---|"]
+        if len(args.names) < len(args.classifier):
+            raise EvalError(f"--names needs a name for each of the {len(args.classifier)} judges")
+        for path, judge in zip(args.classifier, args.names):
+            clf = load_classifier(path, M, seed)
+            right = correctness(dump, clf, test)
+            stages = list(right)
+            rows = [(Path(args.dump).stem, s, right[s]) for s in stages]
+            if versus is not None:
+                other = correctness(versus, clf, test)
+                if args.versus_stage not in other:
+                    raise EvalError(f"{args.versus} has no stage {args.versus_stage!r} (it has {', '.join(other)})")
+                rows = [(Path(args.versus).stem, args.versus_stage, other[args.versus_stage]), rows[-1]]
+            prev = None
+            for name, stage, r in rows:
+                cell = f"{100 * r.mean():.1f}"
+                if prev is None:
+                    lines.append(f"| {judge} | {name}: {stage} | {cell} | | |")
+                else:
+                    d = (r - prev).mean(axis=1)
+                    lo, hi = bootstrap(d, args.boot, args.seed)
+                    lines.append(f"| {judge} | {name}: {stage} | {cell} | {100 * d.mean():+.2f} | "
+                                 f"[{100 * lo:+.2f}, {100 * hi:+.2f}] |")
+                prev = r
+    except (EvalError, OSError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The analysis scripts: paired stage gains with bootstrap intervals, and the validation-split chain tuner."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.classifier import ClassifierConfig, Classifiers
+from model.config import ModelConfig, TrainConfig
+from model.data import load_polymnist
+from model.evaluate import eval_indices, save_dump
+from model.networks import MultimodalEBMVAE
+from scripts import stage_gains, tune_chains
+
+M = 5
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, mnist_file):
+    tmp = tmp_path_factory.mktemp("scripts")
+    torch.manual_seed(0)
+    MultimodalEBMVAE(ModelConfig(width=8, ebm_width=8, latent_dim=4)).save_pretrained(tmp / "ckpt")
+    TrainConfig(variant="full").to_json(tmp / "ckpt" / "train_config.json")
+    Classifiers(ClassifierConfig(M)).save_pretrained(tmp / "clf")
+    common = ["--mnist", str(mnist_file), "--cache-dir", str(tmp / "cache")]
+    return tmp, common
+
+
+def test_bootstrap_interval():
+    lo, hi = stage_gains.bootstrap(np.full(50, 0.25), 200, 0)
+    assert lo == pytest.approx(0.25) and hi == pytest.approx(0.25)
+    d = np.random.default_rng(1).normal(0.1, 1.0, 400)
+    lo, hi = stage_gains.bootstrap(d, 500, 0)
+    assert lo < d.mean() < hi and 0.1 < hi - lo < 0.3   # about 2 * 1.96 / sqrt(400) = 0.196 wide
+
+
+def test_stage_gains_pairs_the_stages_sample_by_sample(setup, tmp_path):
+    """Stage 'proposal' = the real tuples, stage 'data' = the tuples of other digits: the table's numbers are
+    the judge's hit rates on each, and the change is their paired difference."""
+    tmp, common = setup
+    test = load_polymnist("test", M, 0, common[1], tmp / "cache")
+    idx = eval_indices(len(test), 20, 0)
+    x, y = test.batch(torch.as_tensor(idx))
+    shifted = x.roll(1, dims=0)             # another tuple's images: mostly another digit
+    conds = {(m,): {"proposal": x[:, [k for k in range(M) if k != m]],
+                    "data": shifted[:, [k for k in range(M) if k != m]]} for m in range(M)}
+    save_dump(tmp_path / "d.npz", conds, idx, {}, {"name": "d", "n_modalities": M, "data_seed": 0})
+    out = tmp_path / "gains.md"
+    stage_gains.main([str(tmp_path / "d.npz"), *common, "--classifier", str(tmp / "clf"), "--names", "A",
+                      "--boot", "100", "--out", str(out)])
+    clf = Classifiers.from_pretrained(str(tmp / "clf"))
+    hit = lambda imgs: (clf.predict(imgs)[0] == y[:, None]).float().mean().item()
+    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| A |")]
+    assert [r[2].strip() for r in rows] == ["d: proposal", "d: data"]
+    assert float(rows[0][3]) == pytest.approx(100 * hit(x), abs=0.05)
+    assert float(rows[1][3]) == pytest.approx(100 * hit(shifted), abs=0.05)
+    assert float(rows[1][4]) == pytest.approx(100 * (hit(shifted) - hit(x)), abs=0.005)
+    lo, hi = (float(v) for v in rows[1][5].strip(" []").split(","))
+    assert lo <= float(rows[1][4]) <= hi
+
+    # --versus: another dump's proposal against this one's last stage, on the same tuples
+    stage_gains.main([str(tmp_path / "d.npz"), *common, "--classifier", str(tmp / "clf"), "--names", "A",
+                      "--versus", str(tmp_path / "d.npz"), "--boot", "100", "--out", str(out)])
+    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| A |")]
+    assert [r[2].strip() for r in rows] == ["d: proposal", "d: data"]
+
+
+def test_stage_gains_errors_are_one_line(setup, tmp_path):
+    tmp, common = setup
+    with pytest.raises(SystemExit, match="^error: sample dump not found"):
+        stage_gains.main([str(tmp_path / "missing.npz"), *common])
+
+
+def test_tune_chains_scores_every_setting_on_training_tuples(setup, tmp_path):
+    tmp, common = setup
+    out = tmp_path / "tune.json"
+    tune_chains.main(["--checkpoint", str(tmp / "ckpt"), *common, "--classifier", str(tmp / "clf"), "--n", "4",
+                      "--n-diverse", "2", "--repeats", "2", "--latent", "2:0.03:0.03,0:0.1:0.1",
+                      "--ebm-latent", "2:0.03:0.01", "--data-steps", "1", "--threads", "1", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["latent"] for r in rows] == [[2, 0.03, 0.03], [0, 0.1, 0.1]]
+    assert list(rows[0]["coherence"]) == ["proposal", "latent", "ebm_latent", "data", "final"]
+    assert "latent" not in rows[1]["coherence"]          # a stage with 0 steps is skipped
+    assert all(0 <= c <= 1 for r in rows for c in r["coherence"].values()) and rows[0]["diversity"] >= 0
+    with pytest.raises(SystemExit):
+        tune_chains.main(["--checkpoint", str(tmp / "ckpt"), "--latent", "2:0.03"])
+    with pytest.raises(SystemExit, match="^error: no model checkpoint"):
+        tune_chains.main(["--checkpoint", str(tmp_path / "nope"), *common])
