@@ -18,7 +18,7 @@ data stage is left out):
 - the sampling-efficiency curve: coherence and Fréchet distance against the number of data-space
   Langevin steps, for data chains started from the generator vs from uniform noise.
 
-Outputs in --out: metrics.json (every number), metrics.md (table), curve.png, samples.png.
+Outputs in --out: metrics.json (every number), metrics.md (table), curve.png, samples.png (prior samples).
 A peer's dump (.npz, written by ``save_dump``; see scripts/peer_mmvae_plus.py) is scored by the same code.
 """
 from __future__ import annotations
@@ -222,7 +222,6 @@ def conditional_coherence(sampler, clf, test, idx, seed=0, batch=500, progress=T
 def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, batch=500, progress=True) -> dict:
     """Joint coherence of n_joint prior samples and the Fréchet distance per modality of n_fid of them
     against the real features. {stage: {"joint_coherence", "fd": [per modality], "fd_mean"}}."""
-    M = len(real_feats)
     n = max(n_joint, n_fid)
     agree, feats, hist = {}, {}, {}
     for i in tqdm(range(0, n, batch), desc="prior samples", disable=not progress, dynamic_ncols=True):
@@ -239,8 +238,8 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
                 coherent += torch.bincount(digit[ok, 0], minlength=10).float()
             if i < n_fid:
                 k = min(nb, n_fid - i)
-                for m in range(M):
-                    feats.setdefault(stage, [[] for _ in range(M)])[m].append(features(xg[:k, m], m))
+                for m in range(xg.shape[1]):
+                    feats.setdefault(stage, [[] for _ in range(xg.shape[1])])[m].append(features(xg[:k, m], m))
     res = {}
     for stage in dict.fromkeys(list(agree) + list(feats)):
         r = {}
@@ -253,7 +252,7 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
             r["coherent_digit_entropy"] = float(-(q[q > 0] * q[q > 0].log()).sum() / np.log(10))
             r["coherent_digit_counts"] = h.int().tolist()
         if stage in feats and n_fid >= 2:
-            fd = [frechet_distance(np.concatenate(feats[stage][m]), real_feats[m]) for m in range(M)]
+            fd = [frechet_distance(np.concatenate(feats[stage][m]), real_feats[m]) for m in range(len(real_feats))]
             r["fd"], r["fd_mean"] = fd, float(np.mean(fd))
         res[stage] = r
     return res
@@ -509,8 +508,13 @@ def evaluate(args) -> dict:
     fid_idx = eval_indices(len(test), args.n_fid, args.seed + 1)
     progress = not args.quiet
 
-    real = real_features(features, test, fid_idx)
-    x_ref, y_ref = test.batch(torch.as_tensor(fid_idx))
+    if not len(fid_idx) and not len(idx):
+        raise EvalError("nothing to score: give --n-cond or --n-joint/--n-fid above 0 (and a dump that holds them)")
+    # without FD (--n-fid 0, e.g. a dump of conditionals only) the real tuples' reference is read on the
+    # conditioning tuples and there is no sampling curve (it plots FD)
+    real = real_features(features, test, fid_idx) if len(fid_idx) else None
+    ref_idx = fid_idx if len(fid_idx) else idx
+    x_ref, y_ref = test.batch(torch.as_tensor(ref_idx))
     d_ref, _ = clf.predict(x_ref)
     reference = {"joint_coherence_real": (d_ref == d_ref[:, :1]).all(1).float().mean().item(),
                  "classifier_accuracy": (d_ref == y_ref[:, None]).float().mean(0).tolist()}
@@ -518,7 +522,7 @@ def evaluate(args) -> dict:
     cond = conditional_coherence(sampler, clf, test, idx, args.seed, args.batch, progress) if args.n_cond else {}
     prior = prior_metrics(sampler, clf, features, real, args.n_joint, args.n_fid, args.seed, args.batch, progress)
     curve = None
-    if model is not None and sampler.has_ebm and args.curve_steps and args.n_curve:
+    if model is not None and sampler.has_ebm and args.curve_steps and args.n_curve and real is not None:
         curve = sampling_curve(model, clf, features, real, test, idx, args.curve_steps, args.n_curve, args.seed,
                                args.latent_steps, progress)
 
@@ -558,7 +562,10 @@ def evaluate(args) -> dict:
     (out / "metrics.md").write_text(markdown(r))
     if curve:
         plot_curve(curve, out / "curve.png")
-    save_sample_grid(sampler, out / "samples.png", args.seed)
+    n_grid = min(8, sampler.n_prior) if isinstance(sampler, DumpSampler) else 8
+    (out / "samples.png").unlink(missing_ok=True)
+    if n_grid:   # a dump of conditionals only has no prior samples to show
+        save_sample_grid(sampler, out / "samples.png", args.seed, n_grid)
     return r
 
 
@@ -720,7 +727,8 @@ def main(argv=None):
         a = parse_args(argv)
         r = evaluate(a)
         print(markdown(r))
-        print(f"wrote {a.out}/metrics.json, metrics.md, samples.png" + (", curve.png" if r["curve"] else ""))
+        grid = ", samples.png" if (Path(a.out) / "samples.png").exists() else ""
+        print(f"wrote {a.out}/metrics.json, metrics.md{grid}" + (", curve.png" if r["curve"] else ""))
     except (EvalError, DeviceError) as e:
         sys.exit(f"error: {e}")
 

@@ -9,7 +9,9 @@ judge, each stage's coherence (mean over the observed modalities, as ``model.eva
 from the stage before it, and a 95 % percentile-bootstrap interval of that change, resampling test
 tuples (all of a tuple's generations move together; seeded). Also a second model's dump can be
 compared the same way (``--versus``), e.g. the MoE VAE's proposals against our final stage: the two
-dumps must hold the same test tuples.
+dumps must hold the same test tuples. ``--joint`` does the same for the dump's prior (joint) samples,
+which pass through the stages one by one too: a sample counts when the judge reads all M modalities as
+one digit; the bootstrap resamples the prior samples.
 """
 from __future__ import annotations
 
@@ -42,6 +44,17 @@ def correctness(dump: DumpSampler, clf, test, batch=500) -> dict[str, np.ndarray
     return {s: np.concatenate([np.concatenate(v) for _, v in sorted(by.items())], axis=1) for s, by in cols.items()}
 
 
+@torch.no_grad()
+def joint_correctness(dump: DumpSampler, clf, batch=500) -> dict[str, np.ndarray]:
+    """{stage: float [K, 1]}: 1 where the judge reads all modalities of a prior sample as one digit."""
+    out = {}
+    for i in range(0, dump.n_prior, batch):
+        for stage, xg in dump.prior(i, min(batch, dump.n_prior - i), None).items():
+            digit, _ = clf.predict(xg)
+            out.setdefault(stage, []).append((digit == digit[:, :1]).all(1).float().numpy()[:, None])
+    return {s: np.concatenate(v) for s, v in out.items()}
+
+
 def bootstrap(diff_rows: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
     """95 % percentile interval of the mean of per-tuple values, resampling tuples."""
     rng = np.random.default_rng(seed)
@@ -59,6 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--versus", default=None,
                    help="another dump of the same test tuples: its stage --versus-stage against this dump's last stage")
     p.add_argument("--versus-stage", default="proposal", help="the stage of --versus to compare with")
+    p.add_argument("--joint", action="store_true", help="the prior (joint) samples' stages instead of the conditionals'")
     p.add_argument("--mnist", default=None, help="local MNIST .npz or torchvision root; default: download")
     p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
     p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
@@ -77,23 +91,33 @@ def main(argv=None):
     try:
         dump = DumpSampler(args.dump)
         versus = DumpSampler(args.versus) if args.versus else None
-        if versus is not None and not np.array_equal(versus.f["cond_index"], dump.f["cond_index"]):
+        if versus is not None and not args.joint and not np.array_equal(versus.f["cond_index"], dump.f["cond_index"]):
             raise EvalError("the two dumps condition on different test tuples (make both with the same --n-cond and --seed)")
         M, seed = dump.meta["n_modalities"], dump.meta.get("data_seed", 0)
-        test = load_dataset("test", M, seed, args.mnist, args.cache_dir)
-        lines = [f"Conditional coherence from one observed modality, {len(dump.f['cond_index'])} test tuples per "
-                 f"modality ({Path(args.dump).name}); change from the row above, with its 95 % bootstrap interval "
-                 f"over test tuples ({args.boot} resamples).", "",
+        if args.joint:
+            if not dump.n_prior:
+                raise EvalError(f"{args.dump} holds no prior samples")
+            if versus is not None and versus.n_prior != dump.n_prior:
+                raise EvalError("the two dumps hold different numbers of prior samples")
+            what = f"Joint coherence of {dump.n_prior} prior samples"
+            unit = "prior samples"
+        else:
+            test = load_dataset("test", M, seed, args.mnist, args.cache_dir)
+            what = f"Conditional coherence from one observed modality, {len(dump.f['cond_index'])} test tuples per modality"
+            unit = "test tuples"
+        score = (lambda d, clf: joint_correctness(d, clf)) if args.joint else (lambda d, clf: correctness(d, clf, test))
+        lines = [f"{what} ({Path(args.dump).name}); change from the row above, with its 95 % bootstrap interval "
+                 f"over {unit} ({args.boot} resamples).", "",
                  "| judge | stage | coherence | change | 95 % interval |", "|---|---|---|---|---|"]
         if len(args.names) < len(args.classifier):
             raise EvalError(f"--names needs a name for each of the {len(args.classifier)} judges")
         for path, judge in zip(args.classifier, args.names):
             clf = load_classifier(path, M, seed)
-            right = correctness(dump, clf, test)
+            right = score(dump, clf)
             stages = list(right)
             rows = [(Path(args.dump).stem, s, right[s]) for s in stages]
             if versus is not None:
-                other = correctness(versus, clf, test)
+                other = score(versus, clf)
                 if args.versus_stage not in other:
                     raise EvalError(f"{args.versus} has no stage {args.versus_stage!r} (it has {', '.join(other)})")
                 rows = [(Path(args.versus).stem, args.versus_stage, other[args.versus_stage]), rows[-1]]

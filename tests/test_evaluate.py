@@ -170,3 +170,20 @@ def test_without_the_ebm_latent_stage_and_with_an_ex_post_prior(setup, ckpt_run)
     assert g["conditional"] == ckpt_run["conditional"]                        # conditionals keep N(0, I)
     with pytest.raises(SystemExit, match="ex-post prior file not found"):
         main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "x"), *common, *FAST, "--prior", "nope.st"])
+
+
+def test_a_dump_of_conditionals_only(setup, ckpt_run):
+    """A dump without prior samples (model.sample --n-joint 0) scores its conditionals; nothing at all is one line."""
+    tmp, common = setup
+    test = load_polymnist("test", M, 0, str(tmp / "mnist.npz"), tmp / "cache")
+    cond_idx = eval_indices(len(test), 4, 0)
+    x, _ = test.batch(torch.as_tensor(cond_idx))
+    conds = {(m,): {"proposal": x[:, [k for k in range(M) if k != m]]} for m in range(M)}
+    save_dump(tmp / "condonly.npz", conds, cond_idx, {}, {"name": "condonly", "n_modalities": M, "data_seed": 0})
+    main(["--samples", str(tmp / "condonly.npz"), "--out", str(tmp / "condonly"), *common, *FAST, "--n-joint", "0",
+          "--n-fid", "0"])
+    r = json.loads((tmp / "condonly" / "metrics.json").read_text())
+    assert r["prior"] == {} and set(r["conditional"]["proposal"]["by_size"]) == {"1"}
+    with pytest.raises(SystemExit, match="nothing to score"):
+        main(["--samples", str(tmp / "condonly.npz"), "--out", str(tmp / "x"), *common, *FAST, "--n-cond", "0",
+              "--n-joint", "0", "--n-fid", "0"])

@@ -86,3 +86,20 @@ def test_tune_chains_scores_every_setting_on_training_tuples(setup, tmp_path):
         tune_chains.main(["--checkpoint", str(tmp / "ckpt"), "--latent", "2:0.03"])
     with pytest.raises(SystemExit, match="^error: no model checkpoint"):
         tune_chains.main(["--checkpoint", str(tmp_path / "nope"), *common])
+
+
+def test_stage_gains_joint_mode(setup, tmp_path):
+    """--joint: the prior samples' stages, a sample counting when all its modalities read as one digit."""
+    tmp, common = setup
+    test = load_polymnist("test", M, 0, common[1], tmp / "cache")
+    x, _ = test.batch(torch.arange(30))
+    save_dump(tmp_path / "j.npz", {}, np.zeros(0, np.int64), {"proposal": x.roll(1, dims=1), "data": x},
+              {"name": "j", "n_modalities": M, "data_seed": 0})
+    out = tmp_path / "joint.md"
+    stage_gains.main([str(tmp_path / "j.npz"), *common, "--classifier", str(tmp / "clf"), "--names", "A",
+                      "--joint", "--boot", "100", "--out", str(out)])
+    clf = Classifiers.from_pretrained(str(tmp / "clf"))
+    agree = lambda imgs: (lambda d: (d == d[:, :1]).all(1).float().mean().item())(clf.predict(imgs)[0])
+    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| A |")]
+    assert out.read_text().startswith("Joint coherence of 30 prior samples")
+    assert float(rows[1][4]) == pytest.approx(100 * (agree(x) - agree(x.roll(1, dims=1))), abs=0.005)
