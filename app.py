@@ -732,8 +732,9 @@ def apply_preset(name):
 
 
 def default_stages(cfg: ModelConfig) -> list[str]:
-    """The stages a default run shows (the EBM latent revision when the checkpoint's sampler runs it)."""
-    return ["proposal", "latent"] + (["ebm_latent"] if cfg.ebm_latent_steps > 0 else []) + ["data"]
+    """The stages a default (conditional) run shows: the EBM latent revision when the checkpoint's
+    conditional sampler runs it."""
+    return ["proposal", "latent"] + (["ebm_latent"] if cfg.ebm_latent_cond_steps > 0 else []) + ["data"]
 
 
 def default_samples(cfg: ModelConfig) -> int:

@@ -45,6 +45,7 @@ class ModelConfig:
     ebm_latent_steps: int = 10        # EBM revision in latent space: Langevin on E(G(z)) + ||z||^2/2 (+ likelihood of x_S); 0 = off
     ebm_latent_step_size: float = 0.3  # step size s of that chain for prior (joint) samples, nothing observed
     ebm_latent_noise: float = 0.3     # noise n of that chain (n = s: exact Langevin on exp(-U))
+    ebm_latent_cond_steps: int = 10   # its steps when modalities are observed (conditional generation); 0 = skipped there
     ebm_latent_cond_step_size: float = 0.03  # its step size when modalities are observed: their likelihood makes U stiff (as for the latent revision)
     ebm_latent_cond_noise: float = 0.03  # its noise when modalities are observed
 

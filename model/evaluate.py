@@ -57,6 +57,15 @@ def subsets(M: int) -> list[tuple[int, ...]]:
     return [s for k in range(1, M) for s in itertools.combinations(range(M), k)]
 
 
+def ordered_stages(names) -> list[str]:
+    """Stage names without repeats, in the chain's order (model.langevin.STAGES; others after, as given):
+    conditional and prior samples may run different stages (e.g. the EBM latent chain only for the latter)."""
+    from .langevin import STAGES
+
+    names = list(dict.fromkeys(names))
+    return [s for s in STAGES if s in names] + [s for s in names if s not in STAGES]
+
+
 def subset_key(s) -> str:
     return ",".join(map(str, s))
 
@@ -92,12 +101,13 @@ class ModelSampler:
         # an EBM trained on chains from noise is sampled the way it was trained (the curve shows both)
         self.data_init = data_init or ("noise" if variant == "noise_init" else "generator")
         cfg = model.config
+        ebm = lambda default: 0 if not self.has_ebm else default if ebm_latent_steps is None else ebm_latent_steps
         steps = {"proposal": 1, "latent": cfg.latent_steps if latent_steps is None else latent_steps,
-                 "ebm_latent": 0 if not self.has_ebm else cfg.ebm_latent_steps if ebm_latent_steps is None
-                 else ebm_latent_steps,
+                 "ebm_latent": ebm(cfg.ebm_latent_cond_steps),   # conditional: its own steps (0 = skipped)
                  "data": 0 if not self.has_ebm else cfg.data_steps if data_steps is None else data_steps}
         self.cond_stages = tuple(s for s, k in steps.items() if k > 0)
-        self.prior_stages = tuple(s for s in self.cond_stages if s != "latent")
+        steps.update(latent=0, ebm_latent=ebm(cfg.ebm_latent_steps))   # prior samples: no latent revision
+        self.prior_stages = tuple(s for s, k in steps.items() if k > 0)
 
     def _kw(self):
         kw = {"data_steps": 0 if not self.has_ebm else self.data_steps, "data_init": self.data_init,
@@ -526,7 +536,7 @@ def evaluate(args) -> dict:
         curve = sampling_curve(model, clf, features, real, test, idx, args.curve_steps, args.n_curve, args.seed,
                                args.latent_steps, progress)
 
-    stages = list(dict.fromkeys(list(sampler.cond_stages) + list(sampler.prior_stages)))
+    stages = ordered_stages(list(sampler.cond_stages) + list(sampler.prior_stages))
     final = stages[-1]
     summary = {}
     for key, stage in (("proposal", "proposal"), ("revised", final)):
@@ -547,8 +557,10 @@ def evaluate(args) -> dict:
             "data_steps": ds if sampler.has_ebm else 0, "data_init": sampler.data_init,
             "data_step_size": cfg.data_step_size,
             "data_noise": cfg.data_noise, "data_temperature": cfg.data_temperature,
-            "ebm_latent_steps": ("ebm_latent" in sampler.cond_stages) * (
+            "ebm_latent_steps": ("ebm_latent" in sampler.prior_stages) * (
                 cfg.ebm_latent_steps if args.ebm_latent_steps is None else args.ebm_latent_steps),
+            "ebm_latent_cond_steps": ("ebm_latent" in sampler.cond_stages) * (
+                cfg.ebm_latent_cond_steps if args.ebm_latent_steps is None else args.ebm_latent_steps),
             "ebm_latent_step_size": cfg.ebm_latent_step_size, "ebm_latent_noise": cfg.ebm_latent_noise,
             "ebm_latent_cond_step_size": cfg.ebm_latent_cond_step_size, "ebm_latent_cond_noise": cfg.ebm_latent_cond_noise,
             "prior": args.prior or "N(0, I)"}
@@ -690,7 +702,8 @@ def parse_args(argv=None):
     p.add_argument("--latent-steps", type=int, default=None, help="override the model's test-time latent steps")
     p.add_argument("--data-steps", type=int, default=None, help="override the model's test-time data steps")
     p.add_argument("--ebm-latent-steps", type=int, default=None,
-                   help="override the model's test-time EBM latent-chain steps (0 = no 'ebm_latent' stage)")
+                   help="override the model's test-time EBM latent-chain steps, conditional and prior samples alike "
+                        "(0 = no 'ebm_latent' stage)")
     p.add_argument("--prior", default=None, help="ex-post prior file (python -m model.prior) for the prior samples "
                                                  "instead of N(0, I)")
     p.add_argument("--data-init", choices=("generator", "noise"), default=None,

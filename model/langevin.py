@@ -188,8 +188,8 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     "proposal": the inference model's sample (unconditioned: z from the prior) decoded by the generator;
     "latent": Langevin on the generator posterior p(z | x_S) (skipped when nothing is observed: the
     posterior is the prior); "ebm_latent": Langevin on E(G(z)) + ||z||^2 / 2 (+ the likelihood of x_S,
-    clamped inside E; step size and noise ``ebm_latent_cond_*`` of the config when something is observed,
-    ``ebm_latent_*`` otherwise, unless given), see ``ebm_latent_revision``; decode; "data": Langevin on the EBM with the observed
+    clamped inside E; steps, step size and noise ``ebm_latent_cond_*`` of the config when something is
+    observed, ``ebm_latent_*`` otherwise, unless given), see ``ebm_latent_revision``; decode; "data": Langevin on the EBM with the observed
     modalities clamped. ``data_init='noise'`` starts the data chain from uniform noise instead (the
     ablation the app shows side by side). ``prior``: an object with ``sample(n, generator)`` and
     ``energy(z)`` (= -log p(z) + const, e.g. ``model.prior.GaussianMixture``, the ex-post prior) used
@@ -202,7 +202,7 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
         pick(latent_noise, "latent_noise")
     conditioned = observed is not None and bool(observed.any())
     cond = "_cond" if conditioned else ""   # the posterior is far stiffer than the prior: its own step size
-    es, ess, en = pick(ebm_latent_steps, "ebm_latent_steps"), \
+    es, ess, en = pick(ebm_latent_steps, f"ebm_latent{cond}_steps"), \
         pick(ebm_latent_step_size, f"ebm_latent{cond}_step_size"), pick(ebm_latent_noise, f"ebm_latent{cond}_noise")
     ds, dss, dn = pick(data_steps, "data_steps"), pick(data_step_size, "data_step_size"), \
         pick(data_noise, "data_noise")

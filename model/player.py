@@ -76,8 +76,9 @@ class ChainPlayer:
                        latent_noise=cfg.latent_noise if s.noise else 0.0, data_steps=s.data_steps,
                        data_step_size=s.data_step_size, data_noise=cfg.data_noise if s.noise else 0.0)
         self.totals = {"proposal": 0, "latent": s.latent_steps, "data": s.data_steps}
-        if cfg.ebm_latent_steps > 0:   # a stage not listed here counts its steps as far as they are seen
-            self.totals["ebm_latent"] = cfg.ebm_latent_steps
+        ebm_steps = cfg.ebm_latent_cond_steps if self.conditioned else cfg.ebm_latent_steps
+        if ebm_steps > 0:   # a stage not listed here counts its steps as far as they are seen
+            self.totals["ebm_latent"] = ebm_steps
         self._known = {k for k, v in self.totals.items() if v is not None}
         self.lock = threading.Lock()
         self.reset()

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .evaluate import EvalError, _mask, eval_indices, save_dump, subsets
+from .evaluate import EvalError, _mask, eval_indices, ordered_stages, save_dump, subsets
 
 
 def _generator(seed: int, *key: int, device="cpu") -> torch.Generator:
@@ -141,7 +141,8 @@ def parse_args(argv=None):
                                                  "(modality 0 observed), every stage")
     p.add_argument("--latent-steps", type=int, default=None, help="override the checkpoint's latent-revision steps")
     p.add_argument("--ebm-latent-steps", type=int, default=None,
-                   help="override the checkpoint's EBM latent-chain steps (0 = no 'ebm_latent' stage)")
+                   help="override the checkpoint's EBM latent-chain steps, conditional and prior samples alike (0 = no "
+                        "'ebm_latent' stage)")
     p.add_argument("--data-steps", type=int, default=None, help="override the checkpoint's data-revision steps")
     p.add_argument("--prior", default=None, help="ex-post prior file (python -m model.prior) for the joint samples "
                                                  "instead of N(0, I)")
@@ -206,13 +207,14 @@ def main(argv=None):
             p.requires_grad_(False)
         cond, idx, joint, diverse, div = generate(model, test, a, prior, progress=not a.quiet)
         pick = lambda v, name: getattr(cfg, name) if v is None else v
-        stages = list(dict.fromkeys([*(st for by in cond.values() for st in by), *joint]))
+        stages = ordered_stages([*(st for by in cond.values() for st in by), *joint])
         meta = {"name": a.name or Path(a.checkpoint).resolve().name, "checkpoint": str(a.checkpoint),
                 "variant": variant, "n_modalities": cfg.n_modalities, "data_seed": cfg.data_seed, "seed": a.seed,
                 "stages": stages, "prior": a.prior or "N(0, I)", "diversity": div, "repeats": a.repeats,
                 "chains": {"latent_steps": pick(a.latent_steps, "latent_steps"),
                            "latent_step_size": cfg.latent_step_size, "latent_noise": cfg.latent_noise,
                            "ebm_latent_steps": pick(a.ebm_latent_steps, "ebm_latent_steps"),
+                           "ebm_latent_cond_steps": pick(a.ebm_latent_steps, "ebm_latent_cond_steps"),
                            "ebm_latent_step_size": cfg.ebm_latent_step_size,
                            "ebm_latent_noise": cfg.ebm_latent_noise,
                            "ebm_latent_cond_step_size": cfg.ebm_latent_cond_step_size,

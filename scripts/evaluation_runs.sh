@@ -219,3 +219,34 @@ judge cpu_full140_gmm10k 0 10000
 $PY -m scripts.results_table cpu_full140 cpu_full140_gmm cpu_full140_gmm10k cpu_full140_poegmm vae140 vae140_gmm \
   mopoe60 mopoe60_gmm mmvaeplus60 mmvaeplus80 mmvaeplus150 --out runs/eval/results_cpu140
 cp runs/priors/cpu_full140.safetensors checkpoints/mebm/prior.safetensors   # + the run's final/ weights and configs
+
+# 8. issue 9, a fifth session (2 CPU cores, no GPU; one thread per job).
+#    (a) MoPoE from MultiVae at our budget, 140 CPU-minutes from scratch (a dump at 60 on the way, to compare with
+#        the run of 6b), then its ex-post prior; both judges.
+.venv-peer/bin/python -m scripts.peer_mmvae_plus --model mopoe --mnist $MNIST --minutes 1000 --max-cpu-minutes 140 \
+  --eval-every-min 20 --n-cond 200 --n-prior 2000 --threads 1 --dump-at 60 --ckpt-every-min 10 --out runs/peer_mopoe140
+.venv-peer/bin/python -m scripts.peer_mmvae_plus --model mopoe --mnist $MNIST --from-model runs/peer_mopoe140/model \
+  --ex-post-prior 20 --n-cond 0 --n-prior 2000 --out runs/peer_mopoe140_gmm --threads 1
+for n in mopoe140:runs/peer_mopoe140 mopoe140_at60:runs/peer_mopoe140/at60min; do
+  cp ${n#*:}/samples.npz runs/dumps/${n%%:*}.npz && judge ${n%%:*}
+done
+cp runs/peer_mopoe140_gmm/samples.npz runs/dumps/mopoe140_gmm.npz && judge mopoe140_gmm 0 2000
+#    (b) the test-time latent chains, chosen on 400 *training* tuples per modality by judge A alone (judge B and
+#        the test set stay out of the choice): the latent revision and the conditional EBM latent chain, each
+#        STEPS:STEP_SIZE:NOISE, the data revision off (it comes after and does not change what is compared)
+$PY -m scripts.tune_chains --checkpoint checkpoints/mebm --mnist $MNIST --n 400 --threads 1 --data-steps 0 \
+  --latent 20:0.03:0.03,20:0.03:0.01,20:0.03:0,20:0.1:0.1,20:0.1:0.03,50:0.1:0.03,20:0.2:0.02,20:0.2:0 \
+  --ebm-latent 0:0.03:0.03 --out runs/tune/latent1.json
+$PY -m scripts.tune_chains --checkpoint checkpoints/mebm --mnist $MNIST --n 400 --threads 1 --data-steps 0 \
+  --latent 20:0.03:0.03 --ebm-latent 10:0.03:0.03,10:0.06:0.06,10:0.1:0.1,10:0.1:0.03,30:0.05:0.05 --out runs/tune/ebm1.json
+#    (c) the stages measured on 1,000 test tuples per modality (5x the table's), paired, with bootstrap intervals,
+#        and the MoE VAE's proposals against our final stage on the same tuples
+for n in cpu_full140:runs/cpu_full140/final vae140:runs/vae140/final; do
+  $PY -m model.sample --checkpoint ${n#*:} --mnist $MNIST --n-cond 1000 --n-joint 0 --n-diverse 0 --threads 1 --quiet \
+    --out runs/dumps/${n%%:*}_c1000.npz
+  judge ${n%%:*}_c1000 1000 0
+done
+$PY -m scripts.stage_gains runs/dumps/cpu_full140_c1000.npz --mnist $MNIST --threads 1 --out runs/eval/gains_cpu_full140_c1000.md
+$PY -m scripts.stage_gains runs/dumps/cpu_full140_c1000.npz --versus runs/dumps/vae140_c1000.npz --mnist $MNIST \
+  --threads 1 --out runs/eval/gains_vae140_vs_full140_c1000.md
+$PY -m scripts.stage_gains runs/dumps/cpu_full140_gmm10k.npz --joint --threads 1 --out runs/eval/gains_cpu_full140_gmm10k.md

@@ -103,7 +103,7 @@ def main(argv=None):
     model.eval()
     idx = np.sort(np.random.default_rng([args.seed, 4242]).permutation(len(train))[:args.n])
     latent = args.latent or [(cfg.latent_steps, cfg.latent_step_size, cfg.latent_noise)]
-    ebm = args.ebm_latent or [(cfg.ebm_latent_steps, cfg.ebm_latent_cond_step_size, cfg.ebm_latent_cond_noise)]
+    ebm = args.ebm_latent or [(cfg.ebm_latent_cond_steps, cfg.ebm_latent_cond_step_size, cfg.ebm_latent_cond_noise)]
     rows = []
     for (ls, lss, ln), (es, ess, en) in tqdm(list(itertools.product(latent, ebm)), desc="settings", dynamic_ncols=True):
         kw = dict(latent_steps=ls, latent_step_size=lss, latent_noise=ln, ebm_latent_steps=es,

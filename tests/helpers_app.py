@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(width=8, ebm_width=8, ebm_features=16, latent_dim=4, ebm_latent_steps=0)  # stage counts pinned; ebm_latent has its own tests
+TINY = dict(width=8, ebm_width=8, ebm_features=16, latent_dim=4, ebm_latent_steps=0,
+            ebm_latent_cond_steps=0)  # stage counts pinned; ebm_latent has its own tests
 
 
 def save_tiny_model(path, **config) -> Path:

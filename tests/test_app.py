@@ -341,9 +341,10 @@ def test_a_new_stage_is_shown_by_name(monkeypatch):
 
 
 def test_the_real_ebm_latent_stage_runs_from_the_checkpoint_config(tmp_path, tiny_app):
-    """A checkpoint whose config asks for the EBM's latent revision: the real sampler runs it, between the
-    latent and the data revision, with the observed modality clamped."""
-    path = save_tiny_model(tmp_path / "mebm", ebm_latent_steps=2)
+    """A checkpoint whose config asks for the EBM's latent revision in conditional generation
+    (ebm_latent_cond_steps): the real sampler runs it, between the latent and the data revision, with the
+    observed modality clamped."""
+    path = save_tiny_model(tmp_path / "mebm", ebm_latent_cond_steps=2)
     app.setup(checkpoint=str(path), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
     try:
         outs = run(source="upload", upload=EXAMPLE, request=req("s-ebm"))

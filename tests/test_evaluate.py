@@ -187,3 +187,24 @@ def test_a_dump_of_conditionals_only(setup, ckpt_run):
     with pytest.raises(SystemExit, match="nothing to score"):
         main(["--samples", str(tmp / "condonly.npz"), "--out", str(tmp / "x"), *common, *FAST, "--n-cond", "0",
               "--n-joint", "0", "--n-fid", "0"])
+
+
+def test_conditional_and_prior_samples_may_run_different_stages(setup):
+    """A checkpoint whose conditional sampler skips the EBM latent chain (ebm_latent_cond_steps = 0) but whose
+    prior samples run it: stages in the chain's order, each scored where it ran."""
+    from dataclasses import replace
+
+    tmp, common = setup
+    trained = MultimodalEBMVAE.from_pretrained(str(tmp / "ckpt"))
+    model = MultimodalEBMVAE(replace(trained.config, ebm_latent_cond_steps=0))
+    model.load_state_dict(trained.state_dict())
+    model.save_pretrained(tmp / "ckpt_nocond")
+    TrainConfig(variant="full").to_json(tmp / "ckpt_nocond" / "train_config.json")
+    i = FAST.index("--ebm-latent-steps")
+    fast = FAST[:i] + FAST[i + 2:]   # the checkpoint's own EBM latent steps
+    main(["--checkpoint", str(tmp / "ckpt_nocond"), "--out", str(tmp / "nocond"), *common, *fast, "--curve-steps", ""])
+    r = json.loads((tmp / "nocond" / "metrics.json").read_text())
+    assert r["stages"] == ["proposal", "latent", "ebm_latent", "data"]
+    assert set(r["conditional"]) == {"proposal", "latent", "data"} and set(r["prior"]) == {"proposal", "ebm_latent", "data"}
+    assert r["settings"]["chains"]["ebm_latent_cond_steps"] == 0 and r["settings"]["chains"]["ebm_latent_steps"] > 0
+    assert r["summary"]["revised"]["stage"] == "data"

@@ -274,3 +274,20 @@ def test_ebm_latent_chain_takes_the_conditional_step_size_when_something_is_obse
     assert all(torch.equal(f.x, cond[0].x) for f in cond)                  # step size 0: nothing moves
     joint = [f for f in conditional_sampling(model, None, None, n=2) if f.stage == "ebm_latent"]
     assert not torch.equal(joint[-1].x, joint[0].x)
+
+
+def test_ebm_latent_chain_has_its_own_steps_when_something_is_observed(tiny_config):
+    """ebm_latent_cond_steps = 0 skips the EBM latent chain in conditional generation only; prior samples keep
+    ebm_latent_steps; an explicit ebm_latent_steps overrides both."""
+    from dataclasses import replace
+
+    model = MultimodalEBMVAE(replace(tiny_config, ebm_latent_steps=4, ebm_latent_cond_steps=0))
+    x, observed = torch.rand(2, 3, 3, 28, 28), observed_mask([1], 3)
+    assert list(conditional_generate(model, x, observed)) == ["proposal", "latent", "data", "final"]
+    joint = [f for f in conditional_sampling(model, None, None, n=2) if f.stage == "ebm_latent"]
+    assert [f.step for f in joint] == list(range(5))
+    cond = [f for f in conditional_sampling(model, x, observed, ebm_latent_steps=2) if f.stage == "ebm_latent"]
+    assert [f.step for f in cond] == [0, 1, 2]
+    model = MultimodalEBMVAE(replace(tiny_config, ebm_latent_steps=0, ebm_latent_cond_steps=3))
+    assert "ebm_latent" in conditional_generate(model, x, observed)
+    assert "ebm_latent" not in conditional_generate(model, None, None, n=2)

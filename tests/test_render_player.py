@@ -114,7 +114,7 @@ def test_frames_are_thinned_under_the_byte_cap(tiny):
     s = ChainSettings(n_samples=4, latent_steps=10, data_steps=20, compare=True)
     p = ChainPlayer(tiny, x, observed_mask([0], 5), s, max_bytes=10 * 2 * 4 * 5 * 3 * 28 * 28)  # ~10 frames
     n = len(list(p))
-    assert n == 1 + 11 + (tiny.config.ebm_latent_steps + 1) + 21 and p.kept_bytes <= p.max_bytes and len(p.frames) < n
+    assert n == 1 + 11 + (tiny.config.ebm_latent_cond_steps + 1) + 21 and p.kept_bytes <= p.max_bytes and len(p.frames) < n
     stages = [f.stage for f in p.frames]
     assert stages[0] == "proposal" and p.frames[-1].step == 20       # first and last frames kept
 
@@ -160,3 +160,17 @@ def test_ex_post_prior_for_unconditional_chains_only(tiny):
     conditioned = player(tiny, prior=prior)
     assert conditioned.prior is None and same(conditioned, player(tiny))
     assert prior.drawn == [2, 2]                                      # drawn only for the unconditional chains
+
+
+def test_player_counts_the_ebm_latent_steps_of_its_mode():
+    """Conditional players run (and count) ebm_latent_cond_steps, unconditional ones ebm_latent_steps."""
+    torch.manual_seed(0)
+    model = MultimodalEBMVAE(ModelConfig(latent_dim=4, width=8, ebm_width=8, ebm_features=16, ebm_latent_steps=2,
+                                         ebm_latent_cond_steps=0)).eval()
+    s = ChainSettings(n_samples=2, latent_steps=2, data_steps=2)
+    cond = ChainPlayer(model, torch.rand(1, 5, 3, 28, 28), observed_mask([0], 5), s)
+    list(cond)
+    assert "ebm_latent" not in cond.totals and cond.stages == ["proposal", "latent", "data"]
+    free = ChainPlayer(model, None, None, s)
+    list(free)
+    assert free.totals["ebm_latent"] == 2 and free.stages == ["proposal", "ebm_latent", "data"]
