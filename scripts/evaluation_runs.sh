@@ -238,7 +238,11 @@ $PY -m scripts.tune_chains --checkpoint checkpoints/mebm --mnist $MNIST --n 400 
   --latent 20:0.03:0.03,20:0.03:0.01,20:0.03:0,20:0.1:0.1,20:0.1:0.03,50:0.1:0.03,20:0.2:0.02,20:0.2:0 \
   --ebm-latent 0:0.03:0.03 --out runs/tune/latent1.json
 $PY -m scripts.tune_chains --checkpoint checkpoints/mebm --mnist $MNIST --n 400 --threads 1 --data-steps 0 \
-  --latent 20:0.03:0.03 --ebm-latent 10:0.03:0.03,10:0.06:0.06,10:0.1:0.1,10:0.1:0.03,30:0.05:0.05 --out runs/tune/ebm1.json
+  --latent 20:0.03:0.03 --ebm-latent 10:0.03:0.03,10:0.06:0.06,10:0.1:0.1,10:0.1:0.03,30:0.05:0.05,10:0.2:0.2 \
+  --out runs/tune/ebm1.json
+#        the whole chain (data revision on) with and without the conditional EBM latent chain: it adds nothing
+$PY -m scripts.tune_chains --checkpoint checkpoints/mebm --mnist $MNIST --n 400 --threads 1 \
+  --latent 20:0.03:0.03 --ebm-latent 10:0.03:0.03,0:0.03:0.03 --out runs/tune/full_chain.json
 #    (c) the stages measured on 1,000 test tuples per modality (5x the table's), paired, with bootstrap intervals,
 #        and the MoE VAE's proposals against our final stage on the same tuples
 for n in cpu_full140:runs/cpu_full140/final vae140:runs/vae140/final; do
@@ -250,3 +254,16 @@ $PY -m scripts.stage_gains runs/dumps/cpu_full140_c1000.npz --mnist $MNIST --thr
 $PY -m scripts.stage_gains runs/dumps/cpu_full140_c1000.npz --versus runs/dumps/vae140_c1000.npz --mnist $MNIST \
   --threads 1 --out runs/eval/gains_vae140_vs_full140_c1000.md
 $PY -m scripts.stage_gains runs/dumps/cpu_full140_gmm10k.npz --joint --threads 1 --out runs/eval/gains_cpu_full140_gmm10k.md
+#    (d) the shipped checkpoint's conditional sampler without the EBM latent chain (config.json: ebm_latent_cond_steps 0,
+#        chosen in (b)); the same 1,000 tuples, then the table's sizes (the joint samples are unchanged), timing
+$PY -m model.sample --checkpoint runs/cpu_full140/final --mnist $MNIST --n-cond 1000 --n-joint 0 --n-diverse 0 --threads 1 \
+  --quiet --ebm-latent-steps 0 --out runs/dumps/cpu_full140_noebmcond_c1000.npz
+$PY -m scripts.stage_gains runs/dumps/cpu_full140_noebmcond_c1000.npz --mnist $MNIST --threads 1 \
+  --out runs/eval/gains_cpu_full140_noebmcond_c1000.md
+$PY -m scripts.stage_gains runs/dumps/cpu_full140_noebmcond_c1000.npz --versus runs/dumps/vae140_c1000.npz --mnist $MNIST \
+  --threads 1 --out runs/eval/gains_vae140_vs_full140_noebmcond_c1000.md
+$PY -m model.sample --checkpoint checkpoints/mebm $S --out runs/dumps/mebm5.npz --image runs/dumps/mebm5_four.png --name mebm5
+judge mebm5
+$PY -m scripts.stage_gains runs/dumps/mebm5.npz --mnist $MNIST --threads 1 --out runs/eval/gains_mebm5.md
+$PY -m scripts.time_chain && $PY -m scripts.time_chain --ebm-latent-steps 10
+$PY -m benchmarks.bench_app --no-http

@@ -43,8 +43,8 @@ def test_training_and_test_time_chains_are_separate_groups():
     assert set(groups[test_chain]) == {"model.latent_steps", "model.latent_step_size", "model.latent_noise",
                                        "model.data_steps", "model.data_step_size", "model.data_noise",
                                        "model.ebm_latent_steps", "model.ebm_latent_step_size",
-                                       "model.ebm_latent_noise", "model.ebm_latent_cond_step_size",
-                                       "model.ebm_latent_cond_noise"}
+                                       "model.ebm_latent_noise", "model.ebm_latent_cond_steps",
+                                       "model.ebm_latent_cond_step_size", "model.ebm_latent_cond_noise"}
 
 
 def test_bad_values_are_one_line_errors(capsys):
