@@ -267,3 +267,9 @@ judge mebm5
 $PY -m scripts.stage_gains runs/dumps/mebm5.npz --mnist $MNIST --threads 1 --out runs/eval/gains_mebm5.md
 $PY -m scripts.time_chain && $PY -m scripts.time_chain --ebm-latent-steps 10
 $PY -m benchmarks.bench_app --no-http
+#    (e) the table of the fifth-session section and the plane (assets/plane_cpu_140.png)
+$PY -m scripts.results_table mebm5 cpu_full140_gmm cpu_full140_gmm10k vae140 vae140_gmm mopoe140 mopoe140_gmm mopoe140_at60 \
+  mopoe60 mopoe60_gmm mmvaeplus150 --out runs/eval/results_cpu140_5 --labels "**full method (140), shipped**|\
+**full method (140), shipped**|**full method (140), shipped**|MoE VAE (140)|MoE VAE (140)|MoPoE (140; MultiVae)|\
+MoPoE (140; MultiVae)|MoPoE (140 run, at 60 CPU-min)|MoPoE (60; MultiVae; fourth session)|MoPoE (60; MultiVae; fourth session)|\
+MMVAE+ (MultiVae), 150 wall-min"
