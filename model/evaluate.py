@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from .device import DeviceError
 from . import render
-from .metrics import ClassifierFeatures, InceptionFeatures, frechet_distance
+from .metrics import ClassifierFeatures, InceptionFeatures, frechet_distance, hits, one_digit
 
 STAGE_LABELS = {"proposal": "generator proposal", "latent": "latent-revised",
                 "ebm_latent": "EBM latent-revised", "data": "MCMC-revised (latent + data)"}
@@ -204,7 +204,7 @@ class DumpSampler:
 def conditional_coherence(sampler, clf, test, idx, seed=0, batch=500, progress=True) -> dict:
     """{stage: {"by_subset": {key: c}, "by_size": {k: mean}, "mean": mean over sizes}}."""
     M = test.x.shape[1]
-    hits = {}
+    tally = {}
     have = getattr(sampler, "subsets", None)   # a dump may hold only some subsets: sizes without any are left out
     todo = [(s, i) for s in subsets(M) if have is None or s in have for i in range(0, len(idx), batch)]
     for s, i in tqdm(todo, desc="conditional coherence", disable=not progress, dynamic_ncols=True):
@@ -214,12 +214,12 @@ def conditional_coherence(sampler, clf, test, idx, seed=0, batch=500, progress=T
         out = sampler.conditional(b, x, observed, _generator(seed, 1, *s, i))
         for stage, xg in out.items():
             digit, _ = clf.predict(xg)
-            right = (digit[:, ~observed] == y[:, None]).float()
-            h = hits.setdefault(stage, {}).setdefault(subset_key(s), [0.0, 0])
+            right = hits(digit, y, observed)
+            h = tally.setdefault(stage, {}).setdefault(subset_key(s), [0.0, 0])
             h[0] += right.sum().item()
             h[1] += right.numel()
     res = {}
-    for stage, by in hits.items():
+    for stage, by in tally.items():
         by_subset = {k: v[0] / v[1] for k, v in by.items()}
         by_size = {str(k): float(np.mean([by_subset[subset_key(s)] for s in subsets(M)
                                           if len(s) == k and subset_key(s) in by_subset]))
@@ -240,7 +240,7 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
         for stage, xg in out.items():
             if i < n_joint:
                 digit, _ = clf.predict(xg[:max(0, min(nb, n_joint - i))])
-                ok = (digit == digit[:, :1]).all(1)
+                ok = one_digit(digit)
                 agree.setdefault(stage, []).append(ok)
                 counts = hist.setdefault(stage, torch.zeros(10))
                 counts += torch.bincount(digit.flatten(), minlength=10).float()
@@ -324,11 +324,11 @@ def sampling_curve(model, clf, features, real_feats, test, idx, steps, n, seed=0
                 xs = st.x.cpu()
                 digit, _ = clf.predict(xs)
                 if kind == "prior":
-                    joint[st.step].append((digit == digit[:, :1]).all(1).float())
+                    joint[st.step].append(one_digit(digit).float())
                     for mm in range(M):
                         fds[st.step][mm].append(features(xs[:, mm], mm))
                 else:
-                    cond[st.step].append((digit[:, ~observed.cpu()] == y[:, None]).float().flatten())
+                    cond[st.step].append(hits(digit, y, observed.cpu()).flatten())
         res[init] = {
             "joint_coherence": [torch.cat(joint[s]).mean().item() for s in steps],
             "coherence_cond1": [torch.cat(cond[s]).mean().item() for s in steps],

@@ -13,10 +13,21 @@ def coherence(clf, x: torch.Tensor, labels: torch.Tensor, modalities=None) -> fl
     return (digit[:, mods] == labels[:, None]).float().mean().item()
 
 
+def hits(digit: torch.Tensor, labels: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """Conditional generation: 1.0 where a generated (not observed) modality reads as its tuple's digit,
+    float [B, M - |S|], from the predicted digits [B, M], the labels [B] and the observed mask [M]."""
+    return (digit[:, ~observed] == labels[:, None]).float()
+
+
+def one_digit(digit: torch.Tensor) -> torch.Tensor:
+    """Joint samples: True where all M predicted digits [B, M] agree, bool [B]."""
+    return (digit == digit[:, :1]).all(1)
+
+
 def joint_coherence(clf, x: torch.Tensor) -> float:
     """Fraction of joint samples whose M predicted digits all agree."""
     digit, _ = clf.predict(x)
-    return (digit == digit[:, :1]).all(1).float().mean().item()
+    return one_digit(digit).float().mean().item()
 
 
 @torch.no_grad()

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from model.evaluate import DumpSampler, EvalError, _mask, load_classifier
+from model.metrics import hits, one_digit
 
 
 def correctness(dump: DumpSampler, clf, test, batch=500) -> dict[str, np.ndarray]:
@@ -40,7 +41,7 @@ def correctness(dump: DumpSampler, clf, test, batch=500) -> dict[str, np.ndarray
             x, y = test.batch(torch.as_tensor(b))
             for stage, xg in dump.conditional(b, x, observed, None).items():
                 digit, _ = clf.predict(xg)
-                cols.setdefault(stage, {}).setdefault(m, []).append((digit[:, ~observed] == y[:, None]).float().numpy())
+                cols.setdefault(stage, {}).setdefault(m, []).append(hits(digit, y, observed).numpy())
     return {s: np.concatenate([np.concatenate(v) for _, v in sorted(by.items())], axis=1) for s, by in cols.items()}
 
 
@@ -51,7 +52,7 @@ def joint_correctness(dump: DumpSampler, clf, batch=500) -> dict[str, np.ndarray
     for i in range(0, dump.n_prior, batch):
         for stage, xg in dump.prior(i, min(batch, dump.n_prior - i), None).items():
             digit, _ = clf.predict(xg)
-            out.setdefault(stage, []).append((digit == digit[:, :1]).all(1).float().numpy()[:, None])
+            out.setdefault(stage, []).append(one_digit(digit).float().numpy()[:, None])
     return {s: np.concatenate(v) for s, v in out.items()}
 
 
@@ -105,7 +106,7 @@ def main(argv=None):
             test = load_dataset("test", M, seed, args.mnist, args.cache_dir)
             what = f"Conditional coherence from one observed modality, {len(dump.f['cond_index'])} test tuples per modality"
             unit = "test tuples"
-        score = (lambda d, clf: joint_correctness(d, clf)) if args.joint else (lambda d, clf: correctness(d, clf, test))
+        score = joint_correctness if args.joint else (lambda d, clf: correctness(d, clf, test))
         lines = [f"{what} ({Path(args.dump).name}); change from the row above, with its 95 % bootstrap interval "
                  f"over {unit} ({args.boot} resamples).", "",
                  "| judge | stage | coherence | change | 95 % interval |", "|---|---|---|---|---|"]

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from model.evaluate import EvalError, _mask, load_checkpoint, load_classifier
 from model.langevin import conditional_generate
+from model.metrics import hits
 from model.sample import _generator, diversity
 
 
@@ -65,7 +66,7 @@ def parse_args(argv=None):
 def score(model, clf, data, idx, kw, args) -> tuple[dict, float]:
     """Coherence per stage (mean over the single observed modalities), and the final stage's diversity."""
     M = model.config.n_modalities
-    hits = {}
+    tally = {}
     for m in range(M):
         observed = _mask((m,), M)
         for i in range(0, len(idx), args.batch):
@@ -73,8 +74,8 @@ def score(model, clf, data, idx, kw, args) -> tuple[dict, float]:
             out = conditional_generate(model, x, observed, generator=_generator(args.seed, 11, m, i), **kw)
             for stage, xg in out.items():
                 digit, _ = clf.predict(xg)
-                right = (digit[:, ~observed] == y[:, None]).float()
-                h = hits.setdefault(stage, [0.0, 0])
+                right = hits(digit, y, observed)
+                h = tally.setdefault(stage, [0.0, 0])
                 h[0] += right.sum().item()
                 h[1] += right.numel()
     x, _ = data.batch(torch.as_tensor(idx[:args.n_diverse]))
@@ -84,7 +85,7 @@ def score(model, clf, data, idx, kw, args) -> tuple[dict, float]:
         rep = x.repeat_interleave(args.repeats, 0)
         out = conditional_generate(model, rep, observed, generator=_generator(args.seed, 15, m), **kw)
         div.append(diversity(out["final"].view(len(x), args.repeats, *out["final"].shape[1:]), observed))
-    return {s: h[0] / h[1] for s, h in hits.items()}, float(np.mean(div))
+    return {s: h[0] / h[1] for s, h in tally.items()}, float(np.mean(div))
 
 
 def main(argv=None):
