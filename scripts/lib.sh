@@ -14,6 +14,7 @@
 # stopped (a training step resumes from its last checkpoint). Everything is written under runs/.
 set -euo pipefail
 CALLER_DIR=$PWD
+RECIPE=$(realpath "$0")
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PY=${PY:-python}
@@ -34,7 +35,7 @@ parse_args() {  # parse_args ALLOW_INSTALL "$@"
       --install)
         [[ $allow == 1 ]] || { echo "$(basename "$0"): --install is not an option of this recipe" >&2; exit 2; }
         INSTALL=1; shift ;;
-      -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; sed -n '3,14s/^# \{0,1\}//p' scripts/lib.sh; exit 0 ;;
+      -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$RECIPE"; sed -n '3,14s/^# \{0,1\}//p' scripts/lib.sh; exit 0 ;;
       *) echo "$(basename "$0"): unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
   done
