@@ -4,7 +4,7 @@
 #      judge B and the test set stay out of the choice): the latent revision, then the conditional EBM latent
 #      chain, each STEPS:STEP_SIZE:NOISE, then the whole chain with and without the conditional EBM latent chain;
 #   2. every stage on 1,000 test tuples per modality, paired, with 95 % bootstrap intervals (scripts.stage_gains),
-#      and the full method's final stage against the MoE VAE's proposals on the same tuples (needs runs/vae140
+#      with and without the conditional EBM latent chain, and the full method's final stage against the MoE VAE's proposals on the same tuples (needs runs/vae140
 #      from scripts/table_readme.sh);
 #   3. the joint stages, paired, on 10,000 samples from the ex-post prior.
 # Output: runs/tune/*.json, runs/eval/gains_*.md.
@@ -32,6 +32,9 @@ dump mebm_c1000 "$CHECKPOINT" --n-cond 1000 --n-joint 0 --n-diverse 0
 dump vae140_c1000 runs/vae140/final --n-cond 1000 --n-joint 0 --n-diverse 0
 GAINS=("$PY" -m scripts.stage_gains --classifier "$JUDGE_A" "$JUDGE_B" "${DATA[@]}" --threads "$THREADS")
 step runs/eval/gains_mebm_c1000.md "${GAINS[@]}" runs/dumps/mebm_c1000.npz --out runs/eval/gains_mebm_c1000.md
+dump mebm_ebmcond_c1000 "$CHECKPOINT" --n-cond 1000 --n-joint 0 --n-diverse 0 --ebm-latent-steps 10
+step runs/eval/gains_mebm_ebmcond_c1000.md "${GAINS[@]}" runs/dumps/mebm_ebmcond_c1000.npz \
+  --out runs/eval/gains_mebm_ebmcond_c1000.md   # the same with the conditional EBM latent chain (10 steps)
 step runs/eval/gains_vae140_vs_mebm_c1000.md "${GAINS[@]}" runs/dumps/mebm_c1000.npz \
   --versus runs/dumps/vae140_c1000.npz --out runs/eval/gains_vae140_vs_mebm_c1000.md
 
