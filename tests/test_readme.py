@@ -45,11 +45,17 @@ def code_blocks(text):
     return [re.sub(r"\\\n\s*", " ", b) for b in blocks]
 
 
+def inline_code(text):
+    """The inline code spans of a markdown text, outside its fenced blocks."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return re.findall(r"`([^`\n]+)`", prose)
+
+
 def commands(text):
     """(program, args) for every documented command: `python -m MOD ...` (also under torchrun),
     `python app.py ...` and `bash scripts/X.sh ...`, from code blocks and inline code."""
     lines = [line for block in code_blocks(text) for line in block.splitlines()]
-    lines += re.findall(r"`((?:python -m|python app\.py|bash scripts/)[^`]*)`", text)
+    lines += [span for span in inline_code(text) if span.startswith(("python -m", "python app.py", "bash scripts/"))]
     return parse_commands(lines)
 
 
@@ -154,11 +160,12 @@ def test_documented_paths_exist():
     missing = []
     for doc in DOCS:
         text = doc.read_text()
-        spans = re.findall(r"`([^`\n]+)`", text) + code_blocks(text)
+        spans = inline_code(text) + code_blocks(text)
         for span in spans:
             for tok in re.findall(r"(?<![\w./-])((?:%s)/[\w./-]*[\w/]|(?:%s)(?![\w.-]))" % (
                     "|".join(map(re.escape, TOP)), "|".join(map(re.escape, FILES))), span):
-                if not PLACEHOLDER.search(tok) and not (ROOT / tok).exists():
+                placeholder = tok not in FILES and PLACEHOLDER.search(tok)
+                if not placeholder and not (ROOT / tok).exists():
                     missing.append((rel(doc), tok))
         for target in re.findall(r"\]\(([^)\s#]+)", text):   # links and images, relative to the doc
             if not target.startswith(("http://", "https://", "mailto:")) and not (doc.parent / target).exists():
