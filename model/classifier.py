@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from tqdm import tqdm
+
+from .networks import HubMixin
 
 
 @dataclass
@@ -96,7 +97,7 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return y.clamp(0, 1)
 
 
-class Classifiers(nn.Module, PyTorchModelHubMixin, library_name="multimodal-ebm-mcmc-revision",
+class Classifiers(nn.Module, HubMixin, library_name="multimodal-ebm-mcmc-revision",
                   tags=["polymnist", "classifier"], license="mit"):
     """One digit classifier per modality. Input [B, M, 3, 28, 28] in [0, 1]."""
 

@@ -6,8 +6,9 @@
 The folder (``--out``, default ``hub/<NAME>``) holds what the Hub repo needs: ``model.safetensors`` and
 ``config.json`` (loadable with ``MultimodalEBMVAE.from_pretrained``), ``train_config.json``, the evaluation's
 ``metrics.json`` when there is one, the ex-post prior (``prior.safetensors`` + ``prior.json``) when it is beside
-the weights, and ``README.md``: a model card with that checkpoint's metrics table,
-the exact training and evaluation commands, the data recipe and the licence. The upload uses
+the weights, and ``README.md``: the checkpoint's own model card when it has one (CHECKPOINT/README.md written
+by hand, as the bundled checkpoints have: it is published as it is), else a card made from the run: that
+checkpoint's metrics table, the training and evaluation commands, the data recipe and the licence. The upload uses
 huggingface_hub (``create_repo`` + ``upload_folder``; log in first with ``hf auth login`` or set ``HF_TOKEN``).
 
 Metrics are read from ``--metrics FILE`` or else the first of CHECKPOINT/metrics.json,
@@ -94,6 +95,16 @@ def data_recipe(cfg: TrainConfig | None, model_cfg) -> str:
             f"MNIST image. Same seed, same tensors. MNIST: torchvision's download or `--mnist FILE.npz` (Keras layout).")
 
 
+def own_card(checkpoint: Path) -> str | None:
+    """CHECKPOINT/README.md when it is a model card written for the checkpoint (front matter and a title), not
+    the placeholder huggingface_hub's save_pretrained writes beside every save."""
+    path = checkpoint / "README.md"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if not text.startswith("---\n") or "[More Information Needed]" in text or "\n# " not in text:
+        return None
+    return text
+
+
 def model_card(repo_id: str, model_cfg, cfg: TrainConfig | None, metrics: dict | None, checkpoint: str) -> str:
     from .evaluate import markdown
 
@@ -121,6 +132,11 @@ def model_card(repo_id: str, model_cfg, cfg: TrainConfig | None, metrics: dict |
         lines += ["```bash", train_command(cfg), "```", "",
                   "(every field of `train_config.json` that differs from the defaults; `--mnist` / `--data-dir` as on "
                   "the machine that trained it; under torchrun `--batch-size` is per process.)", ""]
+        if cfg.init_from:
+            lines += [f"The run started from the weights of another run, `{cfg.init_from}` (`--init-from`), made "
+                      f"first with its own `train_config.json`"
+                      + (f"; these parts were not taken from it: {', '.join(cfg.init_skip_parts)}"
+                         if cfg.init_skip_parts else "") + ".", ""]
     else:
         lines += ["No `train_config.json` was found beside this checkpoint.", ""]
     if metrics:
@@ -157,7 +173,8 @@ def build_folder(checkpoint: str | Path, repo_id: str, out: str | Path, metrics:
     for name in (PRIOR_FILE, Path(PRIOR_FILE).with_suffix(".json").name):   # the ex-post prior and its fit record
         if (checkpoint / name).is_file():
             shutil.copyfile(checkpoint / name, out / name)
-    (out / "README.md").write_text(model_card(repo_id, model.config, cfg, r, str(checkpoint)))
+    card = own_card(checkpoint) or model_card(repo_id, model.config, cfg, r, str(checkpoint))
+    (out / "README.md").write_text(card, encoding="utf-8")
     return out
 
 

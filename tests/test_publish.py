@@ -68,11 +68,30 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         assert len(err.splitlines()) == 1 and err.startswith("error:")
 
 
-def test_the_bundled_checkpoint_publishes(tmp_path, capsys):
+def test_the_bundled_checkpoint_publishes_its_own_card(tmp_path, capsys):
+    """The shipped checkpoint's card (its README.md: metrics, recipe) is what goes up, whole; loading is quiet."""
     publish_main(["--checkpoint", str(BUNDLED), "--repo-id", "org/mebm", "--out", str(tmp_path / "h"), "--dry-run"])
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].startswith("wrote ") and out[1] == "dry run: nothing uploaded"
     card = (tmp_path / "h" / "README.md").read_text()
-    cfg = TrainConfig.from_json(BUNDLED / "train_config.json")   # the card gives the run's own command
-    assert "No evaluation was found" in card and train_command(cfg) in card and "--max-cpu-minutes" in card
+    assert card == (BUNDLED / "README.md").read_text() and "No evaluation was found" not in card
+    assert card.startswith("---\nlicense: mit\n") and "coherence" in card.lower()
     MultimodalEBMVAE.from_pretrained(str(tmp_path / "h"), strict=True)
     assert (tmp_path / "h" / "prior.json").is_file()                         # the ex-post prior goes up with it
     assert GaussianMixture.load(tmp_path / "h" / PRIOR_FILE).n_components == 20
+
+
+def test_a_run_without_a_card_gets_one_from_its_record(tmp_path, capsys):
+    """A checkpoint with only huggingface_hub's placeholder README: the card is made from train_config.json, and a
+    run started from another run's weights says so in words, not as a bare command."""
+    ckpt = tmp_path / "ckpt"
+    MultimodalEBMVAE.from_pretrained(str(BUNDLED), strict=True).save_pretrained(ckpt)
+    assert "[More Information Needed]" in (ckpt / "README.md").read_text()
+    cfg = TrainConfig.from_json(BUNDLED / "train_config.json")
+    cfg.init_skip = "energy"
+    cfg.to_json(ckpt / "train_config.json")
+    publish_main(["--checkpoint", str(ckpt), "--repo-id", "org/mebm", "--out", str(tmp_path / "h"), "--dry-run"])
+    card = (tmp_path / "h" / "README.md").read_text()
+    assert "[More Information Needed]" not in card and train_command(cfg) in card and "--max-cpu-minutes" in card
+    assert f"started from the weights of another run, `{cfg.init_from}`" in card and "not taken from it: energy" in card
+    assert "No evaluation was found" in card                                   # nothing to show: it says so
