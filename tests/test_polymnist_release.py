@@ -47,6 +47,7 @@ def test_reads_the_layout_tuples_matched_by_index(release):
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1 and y.tolist() == [0, 2]
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_on_the_release(release, tmp_path):
     cfg = TrainConfig(model=ModelConfig(width=8, ebm_width=8, ebm_features=16, latent_dim=4),
                       dataset="polymnist", data_dir=str(release), out_dir=str(tmp_path / "run"),
@@ -102,6 +103,7 @@ def test_bad_release_is_one_line_naming_the_file(release, tmp_path, how):
         assert "30 files" in msg and "29 files" in msg
 
 
+@pytest.mark.slow
 def test_bad_release_from_the_shell(release, tmp_path):
     import subprocess
     import sys

@@ -4,6 +4,7 @@ ex-post prior when the checkpoint has one."""
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from model.classifier import ClassifierConfig, Classifiers
@@ -18,6 +19,7 @@ from model.train import train
 BUNDLED = Path(__file__).resolve().parents[1] / "checkpoints" / "mebm"
 
 
+@pytest.mark.slow
 def test_dry_run_folder_loads_and_card_has_the_metrics(tmp_path, mnist_file, tiny_config, capsys):
     cfg = TrainConfig(model=tiny_config, out_dir=str(tmp_path / "run"), mnist=str(mnist_file),
                       cache_dir=str(tmp_path / "cache"), iters=2, batch_size=4, warmup_iters=1, data_steps=1,
@@ -57,8 +59,6 @@ def test_dry_run_folder_loads_and_card_has_the_metrics(tmp_path, mnist_file, tin
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
-    import pytest
-
     for argv, code in ((["--checkpoint", str(tmp_path / "none"), "--repo-id", "a/b", "--dry-run"], 1),
                        (["--checkpoint", str(BUNDLED), "--repo-id", "nameonly", "--dry-run"], 2)):
         with pytest.raises(SystemExit) as e:
