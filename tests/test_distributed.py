@@ -1,6 +1,6 @@
 """Data-parallel training under torchrun (DistributedDataParallel, gloo on CPU): 2 processes, a few
-iterations; the processes end with identical weights, rank 0 alone writes the run, the checkpoint loads
-and --resume continues it."""
+iterations; the processes end with identical weights, rank 0 alone writes the run and reports, DDP does not
+warn, the checkpoint loads and --resume continues it."""
 import json
 import os
 import socket
@@ -32,6 +32,8 @@ def _torchrun(tmp_path, mnist_file, iters, resume=""):
            str(iters), resume]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=170, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("saved ") == 1 and "Loading weights" not in r.stdout   # the first process alone reports
+    assert "Warning" not in r.stderr and "warn" not in r.stderr.lower(), r.stderr[-3000:]
     return r
 
 
