@@ -8,16 +8,15 @@ distance. Two independent families (a coherence claim holds only where both agre
   augmentation (``augment``) so that blurry and sharp samples are read alike.
 
 Train: python -m model.classifier --mnist ../shared/data/mnist.npz --out checkpoints/classifier
-       python -m model.classifier --mnist ../shared/data/mnist.npz --arch vgg --augment --epochs 3 --lr 2e-3 --train-seed 1 \
-           --out checkpoints/classifier_b
+       python -m model.classifier --mnist ../shared/data/mnist.npz --arch vgg --augment --epochs 3 --lr 2e-3 \
+           --train-seed 1 --out checkpoints/classifier_b
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch

@@ -78,7 +78,8 @@ def load_mnist(path: str | Path | None = None, root: str | Path = "data_cache", 
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
             if missing:
-                raise MNISTError(f"{str(path)!r} has no array(s) {', '.join(missing)} (it holds {', '.join(f.files) or 'nothing'}). "
+                raise MNISTError(f"{str(path)!r} has no array(s) {', '.join(missing)} "
+                                 f"(it holds {', '.join(f.files) or 'nothing'}). "
                                  f"Accepted: {MNIST_FORMATS}.")
             arrays = tuple(np.asarray(f[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
     except MNISTError:
@@ -109,7 +110,8 @@ def _load_mnist_raw_dir(root: Path):
         arrays = (read("train-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("train-labels-idx1-ubyte", 8),
                   read("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("t10k-labels-idx1-ubyte", 8))
     except ValueError as e:
-        raise MNISTError(f"The MNIST idx files under {str(raw)!r} are truncated ({e}). Accepted: {MNIST_FORMATS}.") from None
+        raise MNISTError(f"The MNIST idx files under {str(raw)!r} are truncated ({e}). "
+                         f"Accepted: {MNIST_FORMATS}.") from None
     _check_mnist(arrays, root)
     return arrays
 
@@ -118,7 +120,8 @@ def _check_mnist(arrays, path):
     x_tr, y_tr, x_te, y_te = arrays
     if any(a.dtype.kind not in "ui" for a in arrays) or any(a.size == 0 for a in arrays):
         raise MNISTError(f"{str(path)!r} does not hold MNIST: expected integer arrays, got dtypes "
-                         f"{', '.join(str(a.dtype) for a in arrays)} and sizes {', '.join(str(a.size) for a in arrays)}. "
+                         f"{', '.join(str(a.dtype) for a in arrays)} and sizes "
+                         f"{', '.join(str(a.size) for a in arrays)}. "
                          f"Accepted: {MNIST_FORMATS}.")
     ok = (x_tr.ndim == 3 and x_tr.shape[1:] == (28, 28) and x_te.ndim == 3 and x_te.shape[1:] == (28, 28)
           and len(x_tr) == len(y_tr) and len(x_te) == len(y_te) and len(x_tr) > 0
@@ -385,7 +388,8 @@ def read_polymnist_folder(root: str | Path, split: str = "train", n_modalities: 
         if files[m].keys() != files[0].keys():
             extra = sorted(set(files[m]) ^ set(files[0]))[0]
             where = files[m].get(extra, files[0].get(extra))[1]
-            raise DataError(f"{str(base / f'm{m}')!r} has {len(files[m])} files, {str(base / 'm0')!r} has {len(files[0])} files: "
+            raise DataError(f"{str(base / f'm{m}')!r} has {len(files[m])} files, "
+                            f"{str(base / 'm0')!r} has {len(files[0])} files: "
                             f"tuples are matched by index and {str(where)!r} has no partner")
     index = sorted(files[0])
     if not index:

@@ -27,7 +27,8 @@ from .config import TrainConfig
 from .prior import PRIOR_FILE
 
 LICENSE = "mit"
-PAPER = "arXiv 2605.00644 (Learning Multimodal Energy-Based Model with Multimodal Variational Auto-Encoder via MCMC Revision, TMLR 2026)"
+PAPER = ("arXiv 2605.00644 (Learning Multimodal Energy-Based Model with Multimodal Variational Auto-Encoder via "
+         "MCMC Revision, TMLR 2026)")
 
 
 class PublishError(RuntimeError):
@@ -39,7 +40,8 @@ def find_metrics(checkpoint: Path, metrics: str | Path | None = None) -> Path | 
         if not Path(metrics).is_file():
             raise PublishError(f"metrics file not found: {str(metrics)!r}")
         return Path(metrics)
-    for p in (checkpoint / "metrics.json", checkpoint / "eval" / "metrics.json", checkpoint.parent / "eval" / "metrics.json"):
+    for p in (checkpoint / "metrics.json", checkpoint / "eval" / "metrics.json",
+              checkpoint.parent / "eval" / "metrics.json"):
         if p.is_file():
             return p
     return None
@@ -91,8 +93,9 @@ def data_recipe(cfg: TrainConfig | None, model_cfg) -> str:
     return (f"The PolyMNIST-style set that `model.data` builds offline from MNIST (recipe {DATA_VERSION}, data seed "
             f"{model_cfg.data_seed}, M = {model_cfg.n_modalities}): modality 0 is plain ink, modalities 1-4 procedural "
             f"textures made with numpy from the seed; the PolyMNIST recipe (binarise the digit, a random 28x28 crop of "
-            f"the texture, colours inverted where the digit is); tuples paired by label, each modality from a different "
-            f"MNIST image. Same seed, same tensors. MNIST: torchvision's download or `--mnist FILE.npz` (Keras layout).")
+            f"the texture, colours inverted where the digit is); tuples paired by label, each modality from a "
+            f"different MNIST image. Same seed, same tensors. MNIST: torchvision's download or `--mnist FILE.npz` "
+            f"(Keras layout).")
 
 
 def own_card(checkpoint: Path) -> str | None:
@@ -142,7 +145,8 @@ def model_card(repo_id: str, model_cfg, cfg: TrainConfig | None, metrics: dict |
     if metrics:
         lines += ["## Evaluation", "", "```bash", evaluate_command(metrics, checkpoint), "```", ""]
     lines += ["## Data", "", data_recipe(cfg, model_cfg), "",
-              "## Licence", "", "MIT (the code and these weights). MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0.", ""]
+              "## Licence", "",
+              "MIT (the code and these weights). MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0.", ""]
     return "\n".join(lines)
 
 
@@ -188,7 +192,8 @@ def upload(folder: Path, repo_id: str, private: bool = False) -> str:
                                  commit_message="Upload model (python -m model.publish)")
     except Exception as e:
         reason = str(e).splitlines()[0][:200] if str(e) else ""
-        raise PublishError(f"upload to {repo_id} failed ({type(e).__name__}: {reason}); the folder is {folder}") from None
+        raise PublishError(f"upload to {repo_id} failed ({type(e).__name__}: {reason}); "
+                           f"the folder is {folder}") from None
     return getattr(info, "commit_url", None) or f"https://huggingface.co/{repo_id}"
 
 

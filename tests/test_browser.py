@@ -83,7 +83,8 @@ def draw(page, strokes):
 STAMPS = """() => { window._stamps = {};
   document.addEventListener('pointerup', (e) => {
     if (e.target.closest && e.target.closest('#sketch')) window._stamps.up = performance.now(); }, true);
-  document.querySelector('#run').addEventListener('click', () => { window._stamps.run = performance.now(); }, true); }"""
+  document.querySelector('#run').addEventListener('click',
+    () => { window._stamps.run = performance.now(); }, true); }"""
 
 
 def draw_and_run(page, strokes, record):
