@@ -120,9 +120,9 @@ def model_card(repo_id: str, model_cfg, cfg: TrainConfig | None, metrics: dict |
              f"trained together with MCMC revisions, as in {PAPER}"
              + (f" (variant `{cfg.variant}`)." if cfg else "."), "",
              "```python",
-             "from model import MultimodalEBMVAE, observed_mask   # pip install the repository's package",
-             "from model.langevin import conditional_generate",
-             f'model = MultimodalEBMVAE.from_pretrained("{repo_id}", strict=True)',
+             "from model import Sampler   # pip install the repository's package",
+             f'sampler = Sampler.from_pretrained("{repo_id}")   # the weights, the ex-post prior, the chain settings',
+             "joint = sampler.joint(8)                         # eight joint samples, drawn from the prior",
              "```", "", "## Metrics", ""]
     if metrics:
         table = markdown(metrics).split("\n", 2)[2]   # without its '# Evaluation' title
