@@ -8,23 +8,23 @@ distance. Two independent families (a coherence claim holds only where both agre
   augmentation (``augment``) so that blurry and sharp samples are read alike.
 
 Train: python -m model.classifier --mnist ../shared/data/mnist.npz --out checkpoints/classifier
-       python -m model.classifier --mnist ../shared/data/mnist.npz --arch vgg --augment --epochs 3 --lr 2e-3 --train-seed 1 \
-           --out checkpoints/classifier_b
+       python -m model.classifier --mnist ../shared/data/mnist.npz --arch vgg --augment --epochs 3 --lr 2e-3 \
+           --train-seed 1 --out checkpoints/classifier_b
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from tqdm import tqdm
+
+from .networks import HubMixin
 
 
 @dataclass
@@ -96,7 +96,7 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return y.clamp(0, 1)
 
 
-class Classifiers(nn.Module, PyTorchModelHubMixin, library_name="multimodal-ebm-mcmc-revision",
+class Classifiers(nn.Module, HubMixin, library_name="multimodal-ebm-mcmc-revision",
                   tags=["polymnist", "classifier"], license="mit"):
     """One digit classifier per modality. Input [B, M, 3, 28, 28] in [0, 1]."""
 

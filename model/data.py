@@ -78,7 +78,8 @@ def load_mnist(path: str | Path | None = None, root: str | Path = "data_cache", 
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
             if missing:
-                raise MNISTError(f"{str(path)!r} has no array(s) {', '.join(missing)} (it holds {', '.join(f.files) or 'nothing'}). "
+                raise MNISTError(f"{str(path)!r} has no array(s) {', '.join(missing)} "
+                                 f"(it holds {', '.join(f.files) or 'nothing'}). "
                                  f"Accepted: {MNIST_FORMATS}.")
             arrays = tuple(np.asarray(f[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
     except MNISTError:
@@ -109,7 +110,8 @@ def _load_mnist_raw_dir(root: Path):
         arrays = (read("train-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("train-labels-idx1-ubyte", 8),
                   read("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("t10k-labels-idx1-ubyte", 8))
     except ValueError as e:
-        raise MNISTError(f"The MNIST idx files under {str(raw)!r} are truncated ({e}). Accepted: {MNIST_FORMATS}.") from None
+        raise MNISTError(f"The MNIST idx files under {str(raw)!r} are truncated ({e}). "
+                         f"Accepted: {MNIST_FORMATS}.") from None
     _check_mnist(arrays, root)
     return arrays
 
@@ -118,7 +120,8 @@ def _check_mnist(arrays, path):
     x_tr, y_tr, x_te, y_te = arrays
     if any(a.dtype.kind not in "ui" for a in arrays) or any(a.size == 0 for a in arrays):
         raise MNISTError(f"{str(path)!r} does not hold MNIST: expected integer arrays, got dtypes "
-                         f"{', '.join(str(a.dtype) for a in arrays)} and sizes {', '.join(str(a.size) for a in arrays)}. "
+                         f"{', '.join(str(a.dtype) for a in arrays)} and sizes "
+                         f"{', '.join(str(a.size) for a in arrays)}. "
                          f"Accepted: {MNIST_FORMATS}.")
     ok = (x_tr.ndim == 3 and x_tr.shape[1:] == (28, 28) and x_te.ndim == 3 and x_te.shape[1:] == (28, 28)
           and len(x_tr) == len(y_tr) and len(x_te) == len(y_te) and len(x_tr) > 0
@@ -267,13 +270,51 @@ def build_polymnist(images: np.ndarray, labels: np.ndarray, n_modalities: int = 
     return PolyMNIST(torch.from_numpy(x), torch.from_numpy(labels), torch.from_numpy(source))
 
 
+def _digest_files(paths, digest=None, names: bool = True) -> str:
+    """blake2b of the files' bytes (and names), in the given order (read in 1 MB pieces)."""
+    digest = digest or hashlib.blake2b(digest_size=16)
+    for p in paths:
+        digest.update(p.name.encode() + b"\0" if names else b"")
+        with open(p, "rb") as fh:
+            for piece in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(piece)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _mnist_digest_cached(path: str, size: int, mtime_ns: int) -> str:
+    p = Path(path)
+    if p.is_dir():  # a torchvision root: its idx files
+        files = sorted(f for f in p.rglob("*-ubyte*") if f.is_file())
+        if not files:
+            raise MNISTError(f"No MNIST idx files under {path!r}. Accepted: {MNIST_FORMATS}.")
+        return _digest_files(files)
+    return _digest_files([p], names=False)
+
+
+def mnist_digest(mnist: str | Path | None) -> str:
+    """What identifies the MNIST a set is built from: the hash of the file's bytes (of the idx files of a
+    torchvision root), or "torchvision" for torchvision's download. Hashed once per process and file version."""
+    if mnist is None:
+        return "torchvision"
+    p = Path(mnist)
+    try:
+        st = p.stat()
+    except OSError:
+        raise MNISTError(f"MNIST file not found: {str(p)!r}. Accepted: {MNIST_FORMATS}.") from None
+    return _mnist_digest_cached(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
 def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, mnist: str | None = None,
                    cache_dir: str | Path = "data_cache") -> PolyMNIST:
-    """The built set for ``split`` ('train' or 'test'), cached in ``cache_dir`` as .npz."""
+    """The built set for ``split`` ('train' or 'test'), cached in ``cache_dir`` as .npz. The cache is keyed by
+    the build settings and the MNIST file's content: another file (or the same path rewritten) builds anew."""
     if split not in ("train", "test"):
         raise ValueError("split must be 'train' or 'test'")
     cache_dir = Path(cache_dir)
-    key = hashlib.sha1(f"{DATA_VERSION}-{split}-{n_modalities}-{seed}".encode()).hexdigest()[:10]
+    built_from = mnist_digest(mnist)
+    key = hashlib.sha1(f"{DATA_VERSION}-{split}-{n_modalities}-{seed}-{built_from}".encode()).hexdigest()[:10]
     cache = cache_dir / f"polymnist_{split}_M{n_modalities}_seed{seed}_{key}.npz"
     if cache.exists():
         try:
@@ -287,11 +328,20 @@ def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, m
     # the same textures for both splits; pairing and crops drawn from a split-specific seed
     ds = build_polymnist(imgs, labs, n_modalities, seed + (0 if split == "train" else 1),
                          backgrounds=backgrounds_for(n_modalities, seed))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: torchrun's ranks may build it at once
-    np.savez(tmp, x=ds.x.numpy(), y=ds.y.numpy(), source=ds.source.numpy())
-    tmp.replace(cache)
+    _save_cache(cache, ds)
     return ds
+
+
+def _save_cache(cache: Path, ds: PolyMNIST) -> None:
+    """Write the set's tensors to ``cache`` whole or not at all (a per-process temporary file, then a rename:
+    torchrun's ranks may build it at once)."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+    arrays = dict(x=ds.x.numpy(), y=ds.y.numpy())
+    if ds.source is not None:
+        arrays["source"] = ds.source.numpy()
+    np.savez(tmp, **arrays)
+    tmp.replace(cache)
 
 
 # ---------------------------------------------------------------- the released PolyMNIST
@@ -338,7 +388,8 @@ def read_polymnist_folder(root: str | Path, split: str = "train", n_modalities: 
         if files[m].keys() != files[0].keys():
             extra = sorted(set(files[m]) ^ set(files[0]))[0]
             where = files[m].get(extra, files[0].get(extra))[1]
-            raise DataError(f"{str(base / f'm{m}')!r} has {len(files[m])} files, {str(base / 'm0')!r} has {len(files[0])} files: "
+            raise DataError(f"{str(base / f'm{m}')!r} has {len(files[m])} files, "
+                            f"{str(base / 'm0')!r} has {len(files[0])} files: "
                             f"tuples are matched by index and {str(where)!r} has no partner")
     index = sorted(files[0])
     if not index:
@@ -375,24 +426,22 @@ def load_dataset(split: str = "train", n_modalities: int = 5, seed: int = 0, mni
     if split not in ("train", "test"):
         raise ValueError("split must be 'train' or 'test'")
     root = Path(data_dir).resolve()
-    folder = root / split
-    try:  # the cache key: where the files are and how many, so that a changed release is read again
-        stamp = sorted((p.name, len(list(p.iterdir()))) for p in folder.iterdir() if p.is_dir())
+    try:  # the cache key: the bytes and names of every file (a changed release is read again)
+        digest = hashlib.blake2b(f"{DATA_VERSION}-{split}-{n_modalities}".encode(), digest_size=16)
+        for m in range(n_modalities):
+            folder = root / split / f"m{m}"
+            _digest_files(sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")), digest)
+        key = digest.hexdigest()[:16]
     except OSError:
-        stamp = None
-    if stamp is not None:
-        key = hashlib.sha1(f"{root}-{split}-{n_modalities}-{stamp}".encode()).hexdigest()[:10]
-        cache = Path(cache_dir) / f"polymnist_release_{split}_M{n_modalities}_{key}.npz"
-        if cache.exists():
-            try:
-                with np.load(cache, allow_pickle=False) as f:
-                    return PolyMNIST(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]), None)
-            except Exception:
-                cache.unlink(missing_ok=True)
+        key = None   # a missing folder: read_polymnist_folder says which
+    cache = Path(cache_dir) / f"polymnist_release_{split}_M{n_modalities}_{key}.npz"
+    if key is not None and cache.exists():
+        try:
+            with np.load(cache, allow_pickle=False) as f:
+                return PolyMNIST(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]), None)
+        except Exception:
+            cache.unlink(missing_ok=True)
     ds = read_polymnist_folder(root, split, n_modalities)
-    if stamp is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, x=ds.x.numpy(), y=ds.y.numpy())
-        tmp.replace(cache)
+    if key is not None:
+        _save_cache(cache, ds)
     return ds

@@ -8,20 +8,37 @@
   concatenated, a joint MLP head (so the energy couples the modalities).
 
 ``MultimodalEBMVAE`` holds all three and saves/loads with ``save_pretrained`` /
-``from_pretrained`` (safetensors + config.json) through ``huggingface_hub.PyTorchModelHubMixin``.
+``from_pretrained`` (safetensors + config.json) through ``huggingface_hub.PyTorchModelHubMixin`` (``HubMixin``:
+quiet local loads).
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
 
 import torch
-import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from .config import ModelConfig
 
 LOGVAR_MIN, LOGVAR_MAX = -10.0, 4.0
+log = logging.getLogger("mebm.networks")
+
+
+class HubMixin(PyTorchModelHubMixin):
+    """``PyTorchModelHubMixin`` (safetensors + config.json) whose loads from a local folder print nothing:
+    huggingface_hub prints "Loading weights from local directory" on each; here it is a debug log line."""
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", strict: bool = False, **kwargs):
+        if not os.path.isdir(model_id):
+            return super()._from_pretrained(model_id=model_id, map_location=map_location, strict=strict, **kwargs)
+        log.debug("loading %s weights from %s", cls.__name__, model_id)
+        hub_args = ("revision", "cache_dir", "force_download", "local_files_only", "token")
+        model = cls(**{k: v for k, v in kwargs.items() if k not in hub_args})
+        return cls._load_as_safetensor(model, os.path.join(model_id, "model.safetensors"), map_location, strict)
 
 
 def _encoder_trunk(w: int, sn=lambda m: m) -> nn.Sequential:
@@ -132,7 +149,7 @@ class EnergyModel(nn.Module):
 
 
 class MultimodalEBMVAE(
-    nn.Module, PyTorchModelHubMixin,
+    nn.Module, HubMixin,
     library_name="multimodal-ebm-mcmc-revision",
     tags=["energy-based-model", "multimodal-vae", "langevin", "polymnist"],
     license="mit",

@@ -6,8 +6,9 @@
 The folder (``--out``, default ``hub/<NAME>``) holds what the Hub repo needs: ``model.safetensors`` and
 ``config.json`` (loadable with ``MultimodalEBMVAE.from_pretrained``), ``train_config.json``, the evaluation's
 ``metrics.json`` when there is one, the ex-post prior (``prior.safetensors`` + ``prior.json``) when it is beside
-the weights, and ``README.md``: a model card with that checkpoint's metrics table,
-the exact training and evaluation commands, the data recipe and the licence. The upload uses
+the weights, and ``README.md``: the checkpoint's own model card when it has one (CHECKPOINT/README.md written
+by hand, as the bundled checkpoints have: it is published as it is), else a card made from the run: that
+checkpoint's metrics table, the training and evaluation commands, the data recipe and the licence. The upload uses
 huggingface_hub (``create_repo`` + ``upload_folder``; log in first with ``hf auth login`` or set ``HF_TOKEN``).
 
 Metrics are read from ``--metrics FILE`` or else the first of CHECKPOINT/metrics.json,
@@ -26,7 +27,8 @@ from .config import TrainConfig
 from .prior import PRIOR_FILE
 
 LICENSE = "mit"
-PAPER = "arXiv 2605.00644 (Learning Multimodal Energy-Based Model with Multimodal Variational Auto-Encoder via MCMC Revision, TMLR 2026)"
+PAPER = ("arXiv 2605.00644 (Learning Multimodal Energy-Based Model with Multimodal Variational Auto-Encoder via "
+         "MCMC Revision, TMLR 2026)")
 
 
 class PublishError(RuntimeError):
@@ -38,7 +40,8 @@ def find_metrics(checkpoint: Path, metrics: str | Path | None = None) -> Path | 
         if not Path(metrics).is_file():
             raise PublishError(f"metrics file not found: {str(metrics)!r}")
         return Path(metrics)
-    for p in (checkpoint / "metrics.json", checkpoint / "eval" / "metrics.json", checkpoint.parent / "eval" / "metrics.json"):
+    for p in (checkpoint / "metrics.json", checkpoint / "eval" / "metrics.json",
+              checkpoint.parent / "eval" / "metrics.json"):
         if p.is_file():
             return p
     return None
@@ -90,8 +93,19 @@ def data_recipe(cfg: TrainConfig | None, model_cfg) -> str:
     return (f"The PolyMNIST-style set that `model.data` builds offline from MNIST (recipe {DATA_VERSION}, data seed "
             f"{model_cfg.data_seed}, M = {model_cfg.n_modalities}): modality 0 is plain ink, modalities 1-4 procedural "
             f"textures made with numpy from the seed; the PolyMNIST recipe (binarise the digit, a random 28x28 crop of "
-            f"the texture, colours inverted where the digit is); tuples paired by label, each modality from a different "
-            f"MNIST image. Same seed, same tensors. MNIST: torchvision's download or `--mnist FILE.npz` (Keras layout).")
+            f"the texture, colours inverted where the digit is); tuples paired by label, each modality from a "
+            f"different MNIST image. Same seed, same tensors. MNIST: torchvision's download or `--mnist FILE.npz` "
+            f"(Keras layout).")
+
+
+def own_card(checkpoint: Path) -> str | None:
+    """CHECKPOINT/README.md when it is a model card written for the checkpoint (front matter and a title), not
+    the placeholder huggingface_hub's save_pretrained writes beside every save."""
+    path = checkpoint / "README.md"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if not text.startswith("---\n") or "[More Information Needed]" in text or "\n# " not in text:
+        return None
+    return text
 
 
 def model_card(repo_id: str, model_cfg, cfg: TrainConfig | None, metrics: dict | None, checkpoint: str) -> str:
@@ -106,9 +120,9 @@ def model_card(repo_id: str, model_cfg, cfg: TrainConfig | None, metrics: dict |
              f"trained together with MCMC revisions, as in {PAPER}"
              + (f" (variant `{cfg.variant}`)." if cfg else "."), "",
              "```python",
-             "from model import MultimodalEBMVAE, observed_mask   # pip install the repository's package",
-             "from model.langevin import conditional_generate",
-             f'model = MultimodalEBMVAE.from_pretrained("{repo_id}", strict=True)',
+             "from model import Sampler   # pip install the repository's package",
+             f'sampler = Sampler.from_pretrained("{repo_id}")   # the weights, the ex-post prior, the chain settings',
+             "joint = sampler.joint(8)                         # eight joint samples, drawn from the prior",
              "```", "", "## Metrics", ""]
     if metrics:
         table = markdown(metrics).split("\n", 2)[2]   # without its '# Evaluation' title
@@ -121,12 +135,18 @@ def model_card(repo_id: str, model_cfg, cfg: TrainConfig | None, metrics: dict |
         lines += ["```bash", train_command(cfg), "```", "",
                   "(every field of `train_config.json` that differs from the defaults; `--mnist` / `--data-dir` as on "
                   "the machine that trained it; under torchrun `--batch-size` is per process.)", ""]
+        if cfg.init_from:
+            lines += [f"The run started from the weights of another run, `{cfg.init_from}` (`--init-from`), made "
+                      f"first with its own `train_config.json`"
+                      + (f"; these parts were not taken from it: {', '.join(cfg.init_skip_parts)}"
+                         if cfg.init_skip_parts else "") + ".", ""]
     else:
         lines += ["No `train_config.json` was found beside this checkpoint.", ""]
     if metrics:
         lines += ["## Evaluation", "", "```bash", evaluate_command(metrics, checkpoint), "```", ""]
     lines += ["## Data", "", data_recipe(cfg, model_cfg), "",
-              "## Licence", "", "MIT (the code and these weights). MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0.", ""]
+              "## Licence", "",
+              "MIT (the code and these weights). MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0.", ""]
     return "\n".join(lines)
 
 
@@ -157,7 +177,8 @@ def build_folder(checkpoint: str | Path, repo_id: str, out: str | Path, metrics:
     for name in (PRIOR_FILE, Path(PRIOR_FILE).with_suffix(".json").name):   # the ex-post prior and its fit record
         if (checkpoint / name).is_file():
             shutil.copyfile(checkpoint / name, out / name)
-    (out / "README.md").write_text(model_card(repo_id, model.config, cfg, r, str(checkpoint)))
+    card = own_card(checkpoint) or model_card(repo_id, model.config, cfg, r, str(checkpoint))
+    (out / "README.md").write_text(card, encoding="utf-8")
     return out
 
 
@@ -171,7 +192,8 @@ def upload(folder: Path, repo_id: str, private: bool = False) -> str:
                                  commit_message="Upload model (python -m model.publish)")
     except Exception as e:
         reason = str(e).splitlines()[0][:200] if str(e) else ""
-        raise PublishError(f"upload to {repo_id} failed ({type(e).__name__}: {reason}); the folder is {folder}") from None
+        raise PublishError(f"upload to {repo_id} failed ({type(e).__name__}: {reason}); "
+                           f"the folder is {folder}") from None
     return getattr(info, "commit_url", None) or f"https://huggingface.co/{repo_id}"
 
 

@@ -260,11 +260,6 @@ def find_resumable(out: Path, device="cpu"):
                       f"(or in another folder) to train from scratch.")
 
 
-def image_grid(x: torch.Tensor) -> np.ndarray:
-    """[B, M, 3, 28, 28] in [0, 1] -> uint8 [B*28, M*28, 3] (rows: samples, columns: modalities)."""
-    return render.sample_grid(x)
-
-
 @torch.no_grad()
 def save_samples(model, cfg: TrainConfig, path: Path, it: int, n=8, seed=1234):
     """Prior samples: generator proposals | EBM-revised (training chain), side by side."""
@@ -272,11 +267,11 @@ def save_samples(model, cfg: TrainConfig, path: Path, it: int, n=8, seed=1234):
     g = torch.Generator(dev).manual_seed(seed)
     z = torch.randn(n, model.config.latent_dim, generator=g, device=dev)
     x_gen = model.generator(z)
-    panels = [image_grid(x_gen)]
+    panels = [render.sample_grid(x_gen)]
     if cfg.variant != "vae" and it >= cfg.warmup_iters:
         x_rev = run(data_revision(model.energy, x_gen, cfg.data_steps, cfg.data_step_size, cfg.data_noise,
                                   generator=g)).x
-        panels.append(image_grid(x_rev))
+        panels.append(render.sample_grid(x_rev))
     Image.fromarray(render.side_by_side(panels)).resize((sum(p.shape[1] for p in panels) * 2, n * 56),
                                                       Image.NEAREST).save(path)
 
@@ -389,14 +384,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.manual_seed(cfg.seed + 1000003 * rank + start)
     if device.type == "cuda":
         torch.cuda.manual_seed(cfg.seed + 1000003 * rank + start)
-    step = TrainStep(model, cfg)
-    if world > 1:
+    def wrap(it: int):
+        """The training step, DDP-wrapped under torchrun. The EBM has no gradient during the warm-up and in the
+        'vae' variant: only then must DDP look for unused parameters (else it warns on every process)."""
+        if world == 1:
+            return TrainStep(model, cfg)
         from torch.nn.parallel import DistributedDataParallel
 
-        # the EBM has no gradient during the warm-up and in the 'vae' variant: DDP must look for unused parameters
-        unused = cfg.variant == "vae" or start < cfg.warmup_iters
-        step = DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None,
-                                       find_unused_parameters=unused)
+        return DistributedDataParallel(TrainStep(model, cfg), device_ids=[device.index] if device.type == "cuda"
+                                       else None, find_unused_parameters=cfg.variant == "vae" or it < cfg.warmup_iters)
+
+    step = wrap(start)
     if lead:
         cfg.to_json(out / "train_config.json")
         (out / "DIVERGED.txt").unlink(missing_ok=True)
@@ -411,6 +409,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                disable=not lead)
     try:
         for it in bar:
+            if world > 1 and it == cfg.warmup_iters and it > start and cfg.variant != "vae":
+                step = wrap(it)   # the warm-up is over: every parameter has a gradient from now on
             idx = shard[torch.randint(len(shard), (cfg.batch_size,), generator=g)]
             x, _ = data.batch(idx)
             x = x.to(device, non_blocking=True)
@@ -531,7 +531,8 @@ def main(argv=None):
         fail("interrupted; resume with --resume", 130)
     if (Path(cfg.out_dir) / "DIVERGED.txt").exists():
         sys.exit(3)
-    print(f"saved {path}")
+    if int(os.environ.get("RANK", "0")) == 0:   # under torchrun the first process alone reports
+        print(f"saved {path}")
 
 
 if __name__ == "__main__":

@@ -41,3 +41,40 @@ def tiny_config():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# ---------------------------------------------------------------- the slow tests
+# Tests that take more than a few seconds on a busy 2-core machine: a served app streamed over HTTP,
+# end-to-end train / evaluate / sample runs, commands run in a subprocess. `python -m pytest -q` runs
+# everything; `python -m pytest -q -m "not slow"` is the quick check while developing. (Chromium, torchrun and
+# the released-PolyMNIST run carry @pytest.mark.slow in their own files.)
+SLOW_MODULES = {"test_app_http.py", "test_evaluate.py", "test_sample.py"}
+SLOW_TESTS = {
+    "test_app.py": {"test_ex_post_prior_of_the_shipped_checkpoint",
+                    "test_missing_classifier_missing_model_and_mismatched_checkpoint"},
+    "test_messages.py": {"test_evaluate_bad_checkpoint_is_one_line",
+                         "test_train_and_evaluate_on_bad_mnist_exit_with_one_line"},
+    "test_resume.py": {"test_corrupt_state_falls_back_or_says_so", "test_resume_nothing_from_the_shell_is_one_line"},
+    "test_networks.py": {"test_moe_density_integrates_to_one_and_matches_its_samples"},
+    "test_hub.py": {"test_app_reports_hub_cache"},
+    "test_scripts.py": {"test_tune_chains_scores_every_setting_on_training_tuples"},
+    "test_readme.py": {"test_load_snippet_runs_from_another_folder"},
+    "test_render_player.py": {"test_model_package_does_not_import_gradio"},
+    "test_cli.py": {"test_variant_bogus_from_the_shell_has_no_traceback"},
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        name = item.path.name
+        if name in SLOW_MODULES or getattr(item, "originalname", item.name) in SLOW_TESTS.get(name, ()):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The browser test's measured delays between the last stroke and the press of Run (reported, not tested)."""
+    delays = [value for key in ("passed", "failed") for report in terminalreporter.stats.get(key, [])
+              for name, value in getattr(report, "user_properties", ()) if name == "run_delay_ms"]
+    if delays:
+        terminalreporter.write_line(f"browser: Run pressed {min(delays):.0f} to {max(delays):.0f} ms after the last "
+                                    f"stroke ({len(delays)} presses, the page's clock)")

@@ -197,14 +197,31 @@ def test_stop_closes_the_chain():
     assert app.SESSIONS.get("stop").lock.acquire(blocking=False)
 
 
-def test_presets():
-    for name in app.presets(app.model_config()):
-        ls, lss, ds, dss, noise, watch = app.apply_preset(name)
-        assert watch.startswith("**What to watch:**")
-        outs = run(source="upload", upload=EXAMPLE, latent_steps=ls, latent_step_size=lss, data_steps=min(ds, 4),
-                   data_step_size=dss, noise=noise)
-        assert outs[-1]["status"]
-    assert app.apply_preset("No latent revision")[0] == 0
+def test_presets(tiny_app):
+    """Each classroom preset does what its text promises, seen in the frames the shipped checkpoint produces
+    (a random model's energy is flat whatever the step size)."""
+    app.setup(checkpoint=str(ROOT / "checkpoints/mebm"), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+    try:
+        effects = {}
+        for name in app.presets(app.model_config()):
+            ls, lss, ds, dss, noise, watch = app.apply_preset(name)
+            assert watch.startswith("**What to watch:**") and len(watch) > 40
+            outs = run(request=req(name), source="upload", upload=EXAMPLE, latent_steps=ls, latent_step_size=lss,
+                       data_steps=min(ds, 8), data_step_size=dss, noise=noise)
+            frames = app.SESSIONS.get(name).frames
+            data = [f.energy.mean() for f in frames if f.stage == "data"]
+            effects[name] = outs[-1]["status"], [f.stage for f in frames], data[0] - data[-1] if data else None
+    finally:
+        app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+    status, stages, drop = effects["Default"]
+    assert status.startswith("**Done:**") and stages[:2] == ["proposal", "latent"] and stages[-1] == "data"
+    assert drop > 1.0                                                  # the data revision lowers the energy
+    status, stages, _ = effects["Step size too large"]
+    assert "Stopped" in status and "diverged" in status and "data" not in stages   # it blows up and says so
+    status, stages, small_drop = effects["Step size too small"]
+    assert status.startswith("**Done:**") and "latent" in stages and abs(small_drop) < drop / 5   # flat energy
+    status, stages, no_latent_drop = effects["No latent revision"]
+    assert status.startswith("**Done:**") and "latent" not in stages and no_latent_drop > 1.0   # straight to the EBM
     with pytest.raises(gr.Error, match="Unknown preset"):
         app.apply_preset("nope")
 

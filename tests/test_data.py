@@ -57,9 +57,31 @@ def test_missing_and_corrupt_mnist_files_get_clear_errors(tmp_path):
 def test_load_polymnist_builds_then_reads_the_cache(tmp_path, mnist_file):
     a = load_polymnist("train", 3, 0, mnist_file, tmp_path)
     assert len(list(tmp_path.glob("polymnist_train_*.npz"))) == 1
-    b = load_polymnist("train", 3, 0, tmp_path / "gone.npz", tmp_path)   # from the cache: no MNIST needed
+    copy = tmp_path / "copy.npz"   # the same bytes elsewhere: the same cache
+    copy.write_bytes(mnist_file.read_bytes())
+    b = load_polymnist("train", 3, 0, copy, tmp_path)
     assert torch.equal(a.x, b.x) and torch.equal(a.source, b.source)
+    assert len(list(tmp_path.glob("polymnist_train_*.npz"))) == 1
+    with pytest.raises(MNISTError, match="not found.*gone.npz"):   # no file: nothing to check the cache against
+        load_polymnist("train", 3, 0, tmp_path / "gone.npz", tmp_path)
     test = load_polymnist("test", 3, 0, mnist_file, tmp_path)
     assert test.x.shape == (40, 3, 3, 28, 28)
     xb, yb = test.batch(torch.arange(4))
     assert xb.dtype == torch.float32 and xb.max() <= 1 and yb.dtype == torch.int64
+
+
+def test_the_cache_is_keyed_by_the_mnist_content_and_the_settings(tmp_path):
+    """Another MNIST-layout file in the same cache folder, or the same path rewritten: a new set, never the old."""
+    path = tmp_path / "mnist.npz"
+    x_tr, y_tr, x_te, y_te = fake_mnist(seed=0)
+    np.savez(path, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    first = load_polymnist("train", 2, 0, path, tmp_path / "cache")
+    other = tmp_path / "other.npz"
+    np.savez(other, x_train=255 - x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    assert not torch.equal(load_polymnist("train", 2, 0, other, tmp_path / "cache").x, first.x)
+    np.savez(path, x_train=255 - x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)   # the same path, new content
+    rewritten = load_polymnist("train", 2, 0, path, tmp_path / "cache")
+    expected = build_polymnist(255 - x_tr, y_tr, 2, 0, backgrounds=make_backgrounds(2, 0))
+    assert torch.equal(rewritten.x, expected.x)
+    assert not torch.equal(load_polymnist("train", 2, 1, path, tmp_path / "cache").x, rewritten.x)   # another seed
+    assert len(list((tmp_path / "cache").glob("polymnist_train_*.npz"))) == 3

@@ -56,8 +56,8 @@ def test_energy_is_one_scalar_per_sample_and_couples_modalities(tiny_config):
     a, b = torch.rand(4, 3, 3, 28, 28), torch.rand(4, 3, 3, 28, 28)
     E = model.energy
     assert E(a).shape == (4,)
-    ab = a.clone(); ab[:, 1] = b[:, 1]
-    ba = b.clone(); ba[:, 1] = a[:, 1]
+    ab, ba = a.clone(), b.clone()   # modality 1 swapped between the two tuples
+    ab[:, 1], ba[:, 1] = b[:, 1], a[:, 1]
     interaction = E(a) + E(b) - E(ab) - E(ba)   # zero for a sum of per-modality energies
     assert interaction.abs().max() > 1e-6
 

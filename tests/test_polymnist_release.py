@@ -1,6 +1,7 @@
 """--dataset polymnist --data-dir PATH: the released PolyMNIST layout (train/ and test/, m0..m4, PNG files
 <index>.<label>.png, tuples matched by index) for training and evaluation; bad folders get one line naming the file."""
 import json
+import os
 import shutil
 
 import numpy as np
@@ -46,6 +47,7 @@ def test_reads_the_layout_tuples_matched_by_index(release):
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1 and y.tolist() == [0, 2]
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_on_the_release(release, tmp_path):
     cfg = TrainConfig(model=ModelConfig(width=8, ebm_width=8, ebm_features=16, latent_dim=4),
                       dataset="polymnist", data_dir=str(release), out_dir=str(tmp_path / "run"),
@@ -101,6 +103,7 @@ def test_bad_release_is_one_line_naming_the_file(release, tmp_path, how):
         assert "30 files" in msg and "29 files" in msg
 
 
+@pytest.mark.slow
 def test_bad_release_from_the_shell(release, tmp_path):
     import subprocess
     import sys
@@ -111,3 +114,19 @@ def test_bad_release_from_the_shell(release, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert str(culprit) in r.stderr and "not a readable PNG" in r.stderr
+
+
+def test_the_cache_is_keyed_by_the_files_content(release, tmp_path):
+    """Every PNG replaced by its negative, names, sizes and times kept: the new pictures come back, not the cache."""
+    root = tmp_path / "copy"
+    shutil.copytree(release, root)
+    first = load_dataset("test", M, dataset="polymnist", data_dir=root, cache_dir=tmp_path / "cache")
+    for png in root.glob("test/m*/*.png"):
+        st = png.stat()
+        Image.fromarray(255 - np.asarray(Image.open(png))).save(png)
+        os.utime(png, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = load_dataset("test", M, dataset="polymnist", data_dir=root, cache_dir=tmp_path / "cache")
+    assert torch.equal(again.x, 255 - first.x)
+    assert len(list((tmp_path / "cache").glob("polymnist_release_test_*.npz"))) == 2
+    assert torch.equal(load_dataset("test", M, dataset="polymnist", data_dir=root, cache_dir=tmp_path / "cache").x,
+                       again.x)   # and the new cache is read back

@@ -4,6 +4,7 @@ ex-post prior when the checkpoint has one."""
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from model.classifier import ClassifierConfig, Classifiers
@@ -18,6 +19,7 @@ from model.train import train
 BUNDLED = Path(__file__).resolve().parents[1] / "checkpoints" / "mebm"
 
 
+@pytest.mark.slow
 def test_dry_run_folder_loads_and_card_has_the_metrics(tmp_path, mnist_file, tiny_config, capsys):
     cfg = TrainConfig(model=tiny_config, out_dir=str(tmp_path / "run"), mnist=str(mnist_file),
                       cache_dir=str(tmp_path / "cache"), iters=2, batch_size=4, warmup_iters=1, data_steps=1,
@@ -57,8 +59,6 @@ def test_dry_run_folder_loads_and_card_has_the_metrics(tmp_path, mnist_file, tin
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
-    import pytest
-
     for argv, code in ((["--checkpoint", str(tmp_path / "none"), "--repo-id", "a/b", "--dry-run"], 1),
                        (["--checkpoint", str(BUNDLED), "--repo-id", "nameonly", "--dry-run"], 2)):
         with pytest.raises(SystemExit) as e:
@@ -68,11 +68,30 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         assert len(err.splitlines()) == 1 and err.startswith("error:")
 
 
-def test_the_bundled_checkpoint_publishes(tmp_path, capsys):
+def test_the_bundled_checkpoint_publishes_its_own_card(tmp_path, capsys):
+    """The shipped checkpoint's card (its README.md: metrics, recipe) is what goes up, whole; loading is quiet."""
     publish_main(["--checkpoint", str(BUNDLED), "--repo-id", "org/mebm", "--out", str(tmp_path / "h"), "--dry-run"])
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].startswith("wrote ") and out[1] == "dry run: nothing uploaded"
     card = (tmp_path / "h" / "README.md").read_text()
-    cfg = TrainConfig.from_json(BUNDLED / "train_config.json")   # the card gives the run's own command
-    assert "No evaluation was found" in card and train_command(cfg) in card and "--max-cpu-minutes" in card
+    assert card == (BUNDLED / "README.md").read_text() and "No evaluation was found" not in card
+    assert card.startswith("---\nlicense: mit\n") and "coherence" in card.lower()
     MultimodalEBMVAE.from_pretrained(str(tmp_path / "h"), strict=True)
     assert (tmp_path / "h" / "prior.json").is_file()                         # the ex-post prior goes up with it
     assert GaussianMixture.load(tmp_path / "h" / PRIOR_FILE).n_components == 20
+
+
+def test_a_run_without_a_card_gets_one_from_its_record(tmp_path, capsys):
+    """A checkpoint with only huggingface_hub's placeholder README: the card is made from train_config.json, and a
+    run started from another run's weights says so in words, not as a bare command."""
+    ckpt = tmp_path / "ckpt"
+    MultimodalEBMVAE.from_pretrained(str(BUNDLED), strict=True).save_pretrained(ckpt)
+    assert "[More Information Needed]" in (ckpt / "README.md").read_text()
+    cfg = TrainConfig.from_json(BUNDLED / "train_config.json")
+    cfg.init_skip = "energy"
+    cfg.to_json(ckpt / "train_config.json")
+    publish_main(["--checkpoint", str(ckpt), "--repo-id", "org/mebm", "--out", str(tmp_path / "h"), "--dry-run"])
+    card = (tmp_path / "h" / "README.md").read_text()
+    assert "[More Information Needed]" not in card and train_command(cfg) in card and "--max-cpu-minutes" in card
+    assert f"started from the weights of another run, `{cfg.init_from}`" in card and "not taken from it: energy" in card
+    assert "No evaluation was found" in card                                   # nothing to show: it says so
