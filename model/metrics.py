@@ -30,10 +30,12 @@ def joint_coherence(clf, x: torch.Tensor) -> float:
     return one_digit(digit).float().mean().item()
 
 
-@torch.no_grad()
-def classifier_features(clf, x: torch.Tensor, m: int, batch: int = 1000) -> np.ndarray:
-    clf.eval()
-    return torch.cat([clf.features(x[i:i + batch, m], m) for i in range(0, len(x), batch)]).double().numpy()
+def digit_entropy(counts: torch.Tensor) -> float:
+    """The entropy of a histogram of the 10 digits, divided by log 10: 1 = every digit equally often, 0 = one digit
+    (or none at all)."""
+    q = counts.double() / counts.sum().clamp_min(1)
+    q = q[q > 0]
+    return float(-(q * q.log()).sum() / np.log(10))
 
 
 def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:

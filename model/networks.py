@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
@@ -142,7 +141,7 @@ class MultimodalEBMVAE(
     def __init__(self, config: ModelConfig):
         super().__init__()
         if isinstance(config, dict):  # from config.json
-            config = ModelConfig(**{k: v for k, v in config.items() if k in ModelConfig.__dataclass_fields__})
+            config = ModelConfig.from_dict(config)
         self.config = config
         self.generator = Generator(config)
         self.inference = Inference(config)

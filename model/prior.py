@@ -126,6 +126,23 @@ class GaussianMixture:
         return cls(t["weights"], t["means"], t["covariances"])
 
 
+def load_prior(path, latent_dim: int) -> tuple[GaussianMixture | None, str]:
+    """The ex-post prior in ``path`` (a prior.safetensors) for a ``latent_dim``-d latent, and a note for the log;
+    (None, why) when there is none, it does not load or does not fit (unconditional samples then use N(0, I))."""
+    path = Path(path)
+    if not path.is_file():
+        return None, f"no ex-post prior ({path.name}) beside the weights: unconditional samples use N(0, I)"
+    try:
+        prior = GaussianMixture.load(path)
+    except Exception as e:
+        return None, (f"the ex-post prior {path.name} does not load ({type(e).__name__}): unconditional samples "
+                      f"use N(0, I)")
+    if prior.dim != latent_dim:
+        return None, (f"the ex-post prior {path.name} is {prior.dim}-d, the latent {latent_dim}-d: unconditional "
+                      f"samples use N(0, I)")
+    return prior, f"ex-post prior in use: {prior.n_components} components"
+
+
 LATENTS = ("moe", "poe")
 
 

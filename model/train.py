@@ -39,6 +39,7 @@ from tqdm import tqdm
 from . import render
 from .config import TrainConfig
 from .langevin import ChainDiverged, data_revision, ebm_latent_revision, latent_revision, run
+from .hub import find_checkpoint
 from .networks import MultimodalEBMVAE
 
 
@@ -254,7 +255,7 @@ def find_resumable(out: Path, device="cpu"):
             continue
         return path, model, state, notes
     if not out.is_dir():
-        raise ResumeError(f"--resume: the run folder {str(out)!r} does not exist (check --out-dir)")
+        raise ResumeError(f"--resume: the run folder {str(out)!r} does not exist (check --out)")
     found = "; ".join(notes) if notes else "no checkpoint, checkpoint.tmp or checkpoint.old in it"
     raise ResumeError(f"--resume: nothing to resume in {str(out)!r} ({found}). Start a new run without --resume "
                       f"(or in another folder) to train from scratch.")
@@ -337,7 +338,7 @@ def load_data(cfg: TrainConfig, split: str):
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train (or, with ``resume``, continue) the run in ``cfg.out_dir``; returns the final folder.
+    """Train (or, with ``resume``, continue) the run in ``cfg.out``; returns the final folder.
     Under torchrun every process trains on its shard of the data and rank 0 writes everything."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -346,7 +347,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     amp = cfg.amp and device.type == "cuda"
     if cfg.amp and not amp and lead:
         print(f"note: --amp applies to CUDA only; training in float32 on {device}", file=sys.stderr)
-    out = Path(cfg.out_dir)
+    out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
     model = MultimodalEBMVAE(cfg.model)
     if cfg.init_from:  # the weights of another run (same shapes); optimisers start fresh
@@ -365,17 +366,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 print(f"note: {n}", file=sys.stderr)
         start, elapsed = state["iteration"], state["elapsed"]
         cpu_elapsed = state.get("cpu_elapsed") or elapsed
-    if lead:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
     data = load_data(cfg, "train")
     if cfg.train_size:
         data.x, data.y = data.x[:cfg.train_size], data.y[:cfg.train_size]
     clf = test = None
-    if lead and cfg.classifier and cfg.eval_every and Path(cfg.classifier).exists():
+    judges = find_checkpoint(cfg.classifier) if cfg.classifier else None
+    if lead and judges is not None and cfg.eval_every and judges.exists():
         from .classifier import Classifiers
 
-        clf = Classifiers.from_pretrained(cfg.classifier).eval()
+        clf = Classifiers.from_pretrained(str(judges)).eval()
         test = load_data(cfg, "test")
+    if lead:   # after the inputs loaded: a failed start leaves no empty run folder
+        (out / "samples").mkdir(parents=True, exist_ok=True)
 
     model.to(device)
     opt = make_optimizers(model, cfg)
@@ -485,9 +487,11 @@ def build_parser():
                      epilog="Every TrainConfig field is a flag; the model's (ModelConfig) are --model.<name>. "
                             "Multi-process: torchrun --nproc_per_node N -m model.train ... (--batch-size is per process).")
     p.add_argument("--resume", action="store_true",
-                   help="continue from OUT_DIR/checkpoint (its train_config.json, flags override it); "
+                   help="continue from OUT/checkpoint (its train_config.json, flags override it); "
                         "an error if there is nothing to resume")
-    p.add_argument("--config", help="a train_config.json to start from (flags override it)")
+    p.add_argument("--config", default=None, help="a train_config.json to start from (flags override it) "
+                   "(default: none)")
+    p.add_argument("--out-dir", dest="out", default=argparse.SUPPRESS, help="the same as --out")
     add_dataclass_args(
         p, TrainConfig, choices={"variant": VARIANTS, "dataset": DATASETS},
         titles={"": "run", "training-time chains":
@@ -504,12 +508,12 @@ def parse_args(argv=None) -> tuple[TrainConfig, bool]:
     a = vars(build_parser().parse_args(argv))
     resume, config = a.pop("resume"), a.pop("config")
     base = TrainConfig.from_json(config) if config else TrainConfig()
-    if resume and not config and "out_dir" in a and Path(a["out_dir"], "train_config.json").exists():
-        base = TrainConfig.from_json(Path(a["out_dir"], "train_config.json"))
+    if resume and not config and "out" in a and Path(a["out"], "train_config.json").exists():
+        base = TrainConfig.from_json(Path(a["out"], "train_config.json"))
     d = asdict(base)
     for k, val in a.items():
         if k.startswith("model."):
-            d["model"][k[6:]] = val
+            d["model"][k[6:]] = val   # chain knobs by their flat names: ModelConfig.from_dict reads them
         else:
             d[k] = val
     return TrainConfig(**d), resume
@@ -529,7 +533,7 @@ def main(argv=None):
         fail(f"{type(e).__name__}: {e}")
     except KeyboardInterrupt:
         fail("interrupted; resume with --resume", 130)
-    if (Path(cfg.out_dir) / "DIVERGED.txt").exists():
+    if (Path(cfg.out) / "DIVERGED.txt").exists():
         sys.exit(3)
     print(f"saved {path}")
 
