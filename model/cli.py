@@ -95,7 +95,8 @@ def _converter(base, optional):
         try:
             return base(s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {base.__name__}{' or none' if optional else ''}, got {s!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected {base.__name__}{' or none' if optional else ''}, got {s!r}") from None
     conv.__name__ = base.__name__
     return conv
 

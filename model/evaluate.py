@@ -41,7 +41,7 @@ from .cli import ConfigParser, HelpFormatter, add_chain_args, add_dataclass_args
 from .config import DATASETS, VARIANTS
 from .data import load_dataset
 from .device import DeviceError
-from .hub import find_checkpoint
+from .paths import find_checkpoint
 from .langevin import STAGES, data_revision, latent_revision, run
 from .metrics import ClassifierFeatures, InceptionFeatures, digit_entropy, frechet_distance, hits, one_digit
 from .networks import observed_mask

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .networks import MultimodalEBMVAE
+from .paths import REPO_ROOT
 from .prior import PRIOR_FILE, GaussianMixture, load_prior
 
 log = logging.getLogger("mebm.hub")
@@ -31,17 +32,6 @@ class CheckpointUnavailable(RuntimeError):
     """No weights could be loaded from anywhere; the message lists what was tried."""
 
 
-REPO_ROOT = Path(__file__).resolve().parent.parent   # the repository checkout this package was imported from
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder as given or, when a relative path is not there, the same path in the repository checkout
-    this package comes from (where the bundled ``checkpoints/...`` are): so ``--checkpoint checkpoints/mebm`` and the
-    judges' default ``checkpoints/classifier`` work from any working folder."""
-    path = Path(path)
-    if path.exists() or path.is_absolute() or not (REPO_ROOT / path).exists():
-        return path
-    return REPO_ROOT / path
 
 
 def bundled_checkpoint(name: str = "mebm") -> Path:

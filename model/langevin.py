@@ -22,6 +22,7 @@ hide it) raise ``ChainDiverged``.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -145,10 +146,8 @@ def ebm_latent_revision(generator_model, energy_model, z0: torch.Tensor, steps: 
 
 def run(chain: Iterator[ChainState]) -> ChainState:
     """Drive a chain to its last state and return it."""
-    state = None
-    for state in chain:
-        pass
-    return state
+    last = deque(chain, maxlen=1)
+    return last[0] if last else None
 
 
 # ---------------------------------------------------------------- conditional generation
@@ -202,10 +201,10 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     conditioned = observed is not None and bool(observed.any())
     latent, data = chains.latent, chains.data
     ebm = chains.ebm_latent_for(conditioned)   # the posterior is far stiffer than the prior: its own step size
-    G, I, E = model.generator, model.inference, model.energy
+    G, E = model.generator, model.energy
     dev = next(G.parameters()).device
     if conditioned:
-        z = I.sample(x_obs, observed, generator=generator)
+        z = model.inference.sample(x_obs, observed, generator=generator)
         prior = None  # the posterior's prior is the generator's own N(0, I)
     else:
         n = n if n is not None else (x_obs.shape[0] if x_obs is not None else 1)

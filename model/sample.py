@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import HelpFormatter, add_chain_args, add_data_args, chain_overrides, fail
+from .cli import HelpFormatter, add_chain_args, add_data_args, chain_overrides
 from .config import VARIANTS
 from .data import load_dataset
 from .device import DeviceError
@@ -109,7 +109,7 @@ def save_picture(diverse: dict, m: int, path, row: int = 0):
     from PIL import Image
 
     blocks = []
-    for (mm, stage), x in diverse.items():
+    for (mm, _stage), x in diverse.items():
         if mm != m:
             continue
         s = x[row]                                              # [R, M, 3, 28, 28]
@@ -196,9 +196,9 @@ def main(argv=None):
               f"{a.n_joint} prior samples; diversity " + json.dumps({k: round(v, 4) for k, v in div.items()})
               + f"; {(time.time() - t0) / 60:.1f} min")
     except (EvalError, DeviceError) as e:
-        fail(str(e))
+        sys.exit(f"error: {e}")
     except (OSError, ValueError) as e:
-        fail(f"{type(e).__name__}: {e}")
+        sys.exit(f"error: {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":

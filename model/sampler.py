@@ -26,8 +26,9 @@ import torch
 
 from .config import Chains, TrainConfig
 from .device import resolve_device
-from .hub import find_checkpoint, load_folder, load_model
+from .hub import load_folder, load_model
 from .langevin import Frame, conditional_generate, conditional_sampling
+from .paths import find_checkpoint
 from .prior import PRIOR_FILE, GaussianMixture
 
 PRIORS = ("ex-post", "normal")

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from . import render
 from .config import TrainConfig
 from .langevin import ChainDiverged, data_revision, ebm_latent_revision, latent_revision, run
-from .hub import find_checkpoint
+from .paths import find_checkpoint
 from .networks import MultimodalEBMVAE
 
 

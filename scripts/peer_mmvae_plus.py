@@ -228,7 +228,7 @@ def run(a):
     from model.classifier import Classifiers
     from model.data import load_dataset
     from model.device import resolve_device
-    from model.hub import find_checkpoint
+    from model.paths import find_checkpoint
 
     a.device = str(resolve_device(a.device))
     if a.threads:

@@ -13,7 +13,8 @@ from model.networks import MultimodalEBMVAE
 
 M = 5
 FAST = ["--n-cond", "4", "--n-joint", "20", "--n-fid", "20", "--n-curve", "10", "--curve-steps", "0,2",
-        "--latent-steps", "2", "--data-steps", "2", "--ebm-latent-steps", "2", "--batch", "8", "--quiet", "--threads", "1"]
+        "--latent-steps", "2", "--data-steps", "2", "--ebm-latent-steps", "2", "--ebm-latent-cond-steps", "2",
+        "--batch", "8", "--quiet", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_evaluate_checkpoint_end_to_end(setup, ckpt_run):
     assert r["summary"]["revised"]["stage"] == "data"
     for f in ("metrics.md", "curve.png", "samples.png"):
         assert (tmp / "out" / f).stat().st_size > 0
-    assert "| generator proposal |" in (tmp / "out" / "metrics.md").read_text()
+    assert "| proposal |" in (tmp / "out" / "metrics.md").read_text()
 
     # fixed seeds: the same command gives the same numbers
     main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "out2"), *common, *FAST, "--curve-steps", ""])
@@ -156,6 +157,7 @@ def test_without_the_ebm_latent_stage_and_with_an_ex_post_prior(setup, ckpt_run)
 
     tmp, common = setup
     main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "noebm"), *common, *FAST, "--ebm-latent-steps", "0",
+          "--ebm-latent-cond-steps", "0",
           "--curve-steps", ""])
     r = json.loads((tmp / "noebm" / "metrics.json").read_text())
     assert r["stages"] == ["proposal", "latent", "data"] and r["settings"]["chains"]["ebm_latent_steps"] == 0
@@ -196,12 +198,12 @@ def test_conditional_and_prior_samples_may_run_different_stages(setup):
 
     tmp, common = setup
     trained = MultimodalEBMVAE.from_pretrained(str(tmp / "ckpt"))
-    model = MultimodalEBMVAE(replace(trained.config, ebm_latent_cond_steps=0))
+    model = MultimodalEBMVAE(replace(trained.config, chains=trained.config.chains.replace(ebm_latent_cond_steps=0)))
     model.load_state_dict(trained.state_dict())
     model.save_pretrained(tmp / "ckpt_nocond")
     TrainConfig(variant="full").to_json(tmp / "ckpt_nocond" / "train_config.json")
     i = FAST.index("--ebm-latent-steps")
-    fast = FAST[:i] + FAST[i + 2:]   # the checkpoint's own EBM latent steps
+    fast = FAST[:i] + FAST[i + 4:]   # the checkpoint's own EBM latent steps
     main(["--checkpoint", str(tmp / "ckpt_nocond"), "--out", str(tmp / "nocond"), *common, *fast, "--curve-steps", ""])
     r = json.loads((tmp / "nocond" / "metrics.json").read_text())
     assert r["stages"] == ["proposal", "latent", "ebm_latent", "data"]
