@@ -135,7 +135,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # the networks and test-time chains (flags --model.*)
     variant: str = "full"             # the method or an ablation: full, noise_init, no_latent_revision, vae
     seed: int = 0                     # seeds the weights, the batches and the chains
-    out: str = "runs/full"            # run folder: logs, samples, checkpoints (--out-dir: the same)
+    out_dir: str = "runs/full"        # run folder: logs, samples, checkpoints (flags --out, --out-dir)
     mnist: str | None = None          # local MNIST file (.npz) or torchvision root; None = download
     cache_dir: str = "data_cache"     # where the built data set (uint8, 826 MB for M = 5) and the MNIST download go
     dataset: str = "builtin"          # builtin: PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir
@@ -212,7 +212,5 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> "TrainConfig":
         data = json.loads(Path(path).read_text())
-        if "out_dir" in data:   # the field's former name
-            data.setdefault("out", data.pop("out_dir"))
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})

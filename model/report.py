@@ -30,8 +30,8 @@ def read_metrics(path) -> dict:
         raise ReportError(f"metrics file not found: {str(path)!r}")
     r = json.loads(Path(path).read_text())
     for s in (r.get("summary") or {}).values():
-        if "joint_coherence" in s:
-            s.setdefault("joint_coherence", s.pop("joint_coherence"))
+        if "coherence_joint" in s:   # the key of earlier versions
+            s.setdefault("joint_coherence", s.pop("coherence_joint"))
     return r
 
 

@@ -338,7 +338,7 @@ def load_data(cfg: TrainConfig, split: str):
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train (or, with ``resume``, continue) the run in ``cfg.out``; returns the final folder.
+    """Train (or, with ``resume``, continue) the run in ``cfg.out_dir``; returns the final folder.
     Under torchrun every process trains on its shard of the data and rank 0 writes everything."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -347,7 +347,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     amp = cfg.amp and device.type == "cuda"
     if cfg.amp and not amp and lead:
         print(f"note: --amp applies to CUDA only; training in float32 on {device}", file=sys.stderr)
-    out = Path(cfg.out)
+    out = Path(cfg.out_dir)
     torch.manual_seed(cfg.seed)
     model = MultimodalEBMVAE(cfg.model)
     if cfg.init_from:  # the weights of another run (same shapes); optimisers start fresh
@@ -479,11 +479,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 # ---------------------------------------------------------------- CLI
 
 def build_parser():
-    from .cli import ConfigParser, add_dataclass_args
+    from .cli import ConfigParser, HelpFormatter, add_dataclass_args, field_docs
     from .config import DATASETS, VARIANTS
 
     p = ConfigParser(prog="python -m model.train", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     formatter_class=HelpFormatter,
                      epilog="Every TrainConfig field is a flag; the model's (ModelConfig) are --model.<name>. "
                             "Multi-process: torchrun --nproc_per_node N -m model.train ... (--batch-size is per process).")
     p.add_argument("--resume", action="store_true",
@@ -491,9 +491,10 @@ def build_parser():
                         "an error if there is nothing to resume")
     p.add_argument("--config", default=None, help="a train_config.json to start from (flags override it) "
                    "(default: none)")
-    p.add_argument("--out-dir", dest="out", default=argparse.SUPPRESS, help="the same as --out")
+    p.add_argument("--out", "--out-dir", dest="out_dir", default=argparse.SUPPRESS, metavar="OUT",
+                   help=f"{field_docs(TrainConfig)['out_dir']['help']} (default: {TrainConfig().out_dir})")
     add_dataclass_args(
-        p, TrainConfig, choices={"variant": VARIANTS, "dataset": DATASETS},
+        p, TrainConfig, choices={"variant": VARIANTS, "dataset": DATASETS}, skip=("out_dir",),
         titles={"": "run", "training-time chains":
                 "training-time chains (the revisions inside every training iteration; "
                 "test-time chains are --model.latent-* / --model.data-*)",
@@ -508,8 +509,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, bool]:
     a = vars(build_parser().parse_args(argv))
     resume, config = a.pop("resume"), a.pop("config")
     base = TrainConfig.from_json(config) if config else TrainConfig()
-    if resume and not config and "out" in a and Path(a["out"], "train_config.json").exists():
-        base = TrainConfig.from_json(Path(a["out"], "train_config.json"))
+    if resume and not config and "out_dir" in a and Path(a["out_dir"], "train_config.json").exists():
+        base = TrainConfig.from_json(Path(a["out_dir"], "train_config.json"))
     d = asdict(base)
     for k, val in a.items():
         if k.startswith("model."):
@@ -533,7 +534,7 @@ def main(argv=None):
         fail(f"{type(e).__name__}: {e}")
     except KeyboardInterrupt:
         fail("interrupted; resume with --resume", 130)
-    if (Path(cfg.out) / "DIVERGED.txt").exists():
+    if (Path(cfg.out_dir) / "DIVERGED.txt").exists():
         sys.exit(3)
     print(f"saved {path}")
 

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-LABELS = {"proposal": "proposal", "latent": "latent revision", "ebm_latent": "EBM latent revision",
-          "data": "data revision (final)"}
+from model.langevin import stage_title
 
 
 def _pct(v):
@@ -79,7 +78,7 @@ def markdown(all_rows) -> str:
              "coherent-digit entropy A / B | FD (A features) | diversity |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for x in all_rows:
-        lines.append(f"| {x['model']} | {x['prior']} | {LABELS.get(x['stage'], x['stage'])} | {_pct(x['cond1_A'])} | "
+        lines.append(f"| {x['model']} | {x['prior']} | {stage_title(x['stage'])} | {_pct(x['cond1_A'])} | "
                      f"{_pct(x['cond1_B'])} | {_pct(x['joint_A'])} | {_pct(x['joint_B'])} | "
                      f"{_num(x['entropy_A'])} / {_num(x['entropy_B'])} | {_num(x['fd'], '{:.0f}')} | "
                      f"{_num(x['diversity'], '{:.3f}')} |")

@@ -210,3 +210,32 @@ def test_conditional_and_prior_samples_may_run_different_stages(setup):
     assert set(r["conditional"]) == {"proposal", "latent", "data"} and set(r["prior"]) == {"proposal", "ebm_latent", "data"}
     assert r["settings"]["chains"]["ebm_latent_cond_steps"] == 0 and r["settings"]["chains"]["ebm_latent_steps"] > 0
     assert r["summary"]["revised"]["stage"] == "data"
+
+
+def test_the_bundled_judges_are_found_from_any_folder(setup, tmp_path, monkeypatch):
+    """`mebm-evaluate --samples ...` without --classifier, run outside the repository: the bundled judge A."""
+    tmp, common = setup
+    test = load_polymnist("test", M, 0, str(tmp / "mnist.npz"), tmp / "cache")
+    cond_idx = eval_indices(len(test), 4, 0)
+    x, _ = test.batch(torch.as_tensor(cond_idx))
+    save_dump(tmp_path / "real.npz", {(0,): {"proposal": x[:, 1:]}}, cond_idx, {}, {"name": "real", "n_modalities": M})
+    monkeypatch.chdir(tmp_path)
+    main(["--samples", "real.npz", "--out", "runs/ev", "--mnist", str(tmp / "mnist.npz"), "--cache-dir",
+          str(tmp / "cache"), "--n-cond", "4", "--n-joint", "0", "--n-fid", "0", "--quiet"])
+    r = json.loads((tmp_path / "runs" / "ev" / "metrics.json").read_text())
+    assert r["settings"]["classifier"] == "checkpoints/classifier" and 0 <= r["conditional"]["proposal"]["mean"] <= 1
+
+
+def test_old_metrics_files_are_read_by_the_report(ckpt_run, tmp_path):
+    """metrics.json keeps one key per metric (joint_coherence); files of earlier versions (coherence_joint) read."""
+    from model.report import compare
+
+    assert "coherence_joint" not in json.dumps(ckpt_run) and "joint_coherence" in ckpt_run["summary"]["revised"]
+    old = json.loads(json.dumps(ckpt_run))
+    for s in old["summary"].values():
+        s["coherence_joint"] = s.pop("joint_coherence")
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(ckpt_run))
+    compare([tmp_path / "old.json", tmp_path / "new.json"], tmp_path / "cmp", names=["old", "new"])
+    both = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert both["old"]["revised"]["joint_coherence"] == both["new"]["revised"]["joint_coherence"]
