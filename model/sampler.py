@@ -29,7 +29,7 @@ from .device import resolve_device
 from .hub import load_folder, load_model
 from .langevin import Frame, conditional_generate, conditional_sampling
 from .paths import find_checkpoint
-from .prior import PRIOR_FILE, GaussianMixture
+from .prior import PRIOR_FILE, GaussianMixture, load_prior
 
 PRIORS = ("ex-post", "normal")
 EBM_OFF = {"ebm_latent_steps": 0, "ebm_latent_cond_steps": 0, "data_steps": 0}   # a 'vae': its EBM is untrained
@@ -79,11 +79,13 @@ class Sampler:
         else:
             raise FileNotFoundError(f"no model checkpoint at {str(path)!r} (expected a folder with config.json + "
                                     f"model.safetensors, or an ORG/NAME Hub repo)")
-        if prior is not None:
+        if prior is not None:   # a prior file instead of the one beside the weights
             if not Path(prior).is_file():
                 raise FileNotFoundError(f"ex-post prior file not found: {prior!r} (written by python -m model.prior)")
-            loaded.prior = GaussianMixture.load(prior)
-            loaded.notes.append(f"ex-post prior in use: {prior}")
+            loaded.prior, note = load_prior(prior, loaded.model.config.latent_dim)
+            if loaded.prior is None:
+                raise ValueError(note)
+            loaded.notes.append(f"{note} ({prior})")
         dev = resolve_device(device)
         model = loaded.model.to(dev)
         for p in model.parameters():
