@@ -138,18 +138,22 @@ class TrainConfig:
     out_dir: str = "runs/full"        # run folder: logs, samples, checkpoints (flags --out, --out-dir)
     mnist: str | None = None          # local MNIST file (.npz) or torchvision root; None = download
     cache_dir: str = "data_cache"     # where the built data set (uint8, 826 MB for M = 5) and the MNIST download go
-    dataset: str = "builtin"          # builtin: PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir
+    dataset: str = "builtin"          # builtin: PolyMNIST-style set built from MNIST; polymnist: the released files in
+                                      # --data-dir
     data_dir: str | None = None       # the PolyMNIST release (train/ and test/ with m0..m4 of <index>.<label>.png)
     train_size: int | None = None     # use the first N training samples (None = all 60k)
     iters: int = 20000                # training iterations in all (warm-up included)
     max_minutes: float | None = None  # wall-clock budget; stops (and saves) when reached
-    max_cpu_minutes: float | None = None  # budget in CPU time of this process (fair on a shared machine); stops (and saves) when reached
+    max_cpu_minutes: float | None = None  # budget in CPU time of this process (fair on a shared machine); stops (and
+                                          # saves) when reached
     batch_size: int = 64              # tuples per iteration (per process under torchrun)
     threads: int | None = None        # torch.set_num_threads; None = torch default
     device: str = "auto"              # auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps
     amp: bool = False                 # bfloat16 autocast on CUDA (mixed precision); ignored on other devices
-    init_from: str | None = None      # start the weights from this model directory (optimisers fresh; e.g. continue a shipped checkpoint)
-    init_skip: str | None = None      # with --init-from: these parts keep their fresh (seeded) weights, e.g. 'energy' (an EBM of another width); comma-separated of generator, inference, energy
+    init_from: str | None = None      # start the weights from this model directory (optimisers fresh; e.g. continue a
+                                      # shipped checkpoint)
+    init_skip: str | None = None      # with --init-from: these parts keep their fresh (seeded) weights, e.g. 'energy'
+                                      # (an EBM of another width); comma-separated of generator, inference, energy
     # optimisers (Adam)
     lr_generator: float = 3e-4        # learning rate of the generator
     lr_inference: float = 3e-4        # learning rate of the inference model
@@ -168,8 +172,11 @@ class TrainConfig:
     latent_steps: int = 10            # training: latent Langevin steps per iteration (latent revision)
     latent_step_size: float = 0.03    # training: latent step size s
     latent_noise: float = 0.03        # training: latent noise scale n
-    ebm_negatives: str = "data"       # EBM negatives: "data" = data chain from G(z) (the paper); "latent" = EBM latent chain from z, then data_steps of data chain (VAEBM-style); the generator is taught toward them
-    ebm_latent_steps: int = 10        # training: steps of the EBM latent chain (ebm_negatives="latent"; also the one-line coherence log)
+    ebm_negatives: str = "data"       # EBM negatives: "data" = data chain from G(z) (the paper); "latent" = EBM latent
+                                      # chain from z, then data_steps of data chain (VAEBM-style); the generator is
+                                      # taught toward them
+    ebm_latent_steps: int = 10        # training: steps of the EBM latent chain (ebm_negatives="latent"; also the one-
+                                      # line coherence log)
     ebm_latent_step_size: float = 0.3  # training: EBM latent step size s
     ebm_latent_noise: float = 0.3     # training: EBM latent noise scale n
     # loss weights
@@ -199,7 +206,8 @@ class TrainConfig:
         if self.ebm_negatives not in ("data", "latent"):
             raise ValueError(f"ebm_negatives must be 'data' or 'latent', got {self.ebm_negatives!r}")
         if any(p not in ("generator", "inference", "energy") for p in self.init_skip_parts):
-            raise ValueError(f"init_skip: comma-separated parts of generator, inference, energy, got {self.init_skip!r}")
+            raise ValueError(f"init_skip: comma-separated parts of generator, inference, energy, "
+                             f"got {self.init_skip!r}")
 
     @property
     def init_skip_parts(self) -> list[str]:

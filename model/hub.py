@@ -139,7 +139,8 @@ def load_model(repo_id: str | None = None, revision: str | None = None, bundled:
                 return from_dir(path, "Hub cache", where)
             except Exception as e:
                 what = "the Hub" if attempt == "hub" else "the local Hub cache"
-                note(f"could not load {where} from {what}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+                reason = str(e).splitlines()[0][:200] if str(e) else ""
+                note(f"could not load {where} from {what}: {type(e).__name__}: {reason}")
     if bundled is None:   # no fallback asked for
         raise CheckpointUnavailable(f"{repo_id}: " + " ; ".join(notes))
     bundled = Path(bundled)

@@ -70,7 +70,8 @@ class InceptionFeatures:
         except ImportError as e:
             raise RuntimeError("--inception needs torchvision (pip install torchvision)") from e
         if not Path(path).is_file():
-            raise FileNotFoundError(f"Inception weights file not found: {str(path)!r} (a torchvision inception_v3 state_dict)")
+            raise FileNotFoundError(f"Inception weights file not found: {str(path)!r} "
+                                    f"(a torchvision inception_v3 state_dict)")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:

@@ -5,7 +5,8 @@ whose prior samples fall between the clusters that the inference model actually 
     python -m model.prior --checkpoint checkpoints/mebm --mnist ../shared/data/mnist.npz [--components 20]
 
 fits the mixture to one latent z ~ q(z | x_1..x_M) per training tuple (the MoE joint posterior: a
-uniformly chosen expert's sample; ``--latents poe``: a sample of the product of the experts instead) by EM (full covariances, seeded k-means++-style start) and writes
+uniformly chosen expert's sample; ``--latents poe``: a sample of the product of the experts instead) by EM
+(full covariances, seeded k-means++-style start) and writes
 CHECKPOINT/prior.safetensors (a few kB, ignored by ``from_pretrained``; ``GaussianMixture.load``
 reads it). ``StandardNormal`` is the model's own prior with the same interface.
 """

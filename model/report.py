@@ -55,7 +55,8 @@ def markdown(r: dict) -> str:
              f"this space; not an FID).", "",
              "Coherence in %. Conditional: mean over the subsets of each size of the accuracy of the generated "
              "missing modalities. FD: mean over modalities.", "",
-             "| stage | " + " | ".join(f"cond. {k} in" for k in range(1, M)) + " | cond. mean | joint | digit entropy | FD |",
+             "| stage | " + " | ".join(f"cond. {k} in" for k in range(1, M))
+             + " | cond. mean | joint | digit entropy | FD |",
              "|---|" + "---|" * (M + 3)]
     for stage in r["stages"]:
         c = r["conditional"].get(stage)

@@ -484,8 +484,9 @@ def build_parser():
 
     p = ConfigParser(prog="python -m model.train", description=__doc__,
                      formatter_class=HelpFormatter,
-                     epilog="Every TrainConfig field is a flag; the model's (ModelConfig) are --model.<name>. "
-                            "Multi-process: torchrun --nproc_per_node N -m model.train ... (--batch-size is per process).")
+                     epilog="Every TrainConfig field is a flag; the model's (ModelConfig) are --model.<name>, its "
+                            "test-time chains --model.<chain>-<knob>. Multi-process: torchrun --nproc_per_node N "
+                            "-m model.train ... (--batch-size is per process).")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint (its train_config.json, flags override it); "
                         "an error if there is nothing to resume")

@@ -3,7 +3,8 @@ PolyMNIST-style tensors (model.data.load_polymnist) under a wall-clock budget, i
 over time, its generations dumped in the format model.evaluate reads (model.evaluate.save_dump).
 
     python -m venv .venv-peer && .venv-peer/bin/pip install -r requirements.txt -r requirements-peer.txt
-    .venv-peer/bin/python -m scripts.peer_mmvae_plus --mnist ../shared/data/mnist.npz --minutes 95 --out runs/peer_mmvaeplus
+    .venv-peer/bin/python -m scripts.peer_mmvae_plus --mnist ../shared/data/mnist.npz --minutes 95 \
+        --out runs/peer_mmvaeplus
     .venv/bin/python -m model.evaluate --samples runs/peer_mmvaeplus/samples.npz --mnist ../shared/data/mnist.npz \
         --out runs/peer_mmvaeplus/eval
 
@@ -78,7 +79,8 @@ def conditional(model, x, cond):
     """Generate every modality outside ``cond`` from ``cond``: [B, M - |cond|, 3, 28, 28] in [0, 1]."""
     M = x.shape[1]
     gen = [m for m in range(M) if m not in cond]
-    out = model.predict(as_multivae(x, device=model.device), cond_mod=[f"m{m}" for m in cond], gen_mod=[f"m{m}" for m in gen])
+    out = model.predict(as_multivae(x, device=model.device), cond_mod=[f"m{m}" for m in cond],
+                        gen_mod=[f"m{m}" for m in gen])
     return torch.stack([out[f"m{m}"] for m in gen], 1).clamp(0, 1).cpu()
 
 

@@ -74,11 +74,13 @@ def parse_args(argv=None):
     p.add_argument("--classifier", nargs="+", default=["checkpoints/classifier", "checkpoints/classifier_b"],
                    help="one or more judges (model.classifier folders; the bundled ones are found from any "
                         "folder); each gets its own rows")
-    p.add_argument("--names", nargs="+", default=["A", "B"], help="the judges' names in the table, in --classifier order")
+    p.add_argument("--names", nargs="+", default=["A", "B"],
+                   help="the judges' names in the table, in --classifier order")
     p.add_argument("--versus", default=None,
                    help="another dump of the same test tuples: its stage --versus-stage against this dump's last stage")
     p.add_argument("--versus-stage", default="proposal", help="the stage of --versus to compare with")
-    p.add_argument("--joint", action="store_true", help="the prior (joint) samples' stages instead of the conditionals'")
+    p.add_argument("--joint", action="store_true",
+                   help="the prior (joint) samples' stages instead of the conditionals'")
     add_data_args(p)
     p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
@@ -95,7 +97,8 @@ def main(argv=None):
         dump = DumpSampler(args.dump)
         versus = DumpSampler(args.versus) if args.versus else None
         if versus is not None and not args.joint and not np.array_equal(versus.f["cond_index"], dump.f["cond_index"]):
-            raise EvalError("the two dumps condition on different test tuples (make both with the same --n-cond and --seed)")
+            raise EvalError("the two dumps condition on different test tuples (make both with the same --n-cond "
+                            "and --seed)")
         M, seed = dump.meta["n_modalities"], dump.meta.get("data_seed", 0)
         if args.joint:
             if not dump.n_prior:
@@ -106,7 +109,8 @@ def main(argv=None):
             unit = "prior samples"
         else:
             test = load_dataset("test", M, seed, args.mnist, args.cache_dir, args.dataset, args.data_dir)
-            what = f"Conditional coherence from one observed modality, {len(dump.f['cond_index'])} test tuples per modality"
+            what = (f"Conditional coherence from one observed modality, {len(dump.f['cond_index'])} test tuples "
+                    f"per modality")
             unit = "test tuples"
         score = joint_correctness if args.joint else (lambda d, clf: correctness(d, clf, test))
         lines = [f"{what} ({Path(args.dump).name}); change from the row above, with its 95 % bootstrap interval "

@@ -44,7 +44,8 @@ def _settings(text: str) -> list[tuple[int, float, float]]:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m scripts.tune_chains", description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m scripts.tune_chains", description=__doc__,
+                                formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", default="checkpoints/mebm", help="a model directory (config.json + "
                    "model.safetensors; found from any folder)")
     add_data_args(p)
