@@ -136,7 +136,8 @@ class MultimodalEBMVAE(
     tags=["energy-based-model", "multimodal-vae", "langevin", "polymnist"],
     license="mit",
 ):
-    """Joint EBM + shared-latent generator + MoE inference model, learned together by MCMC revision."""
+    """Joint EBM + shared-latent generator + MoE inference model, learned together by MCMC revision. These are the
+    networks alone: ``model.Sampler.from_pretrained`` loads them with the ex-post prior and the chain settings."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()

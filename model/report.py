@@ -35,11 +35,13 @@ def read_metrics(path) -> dict:
     return r
 
 
-def _pct(v):
+def pct(v) -> str:
+    """A fraction as a percentage with one decimal ("–" for none)."""
     return "–" if v is None else f"{100 * v:.1f}"
 
 
-def _fd(v):
+def two_decimals(v) -> str:
+    """A number with two decimals ("–" for none)."""
     return "–" if v is None else f"{v:.2f}"
 
 
@@ -61,9 +63,9 @@ def markdown(r: dict) -> str:
     for stage in r["stages"]:
         c = r["conditional"].get(stage)
         p = r["prior"].get(stage, {})
-        row = [stage_label(r, stage)] + [_pct(c["by_size"].get(str(k))) if c else "–" for k in range(1, M)]
-        row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
-                _fd(p.get("fd_mean"))]
+        row = [stage_label(r, stage)] + [pct(c["by_size"].get(str(k))) if c else "–" for k in range(1, M)]
+        row += [pct(c["mean"]) if c else "–", pct(p.get("joint_coherence")), two_decimals(p.get("digit_entropy")),
+                two_decimals(p.get("fd_mean"))]
         lines.append("| " + " | ".join(row) + " |")
     if "latent" in r["stages"]:
         lines += ["", "Prior samples have no latent revision (the posterior is the prior): their latent-revised "
@@ -72,10 +74,10 @@ def markdown(r: dict) -> str:
               "| stage | " + " | ".join(f"m{m}" for m in range(M)) + " |", "|---|" + "---|" * M]
     for stage, p in r["prior"].items():
         if "fd" in p:
-            lines.append(f"| {stage_label(r, stage)} | " + " | ".join(_fd(v) for v in p["fd"]) + " |")
+            lines.append(f"| {stage_label(r, stage)} | " + " | ".join(two_decimals(v) for v in p["fd"]) + " |")
     ref = r.get("reference", {})
     if ref:
-        lines += ["", f"Reference, real test tuples: joint coherence {_pct(ref['joint_coherence_real'])} %, "
+        lines += ["", f"Reference, real test tuples: joint coherence {pct(ref['joint_coherence_real'])} %, "
                       f"classifier accuracy per modality {[round(100 * a, 1) for a in ref['classifier_accuracy']]} %."]
     cv = r.get("curve")
     if cv:
@@ -83,7 +85,7 @@ def markdown(r: dict) -> str:
                   "| data steps | " + " | ".join(str(s) for s in cv["steps"]) + " |",
                   "|---|" + "---|" * len(cv["steps"])]
         for init in ("generator", "noise"):
-            for key, fmt in (("joint_coherence", _pct), ("coherence_cond1", _pct), ("fd_mean", _fd)):
+            for key, fmt in (("joint_coherence", pct), ("coherence_cond1", pct), ("fd_mean", two_decimals)):
                 lines.append(f"| {key} ({init} init) | " + " | ".join(fmt(v) for v in cv[init][key]) + " |")
     lines += ["", f"Evaluation took {r['minutes']:.1f} min."]
     return "\n".join(lines) + "\n"
@@ -152,9 +154,9 @@ def compare(paths, out, names=None, x=None, xlabel="training data-space Langevin
         for stage in r["stages"]:
             c, p = r["conditional"].get(stage), r["prior"].get(stage, {})
             row = [r["name"], stage_label(r, stage)]
-            row += [_pct(c["by_size"].get(str(k))) if c else "–" for k in range(1, M)]
-            row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
-                    _fd(p.get("fd_mean"))]
+            row += [pct(c["by_size"].get(str(k))) if c else "–" for k in range(1, M)]
+            row += [pct(c["mean"]) if c else "–", pct(p.get("joint_coherence")), two_decimals(p.get("digit_entropy")),
+                    two_decimals(p.get("fd_mean"))]
             lines.append("| " + " | ".join(row) + " |")
     md = "\n".join(lines) + "\n"
     out = Path(out)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from .cli import HelpFormatter, add_chain_args, add_data_args, chain_overrides
@@ -106,8 +107,6 @@ def generate(sampler, test, args, progress=True) -> tuple[dict, np.ndarray, dict
 
 def save_picture(diverse: dict, m: int, path, row: int = 0):
     """The R samples from test tuple ``row`` with modality m observed: one block of R rows per stage."""
-    from PIL import Image
-
     blocks = []
     for (mm, _stage), x in diverse.items():
         if mm != m:
