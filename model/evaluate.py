@@ -306,7 +306,7 @@ def load_sampler(checkpoint, variant=None, device="auto", prior="normal", chains
         raise EvalError(f"ex-post prior file not found: {prior!r} (written by python -m model.prior)")
     try:
         sampler = Sampler.from_pretrained(path, device=device, variant=variant,
-                                          prior=None if prior in PRIORS else prior, **(chains or {}))
+                                          prior_file=None if prior in PRIORS else prior, **(chains or {}))
     except DeviceError as e:
         raise EvalError(str(e)) from None
     except Exception as e:

@@ -63,13 +63,13 @@ class Sampler:
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path | None = None, revision: str | None = None,
-                        device: str | torch.device = "auto", variant: str | None = None, prior: str | None = None,
-                        **chain_overrides) -> "Sampler":
+                        device: str | torch.device = "auto", variant: str | None = None,
+                        prior_file: str | Path | None = None, **chain_overrides) -> "Sampler":
         """A folder (config.json + model.safetensors [+ prior.safetensors]; a relative path missing here is looked
         up in the repository checkout, so ``checkpoints/mebm`` works from any folder) or an ``ORG/NAME`` Hub repo
         (at ``revision``; ``model.hub.load_model``: the Hub, then its local cache). None: the bundled checkpoint.
-        ``variant`` overrides the one in train_config.json; ``prior``: an ex-post prior file instead of the one
-        beside the weights; chain settings by flat name override config.json's."""
+        ``variant`` overrides the one in train_config.json; ``prior_file``: an ex-post prior (python -m model.prior)
+        instead of the one beside the weights; chain settings by flat name override config.json's."""
         name = str(path_or_repo_id if path_or_repo_id is not None else "checkpoints/mebm")
         path = find_checkpoint(name)
         if path.is_dir():
@@ -79,13 +79,14 @@ class Sampler:
         else:
             raise FileNotFoundError(f"no model checkpoint at {str(path)!r} (expected a folder with config.json + "
                                     f"model.safetensors, or an ORG/NAME Hub repo)")
-        if prior is not None:   # a prior file instead of the one beside the weights
-            if not Path(prior).is_file():
-                raise FileNotFoundError(f"ex-post prior file not found: {prior!r} (written by python -m model.prior)")
-            loaded.prior, note = load_prior(prior, loaded.model.config.latent_dim)
+        if prior_file is not None:
+            if not Path(prior_file).is_file():
+                raise FileNotFoundError(f"ex-post prior file not found: {str(prior_file)!r} (written by python -m "
+                                        f"model.prior)")
+            loaded.prior, note = load_prior(prior_file, loaded.model.config.latent_dim)
             if loaded.prior is None:
                 raise ValueError(note)
-            loaded.notes.append(f"{note} ({prior})")
+            loaded.notes.append(f"{note} ({prior_file})")
         dev = resolve_device(device)
         model = loaded.model.to(dev)
         for p in model.parameters():

@@ -111,7 +111,7 @@ def test_loaded_from_any_folder_and_missing_ones_are_clear(tmp_path, monkeypatch
     with pytest.raises(CheckpointUnavailable):
         Sampler.from_pretrained("nobody/nothing", device="cpu")             # a Hub id: offline, not cached
     with pytest.raises(FileNotFoundError, match="ex-post prior file not found"):
-        Sampler.from_pretrained("checkpoints/mebm", device="cpu", prior="nope.safetensors")
+        Sampler.from_pretrained("checkpoints/mebm", device="cpu", prior_file="nope.safetensors")
 
 
 def test_chains_read_both_forms_and_reject_unknown_knobs():
