@@ -33,7 +33,7 @@ def joint_coherence(clf, x: torch.Tensor) -> float:
 def digit_entropy(counts: torch.Tensor) -> float:
     """The entropy of a histogram of the 10 digits, divided by log 10: 1 = every digit equally often, 0 = one digit
     (or none at all)."""
-    q = counts.double() / counts.sum().clamp_min(1)
+    q = counts.float() / counts.sum().clamp_min(1)
     q = q[q > 0]
     return float(-(q * q.log()).sum() / np.log(10))
 
