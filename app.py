@@ -40,11 +40,11 @@ from model.device import DeviceError, resolve_device
 from model.config import ModelConfig
 from model.data import to_modality
 from model.hub import CheckpointUnavailable, load_model
-from model.sampler import Sampler
 from model.langevin import ChainDiverged, stage_title
 from model.networks import observed_mask
 from model.player import ChainPlayer, ChainSettings, Sessions
 from model.preprocess import InputError, digit_from_sketch, digit_from_upload
+from model.sampler import Sampler
 
 log = logging.getLogger("mebm.app")
 ROOT = Path(__file__).resolve().parent
