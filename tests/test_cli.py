@@ -159,3 +159,16 @@ def test_other_commands_document_every_flag(module, monkeypatch):
     undocumented = [a.option_strings for a in parsers[0]._actions if a.option_strings and not a.help]
     assert not undocumented
     assert "(default:" in parsers[0].format_help()
+
+
+def test_the_published_training_command_parses_back(tmp_path):
+    """model.publish's recipe of a run whose test-time chains differ from the defaults: flat --model.* flags."""
+    import shlex
+
+    from model.publish import train_command
+
+    cfg, _ = parse_args(["--model.latent-steps", "3", "--model.ebm-latent-cond-steps", "0", "--model.width", "8",
+                         "--out", str(tmp_path / "r"), "--teach-weight", "0.2"])
+    command = train_command(cfg)
+    assert "--model.latent-steps 3" in command and "--model.chains" not in command
+    assert parse_args(shlex.split(command)[3:])[0] == cfg
