@@ -40,10 +40,11 @@ from model.device import DeviceError, resolve_device
 from model.config import ModelConfig
 from model.data import to_modality
 from model.hub import CheckpointUnavailable, load_model
-from model.langevin import ChainDiverged
+from model.langevin import ChainDiverged, stage_title
 from model.networks import observed_mask
-from model.player import ChainPlayer, ChainSettings, Sessions, stage_title
+from model.player import ChainPlayer, ChainSettings, Sessions
 from model.preprocess import InputError, digit_from_sketch, digit_from_upload
+from model.sampler import Sampler
 
 log = logging.getLogger("mebm.app")
 ROOT = Path(__file__).resolve().parent
@@ -105,11 +106,12 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
         where = (f"{lm.location}" if lm.source != "bundled" else
                  "bundled checkpoint" + (" (checkpoints/mebm)" if Path(lm.location).resolve() ==
                                          (ROOT / "checkpoints/mebm").resolve() else ""))
-        _LOADED.update(model=lm.model.eval().to(device), weights=f"{lm.source}: {where}" if lm.source != "bundled" else where,
-                       prior=lm.prior.to(device) if lm.prior is not None else None, error=None)
+        sampler = Sampler(lm.model, lm.prior, source=lm.describe(), notes=lm.notes).to(device)
+        _LOADED.update(sampler=sampler, model=sampler.model, prior=sampler.prior, error=None,
+                       weights=f"{lm.source}: {where}" if lm.source != "bundled" else where)
         log.info("weights in use: %s", lm.describe())
     except CheckpointUnavailable as e:
-        _LOADED.update(model=None, weights=None, prior=None, error=one_line(e, 400))
+        _LOADED.update(sampler=None, model=None, weights=None, prior=None, error=one_line(e, 400))
         log.error("%s", one_line(e, 2000))
     try:
         from model.classifier import Classifiers
@@ -124,12 +126,12 @@ def loaded() -> dict:
     return _LOADED if _LOADED else setup()
 
 
-def model_or_error():
+def sampler_or_error() -> Sampler:
     state = loaded()
-    if state["model"] is None:
+    if state["sampler"] is None:
         raise gr.Error("No model checkpoint could be loaded, so nothing can be generated. "
                        + (state["error"] or ""), duration=None)
-    return state["model"]
+    return state["sampler"]
 
 
 def model_config() -> ModelConfig:
@@ -271,8 +273,8 @@ def model_input(digit, modality: int, seed: int, cfg: ModelConfig):
 def new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
                data_step_size, noise, seed, compare, link_digit="", ex_post_prior=True):
     """Check the inputs and set up a chain for them (nothing computed yet)."""
-    model = model_or_error()
-    cfg = model.config
+    sampler = sampler_or_error()
+    cfg = sampler.config
     source, modality, s = validate(source, modality, n_samples, latent_steps, latent_step_size, data_steps,
                                    data_step_size, noise, seed, compare, cfg.n_modalities, ex_post_prior)
     try:
@@ -280,7 +282,7 @@ def new_player(source, sketch, upload, modality, n_samples, latent_steps, latent
     except InputError as e:
         raise gr.Error(str(e))
     x_obs, observed, preview = model_input(digit, modality, s.seed, cfg)
-    player = ChainPlayer(model, x_obs, observed, s, prior=loaded().get("prior"))
+    player = ChainPlayer(sampler, x_obs, observed, s)
     player.digit, player.modality, player.preview = digit, (modality if digit is not None else None), preview
     player.key = (source, modality, s, None if digit is None else hashlib.sha1(digit.tobytes()).hexdigest())
     return player
@@ -690,9 +692,9 @@ def restore(request: gr.Request = None):
         digit = params.get("d", "")
         if src == "link":
             decode_digit(digit)
-        _, m, s = validate(src, params.get("m", 0), params.get("n", default_samples(cfg)), params.get("ls", cfg.latent_steps),
-                           params.get("lss", cfg.latent_step_size), params.get("ds", cfg.data_steps),
-                           params.get("dss", cfg.data_step_size), params.get("noise", "1"), params.get("seed", 0),
+        _, m, s = validate(src, params.get("m", 0), params.get("n", default_samples(cfg)), params.get("ls", cfg.chains.latent.steps),
+                           params.get("lss", cfg.chains.latent.step_size), params.get("ds", cfg.chains.data.steps),
+                           params.get("dss", cfg.chains.data.step_size), params.get("noise", "1"), params.get("seed", 0),
                            params.get("cmp", "0"), cfg.n_modalities, params.get("pp", "1"))
     except (gr.Error, InputError, ValueError) as e:
         msg = e.message if isinstance(e, gr.Error) else str(e)
@@ -708,16 +710,16 @@ def restore(request: gr.Request = None):
 def presets(cfg: ModelConfig) -> dict:
     """name -> (latent_steps, latent_step_size, data_steps, data_step_size, noise, what to watch)."""
     return {
-        "Default": (cfg.latent_steps, cfg.latent_step_size, cfg.data_steps, cfg.data_step_size, True,
+        "Default": (cfg.chains.latent.steps, cfg.chains.latent.step_size, cfg.chains.data.steps, cfg.chains.data.step_size, True,
                     "The proposal already shows the digit; the latent revision pulls every sample towards the "
                     "input, the data revision sharpens strokes and textures while the energy falls."),
-        "Step size too large": (cfg.latent_steps, 3.0, cfg.data_steps, 30.0, True,
+        "Step size too large": (cfg.chains.latent.steps, 3.0, cfg.chains.data.steps, 30.0, True,
                                 "Watch the latent chain leap off the posterior: it blows up within a few steps "
                                 "and the run stops with a message."),
-        "Step size too small": (cfg.latent_steps, cfg.latent_step_size / 100, cfg.data_steps,
-                                cfg.data_step_size / 100, True,
+        "Step size too small": (cfg.chains.latent.steps, cfg.chains.latent.step_size / 100, cfg.chains.data.steps,
+                                cfg.chains.data.step_size / 100, True,
                                 "Watch nothing move: every frame equals the proposal and the energy curves stay flat."),
-        "No latent revision": (0, cfg.latent_step_size, cfg.data_steps, cfg.data_step_size, True,
+        "No latent revision": (0, cfg.chains.latent.step_size, cfg.chains.data.steps, cfg.chains.data.step_size, True,
                                "The proposal goes straight to the EBM: compare with Default how well the "
                                "samples match the input digit."),
     }
@@ -734,7 +736,7 @@ def apply_preset(name):
 def default_stages(cfg: ModelConfig) -> list[str]:
     """The stages a default (conditional) run shows: the EBM latent revision when the checkpoint's
     conditional sampler runs it."""
-    return ["proposal", "latent"] + (["ebm_latent"] if cfg.ebm_latent_cond_steps > 0 else []) + ["data"]
+    return ["proposal", "latent"] + (["ebm_latent"] if cfg.chains.ebm_latent_cond.steps > 0 else []) + ["data"]
 
 
 def default_samples(cfg: ModelConfig) -> int:
@@ -866,17 +868,17 @@ def build_demo() -> gr.Blocks:
                     watch = gr.Markdown(f"**What to watch:** {table['Default'][5]}", elem_id="watch")
                     n_samples = Slider(*LIMITS["n_samples"], value=default_samples(cfg), step=1, label="Number of samples",
                                        elem_id="n_samples")
-                    latent_steps = Slider(*LIMITS["latent_steps"], value=cfg.latent_steps, step=1, label="Latent steps",
+                    latent_steps = Slider(*LIMITS["latent_steps"], value=cfg.chains.latent.steps, step=1, label="Latent steps",
                                           elem_id="latent_steps")
-                    latent_step_size = NumberBox(cfg.latent_step_size, label="Latent step size", elem_id="latent_step_size",
+                    latent_step_size = NumberBox(cfg.chains.latent.step_size, label="Latent step size", elem_id="latent_step_size",
                                                  minimum=LIMITS["latent_step_size"][0],
                                                  maximum=LIMITS["latent_step_size"][1])
-                    data_steps = Slider(*LIMITS["data_steps"], value=cfg.data_steps, step=1, label="Data steps",
+                    data_steps = Slider(*LIMITS["data_steps"], value=cfg.chains.data.steps, step=1, label="Data steps",
                                         elem_id="data_steps")
-                    data_step_size = NumberBox(cfg.data_step_size, label="Data step size", elem_id="data_step_size",
+                    data_step_size = NumberBox(cfg.chains.data.step_size, label="Data step size", elem_id="data_step_size",
                                                minimum=LIMITS["data_step_size"][0], maximum=LIMITS["data_step_size"][1])
-                    noise = gr.Checkbox(True, label=f"Langevin noise on (latent {cfg.latent_noise:g}, data "
-                                                    f"{cfg.data_noise:g})", elem_id="noise")
+                    noise = gr.Checkbox(True, label=f"Langevin noise on (latent {cfg.chains.latent.noise:g}, data "
+                                                    f"{cfg.chains.data.noise:g})", elem_id="noise")
                     seed = NumberBox(0, label="Seed (same seed, same frames)", precision=0, elem_id="seed",
                                      minimum=LIMITS["seed"][0], maximum=LIMITS["seed"][1])
                     compare = gr.Checkbox(False, label="Also run the data steps from noise (below the grid; doubles "

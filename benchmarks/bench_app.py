@@ -33,8 +33,8 @@ def direct(checkpoint, repeats, compare=False):
     torch.set_num_threads(1)
     app.setup(checkpoint=checkpoint, offline=True)
     cfg = app.model_config()
-    args = ("upload", None, EXAMPLE, 0, app.default_samples(cfg), cfg.latent_steps, cfg.latent_step_size, cfg.data_steps,
-            cfg.data_step_size, True, 0, compare, "")
+    args = ("upload", None, EXAMPLE, 0, app.default_samples(cfg), cfg.chains.latent.steps, cfg.chains.latent.step_size, cfg.chains.data.steps,
+            cfg.chains.data.step_size, True, 0, compare, "")
 
     def frames():
         for out in app.run_chain(*args):
@@ -63,8 +63,8 @@ def http(checkpoint, repeats, compare=False, debug=False):
     try:
         c = Client(url, verbose=False, download_files=False)
         cfg = app.ModelConfig()
-        args = ("upload", None, handle_file(EXAMPLE), 0, app.default_samples(cfg), cfg.latent_steps, cfg.latent_step_size,
-                cfg.data_steps, cfg.data_step_size, True, 0, compare, "")
+        args = ("upload", None, handle_file(EXAMPLE), 0, app.default_samples(cfg), cfg.chains.latent.steps, cfg.chains.latent.step_size,
+                cfg.chains.data.steps, cfg.chains.data.step_size, True, 0, compare, "")
         c.submit(*args, api_name="/run").result()
         rows = []
         for _ in range(repeats):

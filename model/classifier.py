@@ -185,7 +185,8 @@ def main(argv=None):
     p.add_argument("--augment", action="store_true", help="train with blur and noise augmentation")
     p.add_argument("--train-seed", type=int, default=None, help="initialisation and batch order (default: --seed)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--out", default="checkpoints/classifier", help="output folder (safetensors, config, accuracy.json)")
+    p.add_argument("--out", default="runs/classifier", help="output folder (safetensors, config, accuracy.json); "
+                   "the shipped judges are checkpoints/classifier and checkpoints/classifier_b")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)

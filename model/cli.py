@@ -17,6 +17,8 @@ import textwrap
 import tokenize
 import typing
 
+from .config import Chain, Chains
+
 
 class ConfigParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (the full usage of ~70 flags is what --help is for)."""
@@ -93,7 +95,8 @@ def _converter(base, optional):
         try:
             return base(s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {base.__name__}{' or none' if optional else ''}, got {s!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected {base.__name__}{' or none' if optional else ''}, got {s!r}") from None
     conv.__name__ = base.__name__
     return conv
 
@@ -120,6 +123,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, prefix: str = "", n
         if f.name in skip:
             continue
         default = _default(f)
+        if isinstance(default, Chains):
+            add_chain_args(parser, default, prefix, title=titles.get(docs.get(f.name, {}).get("section", ""), None))
+            continue
         if dataclasses.is_dataclass(default):
             sub = (nested or {}).get(f.name, f.name + ".")
             add_dataclass_args(parser, type(default), prefix + sub, choices=choices.get(f.name),
@@ -142,10 +148,36 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, prefix: str = "", n
         opt = dict(dest=prefix + f.name, default=argparse.SUPPRESS, type=_converter(base, optional),
                    help=f"{help_text} (default: {shown})",
                    metavar=("{true,false}" if base is bool else base.__name__.upper()))
+        if base is bool:   # --flag alone means true
+            opt["nargs"], opt["const"] = "?", True
         if f.name in choices:
             opt["choices"], opt["metavar"] = list(choices[f.name]), "{" + ",".join(map(str, choices[f.name])) + "}"
             opt["type"] = str
         group.add_argument("--" + prefix + f.name.replace("_", "-"), **opt)
+
+
+def add_chain_args(parser: argparse.ArgumentParser, chains: Chains | None = None, prefix: str = "",
+                   title: str | None = None) -> None:
+    """One flag per chain knob, ``--<prefix><chain>-<knob>`` (dest ``<prefix><chain>_<knob>``, the flat name that
+    ``Chains.replace`` and config.json take), default argparse.SUPPRESS. With ``chains`` the help shows its values
+    as defaults; without, the flags override a checkpoint's own settings (the default)."""
+    docs, knob_docs = field_docs(Chains), field_docs(Chain)
+    group = parser.add_argument_group(title or "chains", "the Langevin chains, in the order they run")
+    for c in dataclasses.fields(Chains):
+        for k in dataclasses.fields(Chain):
+            name = f"{c.name}_{k.name}"
+            shown = getattr(getattr(chains, c.name), k.name) if chains is not None else "the checkpoint's"
+            what = f"{docs[c.name]['help']}: " if k.name == "steps" else f"'{c.name}' chain: "
+            group.add_argument("--" + prefix + name.replace("_", "-"), dest=prefix + name, default=argparse.SUPPRESS,
+                               type=_converter(k.type if isinstance(k.type, type) else _base_type(k.type)[0], False),
+                               metavar=_base_type(k.type)[0].__name__.upper(),
+                               help=f"{what}{knob_docs[k.name]['help']} (default: {shown})".replace("%", "%%"))
+
+
+def chain_overrides(values: dict, prefix: str = "") -> dict:
+    """The chain flags given (by ``add_chain_args``), popped from ``values``, by flat name."""
+    names = [prefix + name for name in Chains().flat()]
+    return {name[len(prefix):]: values.pop(name) for name in names if name in values}
 
 
 def fail(message: str, code: int = 1) -> typing.NoReturn:

@@ -23,9 +23,73 @@ def temperature(step_size: float, noise: float) -> float:
     return (noise / step_size) ** 2 if step_size > 0 else float("inf")
 
 
+@dataclass(frozen=True)
+class Chain:
+    """One Langevin chain: ``steps`` updates x <- x - (s^2 / 2) grad U(x) + n xi (0 steps: skipped)."""
+
+    steps: int = 0                # Langevin steps (0 = skipped)
+    step_size: float = 0.0        # step size s
+    noise: float = 0.0            # noise scale n (temperature (n / s)^2)
+
+    @property
+    def temperature(self) -> float:
+        return temperature(self.step_size, self.noise)
+
+
+KNOBS = tuple(f.name for f in fields(Chain))
+
+
+@dataclass(frozen=True)
+class Chains:
+    """The test-time chains (conditional generation, prior samples, the app, evaluation), in the order they
+    run. config.json stores them nested ({"chains": {"latent": {"steps": 20, ...}, ...}}) and still reads the
+    flat keys ``<chain>_<knob>`` (``latent_steps``, ``ebm_latent_cond_noise``, ...), which are also the flags
+    (``--model.latent-steps``) and the override names (``Sampler.conditional(x, S, data_steps=0)``)."""
+
+    latent: Chain = Chain(20, 0.03, 0.03)           # latent revision: Langevin on the generator posterior p(z | x_S)
+                                                    # (conditional generation only)
+    ebm_latent: Chain = Chain(10, 0.3, 0.3)         # EBM latent revision of prior (joint) samples: Langevin on
+                                                    # E(G(z)) + ||z||^2 / 2 (n = s: exact Langevin)
+    ebm_latent_cond: Chain = Chain(10, 0.03, 0.03)  # EBM latent revision in conditional generation (the
+                                                    # observed likelihood makes U stiff: a smaller step)
+    data: Chain = Chain(30, 1.0, 0.01)              # data revision: Langevin on the EBM, observed modalities
+                                                    # clamped (n << s: nearly gradient descent)
+
+    def flat(self) -> dict:
+        """{"latent_steps": 20, "latent_step_size": 0.03, ...}: every knob under its flat name."""
+        return {f"{c.name}_{k}": getattr(getattr(self, c.name), k) for c in fields(self) for k in KNOBS}
+
+    def replace(self, **flat) -> "Chains":
+        """A copy with some knobs changed, by flat name (``replace(data_steps=0)``); None leaves a knob as it is."""
+        known = self.flat()
+        unknown = [k for k in flat if k not in known]
+        if unknown:
+            raise TypeError(f"unknown chain setting(s) {unknown}; known: {sorted(known)}")
+        known.update({k: v for k, v in flat.items() if v is not None})
+        return Chains.from_flat(known)
+
+    @classmethod
+    def from_flat(cls, flat: dict) -> "Chains":
+        """From flat keys (missing ones keep their defaults; keys that are no chain knob are ignored)."""
+        base = cls()
+        return cls(**{c.name: Chain(**{k: type(getattr(getattr(base, c.name), k))(flat[f"{c.name}_{k}"])
+                                       if f"{c.name}_{k}" in flat else getattr(getattr(base, c.name), k)
+                                       for k in KNOBS}) for c in fields(cls)})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Chains":
+        """From the nested form ({"latent": {"steps": ...}, ...}) or the flat one."""
+        flat = {f"{name}_{k}": v for name, chain in d.items() if isinstance(chain, dict) for k, v in chain.items()}
+        return cls.from_flat({**flat, **{k: v for k, v in d.items() if not isinstance(v, dict)}})
+
+    def ebm_latent_for(self, conditioned: bool) -> Chain:
+        """The EBM latent chain of conditional generation (``conditioned``) or of prior samples."""
+        return self.ebm_latent_cond if conditioned else self.ebm_latent
+
+
 @dataclass
 class ModelConfig:
-    """The three networks and their test-time sampling defaults."""
+    """The three networks and their test-time chains."""
 
     n_modalities: int = 5         # M, the number of image modalities (3x28x28 each)
     data_seed: int = 0            # the PolyMNIST-style textures the model was trained on (model.data)
@@ -36,31 +100,24 @@ class ModelConfig:
     ebm_features: int = 128       # per-modality trunk output, concatenated into the joint energy head
     ebm_spectral_norm: bool = False  # spectral norm on the EBM's layers (off: it kept the chains from moving)
     # test-time chains (conditional generation, the app, evaluation)
-    latent_steps: int = 20        # test time: latent Langevin steps on the generator posterior p(z | x_S)
-    latent_step_size: float = 0.03  # test time: latent step size s (temperature (n / s)^2)
-    latent_noise: float = 0.03    # test time: latent noise scale n
-    data_steps: int = 30          # test time: data-space Langevin steps on the EBM (observed modalities clamped)
-    data_step_size: float = 1.0   # test time: data step size s
-    data_noise: float = 0.01      # test time: data noise scale n (n << s: nearly gradient descent)
-    ebm_latent_steps: int = 10        # EBM revision in latent space: Langevin on E(G(z)) + ||z||^2/2 (+ likelihood of x_S); 0 = off
-    ebm_latent_step_size: float = 0.3  # step size s of that chain for prior (joint) samples, nothing observed
-    ebm_latent_noise: float = 0.3     # noise n of that chain (n = s: exact Langevin on exp(-U))
-    ebm_latent_cond_steps: int = 10   # its steps when modalities are observed (conditional generation); 0 = skipped there
-    ebm_latent_cond_step_size: float = 0.03  # its step size when modalities are observed: their likelihood makes U stiff (as for the latent revision)
-    ebm_latent_cond_noise: float = 0.03  # its noise when modalities are observed
+    chains: Chains = Chains()     # the test-time chains (flags --model.<chain>-<knob>)
 
-    @property
-    def data_temperature(self) -> float:
-        return temperature(self.data_step_size, self.data_noise)
+    def __post_init__(self):
+        if isinstance(self.chains, dict):
+            self.chains = Chains.from_dict(self.chains)
 
-    @property
-    def latent_temperature(self) -> float:
-        return temperature(self.latent_step_size, self.latent_noise)
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        """From a config.json: the nested ``chains`` and/or the old flat keys (``latent_steps``, ...; these win);
+        unknown keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        chains = Chains.from_dict(d.get("chains") or {}).flat()
+        chains.update({k: v for k, v in d.items() if k in chains})
+        return cls(**{k: v for k, v in d.items() if k in names and k != "chains"}, chains=Chains.from_flat(chains))
 
 
 VARIANTS = ("full", "noise_init", "no_latent_revision", "vae")
 DATASETS = ("builtin", "polymnist")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
@@ -78,21 +135,25 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # the networks and test-time chains (flags --model.*)
     variant: str = "full"             # the method or an ablation: full, noise_init, no_latent_revision, vae
     seed: int = 0                     # seeds the weights, the batches and the chains
-    out_dir: str = "runs/full"        # run folder: logs, samples, checkpoints
+    out_dir: str = "runs/full"        # run folder: logs, samples, checkpoints (flags --out, --out-dir)
     mnist: str | None = None          # local MNIST file (.npz) or torchvision root; None = download
     cache_dir: str = "data_cache"     # where the built data set (uint8, 826 MB for M = 5) and the MNIST download go
-    dataset: str = "builtin"          # builtin: PolyMNIST-style set built from MNIST; polymnist: the released files in --data-dir
+    dataset: str = "builtin"          # builtin: PolyMNIST-style set built from MNIST; polymnist: the released files in
+                                      # --data-dir
     data_dir: str | None = None       # the PolyMNIST release (train/ and test/ with m0..m4 of <index>.<label>.png)
     train_size: int | None = None     # use the first N training samples (None = all 60k)
     iters: int = 20000                # training iterations in all (warm-up included)
     max_minutes: float | None = None  # wall-clock budget; stops (and saves) when reached
-    max_cpu_minutes: float | None = None  # budget in CPU time of this process (fair on a shared machine); stops (and saves) when reached
+    max_cpu_minutes: float | None = None  # budget in CPU time of this process (fair on a shared machine); stops (and
+                                          # saves) when reached
     batch_size: int = 64              # tuples per iteration (per process under torchrun)
     threads: int | None = None        # torch.set_num_threads; None = torch default
     device: str = "auto"              # auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps
     amp: bool = False                 # bfloat16 autocast on CUDA (mixed precision); ignored on other devices
-    init_from: str | None = None      # start the weights from this model directory (optimisers fresh; e.g. continue a shipped checkpoint)
-    init_skip: str | None = None      # with --init-from: these parts keep their fresh (seeded) weights, e.g. 'energy' (an EBM of another width); comma-separated of generator, inference, energy
+    init_from: str | None = None      # start the weights from this model directory (optimisers fresh; e.g. continue a
+                                      # shipped checkpoint)
+    init_skip: str | None = None      # with --init-from: these parts keep their fresh (seeded) weights, e.g. 'energy'
+                                      # (an EBM of another width); comma-separated of generator, inference, energy
     # optimisers (Adam)
     lr_generator: float = 3e-4        # learning rate of the generator
     lr_inference: float = 3e-4        # learning rate of the inference model
@@ -111,8 +172,11 @@ class TrainConfig:
     latent_steps: int = 10            # training: latent Langevin steps per iteration (latent revision)
     latent_step_size: float = 0.03    # training: latent step size s
     latent_noise: float = 0.03        # training: latent noise scale n
-    ebm_negatives: str = "data"       # EBM negatives: "data" = data chain from G(z) (the paper); "latent" = EBM latent chain from z, then data_steps of data chain (VAEBM-style); the generator is taught toward them
-    ebm_latent_steps: int = 10        # training: steps of the EBM latent chain (ebm_negatives="latent"; also the one-line coherence log)
+    ebm_negatives: str = "data"       # EBM negatives: "data" = data chain from G(z) (the paper); "latent" = EBM latent
+                                      # chain from z, then data_steps of data chain (VAEBM-style); the generator is
+                                      # taught toward them
+    ebm_latent_steps: int = 10        # training: steps of the EBM latent chain (ebm_negatives="latent"; also the one-
+                                      # line coherence log)
     ebm_latent_step_size: float = 0.3  # training: EBM latent step size s
     ebm_latent_noise: float = 0.3     # training: EBM latent noise scale n
     # loss weights
@@ -125,14 +189,16 @@ class TrainConfig:
     # bookkeeping
     log_every: int = 10               # iterations between lines of log.jsonl
     sample_every: int = 500           # iterations between sample grids in samples/
-    ckpt_every: int = 250             # iterations between checkpoints (OUT_DIR/checkpoint)
+    ckpt_every: int = 250             # iterations between checkpoints (OUT/checkpoint)
     eval_every: int = 500             # iterations between quick coherence checks (0 = off)
     eval_samples: int = 500           # test tuples / prior samples of the quick coherence check
-    classifier: str | None = "checkpoints/classifier"  # for coherence during training; None = off
+    classifier: str | None = "checkpoints/classifier"  # judges of the coherence logged in training (a
+                                                       # relative path missing here is looked up in the
+                                                       # repository checkout: the bundled judges); none = off
 
     def __post_init__(self):
         if isinstance(self.model, dict):
-            self.model = ModelConfig(**self.model)
+            self.model = ModelConfig.from_dict(self.model)
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.dataset not in DATASETS:
@@ -140,7 +206,8 @@ class TrainConfig:
         if self.ebm_negatives not in ("data", "latent"):
             raise ValueError(f"ebm_negatives must be 'data' or 'latent', got {self.ebm_negatives!r}")
         if any(p not in ("generator", "inference", "energy") for p in self.init_skip_parts):
-            raise ValueError(f"init_skip: comma-separated parts of generator, inference, energy, got {self.init_skip!r}")
+            raise ValueError(f"init_skip: comma-separated parts of generator, inference, energy, "
+                             f"got {self.init_skip!r}")
 
     @property
     def init_skip_parts(self) -> list[str]:

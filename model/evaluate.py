@@ -20,32 +20,33 @@ data stage is left out):
 
 Outputs in --out: metrics.json (every number), metrics.md (table), curve.png, samples.png (prior samples).
 A peer's dump (.npz, written by ``save_dump``; see scripts/peer_mmvae_plus.py) is scored by the same code.
+This module holds the metrics over a test set and the command; model.report writes the tables and plots.
+The judges (--classifier) default to the bundled checkpoints/classifier, found from any working folder.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from .classifier import Classifiers
+from .cli import ConfigParser, HelpFormatter, add_chain_args, add_dataclass_args, chain_overrides
+from .config import DATASETS, VARIANTS
+from .data import load_dataset
 from .device import DeviceError
-from . import render
-from .metrics import ClassifierFeatures, InceptionFeatures, frechet_distance, hits, one_digit
-
-STAGE_LABELS = {"proposal": "generator proposal", "latent": "latent-revised",
-                "ebm_latent": "EBM latent-revised", "data": "MCMC-revised (latent + data)"}
-
-
-def stage_label(r: dict, stage: str) -> str:
-    if stage == "data" and (r["settings"].get("chains") or {}).get("data_init") == "noise":
-        return "EBM chain from noise (observed clamped)"
-    return STAGE_LABELS.get(stage, stage)
+from .paths import find_checkpoint
+from .langevin import STAGES, data_revision, latent_revision, run
+from .metrics import ClassifierFeatures, InceptionFeatures, digit_entropy, frechet_distance, hits, one_digit
+from .networks import observed_mask
+from .report import compare, markdown, plot_curve, save_sample_grid
+from .sampler import PRIORS, Sampler, seeded_generator
 
 
 class EvalError(RuntimeError):
@@ -60,8 +61,6 @@ def subsets(M: int) -> list[tuple[int, ...]]:
 def ordered_stages(names) -> list[str]:
     """Stage names without repeats, in the chain's order (model.langevin.STAGES; others after, as given):
     conditional and prior samples may run different stages (e.g. the EBM latent chain only for the latter)."""
-    from .langevin import STAGES
-
     names = list(dict.fromkeys(names))
     return [s for s in STAGES if s in names] + [s for s in names if s not in STAGES]
 
@@ -77,67 +76,30 @@ def eval_indices(n_test: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 777]).permutation(n_test)[:n])
 
 
-def _mask(s, M):
-    m = torch.zeros(M, dtype=torch.bool)
-    m[list(s)] = True
-    return m
-
-
-def _generator(seed: int, *key: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, *key]).generate_state(1)[0]))
-
-
-# ---------------------------------------------------------------- samplers: where the images come from
+# ---------------------------------------------------------------- where the images come from
 
 class ModelSampler:
-    """Our model: proposals, latent-revised and MCMC-revised samples (model.langevin's chains)."""
+    """Our model's samples for the metrics: every stage of a ``model.Sampler``'s chains, on the CPU."""
 
-    def __init__(self, model, variant: str = "full", latent_steps=None, data_steps=None, data_init=None,
-                 ebm_latent_steps=None, prior=None):
-        self.model, self.variant = model.eval(), variant
-        self.latent_steps, self.data_steps, self.ebm_latent_steps = latent_steps, data_steps, ebm_latent_steps
-        self.has_ebm = variant != "vae"
-        self.ex_post = prior  # None = N(0, I); or an ex-post prior (model.prior.GaussianMixture)
+    def __init__(self, sampler: Sampler, data_init: str | None = None, prior: str = "normal"):
+        self.sampler, self.prior_kind = sampler, prior
+        self.has_ebm = sampler.has_ebm
         # an EBM trained on chains from noise is sampled the way it was trained (the curve shows both)
-        self.data_init = data_init or ("noise" if variant == "noise_init" else "generator")
-        cfg = model.config
-        ebm = lambda default: 0 if not self.has_ebm else default if ebm_latent_steps is None else ebm_latent_steps
-        steps = {"proposal": 1, "latent": cfg.latent_steps if latent_steps is None else latent_steps,
-                 "ebm_latent": ebm(cfg.ebm_latent_cond_steps),   # conditional: its own steps (0 = skipped)
-                 "data": 0 if not self.has_ebm else cfg.data_steps if data_steps is None else data_steps}
-        self.cond_stages = tuple(s for s, k in steps.items() if k > 0)
-        steps.update(latent=0, ebm_latent=ebm(cfg.ebm_latent_steps))   # prior samples: no latent revision
-        self.prior_stages = tuple(s for s, k in steps.items() if k > 0)
-
-    def _kw(self):
-        kw = {"data_steps": 0 if not self.has_ebm else self.data_steps, "data_init": self.data_init,
-              "ebm_latent_steps": 0 if not self.has_ebm else self.ebm_latent_steps}
-        if self.latent_steps is not None:
-            kw["latent_steps"] = self.latent_steps
-        return kw
-
-    def _on_device(self, g):
-        """The model's device, and the chain's generator there (seeded from the CPU one)."""
-        dev = next(self.model.parameters()).device
-        return dev, (g if dev.type == "cpu" else torch.Generator(dev).manual_seed(g.initial_seed()))
+        self.data_init = data_init or ("noise" if sampler.variant == "noise_init" else "generator")
+        self.cond_stages = sampler.stages(conditioned=True)
+        self.prior_stages = sampler.stages(conditioned=False)   # no latent revision: the posterior is the prior
 
     def conditional(self, idx, x, observed, g):
-        from .langevin import conditional_generate
-
-        dev, g = self._on_device(g)
-        out = conditional_generate(self.model, x.to(dev), observed.to(dev), generator=g, **self._kw())
+        out = self.sampler.conditional(x, observed, generator=g, data_init=self.data_init)
         return {s: out[s].cpu() for s in self.cond_stages}
 
     def prior(self, start, n, g):
-        from .langevin import conditional_generate
-
-        dev, g = self._on_device(g)
-        out = conditional_generate(self.model, None, None, n=n, generator=g, prior=self.ex_post, **self._kw())
+        out = self.sampler.joint(n, prior=self.prior_kind, generator=g, data_init=self.data_init)
         return {s: out[s].cpu() for s in self.prior_stages}
 
 
-def save_dump(path, conditionals: dict, cond_index, joint: dict, meta: dict):
-    """Write a generated-image dump for ``--samples``.
+def save_dump(path, conditionals: dict, cond_index, joint: dict, meta: dict, extra: dict | None = None):
+    """Write a generated-image dump for ``--samples`` (``extra``: more arrays, stored as given).
 
     conditionals: {subset tuple: {stage: float [n, M - |S|, 3, 28, 28]}} — the generated missing
     modalities (in increasing modality order) for the test tuples ``cond_index`` (from eval_indices).
@@ -150,7 +112,7 @@ def save_dump(path, conditionals: dict, cond_index, joint: dict, meta: dict):
             arrays[f"cond/{subset_key(s)}/{stage}"] = to_u8(x)
     for stage, x in joint.items():
         arrays[f"joint/{stage}"] = to_u8(x)
-    np.savez(path, **arrays)
+    np.savez(path, **arrays, **(extra or {}))
 
 
 class DumpSampler:
@@ -210,8 +172,8 @@ def conditional_coherence(sampler, clf, test, idx, seed=0, batch=500, progress=T
     for s, i in tqdm(todo, desc="conditional coherence", disable=not progress, dynamic_ncols=True):
         b = idx[i:i + batch]
         x, y = test.batch(torch.as_tensor(b))
-        observed = _mask(s, M)
-        out = sampler.conditional(b, x, observed, _generator(seed, 1, *s, i))
+        observed = observed_mask(s, M)
+        out = sampler.conditional(b, x, observed, seeded_generator(seed, 1, *s, i))
         for stage, xg in out.items():
             digit, _ = clf.predict(xg)
             right = hits(digit, y, observed)
@@ -236,7 +198,7 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
     agree, feats, hist = {}, {}, {}
     for i in tqdm(range(0, n, batch), desc="prior samples", disable=not progress, dynamic_ncols=True):
         nb = min(batch, n - i)
-        out = sampler.prior(i, nb, _generator(seed, 2, i))
+        out = sampler.prior(i, nb, seeded_generator(seed, 2, i))
         for stage, xg in out.items():
             if i < n_joint:
                 digit, _ = clf.predict(xg[:max(0, min(nb, n_joint - i))])
@@ -255,12 +217,9 @@ def prior_metrics(sampler, clf, features, real_feats, n_joint, n_fid, seed=0, ba
         r = {}
         if stage in agree:
             r["joint_coherence"] = torch.cat(agree[stage]).float().mean().item()
-            q = hist[stage] / hist[stage].sum()
-            r["digit_entropy"] = float(-(q[q > 0] * q[q > 0].log()).sum() / np.log(10))
-            h = hist[stage + "/coherent"]
-            q = h / h.sum().clamp_min(1)
-            r["coherent_digit_entropy"] = float(-(q[q > 0] * q[q > 0].log()).sum() / np.log(10))
-            r["coherent_digit_counts"] = h.int().tolist()
+            r["digit_entropy"] = digit_entropy(hist[stage])
+            r["coherent_digit_entropy"] = digit_entropy(hist[stage + "/coherent"])
+            r["coherent_digit_counts"] = hist[stage + "/coherent"].int().tolist()
         if stage in feats and n_fid >= 2:
             fd = [frechet_distance(np.concatenate(feats[stage][m]), real_feats[m]) for m in range(len(real_feats))]
             r["fd"], r["fd_mean"] = fd, float(np.mean(fd))
@@ -279,24 +238,20 @@ def real_features(features, test, idx, batch=1000) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def sampling_curve(model, clf, features, real_feats, test, idx, steps, n, seed=0, latent_steps=None,
-                   progress=True) -> dict:
+def sampling_curve(sampler, clf, features, real_feats, test, idx, steps, n, seed=0, progress=True) -> dict:
     """Coherence and Fréchet distance against the number of data-space Langevin steps, for chains
     started from the generator (after latent revision, for conditionals) and from uniform noise.
     n prior samples (joint coherence, FD mean over modalities) and n conditionals from one observed
-    modality (n / M per modality; coherence of the missing ones)."""
-    from .langevin import data_revision, latent_revision, run
-
+    modality (n / M per modality; coherence of the missing ones). Chains: ``sampler.chains``."""
+    model, chains = sampler.model, sampler.chains
     cfg, G, E = model.config, model.generator, model.energy
     M, steps = cfg.n_modalities, sorted(set(int(s) for s in steps))
-    ls = cfg.latent_steps if latent_steps is None else latent_steps
+    latent, data = chains.latent, chains.data
     res = {"steps": steps, "n": n}
     per = max(1, n // M)
-    dev = next(model.parameters()).device
+    dev = sampler.device
     for init in ("generator", "noise"):
-        g = _generator(seed, 3)
-        if dev.type != "cpu":
-            g = torch.Generator(dev).manual_seed(g.initial_seed())
+        g = seeded_generator(seed, 3, device=dev)
         joint, fds, cond = {s: [] for s in steps}, {s: [[] for _ in range(M)] for s in steps}, {s: [] for s in steps}
         jobs = [("prior", None, i) for i in range(0, n, 500)] + [("cond", m, 0) for m in range(M)]
         for kind, m, i in tqdm(jobs, desc=f"curve ({init} init)", disable=not progress, dynamic_ncols=True):
@@ -308,17 +263,17 @@ def sampling_curve(model, clf, features, real_feats, test, idx, steps, n, seed=0
             else:
                 b = idx[:per]
                 x_obs, y = test.batch(torch.as_tensor(b))
-                x_obs, observed = x_obs.to(dev), _mask([m], M).to(dev)
+                x_obs, observed = x_obs.to(dev), observed_mask([m], M).to(dev)
                 if init == "generator":
                     z = model.inference.sample(x_obs, observed, generator=g)
-                    if ls > 0:
-                        z = run(latent_revision(G, z, x_obs, ls, cfg.latent_step_size, cfg.latent_noise, observed,
+                    if latent.steps > 0:
+                        z = run(latent_revision(G, z, x_obs, latent.steps, latent.step_size, latent.noise, observed,
                                                 generator=g)).x
                     x0 = G(z)
                 else:
                     x0 = torch.rand(x_obs.shape, generator=g, device=dev)
                 x0 = torch.where(observed.view(1, -1, 1, 1, 1), x_obs, x0)
-            for st in data_revision(E, x0, steps[-1], cfg.data_step_size, cfg.data_noise, observed, generator=g):
+            for st in data_revision(E, x0, steps[-1], data.step_size, data.noise, observed, generator=g):
                 if st.step not in joint:
                     continue
                 xs = st.x.cpu()
@@ -338,47 +293,55 @@ def sampling_curve(model, clf, features, real_feats, test, idx, steps, n, seed=0
     return res
 
 
-# ---------------------------------------------------------------- loading, reporting
+# ---------------------------------------------------------------- loading
 
-def load_checkpoint(path, variant=None):
-    from .config import TrainConfig
-    from .networks import MultimodalEBMVAE
-
-    path = Path(path)
+def load_sampler(checkpoint, variant=None, device="auto", prior="normal", chains: dict | None = None) -> Sampler:
+    """``Sampler.from_pretrained`` with one-line errors (EvalError). ``prior``: normal, ex-post (the one beside the
+    weights; an error if there is none) or an ex-post prior file."""
+    path = find_checkpoint(checkpoint)
     if not (path / "config.json").is_file():
-        raise EvalError(f"no model checkpoint at {str(path)!r} (expected config.json + model.safetensors, "
+        raise EvalError(f"no model checkpoint at {str(checkpoint)!r} (expected config.json + model.safetensors, "
                         f"as written by model.train or save_pretrained)")
+    if prior not in PRIORS and not Path(prior).is_file():
+        raise EvalError(f"ex-post prior file not found: {prior!r} (written by python -m model.prior)")
     try:
-        model = MultimodalEBMVAE.from_pretrained(str(path), strict=True)
+        sampler = Sampler.from_pretrained(path, device=device, variant=variant,
+                                          prior_file=None if prior in PRIORS else prior, **(chains or {}))
+    except DeviceError as e:
+        raise EvalError(str(e)) from None
     except Exception as e:
         reason = str(e).splitlines()[0][:160] if str(e) else ""
-        raise EvalError(f"the checkpoint {str(path)!r} does not load ({type(e).__name__}"
+        raise EvalError(f"the checkpoint {str(checkpoint)!r} does not load ({type(e).__name__}"
                         f"{': ' + reason if reason else ''}); is it complete and written by this version?") from None
-    info = {"checkpoint": str(path)}
-    for tc in (path / "train_config.json", path.parent / "train_config.json"):
-        if tc.is_file():
-            cfg = TrainConfig.from_json(tc)
-            info["variant"] = cfg.variant
-            break
-    state = path / "state.pt"
+    if prior == "ex-post" and sampler.prior is None:
+        raise EvalError(f"--prior ex-post: the checkpoint {str(checkpoint)!r} has no usable ex-post prior "
+                        f"({'; '.join(n for n in sampler.notes if 'prior' in n)})")
+    return sampler
+
+
+def checkpoint_info(path, variant: str) -> dict:
+    """What metrics.json says about a checkpoint: its folder, variant, and the iteration and training minutes
+    of the run's state.pt when there is one."""
+    info = {"checkpoint": str(path), "variant": variant}
+    state = find_checkpoint(path) / "state.pt"
     if state.is_file():
         try:
-            st = torch.load(state, map_location="cpu", weights_only=False)
+            st = torch.load(state, map_location="cpu", weights_only=True)
             info["iteration"], info["train_minutes"] = st.get("iteration"), st.get("elapsed", 0) / 60
-        except Exception:
+        except Exception:   # a state from another version: these numbers are only informative
             pass
-    info["variant"] = variant or info.get("variant", "full")
-    return model, info
+    return info
 
 
 def load_classifier(path, M, data_seed):
-    from .classifier import Classifiers
-
-    if not (Path(path) / "config.json").is_file():
+    """The judges in ``path`` (a relative path missing here is looked up in the repository checkout), checked
+    against the samples' number of modalities and data seed."""
+    found = find_checkpoint(path)
+    if not (found / "config.json").is_file():
         raise EvalError(f"no classifier at {str(path)!r}; train one with python -m model.classifier "
                         f"--mnist PATH --out {path}")
     try:
-        clf = Classifiers.from_pretrained(str(path)).eval()
+        clf = Classifiers.from_pretrained(str(found)).eval()
     except Exception as e:
         reason = str(e).splitlines()[0][:160] if str(e) else ""
         raise EvalError(f"the classifier {str(path)!r} does not load ({type(e).__name__}"
@@ -390,185 +353,132 @@ def load_classifier(path, M, data_seed):
     return clf
 
 
-def _pct(v):
-    return "–" if v is None else f"{100 * v:.1f}"
-
-
-def _fd(v):
-    return "–" if v is None else f"{v:.2f}"
-
-
-def markdown(r: dict) -> str:
-    M = r["settings"]["n_modalities"]
-    lines = [f"# Evaluation: {r['name']}", "",
-             f"Source: `{r['source']}`. Test tuples conditioning: {r['settings']['n_cond']}; prior samples: "
-             f"joint coherence {r['settings']['n_joint']}, Fréchet distance {r['settings']['n_fid']} per modality "
-             f"against {r['settings']['n_fid_real']} real test images. Seed {r['settings']['seed']}.",
-             "Digit entropy: entropy of the digits read in prior samples / log 10 (1 = all digits equally often; "
-             "a collapsed generator scores high joint coherence with a low digit entropy).",
-             f"Fréchet distance feature space: **{r['settings']['feature_space']}** (comparable only within "
-             f"this space; not an FID).", "",
-             "Coherence in %. Conditional: mean over the subsets of each size of the accuracy of the generated "
-             "missing modalities. FD: mean over modalities.", "",
-             "| stage | " + " | ".join(f"cond. {k} in" for k in range(1, M)) + " | cond. mean | joint | digit entropy | FD |",
-             "|---|" + "---|" * (M + 3)]
-    for stage in r["stages"]:
-        c = r["conditional"].get(stage)
-        p = r["prior"].get(stage, {})
-        row = [stage_label(r, stage)] + [_pct(c["by_size"].get(str(k))) if c else "–" for k in range(1, M)]
-        row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
-                _fd(p.get("fd_mean"))]
-        lines.append("| " + " | ".join(row) + " |")
-    if "latent" in r["stages"]:
-        lines += ["", "Prior samples have no latent revision (the posterior is the prior): their latent-revised "
-                      "joint and FD are the proposal's."]
-    lines += ["", "Fréchet distance per modality:", "",
-              "| stage | " + " | ".join(f"m{m}" for m in range(M)) + " |", "|---|" + "---|" * M]
-    for stage, p in r["prior"].items():
-        if "fd" in p:
-            lines.append(f"| {stage_label(r, stage)} | " + " | ".join(_fd(v) for v in p["fd"]) + " |")
-    ref = r.get("reference", {})
-    if ref:
-        lines += ["", f"Reference, real test tuples: joint coherence {_pct(ref['joint_coherence_real'])} %, "
-                      f"classifier accuracy per modality {[round(100 * a, 1) for a in ref['classifier_accuracy']]} %."]
-    cv = r.get("curve")
-    if cv:
-        lines += ["", f"Sampling-efficiency curve ({cv['n']} prior samples, {cv['n']} one-modality conditionals):", "",
-                  "| data steps | " + " | ".join(str(s) for s in cv["steps"]) + " |",
-                  "|---|" + "---|" * len(cv["steps"])]
-        for init in ("generator", "noise"):
-            for key, fmt in (("joint_coherence", _pct), ("coherence_cond1", _pct), ("fd_mean", _fd)):
-                lines.append(f"| {key} ({init} init) | " + " | ".join(fmt(v) for v in cv[init][key]) + " |")
-    lines += ["", f"Evaluation took {r['minutes']:.1f} min."]
-    return "\n".join(lines) + "\n"
-
-
-def plot_curve(cv: dict, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, key, label in zip(axes, ("coherence_cond1", "joint_coherence", "fd_mean"),
-                              ("conditional coherence (1 observed)", "joint coherence", "Fréchet distance (mean)")):
-        for init, style in (("generator", "o-"), ("noise", "s--")):
-            ax.plot(cv["steps"], cv[init][key], style, label=f"chain from {init}")
-        ax.set_xlabel("data-space Langevin steps")
-        ax.set_title(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def save_sample_grid(sampler, path, seed, n=8):
-    from PIL import Image
-
-    out = sampler.prior(0, n, _generator(seed, 4))
-    Image.fromarray(render.side_by_side([render.sample_grid(x) for x in out.values()], gap=6)).save(path)
-
-
 # ---------------------------------------------------------------- the command
 
-def evaluate(args) -> dict:
-    from .data import load_dataset
-    from .device import resolve_device
+@dataclass
+class EvalConfig:
+    """One evaluation, saved in metrics.json ("settings"). Give --checkpoint or --samples."""
 
+    checkpoint: str | None = None  # a model directory (config.json + model.safetensors; a relative path missing
+                                   # here is looked up in the repository checkout)
+    samples: str | None = None     # a generated-image dump (.npz written by model.sample or evaluate.save_dump)
+    classifier: str = "checkpoints/classifier"  # the per-modality digit classifiers that judge coherence (the
+                                                # bundled judge A; checkpoints/classifier_b: judge B)
+    mnist: str | None = None       # local MNIST .npz (e.g. ../shared/data/mnist.npz) or torchvision root; none =
+                                   # download
+    cache_dir: str = "data_cache"  # where the built test set is cached
+    dataset: str = "builtin"       # builtin: the PolyMNIST-style set built from MNIST; polymnist: the released files
+                                   # in --data-dir (then --classifier must be trained on them too)
+    data_dir: str | None = None    # the PolyMNIST release: train/ and test/ with m0..m4 of <index>.<label>.png
+    device: str = "auto"           # auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps: where the model's
+                                   # chains run (the judges stay on the CPU)
+    out: str | None = None         # output folder, created (none = CHECKPOINT/../eval, or beside the dump: eval)
+    name: str | None = None        # the model's name in tables (none = the run folder's name, or the dump's)
+    variant: str | None = None     # override the variant read from train_config.json ('vae': no EBM stages)
+    n_cond: int = 1000             # test tuples per subset for conditional coherence
+    n_joint: int = 10000           # prior samples for joint coherence
+    n_fid: int = 10000             # prior samples (and real test images) per modality for FD
+    n_curve: int = 1000            # samples per point of the sampling-efficiency curve
+    curve_steps: str = "0,5,10,20,30,60"  # data-Langevin step counts of the curve ('' = off)
+    prior: str = "normal"          # prior samples start from: normal = N(0, I), ex-post = the ex-post prior beside
+                                   # the weights, or an ex-post prior file (python -m model.prior)
+    data_init: str | None = None   # start of the data chains: generator or noise (none = noise for a 'noise_init'
+                                   # checkpoint, else the generator)
+    inception: str | None = None   # torchvision inception_v3 state_dict file: FD on its pool features
+    batch: int = 500               # samples generated per call
+    seed: int = 0                  # seeds the test tuples and the chains
+    threads: int | None = None     # torch.set_num_threads (none = torch's default)
+    quiet: bool = False            # no progress bars
+    chains: dict = field(default_factory=dict)  # chain settings overriding the checkpoint's, by flat name
+
+    def __post_init__(self):
+        if (self.checkpoint is None) == (self.samples is None):
+            raise EvalError("give one of --checkpoint or --samples")
+        for name in ("n_cond", "n_joint", "n_fid", "n_curve"):
+            if getattr(self, name) < 0:
+                raise EvalError(f"--{name.replace('_', '-')} must be at least 0")
+        if self.batch < 1:
+            raise EvalError("--batch must be at least 1")
+        if self.out is None:
+            self.out = str(Path(self.checkpoint or self.samples).resolve().parent / "eval")
+
+    @property
+    def curve(self) -> list[int]:
+        return [int(s) for s in self.curve_steps.split(",") if s.strip()]
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Score a checkpoint or a dump on the test split; write metrics.json, metrics.md and the figures in
+    ``cfg.out``; return what metrics.json holds."""
     t0 = time.time()
-    torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(getattr(args, "device", "cpu"))
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    n_joint, n_fid = cfg.n_joint, cfg.n_fid
     model = None
-    if args.checkpoint:
-        model, source = load_checkpoint(args.checkpoint, args.variant)
-        model.to(device)
-        ex_post = None
-        if args.prior:
-            from .prior import GaussianMixture
-
-            if not Path(args.prior).is_file():
-                raise EvalError(f"ex-post prior file not found: {args.prior!r} (written by python -m model.prior)")
-            ex_post = GaussianMixture.load(args.prior)
-        sampler = ModelSampler(model, source["variant"], args.latent_steps, args.data_steps, args.data_init,
-                               args.ebm_latent_steps, ex_post)
+    if cfg.checkpoint:
+        model = load_sampler(cfg.checkpoint, cfg.variant, cfg.device, cfg.prior, cfg.chains)
+        sampler = ModelSampler(model, cfg.data_init, prior=cfg.prior if cfg.prior in PRIORS else "ex-post")
+        source = checkpoint_info(cfg.checkpoint, model.variant)
         M, data_seed = model.config.n_modalities, model.config.data_seed
-        name = args.name or Path(args.checkpoint).resolve().parent.name
+        name = cfg.name or Path(cfg.checkpoint).resolve().parent.name
     else:
-        sampler = DumpSampler(args.samples)
-        source = {"samples": str(args.samples), **sampler.meta}
+        sampler = DumpSampler(cfg.samples)
+        source = {"samples": str(cfg.samples), **sampler.meta}
         M, data_seed = int(sampler.meta.get("n_modalities", 5)), int(sampler.meta.get("data_seed", 0))
-        name = args.name or sampler.meta.get("name", Path(args.samples).stem)
-        args.n_joint = min(args.n_joint, sampler.n_prior)
-        args.n_fid = min(args.n_fid, sampler.n_prior)
-    clf = load_classifier(args.classifier, M, data_seed)
+        name = cfg.name or sampler.meta.get("name", Path(cfg.samples).stem)
+        n_joint, n_fid = min(n_joint, sampler.n_prior), min(n_fid, sampler.n_prior)
+    clf = load_classifier(cfg.classifier, M, data_seed)
     try:
-        test = load_dataset("test", M, data_seed, args.mnist, args.cache_dir, getattr(args, "dataset", "builtin"),
-                            getattr(args, "data_dir", None))
+        test = load_dataset("test", M, data_seed, cfg.mnist, cfg.cache_dir, cfg.dataset, cfg.data_dir)
     except Exception as e:
         raise EvalError(f"could not load the test split: {e}") from None
     try:
-        features = InceptionFeatures(args.inception) if args.inception else ClassifierFeatures(clf)
+        features = InceptionFeatures(cfg.inception) if cfg.inception else ClassifierFeatures(clf)
     except (OSError, RuntimeError) as e:
         raise EvalError(str(e)) from e
-    idx = eval_indices(len(test), args.n_cond, args.seed)
+    idx = eval_indices(len(test), cfg.n_cond, cfg.seed)
     if isinstance(sampler, DumpSampler):  # the test tuples the peer was conditioned on
-        idx = np.asarray(sampler.f["cond_index"])[:args.n_cond]
-    fid_idx = eval_indices(len(test), args.n_fid, args.seed + 1)
-    progress = not args.quiet
+        idx = np.asarray(sampler.f["cond_index"])[:cfg.n_cond]
+    fid_idx = eval_indices(len(test), n_fid, cfg.seed + 1)
+    progress = not cfg.quiet
 
     if not len(fid_idx) and not len(idx):
         raise EvalError("nothing to score: give --n-cond or --n-joint/--n-fid above 0 (and a dump that holds them)")
     # without FD (--n-fid 0, e.g. a dump of conditionals only) the real tuples' reference is read on the
     # conditioning tuples and there is no sampling curve (it plots FD)
     real = real_features(features, test, fid_idx) if len(fid_idx) else None
-    ref_idx = fid_idx if len(fid_idx) else idx
-    x_ref, y_ref = test.batch(torch.as_tensor(ref_idx))
+    x_ref, y_ref = test.batch(torch.as_tensor(fid_idx if len(fid_idx) else idx))
     d_ref, _ = clf.predict(x_ref)
-    reference = {"joint_coherence_real": (d_ref == d_ref[:, :1]).all(1).float().mean().item(),
+    reference = {"joint_coherence_real": one_digit(d_ref).float().mean().item(),
                  "classifier_accuracy": (d_ref == y_ref[:, None]).float().mean(0).tolist()}
 
-    cond = conditional_coherence(sampler, clf, test, idx, args.seed, args.batch, progress) if args.n_cond else {}
-    prior = prior_metrics(sampler, clf, features, real, args.n_joint, args.n_fid, args.seed, args.batch, progress)
+    cond = conditional_coherence(sampler, clf, test, idx, cfg.seed, cfg.batch, progress) if cfg.n_cond else {}
+    prior = prior_metrics(sampler, clf, features, real, n_joint, n_fid, cfg.seed, cfg.batch, progress)
     curve = None
-    if model is not None and sampler.has_ebm and args.curve_steps and args.n_curve and real is not None:
-        curve = sampling_curve(model, clf, features, real, test, idx, args.curve_steps, args.n_curve, args.seed,
-                               args.latent_steps, progress)
+    if model is not None and model.has_ebm and cfg.curve and cfg.n_curve and real is not None:
+        curve = sampling_curve(model, clf, features, real, test, idx, cfg.curve, cfg.n_curve, cfg.seed, progress)
 
     stages = ordered_stages(list(sampler.cond_stages) + list(sampler.prior_stages))
-    final = stages[-1]
     summary = {}
-    for key, stage in (("proposal", "proposal"), ("revised", final)):
+    for key, stage in (("proposal", "proposal"), ("revised", stages[-1])):
         c, p = cond.get(stage), prior.get(stage) or prior.get("proposal", {})
-        summary[key] = {"stage": stage, "coherence_cond": c and c["mean"], "coherence_cond1": c and c["by_size"].get("1"),
-                        "coherence_joint": p.get("joint_coherence"), "digit_entropy": p.get("digit_entropy"),
-                        "fd_mean": p.get("fd_mean")}
-    cfg = model.config if model is not None else None
-    settings = {"n_modalities": M, "data_seed": data_seed, "n_cond": len(idx), "n_joint": args.n_joint,
-                "n_fid": args.n_fid, "n_fid_real": len(fid_idx), "seed": args.seed, "batch": args.batch,
-                "feature_space": features.name, "inception": args.inception, "classifier": args.classifier}
-    if cfg is not None:
-        ls = cfg.latent_steps if args.latent_steps is None else args.latent_steps
-        ds = cfg.data_steps if args.data_steps is None else args.data_steps
-        settings["chains"] = {
-            "latent_steps": ls, "latent_step_size": cfg.latent_step_size, "latent_noise": cfg.latent_noise,
-            "latent_temperature": cfg.latent_temperature,
-            "data_steps": ds if sampler.has_ebm else 0, "data_init": sampler.data_init,
-            "data_step_size": cfg.data_step_size,
-            "data_noise": cfg.data_noise, "data_temperature": cfg.data_temperature,
-            "ebm_latent_steps": ("ebm_latent" in sampler.prior_stages) * (
-                cfg.ebm_latent_steps if args.ebm_latent_steps is None else args.ebm_latent_steps),
-            "ebm_latent_cond_steps": ("ebm_latent" in sampler.cond_stages) * (
-                cfg.ebm_latent_cond_steps if args.ebm_latent_steps is None else args.ebm_latent_steps),
-            "ebm_latent_step_size": cfg.ebm_latent_step_size, "ebm_latent_noise": cfg.ebm_latent_noise,
-            "ebm_latent_cond_step_size": cfg.ebm_latent_cond_step_size, "ebm_latent_cond_noise": cfg.ebm_latent_cond_noise,
-            "prior": args.prior or "N(0, I)"}
+        summary[key] = {"stage": stage, "coherence_cond": c and c["mean"],
+                        "coherence_cond1": c and c["by_size"].get("1"), "joint_coherence": p.get("joint_coherence"),
+                        "digit_entropy": p.get("digit_entropy"), "fd_mean": p.get("fd_mean")}
+    settings = {**{k: v for k, v in asdict(cfg).items() if k not in ("chains", "quiet", "threads", "out")},
+                "n_modalities": M, "data_seed": data_seed, "n_cond": len(idx), "n_joint": n_joint, "n_fid": n_fid,
+                "n_fid_real": len(fid_idx), "feature_space": features.name}
+    if model is not None:
+        chains = model.chains
+        settings["chains"] = {**chains.flat(), "latent_temperature": chains.latent.temperature,
+                              "data_temperature": chains.data.temperature, "data_init": sampler.data_init,
+                              "prior": "N(0, I)" if cfg.prior == "normal" else cfg.prior}
     r = {"name": name, "source": source, "settings": settings, "stages": stages, "summary": summary,
          "conditional": cond, "prior": prior, "reference": reference, "curve": curve,
          "minutes": (time.time() - t0) / 60}
 
-    out = Path(args.out)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(r, indent=2))
     (out / "metrics.md").write_text(markdown(r))
@@ -577,172 +487,54 @@ def evaluate(args) -> dict:
     n_grid = min(8, sampler.n_prior) if isinstance(sampler, DumpSampler) else 8
     (out / "samples.png").unlink(missing_ok=True)
     if n_grid:   # a dump of conditionals only has no prior samples to show
-        save_sample_grid(sampler, out / "samples.png", args.seed, n_grid)
+        save_sample_grid(sampler.prior(0, n_grid, seeded_generator(cfg.seed, 4)), out / "samples.png")
     return r
 
 
-def plot_trend(runs, xs, xlabel, path):
-    """Each summary metric (proposal and revised) against a number per run, e.g. the training data steps."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for ax, key, label in zip(axes, ("coherence_cond1", "coherence_joint", "fd_mean"),
-                              ("coherence, 1 observed modality", "joint coherence", "Fréchet distance")):
-        for stage, style in (("proposal", "o--"), ("revised", "s-")):
-            pts = [(x, r["summary"][stage].get(key)) for x, r in zip(xs, runs)
-                   if r["summary"][stage].get(key) is not None]
-            if pts:
-                ax.plot(*zip(*pts), style, label=stage)
-        ax.set_xlabel(xlabel)
-        ax.set_xticks(xs)
-        ax.set_title(label, fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def compare(paths, out, names=None, x=None, xlabel="training data-space Langevin steps") -> str:
-    """The combined table of several metrics.json files and the headline plane (FD vs coherence).
-    With ``x`` (one number per file), also each metric against it (trend.png), e.g. the step ablation."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = []
-    for i, p in enumerate(paths):
-        if not Path(p).is_file():
-            raise EvalError(f"metrics file not found: {str(p)!r}")
-        r = json.loads(Path(p).read_text())
-        if names:
-            r["name"] = names[i]
-        runs.append(r)
-    if x is not None and len(x) != len(runs):
-        raise EvalError(f"--x has {len(x)} numbers for {len(runs)} metrics files")
-    spaces = {r["settings"]["feature_space"] for r in runs}
-    M = runs[0]["settings"]["n_modalities"]
-    lines = ["# Models compared", "", f"Fréchet distance feature space: {' / '.join(sorted(spaces))}."
-             + (" **The runs use different feature spaces: their FDs do not compare.**" if len(spaces) > 1 else ""),
-             "Coherence in %; FD mean over modalities; 'revised' = the last stage of each model.", "",
-             "| model | samples | " + " | ".join(f"cond. {k} in" for k in range(1, M))
-             + " | cond. mean | joint | digit entropy | FD |",
-             "|---|---|" + "---|" * (M + 3)]
-    for r in runs:
-        for stage in r["stages"]:
-            c, p = r["conditional"].get(stage), r["prior"].get(stage, {})
-            row = [r["name"], stage_label(r, stage)]
-            row += [_pct(c["by_size"].get(str(k))) if c else "–" for k in range(1, M)]
-            row += [_pct(c["mean"]) if c else "–", _pct(p.get("joint_coherence")), _fd(p.get("digit_entropy")),
-                    _fd(p.get("fd_mean"))]
-            lines.append("| " + " | ".join(row) + " |")
-    md = "\n".join(lines) + "\n"
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.md").write_text(md)
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    for ax, key, label in zip(axes, ("coherence_cond", "coherence_joint"),
-                              ("conditional coherence (mean over subset sizes)", "joint coherence")):
-        for i, r in enumerate(runs):
-            color = f"C{i % 10}"
-            a, b = r["summary"]["proposal"], r["summary"]["revised"]
-            if a.get("fd_mean") is None or a.get(key) is None:
-                continue
-            ax.scatter(a["fd_mean"], a[key], facecolors="none", edgecolors=color, s=60)
-            if b["stage"] != a["stage"] and b.get(key) is not None:
-                ax.scatter(b["fd_mean"], b[key], color=color, s=60)
-                ax.annotate("", (b["fd_mean"], b[key]), (a["fd_mean"], a[key]),
-                            arrowprops=dict(arrowstyle="->", color=color, alpha=0.6))
-            ax.scatter([], [], color=color, label=r["name"])
-        ax.set_xlabel(f"Fréchet distance ({'/'.join(sorted(spaces))})" if len(spaces) == 1 else "Fréchet distance")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, title="hollow: proposal, filled: revised", title_fontsize=8)
-    fig.suptitle("Each model on the Fréchet distance – coherence plane (upper left is better)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "headline.png", dpi=120)
-    plt.close(fig)
-    (out / "comparison.json").write_text(json.dumps({r["name"]: r["summary"] for r in runs}, indent=2))
-    if x is not None:
-        plot_trend(runs, x, xlabel, out / "trend.png")
-    return md
-
-
-def parse_args(argv=None):
-    from .cli import ConfigParser, HelpFormatter
-    from .config import VARIANTS
-
+def build_parser() -> ConfigParser:
     p = ConfigParser(prog="python -m model.evaluate", description=__doc__, formatter_class=HelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a model directory (config.json + model.safetensors)")
-    src.add_argument("--samples", help="a peer's generated-image dump (.npz written by model.evaluate.save_dump)")
-    p.add_argument("--classifier", default="checkpoints/classifier",
-                   help="the per-modality digit classifiers that judge coherence (python -m model.classifier)")
-    p.add_argument("--mnist", default=None, help="local MNIST .npz (e.g. ../shared/data/mnist.npz); default: download")
-    p.add_argument("--cache-dir", default="data_cache", help="where the built test set is cached")
-    p.add_argument("--dataset", choices=("builtin", "polymnist"), default="builtin",
-                   help="builtin: the PolyMNIST-style set built from MNIST (default); polymnist: the released "
-                        "files in --data-dir (then --classifier must be trained on them too)")
-    p.add_argument("--data-dir", default=None, help="the PolyMNIST release: train/ and test/ with m0..m4 of "
-                                                    "<index>.<label>.png (with --dataset polymnist)")
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps: "
-                                                     "where the model's chains run (the judges stay on the CPU)")
-    p.add_argument("--out", default=None, help="output folder (default: CHECKPOINT/../eval)")
-    p.add_argument("--name", default=None, help="the model's name in tables (default: the run folder's name)")
-    p.add_argument("--variant", default=None, choices=VARIANTS, help="override the variant read from train_config.json "
-                                                   "('vae': no data stage, its EBM is untrained)")
-    p.add_argument("--n-cond", type=int, default=1000, help="test tuples per subset for conditional coherence")
-    p.add_argument("--n-joint", type=int, default=10000, help="prior samples for joint coherence")
-    p.add_argument("--n-fid", type=int, default=10000, help="prior samples (and real test images) per modality for FD")
-    p.add_argument("--n-curve", type=int, default=1000, help="samples per point of the sampling-efficiency curve")
-    p.add_argument("--curve-steps", default="0,5,10,20,30,60", help="data-Langevin step counts of the curve ('' = off)")
-    p.add_argument("--latent-steps", type=int, default=None, help="override the model's test-time latent steps")
-    p.add_argument("--data-steps", type=int, default=None, help="override the model's test-time data steps")
-    p.add_argument("--ebm-latent-steps", type=int, default=None,
-                   help="override the model's test-time EBM latent-chain steps, conditional and prior samples alike "
-                        "(0 = no 'ebm_latent' stage)")
-    p.add_argument("--prior", default=None, help="ex-post prior file (python -m model.prior) for the prior samples "
-                                                 "instead of N(0, I)")
-    p.add_argument("--data-init", choices=("generator", "noise"), default=None,
-                   help="start of the data chains (default: noise for a 'noise_init' checkpoint, else the generator)")
-    p.add_argument("--inception", default=None, help="torchvision inception_v3 state_dict file: FD on its pool features")
-    p.add_argument("--batch", type=int, default=500, help="samples generated per call")
-    p.add_argument("--seed", type=int, default=0, help="seeds the test tuples and the chains")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_dataclass_args(p, EvalConfig, skip=("chains",),
+                       choices={"variant": VARIANTS, "dataset": DATASETS, "data_init": ("generator", "noise")})
+    add_chain_args(p)
+    return p
+
+
+def parse_args(argv=None) -> EvalConfig:
+    p = build_parser()
+    values = vars(p.parse_args(argv))
+    chains = chain_overrides(values)
+    try:
+        return EvalConfig(**values, chains=chains)
+    except EvalError as e:
+        p.error(str(e))
+
+
+def compare_main(argv):
+    p = ConfigParser(prog="python -m model.evaluate compare", formatter_class=HelpFormatter,
+                     description="Combined table + headline FD-vs-coherence plot.")
+    p.add_argument("metrics", nargs="+", help="metrics.json files written by python -m model.evaluate")
+    p.add_argument("--out", required=True, help="output folder: comparison.md, comparison.json, headline.png")
+    p.add_argument("--names", default=None, help="comma-separated display names, one per file (none = theirs)")
+    p.add_argument("--x", default=None, help="comma-separated numbers, one per file (e.g. the training "
+                   "data steps of a step ablation): also plot every metric against them (trend.png)")
+    p.add_argument("--x-label", default="training data-space Langevin steps", help="the x axis of trend.png")
     a = p.parse_args(argv)
-    a.curve_steps = [int(s) for s in a.curve_steps.split(",") if s.strip()]
-    if a.out is None:
-        a.out = str(Path(a.checkpoint or a.samples).resolve().parent / "eval")
-    return a
+    x = [float(v) for v in a.x.split(",")] if a.x else None
+    print(compare(a.metrics, a.out, a.names.split(",") if a.names else None, x, a.x_label))
+    print(f"wrote {a.out}/comparison.md, comparison.json, headline.png" + (", trend.png" if x else ""))
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["compare"]:
-            p = argparse.ArgumentParser(prog="python -m model.evaluate compare",
-                                        description="Combined table + headline FD-vs-coherence plot.")
-            p.add_argument("metrics", nargs="+", help="metrics.json files written by python -m model.evaluate")
-            p.add_argument("--out", required=True, help="output folder: comparison.md, comparison.json, headline.png")
-            p.add_argument("--names", default=None, help="comma-separated display names, one per file")
-            p.add_argument("--x", default=None, help="comma-separated numbers, one per file (e.g. the training "
-                           "data steps of a step ablation): also plot every metric against them (trend.png)")
-            p.add_argument("--x-label", default="training data-space Langevin steps", help="the x axis of trend.png")
-            a = p.parse_args(argv[1:])
-            x = [float(v) for v in a.x.split(",")] if a.x else None
-            print(compare(a.metrics, a.out, a.names.split(",") if a.names else None, x, a.x_label))
-            print(f"wrote {a.out}/comparison.md, comparison.json, headline.png" + (", trend.png" if x else ""))
-            return
-        a = parse_args(argv)
-        r = evaluate(a)
+            return compare_main(argv[1:])
+        cfg = parse_args(argv)
+        r = evaluate(cfg)
         print(markdown(r))
-        grid = ", samples.png" if (Path(a.out) / "samples.png").exists() else ""
-        print(f"wrote {a.out}/metrics.json, metrics.md{grid}" + (", curve.png" if r["curve"] else ""))
-    except (EvalError, DeviceError) as e:
+        grid = ", samples.png" if (Path(cfg.out) / "samples.png").exists() else ""
+        print(f"wrote {cfg.out}/metrics.json, metrics.md{grid}" + (", curve.png" if r["curve"] else ""))
+    except (EvalError, DeviceError, ValueError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .networks import MultimodalEBMVAE
-from .prior import PRIOR_FILE, GaussianMixture
+from .paths import REPO_ROOT
+from .prior import PRIOR_FILE, GaussianMixture, load_prior
 
 log = logging.getLogger("mebm.hub")
 FILES = ("config.json", "model.safetensors")
@@ -31,7 +32,6 @@ class CheckpointUnavailable(RuntimeError):
     """No weights could be loaded from anywhere; the message lists what was tried."""
 
 
-REPO_ROOT = Path(__file__).resolve().parent.parent   # the repository checkout this package was imported from
 
 
 def bundled_checkpoint(name: str = "mebm") -> Path:
@@ -95,10 +95,20 @@ def _download_with_deadline(repo_id, revision, cache_dir, timeout) -> Path:
     return box["path"]
 
 
-def load_model(repo_id: str | None = None, revision: str | None = None, bundled: str | Path = BUNDLED,
+def load_folder(path: str | Path, source: str = "folder", location: str | None = None) -> LoadedModel:
+    """The weights in a folder (config.json + model.safetensors) and the ex-post prior beside them (when it loads
+    and fits the latent; else None, with a note saying why). Raises what ``from_pretrained`` raises."""
+    path = Path(path)
+    model = MultimodalEBMVAE.from_pretrained(str(path), strict=True).eval()
+    prior, prior_note = load_prior(path / PRIOR_FILE, model.config.latent_dim)
+    return LoadedModel(model, source, location or str(path),
+                       [f"weights in use: {source} ({location or path})", prior_note], prior)
+
+
+def load_model(repo_id: str | None = None, revision: str | None = None, bundled: str | Path | None = BUNDLED,
                cache_dir: str | Path | None = None, offline: bool | None = None,
                timeout: float = 15.0) -> LoadedModel:
-    """The model from ``repo_id`` (Hub, then Hub cache) or else from the ``bundled`` folder.
+    """The model from ``repo_id`` (Hub, then Hub cache) or else from the ``bundled`` folder (None: no fallback).
     Never touches the network when offline. Raises CheckpointUnavailable if nothing loads."""
     offline = is_offline() if offline is None else offline
     notes: list[str] = []
@@ -108,26 +118,11 @@ def load_model(repo_id: str | None = None, revision: str | None = None, bundled:
         log.info(msg)
 
     def from_dir(path, source, location):
-        model = MultimodalEBMVAE.from_pretrained(str(path), strict=True).eval()
-        note(f"weights in use: {source} ({location})")
-        return LoadedModel(model, source, location, notes, ex_post_prior(Path(path), model.config.latent_dim))
-
-    def ex_post_prior(path, latent_dim):
-        if not (path / PRIOR_FILE).is_file():
-            note(f"no ex-post prior ({PRIOR_FILE}) beside the weights: unconditional samples use N(0, I)")
-            return None
-        try:
-            prior = GaussianMixture.load(path / PRIOR_FILE)
-        except Exception as e:
-            note(f"the ex-post prior {PRIOR_FILE} does not load ({type(e).__name__}): unconditional samples use "
-                 f"N(0, I)")
-            return None
-        if prior.dim != latent_dim:
-            note(f"the ex-post prior {PRIOR_FILE} is {prior.dim}-d, the latent {latent_dim}-d: unconditional samples "
-                 f"use N(0, I)")
-            return None
-        note(f"ex-post prior in use: {prior.n_components} components")
-        return prior
+        loaded = load_folder(path, source, location)
+        for n in loaded.notes:
+            note(n)
+        loaded.notes = notes
+        return loaded
 
     if repo_id:
         where = f"{repo_id}@{revision or 'main'}"
@@ -144,7 +139,10 @@ def load_model(repo_id: str | None = None, revision: str | None = None, bundled:
                 return from_dir(path, "Hub cache", where)
             except Exception as e:
                 what = "the Hub" if attempt == "hub" else "the local Hub cache"
-                note(f"could not load {where} from {what}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+                reason = str(e).splitlines()[0][:200] if str(e) else ""
+                note(f"could not load {where} from {what}: {type(e).__name__}: {reason}")
+    if bundled is None:   # no fallback asked for
+        raise CheckpointUnavailable(f"{repo_id}: " + " ; ".join(notes))
     bundled = Path(bundled)
     if (bundled / "model.safetensors").is_file() and (bundled / "config.json").is_file():
         if repo_id:

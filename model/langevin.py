@@ -22,12 +22,13 @@ hide it) raise ``ChainDiverged``.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 
-from .config import ModelConfig
+from .config import Chains
 
 
 class ChainDiverged(RuntimeError):
@@ -50,7 +51,6 @@ class ChainState:
     step: int
     x: torch.Tensor          # the chain variable after `step` updates (detached)
     energy: torch.Tensor     # U(x) per chain [B]: EBM energy, or negative log-posterior
-    grad_norm: torch.Tensor  # ||grad U(x)|| per chain [B]
 
 
 def langevin(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int, step_size: float,
@@ -81,7 +81,7 @@ def langevin(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
             raise ChainDiverged(stage, k, "non-finite values")
         if max_abs is not None and x.abs().max() > max_abs:
             raise ChainDiverged(stage, k, f"|values| above {max_abs:g}")
-        yield ChainState(k, x, energy, grad.flatten(1).norm(dim=1))
+        yield ChainState(k, x, energy)
         if k == steps:
             return
         x = x - 0.5 * step_size ** 2 * grad
@@ -146,10 +146,8 @@ def ebm_latent_revision(generator_model, energy_model, z0: torch.Tensor, steps: 
 
 def run(chain: Iterator[ChainState]) -> ChainState:
     """Drive a chain to its last state and return it."""
-    state = None
-    for state in chain:
-        pass
-    return state
+    last = deque(chain, maxlen=1)
+    return last[0] if last else None
 
 
 # ---------------------------------------------------------------- conditional generation
@@ -165,6 +163,13 @@ class Frame:
 
 
 STAGES = ("proposal", "latent", "ebm_latent", "data")
+STAGE_TITLES = {"proposal": "proposal", "latent": "latent revision", "ebm_latent": "EBM latent revision",
+                "data": "EBM data revision"}
+
+
+def stage_title(stage: str) -> str:
+    """A stage's name for people (the app's captions, the evaluation's tables)."""
+    return STAGE_TITLES.get(stage, stage.replace("_", " "))
 
 
 def _fill_observed(x_gen, x_obs, observed):
@@ -175,45 +180,35 @@ def _fill_observed(x_gen, x_obs, observed):
 
 @torch.no_grad()
 def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tensor | None, n: int | None = None,
-                         cfg: ModelConfig | None = None, generator: torch.Generator | None = None,
-                         latent_steps=None, latent_step_size=None, latent_noise=None,
-                         data_steps=None, data_step_size=None, data_noise=None,
-                         data_init: str = "generator", every: int = 1,
-                         ebm_latent_steps=None, ebm_latent_step_size=None, ebm_latent_noise=None,
-                         prior=None) -> Iterator[Frame]:
+                         chains: Chains | None = None, generator: torch.Generator | None = None,
+                         data_init: str = "generator", every: int = 1, prior=None, **overrides) -> Iterator[Frame]:
     """Conditional (or, with nothing observed, unconditional) generation, frame by frame.
 
     x_obs: [B, M, 3, 28, 28] with the observed modalities filled in (others ignored), or None.
-    observed: bool [M]. Stages (STAGES, in order; a stage with 0 steps is skipped):
-    "proposal": the inference model's sample (unconditioned: z from the prior) decoded by the generator;
-    "latent": Langevin on the generator posterior p(z | x_S) (skipped when nothing is observed: the
-    posterior is the prior); "ebm_latent": Langevin on E(G(z)) + ||z||^2 / 2 (+ the likelihood of x_S,
-    clamped inside E; steps, step size and noise ``ebm_latent_cond_*`` of the config when something is
-    observed, ``ebm_latent_*`` otherwise, unless given), see ``ebm_latent_revision``; decode; "data": Langevin on the EBM with the observed
-    modalities clamped. ``data_init='noise'`` starts the data chain from uniform noise instead (the
-    ablation the app shows side by side). ``prior``: an object with ``sample(n, generator)`` and
-    ``energy(z)`` (= -log p(z) + const, e.g. ``model.prior.GaussianMixture``, the ex-post prior) used
-    instead of N(0, I) for unconditional samples (their start and the EBM latent chain's prior term).
-    ``every``: yield every k-th step (the first and last are always yielded).
+    observed: bool [M]. ``chains``: the chain settings (default: the model's, ``model.config.chains``), with
+    ``overrides`` by flat name (``data_steps=0``, see ``Chains.replace``). Stages (STAGES, in order; a stage with 0
+    steps is skipped): "proposal": the inference model's sample (unconditioned: z from the prior) decoded by the
+    generator; "latent": Langevin on the generator posterior p(z | x_S) (skipped when nothing is observed: the
+    posterior is the prior); "ebm_latent": Langevin on E(G(z)) + ||z||^2 / 2 (+ the likelihood of x_S, clamped
+    inside E; the chain ``ebm_latent_cond`` when something is observed, ``ebm_latent`` otherwise), see
+    ``ebm_latent_revision``; decode; "data": Langevin on the EBM with the observed modalities clamped.
+    ``data_init='noise'`` starts the data chain from uniform noise instead (the ablation the app shows side by
+    side). ``prior``: an object with ``sample(n, generator)`` and ``energy(z)`` (= -log p(z) + const, e.g.
+    ``model.prior.GaussianMixture``, the ex-post prior) used instead of N(0, I) for unconditional samples (their
+    start and the EBM latent chain's prior term). ``every``: yield every k-th step (the first and last always).
     """
-    cfg = cfg or model.config
-    pick = lambda v, name: getattr(cfg, name) if v is None else v
-    ls, lss, ln = pick(latent_steps, "latent_steps"), pick(latent_step_size, "latent_step_size"), \
-        pick(latent_noise, "latent_noise")
+    chains = (chains or model.config.chains).replace(**overrides)
     conditioned = observed is not None and bool(observed.any())
-    cond = "_cond" if conditioned else ""   # the posterior is far stiffer than the prior: its own step size
-    es, ess, en = pick(ebm_latent_steps, f"ebm_latent{cond}_steps"), \
-        pick(ebm_latent_step_size, f"ebm_latent{cond}_step_size"), pick(ebm_latent_noise, f"ebm_latent{cond}_noise")
-    ds, dss, dn = pick(data_steps, "data_steps"), pick(data_step_size, "data_step_size"), \
-        pick(data_noise, "data_noise")
-    G, I, E = model.generator, model.inference, model.energy
+    latent, data = chains.latent, chains.data
+    ebm = chains.ebm_latent_for(conditioned)   # the posterior is far stiffer than the prior: its own step size
+    G, E = model.generator, model.energy
     dev = next(G.parameters()).device
     if conditioned:
-        z = I.sample(x_obs, observed, generator=generator)
+        z = model.inference.sample(x_obs, observed, generator=generator)
         prior = None  # the posterior's prior is the generator's own N(0, I)
     else:
         n = n if n is not None else (x_obs.shape[0] if x_obs is not None else 1)
-        z = torch.randn(n, cfg.latent_dim, generator=generator, device=dev) if prior is None else \
+        z = torch.randn(n, model.config.latent_dim, generator=generator, device=dev) if prior is None else \
             prior.sample(n, generator).to(dev)
         x_obs, observed = None, None
 
@@ -226,25 +221,27 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     x = decoded(z)
     logp = G.log_posterior(z, x_obs, observed) if conditioned else log_prior(z)
     yield Frame("proposal", 0, x, E(x), logp)
-    if conditioned and ls > 0:
-        for st in latent_revision(G, z, x_obs, ls, lss, ln, observed, generator=generator):
+    if conditioned and latent.steps > 0:
+        for st in latent_revision(G, z, x_obs, latent.steps, latent.step_size, latent.noise, observed,
+                                  generator=generator):
             z = st.x
-            if st.step % every == 0 or st.step == ls:
+            if st.step % every == 0 or st.step == latent.steps:
                 x = decoded(z)
                 yield Frame("latent", st.step, x, E(x), -st.energy)
-    if es > 0:
-        for st in ebm_latent_revision(G, E, z, es, ess, en, x_obs, observed, generator=generator, prior=prior):
+    if ebm.steps > 0:
+        for st in ebm_latent_revision(G, E, z, ebm.steps, ebm.step_size, ebm.noise, x_obs, observed,
+                                      generator=generator, prior=prior):
             z = st.x
-            if st.step % every == 0 or st.step == es:
+            if st.step % every == 0 or st.step == ebm.steps:
                 x = decoded(z)
                 e = E(x)
                 yield Frame("ebm_latent", st.step, x, e, e - st.energy)  # U = E - log p(z | x_S)
     x = decoded(z)
-    if ds > 0:
+    if data.steps > 0:
         if data_init == "noise":
             x = _fill_observed(torch.rand(x.shape, generator=generator, device=dev), x_obs, observed)
-        for st in data_revision(E, x, ds, dss, dn, observed, generator=generator):
-            if st.step % every == 0 or st.step == ds:
+        for st in data_revision(E, x, data.steps, data.step_size, data.noise, observed, generator=generator):
+            if st.step % every == 0 or st.step == data.steps:
                 yield Frame("data", st.step, st.x, st.energy, None)
 
 

@@ -30,10 +30,12 @@ def joint_coherence(clf, x: torch.Tensor) -> float:
     return one_digit(digit).float().mean().item()
 
 
-@torch.no_grad()
-def classifier_features(clf, x: torch.Tensor, m: int, batch: int = 1000) -> np.ndarray:
-    clf.eval()
-    return torch.cat([clf.features(x[i:i + batch, m], m) for i in range(0, len(x), batch)]).double().numpy()
+def digit_entropy(counts: torch.Tensor) -> float:
+    """The entropy of a histogram of the 10 digits, divided by log 10: 1 = every digit equally often, 0 = one digit
+    (or none at all)."""
+    q = counts.float() / counts.sum().clamp_min(1)
+    q = q[q > 0]
+    return float(-(q * q.log()).sum() / np.log(10))
 
 
 def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
@@ -68,7 +70,8 @@ class InceptionFeatures:
         except ImportError as e:
             raise RuntimeError("--inception needs torchvision (pip install torchvision)") from e
         if not Path(path).is_file():
-            raise FileNotFoundError(f"Inception weights file not found: {str(path)!r} (a torchvision inception_v3 state_dict)")
+            raise FileNotFoundError(f"Inception weights file not found: {str(path)!r} "
+                                    f"(a torchvision inception_v3 state_dict)")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:

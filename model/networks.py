@@ -154,12 +154,13 @@ class MultimodalEBMVAE(
     tags=["energy-based-model", "multimodal-vae", "langevin", "polymnist"],
     license="mit",
 ):
-    """Joint EBM + shared-latent generator + MoE inference model, learned together by MCMC revision."""
+    """Joint EBM + shared-latent generator + MoE inference model, learned together by MCMC revision. These are the
+    networks alone: ``model.Sampler.from_pretrained`` loads them with the ex-post prior and the chain settings."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         if isinstance(config, dict):  # from config.json
-            config = ModelConfig(**{k: v for k, v in config.items() if k in ModelConfig.__dataclass_fields__})
+            config = ModelConfig.from_dict(config)
         self.config = config
         self.generator = Generator(config)
         self.inference = Inference(config)

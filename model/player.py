@@ -4,8 +4,8 @@
 from noise): ``next()`` advances one frame, ``step(k)`` advances k Langevin steps, ``reset()`` goes back
 to the proposal with the same seed, so a run streamed frame by frame and a run stepped by hand give the
 same frames. Stages are handled by name, in the order the sampler yields them ("proposal", "latent",
-"ebm_latent", "data", whichever ran). Unconditional chains draw z from ``prior`` (the ex-post prior, a
-``model.prior.GaussianMixture``) when one is given and ``settings.ex_post_prior`` is on, else from N(0, I).
+"ebm_latent", "data", whichever ran), run by a ``model.Sampler``. Unconditional chains draw z from the sampler's
+ex-post prior when it has one and ``settings.ex_post_prior`` is on, else from N(0, I).
 Frames are kept as uint8, thinned to stay under ``max_bytes``.
 ``Sessions`` keeps one player per visitor, at most ``max_sessions`` (the least recently used goes first).
 """
@@ -18,16 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .langevin import conditional_sampling
+
 from .render import as_uint8
-
-STAGE_TITLES = {"proposal": "proposal", "latent": "latent revision", "ebm_latent": "EBM latent revision",
-                "data": "EBM data revision"}
-
-
-def stage_title(stage: str) -> str:
-    return STAGE_TITLES.get(stage, stage.replace("_", " "))
-
 
 @dataclass(frozen=True)
 class ChainSettings:
@@ -62,45 +54,51 @@ class Snapshot:
 
 
 class ChainPlayer:
-    def __init__(self, model, x_obs: torch.Tensor | None, observed: torch.Tensor | None, settings: ChainSettings,
-                 max_bytes: int = 8 * 2 ** 20, prior=None):
-        self.model, self.settings, self.max_bytes = model, settings, max_bytes
+    def __init__(self, sampler, x_obs: torch.Tensor | None, observed: torch.Tensor | None, settings: ChainSettings,
+                 max_bytes: int = 8 * 2 ** 20):
+        """One run of ``sampler`` (a model.Sampler) with the demo's ``settings`` over its chain settings."""
+        self.sampler, self.settings, self.max_bytes = sampler, settings, max_bytes
         s = settings
         self.conditioned = observed is not None and bool(observed.any())
-        self.prior = prior if s.ex_post_prior and not self.conditioned else None   # None: z ~ N(0, I) (or inferred)
-        self.device = next(model.parameters()).device   # the chains run where the model is; frames come back to the CPU
+        # None: z ~ N(0, I) (or inferred)
+        self.prior = sampler.prior if s.ex_post_prior and not self.conditioned else None
+        self.device = sampler.device   # the chains run where the model is; frames come back to the CPU
         self.x_in = x_obs.expand(s.n_samples, -1, -1, -1, -1).contiguous().to(self.device) if self.conditioned else None
         self.observed = observed.to(self.device) if self.conditioned else None
-        cfg = model.config
+        chains = sampler.chains
         self.kw = dict(latent_steps=s.latent_steps, latent_step_size=s.latent_step_size,
-                       latent_noise=cfg.latent_noise if s.noise else 0.0, data_steps=s.data_steps,
-                       data_step_size=s.data_step_size, data_noise=cfg.data_noise if s.noise else 0.0)
+                       latent_noise=chains.latent.noise if s.noise else 0.0, data_steps=s.data_steps,
+                       data_step_size=s.data_step_size, data_noise=chains.data.noise if s.noise else 0.0)
         self.totals = {"proposal": 0, "latent": s.latent_steps, "data": s.data_steps}
-        ebm_steps = cfg.ebm_latent_cond_steps if self.conditioned else cfg.ebm_latent_steps
+        ebm_steps = chains.ebm_latent_for(self.conditioned).steps
         if ebm_steps > 0:   # a stage not listed here counts its steps as far as they are seen
             self.totals["ebm_latent"] = ebm_steps
         self._known = {k for k, v in self.totals.items() if v is not None}
         self.lock = threading.Lock()
         self.reset()
 
+    @property
+    def model(self):
+        return self.sampler.model
+
     # ------------------------------------------------------------ the chains
     def reset(self):
         """Back to before the proposal, with the same seed: the next frame is the proposal again."""
         s = self.settings
-        self._chain = conditional_sampling(self.model, self.x_in, self.observed, n=s.n_samples, prior=self.prior,
-                                           generator=torch.Generator(self.device).manual_seed(s.seed), **self.kw)
+        prior = "ex-post" if self.prior is not None else "normal"
+        self._chain = self.sampler.frames(self.x_in, self.observed, n=s.n_samples, prior=prior,
+                                          generator=torch.Generator(self.device).manual_seed(s.seed), **self.kw)
         self._noise = None
         if s.compare:   # starts from noise, not from z: no prior, so it is the same chain whichever z the other uses
-            kw = {**self.kw, "latent_steps": 0}
-            kw["ebm_latent_steps"] = 0
-            self._noise = conditional_sampling(self.model, self.x_in, self.observed, n=s.n_samples, data_init="noise",
-                                               generator=torch.Generator(self.device).manual_seed(s.seed), **kw)
+            kw = {**self.kw, "latent_steps": 0, "ebm_latent_steps": 0, "ebm_latent_cond_steps": 0}
+            self._noise = self.sampler.frames(self.x_in, self.observed, n=s.n_samples, data_init="noise",
+                                              prior="normal", **kw,
+                                              generator=torch.Generator(self.device).manual_seed(s.seed))
             self._noise_frames = (f for f in self._noise if f.stage == "data")
         self.frames: list[Snapshot] = []       # kept for scrubbing (thinned under max_bytes)
         self.stage_last: dict[str, Snapshot] = {}  # the latest frame of every stage reached, in order
         self.current: Snapshot | None = None
         self.finished = False
-        self.error: Exception | None = None
         self._kept_bytes = 0
         self._count = 0
 
@@ -121,8 +119,8 @@ class ChainPlayer:
         except StopIteration:
             self.finished = True
             return None
-        except Exception as e:
-            self.finished, self.error = True, e
+        except Exception:
+            self.finished = True
             raise
         noise_x = noise_energy = None
         if self._noise is not None and frame.stage == "data":

@@ -5,7 +5,8 @@ whose prior samples fall between the clusters that the inference model actually 
     python -m model.prior --checkpoint checkpoints/mebm --mnist ../shared/data/mnist.npz [--components 20]
 
 fits the mixture to one latent z ~ q(z | x_1..x_M) per training tuple (the MoE joint posterior: a
-uniformly chosen expert's sample; ``--latents poe``: a sample of the product of the experts instead) by EM (full covariances, seeded k-means++-style start) and writes
+uniformly chosen expert's sample; ``--latents poe``: a sample of the product of the experts instead) by EM
+(full covariances, seeded k-means++-style start) and writes
 CHECKPOINT/prior.safetensors (a few kB, ignored by ``from_pretrained``; ``GaussianMixture.load``
 reads it). ``StandardNormal`` is the model's own prior with the same interface.
 """
@@ -19,6 +20,14 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from .cli import HelpFormatter, add_data_args
+from .data import load_dataset
+from .device import resolve_device
+from .networks import MultimodalEBMVAE
+from .paths import find_checkpoint
 
 PRIOR_FILE = "prior.safetensors"
 
@@ -112,18 +121,31 @@ class GaussianMixture:
         return gmm
 
     def save(self, path) -> None:
-        from safetensors.torch import save_file
-
         save_file({"weights": self.weights.float().contiguous(), "means": self.means.float().contiguous(),
                    "covariances": self.covariances.float().contiguous()}, str(path),
                   metadata={"kind": "gaussian_mixture"})
 
     @classmethod
     def load(cls, path) -> "GaussianMixture":
-        from safetensors.torch import load_file
-
         t = load_file(str(path))
         return cls(t["weights"], t["means"], t["covariances"])
+
+
+def load_prior(path, latent_dim: int) -> tuple[GaussianMixture | None, str]:
+    """The ex-post prior in ``path`` (a prior.safetensors) for a ``latent_dim``-d latent, and a note for the log;
+    (None, why) when there is none, it does not load or does not fit (unconditional samples then use N(0, I))."""
+    path = Path(path)
+    if not path.is_file():
+        return None, f"no ex-post prior ({path.name}) beside the weights: unconditional samples use N(0, I)"
+    try:
+        prior = GaussianMixture.load(path)
+    except Exception as e:
+        return None, (f"the ex-post prior {path.name} does not load ({type(e).__name__}): unconditional samples "
+                      f"use N(0, I)")
+    if prior.dim != latent_dim:
+        return None, (f"the ex-post prior {path.name} is {prior.dim}-d, the latent {latent_dim}-d: unconditional "
+                      f"samples use N(0, I)")
+    return prior, f"ex-post prior in use: {prior.n_components} components"
 
 
 LATENTS = ("moe", "poe")
@@ -142,8 +164,6 @@ def inferred_latents(model, data, n: int | None = None, batch: int = 500, seed: 
     """One z per training tuple, for the first n tuples: ``moe`` z ~ q(z | x_1..x_M), the model's own joint
     posterior (a uniformly chosen expert's sample); ``poe`` z ~ the product of the M experts (every modality
     must agree on z: more coherent joint samples, blurrier textures, see the README)."""
-    from tqdm import tqdm
-
     if latents not in LATENTS:
         raise ValueError(f"latents must be one of {LATENTS}, not {latents!r}")
     n = len(data) if n is None else min(n, len(data))
@@ -162,47 +182,39 @@ def inferred_latents(model, data, n: int | None = None, batch: int = 500, seed: 
 
 
 def main(argv=None):
-    from .cli import add_data_args
-
-    p = argparse.ArgumentParser(prog="python -m model.prior", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a model directory (config.json + model.safetensors)")
+    p = argparse.ArgumentParser(prog="python -m model.prior", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a model directory (config.json + model.safetensors; a "
+                   "relative path missing here is looked up in the repository checkout)")
     add_data_args(p)
     p.add_argument("--components", type=int, default=20, help="mixture components (MultiVae: 10-50)")
     p.add_argument("--latents", choices=LATENTS, default="moe",
                    help="the latents the mixture is fitted to: moe = z ~ q(z | x_1..x_M), the model's joint posterior; "
                         "poe = z ~ the product of the M experts (more coherent, blurrier joint samples)")
-    p.add_argument("--n-fit", type=int, default=None, help="fit on the first N training tuples (default: all)")
+    p.add_argument("--n-fit", type=int, default=None, help="fit on the first N training tuples (none = all)")
     p.add_argument("--iters", type=int, default=100, help="EM iterations at most")
     p.add_argument("--seed", type=int, default=0, help="seeds the latents drawn and the EM start")
-    p.add_argument("--out", default=None, help=f"output file (default: CHECKPOINT/{PRIOR_FILE})")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--device", default="cpu", help="where the latents are inferred: cpu, cuda, cuda:N, mps or auto "
-                                                   "(the mixture is fitted on the CPU either way)")
+    p.add_argument("--out", default=None, help=f"output file, its folder created (none = CHECKPOINT/{PRIOR_FILE})")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (none = torch's default)")
+    p.add_argument("--device", default="auto", help="where the latents are inferred: auto (cuda, then mps, then cpu), "
+                                                    "cpu, cuda, cuda:N or mps (the mixture is fitted on the CPU)")
     a = p.parse_args(argv)
     try:
-        from .data import load_dataset
-        from .networks import MultimodalEBMVAE
-
         if a.components < 1 or a.iters < 1:
             raise ValueError("--components and --iters must be at least 1")
         if a.threads:
             torch.set_num_threads(a.threads)
-        if not Path(a.checkpoint, "config.json").is_file():
-            raise FileNotFoundError(f"no model checkpoint at {a.checkpoint!r} (expected config.json + model.safetensors)")
+        checkpoint = find_checkpoint(a.checkpoint)
+        if not (checkpoint / "config.json").is_file():
+            raise FileNotFoundError(f"no model checkpoint at {a.checkpoint!r} (expected config.json + "
+                                    f"model.safetensors)")
         t0 = time.time()
-        from .device import DeviceError, resolve_device
-
-        try:
-            dev = resolve_device(a.device)
-        except DeviceError as e:
-            raise ValueError(str(e)) from None
-        model = MultimodalEBMVAE.from_pretrained(a.checkpoint).eval().to(dev)
+        model = MultimodalEBMVAE.from_pretrained(str(checkpoint)).eval().to(resolve_device(a.device))
         cfg = model.config
         data = load_dataset("train", cfg.n_modalities, cfg.data_seed, a.mnist, a.cache_dir, a.dataset, a.data_dir)
         z = inferred_latents(model, data, a.n_fit, seed=a.seed, latents=a.latents)
         gmm = GaussianMixture.fit(z, a.components, a.iters, a.seed)
-        out = Path(a.out or Path(a.checkpoint, PRIOR_FILE))
+        out = Path(a.out or checkpoint / PRIOR_FILE)
+        out.parent.mkdir(parents=True, exist_ok=True)
         gmm.save(out)
         info = {"components": a.components, "latents": a.latents, "n_fit": len(z), "seed": a.seed, "iters": a.iters,
                 "train_log_likelihood": gmm.train_log_likelihood,
@@ -211,7 +223,7 @@ def main(argv=None):
                 "minutes": (time.time() - t0) / 60}
         out.with_suffix(".json").write_text(json.dumps(info, indent=2))
         print(f"wrote {out}: {json.dumps(info)}")
-    except (OSError, ValueError, RuntimeError) as e:  # MNISTError is a RuntimeError
+    except (OSError, ValueError, RuntimeError) as e:  # MNISTError is a RuntimeError, DeviceError a ValueError
         sys.exit(f"error: {e}")
 
 

@@ -47,6 +47,12 @@ def find_metrics(checkpoint: Path, metrics: str | Path | None = None) -> Path | 
     return None
 
 
+def flat_model(model_cfg) -> dict:
+    """A ModelConfig's fields with its chain settings by their flat names (the --model.* flags)."""
+    fields = {g.name: getattr(model_cfg, g.name) for g in dataclasses.fields(model_cfg) if g.name != "chains"}
+    return {**fields, **model_cfg.chains.flat()}
+
+
 def train_command(cfg: TrainConfig) -> str:
     """The `python -m model.train` command that reproduces ``cfg`` (every field that differs from the defaults)."""
     default = TrainConfig()
@@ -57,10 +63,11 @@ def train_command(cfg: TrainConfig) -> str:
         args.extend([f"--{name.replace('_', '-')}", v])
 
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "model":
-            for g in dataclasses.fields(type(cfg.model)):
-                if getattr(cfg.model, g.name) != getattr(default.model, g.name):
-                    flag("model." + g.name, getattr(cfg.model, g.name))
+        if f.name == "model":   # the networks' fields, then the chains' knobs by their flat names (model.cli)
+            ours, base = flat_model(cfg.model), flat_model(default.model)
+            for name, value in ours.items():
+                if value != base[name]:
+                    flag("model." + name, value)
         elif f.name not in ("threads", "device") and getattr(cfg, f.name) != getattr(default, f.name):
             flag(f.name, getattr(cfg, f.name))
     return " ".join(shlex.quote(a) for a in args)

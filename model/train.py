@@ -39,6 +39,7 @@ from tqdm import tqdm
 from . import render
 from .config import TrainConfig
 from .langevin import ChainDiverged, data_revision, ebm_latent_revision, latent_revision, run
+from .paths import find_checkpoint
 from .networks import MultimodalEBMVAE
 
 
@@ -254,7 +255,7 @@ def find_resumable(out: Path, device="cpu"):
             continue
         return path, model, state, notes
     if not out.is_dir():
-        raise ResumeError(f"--resume: the run folder {str(out)!r} does not exist (check --out-dir)")
+        raise ResumeError(f"--resume: the run folder {str(out)!r} does not exist (check --out)")
     found = "; ".join(notes) if notes else "no checkpoint, checkpoint.tmp or checkpoint.old in it"
     raise ResumeError(f"--resume: nothing to resume in {str(out)!r} ({found}). Start a new run without --resume "
                       f"(or in another folder) to train from scratch.")
@@ -360,17 +361,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 print(f"note: {n}", file=sys.stderr)
         start, elapsed = state["iteration"], state["elapsed"]
         cpu_elapsed = state.get("cpu_elapsed") or elapsed
-    if lead:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
     data = load_data(cfg, "train")
     if cfg.train_size:
         data.x, data.y = data.x[:cfg.train_size], data.y[:cfg.train_size]
     clf = test = None
-    if lead and cfg.classifier and cfg.eval_every and Path(cfg.classifier).exists():
+    judges = find_checkpoint(cfg.classifier) if cfg.classifier else None
+    if lead and judges is not None and cfg.eval_every and judges.exists():
         from .classifier import Classifiers
 
-        clf = Classifiers.from_pretrained(cfg.classifier).eval()
+        clf = Classifiers.from_pretrained(str(judges)).eval()
         test = load_data(cfg, "test")
+    if lead:   # after the inputs loaded: a failed start leaves no empty run folder
+        (out / "samples").mkdir(parents=True, exist_ok=True)
 
     model.to(device)
     opt = make_optimizers(model, cfg)
@@ -477,19 +479,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 # ---------------------------------------------------------------- CLI
 
 def build_parser():
-    from .cli import ConfigParser, add_dataclass_args
+    from .cli import ConfigParser, HelpFormatter, add_dataclass_args, field_docs
     from .config import DATASETS, VARIANTS
 
     p = ConfigParser(prog="python -m model.train", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog="Every TrainConfig field is a flag; the model's (ModelConfig) are --model.<name>. "
-                            "Multi-process: torchrun --nproc_per_node N -m model.train ... (--batch-size is per process).")
+                     formatter_class=HelpFormatter,
+                     epilog="Every TrainConfig field is a flag; the model's (ModelConfig) are --model.<name>, its "
+                            "test-time chains --model.<chain>-<knob>. Multi-process: torchrun --nproc_per_node N "
+                            "-m model.train ... (--batch-size is per process).")
     p.add_argument("--resume", action="store_true",
-                   help="continue from OUT_DIR/checkpoint (its train_config.json, flags override it); "
+                   help="continue from OUT/checkpoint (its train_config.json, flags override it); "
                         "an error if there is nothing to resume")
-    p.add_argument("--config", help="a train_config.json to start from (flags override it)")
+    p.add_argument("--config", default=None, help="a train_config.json to start from (flags override it) "
+                   "(default: none)")
+    p.add_argument("--out", "--out-dir", dest="out_dir", default=argparse.SUPPRESS, metavar="OUT",
+                   help=f"{field_docs(TrainConfig)['out_dir']['help']} (default: {TrainConfig().out_dir})")
     add_dataclass_args(
-        p, TrainConfig, choices={"variant": VARIANTS, "dataset": DATASETS},
+        p, TrainConfig, choices={"variant": VARIANTS, "dataset": DATASETS}, skip=("out_dir",),
         titles={"": "run", "training-time chains":
                 "training-time chains (the revisions inside every training iteration; "
                 "test-time chains are --model.latent-* / --model.data-*)",
@@ -509,7 +515,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, bool]:
     d = asdict(base)
     for k, val in a.items():
         if k.startswith("model."):
-            d["model"][k[6:]] = val
+            d["model"][k[6:]] = val   # chain knobs by their flat names: ModelConfig.from_dict reads them
         else:
             d[k] = val
     return TrainConfig(**d), resume

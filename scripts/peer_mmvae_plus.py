@@ -3,7 +3,8 @@ PolyMNIST-style tensors (model.data.load_polymnist) under a wall-clock budget, i
 over time, its generations dumped in the format model.evaluate reads (model.evaluate.save_dump).
 
     python -m venv .venv-peer && .venv-peer/bin/pip install -r requirements.txt -r requirements-peer.txt
-    .venv-peer/bin/python -m scripts.peer_mmvae_plus --mnist ../shared/data/mnist.npz --minutes 95 --out runs/peer_mmvaeplus
+    .venv-peer/bin/python -m scripts.peer_mmvae_plus --mnist ../shared/data/mnist.npz --minutes 95 \
+        --out runs/peer_mmvaeplus
     .venv/bin/python -m model.evaluate --samples runs/peer_mmvaeplus/samples.npz --mnist ../shared/data/mnist.npz \
         --out runs/peer_mmvaeplus/eval
 
@@ -78,7 +79,8 @@ def conditional(model, x, cond):
     """Generate every modality outside ``cond`` from ``cond``: [B, M - |cond|, 3, 28, 28] in [0, 1]."""
     M = x.shape[1]
     gen = [m for m in range(M) if m not in cond]
-    out = model.predict(as_multivae(x, device=model.device), cond_mod=[f"m{m}" for m in cond], gen_mod=[f"m{m}" for m in gen])
+    out = model.predict(as_multivae(x, device=model.device), cond_mod=[f"m{m}" for m in cond],
+                        gen_mod=[f"m{m}" for m in gen])
     return torch.stack([out[f"m{m}"] for m in gen], 1).clamp(0, 1).cpu()
 
 
@@ -133,10 +135,12 @@ def dump(model, test, a, out: Path, it: int, minutes: float, ex_post=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=("mmvaeplus", "mopoe"), default="mmvaeplus")
-    p.add_argument("--mnist", default=None)
-    p.add_argument("--cache-dir", default="data_cache")
+    from model.cli import HelpFormatter, add_data_args
+
+    p = argparse.ArgumentParser(prog="python -m scripts.peer_mmvae_plus", description=__doc__,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--model", choices=("mmvaeplus", "mopoe"), default="mmvaeplus", help="the peer model")
+    add_data_args(p)
     p.add_argument("--modalities", type=int, default=5)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--out", default=None, help="default runs/peer_<model>")
@@ -154,13 +158,15 @@ def main(argv=None):
     p.add_argument("--train-size", type=int, default=None)
     p.add_argument("--eval-every-min", type=float, default=5.0, help="log coherence every N minutes")
     p.add_argument("--eval-samples", type=int, default=500)
-    p.add_argument("--classifier", default="checkpoints/classifier")
+    p.add_argument("--classifier", default="checkpoints/classifier", help="the judges of the coherence log (the "
+                   "bundled judge A, found from any folder)")
     # the dump (must match the evaluator's --n-cond / --n-joint / --n-fid / --seed)
     p.add_argument("--n-cond", type=int, default=1000)
     p.add_argument("--n-prior", type=int, default=10000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the model, its batches and its sampling)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (the "
+                   "model, its batches and its sampling)")
     p.add_argument("--dump-at", default="", help="comma-separated training minutes at which to also write a dump "
                    "to OUT/at<N>min/ (its time is not counted in the budget), e.g. the ablations' budget; CPU "
                    "minutes when --max-cpu-minutes is given, else wall-clock minutes")
@@ -222,8 +228,11 @@ def fit_ex_post(model, train, a):
 
 def run(a):
     from model.classifier import Classifiers
-    from model.data import load_polymnist
+    from model.data import load_dataset
+    from model.device import resolve_device
+    from model.paths import find_checkpoint
 
+    a.device = str(resolve_device(a.device))
     if a.threads:
         torch.set_num_threads(a.threads)
     out = Path(a.out or f"runs/peer_{a.model}")
@@ -231,11 +240,12 @@ def run(a):
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)   # MultiVae picks experts with np.random
     M = a.modalities
-    train = load_polymnist("train", M, a.data_seed, a.mnist, a.cache_dir)
-    test = load_polymnist("test", M, a.data_seed, a.mnist, a.cache_dir)
+    train = load_dataset("train", M, a.data_seed, a.mnist, a.cache_dir, a.dataset, a.data_dir)
+    test = load_dataset("test", M, a.data_seed, a.mnist, a.cache_dir, a.dataset, a.data_dir)
     if a.train_size:
         train.x, train.y = train.x[:a.train_size], train.y[:a.train_size]
-    clf = Classifiers.from_pretrained(a.classifier) if Path(a.classifier, "config.json").is_file() else None
+    judges = find_checkpoint(a.classifier)
+    clf = Classifiers.from_pretrained(str(judges)) if (judges / "config.json").is_file() else None
 
     if a.from_model:
         from multivae.models import AutoModel

@@ -19,13 +19,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-LABELS = {"proposal": "proposal", "latent": "latent revision", "ebm_latent": "EBM latent revision",
-          "data": "data revision (final)"}
-
-
-def _pct(v):
-    return "–" if v is None else f"{100 * v:.1f}"
+from model.cli import HelpFormatter
+from model.langevin import stage_title
+from model.report import pct
 
 
 def _num(v, fmt="{:.2f}"):
@@ -79,23 +78,20 @@ def markdown(all_rows) -> str:
              "coherent-digit entropy A / B | FD (A features) | diversity |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for x in all_rows:
-        lines.append(f"| {x['model']} | {x['prior']} | {LABELS.get(x['stage'], x['stage'])} | {_pct(x['cond1_A'])} | "
-                     f"{_pct(x['cond1_B'])} | {_pct(x['joint_A'])} | {_pct(x['joint_B'])} | "
+        lines.append(f"| {x['model']} | {x['prior']} | {stage_title(x['stage'])} | {pct(x['cond1_A'])} | "
+                     f"{pct(x['cond1_B'])} | {pct(x['joint_A'])} | {pct(x['joint_B'])} | "
                      f"{_num(x['entropy_A'])} / {_num(x['entropy_B'])} | {_num(x['fd'], '{:.0f}')} | "
                      f"{_num(x['diversity'], '{:.3f}')} |")
     return "\n".join(lines) + "\n"
 
 
 def plane(runs, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig = Figure(figsize=(11, 4.4))
+    axes = fig.subplots(1, 2)
     for ax, key, label in zip(axes, ("joint", "cond1"), ("joint coherence (prior samples)",
                                                          "conditional coherence (1 observed)")):
         for i, r in enumerate(runs):
-            color = f"C{i}" if len(runs) <= 10 else plt.cm.tab20(i % 20)   # eleven runs or more: twenty colours
+            color = f"C{i}" if len(runs) <= 10 else colormaps["tab20"](i % 20)   # eleven runs or more: twenty colours
             rs = [x for x in rows(r) if x["fd"] is not None and x[f"{key}_A"] is not None]
             if not rs:
                 continue
@@ -114,17 +110,16 @@ def plane(runs, path):
     fig.suptitle("Each model on the FD – coherence plane (upper left is better)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m scripts.results_table", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("names", nargs="+", help="dump names (DUMP_DIR/NAME.npz, EVAL_DIR/NAME_A, EVAL_DIR/NAME_B)")
     p.add_argument("--eval-dir", default="runs/eval", help="where the evaluations were written")
     p.add_argument("--dump-dir", default="runs/dumps", help="where the dumps are")
     p.add_argument("--out", default="runs/eval/results", help="output folder")
-    p.add_argument("--labels", default=None, help="display names, '|'-separated, one per NAME (default: the names)")
+    p.add_argument("--labels", default=None, help="display names, '|'-separated, one per NAME (none = the names)")
     a = p.parse_args(argv)
     labels = a.labels.split("|") if a.labels else a.names
     if len(labels) != len(a.names):

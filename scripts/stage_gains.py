@@ -22,8 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.evaluate import DumpSampler, EvalError, _mask, load_classifier
+from model.cli import HelpFormatter, add_data_args
+from model.data import load_dataset
+from model.evaluate import DumpSampler, EvalError, load_classifier
 from model.metrics import hits, one_digit
+from model.networks import observed_mask
 
 
 def correctness(dump: DumpSampler, clf, test, batch=500) -> dict[str, np.ndarray]:
@@ -33,7 +36,7 @@ def correctness(dump: DumpSampler, clf, test, batch=500) -> dict[str, np.ndarray
     idx = dump.f["cond_index"]
     cols = {}
     for m in range(M):
-        observed = _mask((m,), M)
+        observed = observed_mask((m,), M)
         if (m,) not in dump.subsets:
             raise EvalError(f"the dump has no generation from modality {m} alone")
         for i in range(0, len(idx), batch):
@@ -65,21 +68,24 @@ def bootstrap(diff_rows: np.ndarray, n_boot: int, seed: int) -> tuple[float, flo
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m scripts.stage_gains", description=__doc__,
+                                formatter_class=HelpFormatter)
     p.add_argument("dump", help="a sample dump (.npz) from python -m model.sample")
     p.add_argument("--classifier", nargs="+", default=["checkpoints/classifier", "checkpoints/classifier_b"],
-                   help="one or more judges (model.classifier folders); each gets its own rows")
-    p.add_argument("--names", nargs="+", default=["A", "B"], help="the judges' names in the table, in --classifier order")
+                   help="one or more judges (model.classifier folders; the bundled ones are found from any "
+                        "folder); each gets its own rows")
+    p.add_argument("--names", nargs="+", default=["A", "B"],
+                   help="the judges' names in the table, in --classifier order")
     p.add_argument("--versus", default=None,
                    help="another dump of the same test tuples: its stage --versus-stage against this dump's last stage")
     p.add_argument("--versus-stage", default="proposal", help="the stage of --versus to compare with")
-    p.add_argument("--joint", action="store_true", help="the prior (joint) samples' stages instead of the conditionals'")
-    p.add_argument("--mnist", default=None, help="local MNIST .npz or torchvision root; default: download")
-    p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
+    p.add_argument("--joint", action="store_true",
+                   help="the prior (joint) samples' stages instead of the conditionals'")
+    add_data_args(p)
     p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--out", default=None, help="also write the table (markdown) here")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (none = torch's default)")
+    p.add_argument("--out", default=None, help="also write the table (markdown) here (none = print it only)")
     return p.parse_args(argv)
 
 
@@ -87,13 +93,12 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from model.data import load_dataset
-
     try:
         dump = DumpSampler(args.dump)
         versus = DumpSampler(args.versus) if args.versus else None
         if versus is not None and not args.joint and not np.array_equal(versus.f["cond_index"], dump.f["cond_index"]):
-            raise EvalError("the two dumps condition on different test tuples (make both with the same --n-cond and --seed)")
+            raise EvalError("the two dumps condition on different test tuples (make both with the same --n-cond "
+                            "and --seed)")
         M, seed = dump.meta["n_modalities"], dump.meta.get("data_seed", 0)
         if args.joint:
             if not dump.n_prior:
@@ -103,8 +108,9 @@ def main(argv=None):
             what = f"Joint coherence of {dump.n_prior} prior samples"
             unit = "prior samples"
         else:
-            test = load_dataset("test", M, seed, args.mnist, args.cache_dir)
-            what = f"Conditional coherence from one observed modality, {len(dump.f['cond_index'])} test tuples per modality"
+            test = load_dataset("test", M, seed, args.mnist, args.cache_dir, args.dataset, args.data_dir)
+            what = (f"Conditional coherence from one observed modality, {len(dump.f['cond_index'])} test tuples "
+                    f"per modality")
             unit = "test tuples"
         score = joint_correctness if args.joint else (lambda d, clf: correctness(d, clf, test))
         lines = [f"{what} ({Path(args.dump).name}); change from the row above, with its 95 % bootstrap interval "

@@ -22,10 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.evaluate import EvalError, _mask, load_checkpoint, load_classifier
-from model.langevin import conditional_generate
+from model.cli import HelpFormatter, add_data_args
+from model.data import load_dataset
+from model.evaluate import EvalError, load_classifier, load_sampler
 from model.metrics import hits
-from model.sample import _generator, diversity
+from model.networks import observed_mask
+from model.sample import diversity
+from model.sampler import seeded_generator
 
 
 def _setting(text: str) -> tuple[int, float, float]:
@@ -41,38 +44,42 @@ def _settings(text: str) -> list[tuple[int, float, float]]:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a model directory (config.json + model.safetensors)")
-    p.add_argument("--mnist", default=None, help="local MNIST .npz or torchvision root; default: download")
-    p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
-    p.add_argument("--classifier", default="checkpoints/classifier", help="the one judge used for choosing")
+    p = argparse.ArgumentParser(prog="python -m scripts.tune_chains", description=__doc__,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--checkpoint", default="checkpoints/mebm", help="a model directory (config.json + "
+                   "model.safetensors; found from any folder)")
+    add_data_args(p)
+    p.add_argument("--classifier", default="checkpoints/classifier", help="the one judge used for choosing (the "
+                   "bundled judge A, found from any folder)")
     p.add_argument("--latent", type=_settings, default=None,
-                   help="latent-revision settings STEPS:STEP_SIZE:NOISE, comma-separated (default: the checkpoint's)")
+                   help="latent-revision settings STEPS:STEP_SIZE:NOISE, comma-separated (none = the checkpoint's)")
     p.add_argument("--ebm-latent", type=_settings, default=None,
                    help="conditional EBM latent-chain settings STEPS:STEP_SIZE:NOISE, comma-separated "
-                        "(default: the checkpoint's)")
-    p.add_argument("--data-steps", type=int, default=None, help="data-revision steps (default: the checkpoint's)")
+                        "(none = the checkpoint's)")
+    p.add_argument("--data-steps", type=int, default=None, help="data-revision steps (none = the checkpoint's)")
     p.add_argument("--n", type=int, default=200, help="validation (training) tuples per observed modality")
     p.add_argument("--repeats", type=int, default=4, help="samples per input for the diversity figure")
     p.add_argument("--n-diverse", type=int, default=20, help="inputs for the diversity figure")
     p.add_argument("--batch", type=int, default=200, help="chains run at once")
     p.add_argument("--seed", type=int, default=0, help="seeds the validation tuples and the chains")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--out", default=None, help="also write the results as JSON here")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (none = torch's default)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    p.add_argument("--out", default=None, help="also write the results as JSON here (none = print only)")
     return p.parse_args(argv)
 
 
 @torch.no_grad()
-def score(model, clf, data, idx, kw, args) -> tuple[dict, float]:
+def score(sampler, clf, data, idx, kw, args) -> tuple[dict, float]:
     """Coherence per stage (mean over the single observed modalities), and the final stage's diversity."""
-    M = model.config.n_modalities
+    M = sampler.config.n_modalities
     tally = {}
     for m in range(M):
-        observed = _mask((m,), M)
+        observed = observed_mask((m,), M)
         for i in range(0, len(idx), args.batch):
             x, y = data.batch(torch.as_tensor(idx[i:i + args.batch]))
-            out = conditional_generate(model, x, observed, generator=_generator(args.seed, 11, m, i), **kw)
+            out = sampler.conditional(x, observed, generator=seeded_generator(args.seed, 11, m, i), **kw)
             for stage, xg in out.items():
+                xg = xg.cpu()
                 digit, _ = clf.predict(xg)
                 right = hits(digit, y, observed)
                 h = tally.setdefault(stage, [0.0, 0])
@@ -81,10 +88,10 @@ def score(model, clf, data, idx, kw, args) -> tuple[dict, float]:
     x, _ = data.batch(torch.as_tensor(idx[:args.n_diverse]))
     div = []
     for m in range(M):
-        observed = _mask((m,), M)
+        observed = observed_mask((m,), M)
         rep = x.repeat_interleave(args.repeats, 0)
-        out = conditional_generate(model, rep, observed, generator=_generator(args.seed, 15, m), **kw)
-        div.append(diversity(out["final"].view(len(x), args.repeats, *out["final"].shape[1:]), observed))
+        final = sampler.conditional(rep, observed, generator=seeded_generator(args.seed, 15, m), **kw)["final"].cpu()
+        div.append(diversity(final.view(len(x), args.repeats, *final.shape[1:]), observed))
     return {s: h[0] / h[1] for s, h in tally.items()}, float(np.mean(div))
 
 
@@ -92,26 +99,23 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from model.data import load_dataset
-
     try:
-        model, _ = load_checkpoint(args.checkpoint)
-        cfg = model.config
+        sampler = load_sampler(args.checkpoint, device=args.device)
+        cfg = sampler.config
         clf = load_classifier(args.classifier, cfg.n_modalities, cfg.data_seed)
-        train = load_dataset("train", cfg.n_modalities, cfg.data_seed, args.mnist, args.cache_dir)
+        train = load_dataset("train", cfg.n_modalities, cfg.data_seed, args.mnist, args.cache_dir, args.dataset,
+                             args.data_dir)
     except (EvalError, OSError, RuntimeError, ValueError) as e:
         sys.exit(f"error: {e}")
-    model.eval()
     idx = np.sort(np.random.default_rng([args.seed, 4242]).permutation(len(train))[:args.n])
-    latent = args.latent or [(cfg.latent_steps, cfg.latent_step_size, cfg.latent_noise)]
-    ebm = args.ebm_latent or [(cfg.ebm_latent_cond_steps, cfg.ebm_latent_cond_step_size, cfg.ebm_latent_cond_noise)]
+    c = sampler.chains
+    latent = args.latent or [(c.latent.steps, c.latent.step_size, c.latent.noise)]
+    ebm = args.ebm_latent or [(c.ebm_latent_cond.steps, c.ebm_latent_cond.step_size, c.ebm_latent_cond.noise)]
     rows = []
     for (ls, lss, ln), (es, ess, en) in tqdm(list(itertools.product(latent, ebm)), desc="settings", dynamic_ncols=True):
-        kw = dict(latent_steps=ls, latent_step_size=lss, latent_noise=ln, ebm_latent_steps=es,
-                  ebm_latent_step_size=ess, ebm_latent_noise=en)
-        if args.data_steps is not None:
-            kw["data_steps"] = args.data_steps
-        coh, div = score(model, clf, train, idx, kw, args)
+        kw = dict(latent_steps=ls, latent_step_size=lss, latent_noise=ln, ebm_latent_cond_steps=es,
+                  ebm_latent_cond_step_size=ess, ebm_latent_cond_noise=en, data_steps=args.data_steps)
+        coh, div = score(sampler, clf, train, idx, kw, args)
         rows.append({"latent": [ls, lss, ln], "ebm_latent": [es, ess, en], "coherence": coh, "diversity": div})
         stages = [s for s in coh if s != "final"]
         steps = " ".join(f"{s} {100 * coh[s]:.1f}" + (f" ({100 * (coh[s] - coh[p]):+.1f})" if p else "")

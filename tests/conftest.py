@@ -34,8 +34,8 @@ def mnist_file(tmp_path_factory):
 
 @pytest.fixture
 def tiny_config():
-    return ModelConfig(n_modalities=3, latent_dim=4, width=8, ebm_width=8, ebm_features=16,
-                       latent_steps=3, data_steps=3)
+    return ModelConfig.from_dict(dict(n_modalities=3, latent_dim=4, width=8, ebm_width=8, ebm_features=16,
+                                      latent_steps=3, data_steps=3))
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ def save_tiny_model(path, **config) -> Path:
     from model.networks import MultimodalEBMVAE
 
     torch.manual_seed(0)
-    MultimodalEBMVAE(ModelConfig(**{**TINY, **config})).save_pretrained(str(path))
+    MultimodalEBMVAE(ModelConfig.from_dict({**TINY, **config})).save_pretrained(str(path))
     return Path(path)
 
 

@@ -335,7 +335,7 @@ def test_ex_post_prior_of_the_shipped_checkpoint(tiny_app):
 def test_a_new_stage_is_shown_by_name(monkeypatch):
     """A sampler with a stage between the latent and the data revision (the EBM's latent chain): the page
     shows it in order, with its steps, without knowing it in advance."""
-    import model.player as mp
+    import model.sampler as mp   # the player runs the sampler's chain
     from model.langevin import Frame
 
     real = mp.conditional_sampling

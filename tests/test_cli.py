@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from model.cli import field_docs
-from model.config import ModelConfig, TrainConfig
+from model.config import Chain, Chains, ModelConfig, TrainConfig
 from model.device import DeviceError, resolve_device
 from model.train import build_parser, parse_args
 
 
-@pytest.mark.parametrize("cls", [ModelConfig, TrainConfig])
+@pytest.mark.parametrize("cls", [ModelConfig, TrainConfig, Chain, Chains])
 def test_every_config_field_has_help(cls):
     docs = field_docs(cls)
     missing = [f.name for f in dataclasses.fields(cls) if not docs.get(f.name, {}).get("help")]
@@ -25,11 +25,15 @@ def test_help_lists_every_flag_with_help_and_default():
     for f in dataclasses.fields(TrainConfig):
         if f.name != "model":
             assert "--" + f.name.replace("_", "-") in text, f.name
+    assert "--out " in text or "--out," in text
     for f in dataclasses.fields(ModelConfig):
-        assert "--model." + f.name.replace("_", "-") in text, f.name
+        if f.name != "chains":
+            assert "--model." + f.name.replace("_", "-") in text, f.name
+    for name in Chains().flat():   # the chains keep their flat flags: --model.latent-steps, ...
+        assert "--model." + name.replace("_", "-") in text, name
     help_of = {a.dest: a.help for a in build_parser()._actions}
     assert "warm-up" in help_of["warmup_iters"] and "(default: 3000)" in help_of["warmup_iters"]
-    assert help_of["model.data_steps"].endswith("(default: 30)") and "test time" in help_of["model.data_steps"]
+    assert help_of["model.data_steps"].endswith("(default: 30)") and "data revision" in help_of["model.data_steps"]
     assert "0 = revision losses alone" in help_of["elbo_weight"]   # a continued comment is kept whole
 
 
@@ -73,6 +77,70 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
+COMMANDS = ["model.train", "model.evaluate", "model.sample", "model.prior", "model.classifier", "model.publish"]
+
+
+def command_parser(module, monkeypatch, argv=()):
+    """The ArgumentParser a command builds (its parse_args stopped before parsing)."""
+    import argparse
+    import importlib
+
+    mod = importlib.import_module(module)
+    parsers = []
+
+    def capture(self, *a, **kw):
+        parsers.append(self)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        mod.main(list(argv))
+    monkeypatch.undo()
+    return parsers[0]
+
+
+@pytest.mark.parametrize("module,argv", [(m, ()) for m in COMMANDS] + [("model.evaluate", ("compare",))])
+def test_help_shows_every_default(module, argv, monkeypatch):
+    """Every flag of every command says what it does and its default (or that it is required)."""
+    p = command_parser(module, monkeypatch, argv)
+    fmt = p.formatter_class(p.prog)
+    missing = [a.option_strings for a in p._actions if a.option_strings and a.dest != "help" and not a.required
+               and "(default:" not in fmt._get_help_string(a)]
+    assert not missing, f"{module}: flags whose --help shows no default: {missing}"
+    assert not [a.option_strings for a in p._actions if a.option_strings and not a.help]
+
+
+def test_the_same_flags_across_commands(monkeypatch):
+    """--out in every command that writes, --device defaulting to auto, the same data flags where data are read."""
+    parsers = {m: command_parser(m, monkeypatch) for m in COMMANDS}
+    flags = {m: {o: a for a in p._actions for o in a.option_strings} for m, p in parsers.items()}
+    for m in COMMANDS:
+        assert "--out" in flags[m], m
+        if "--device" in flags[m]:
+            dev = flags[m]["--device"]
+            assert dev.default == "auto" or "(default: auto)" in dev.help, m
+    for m in ("model.train", "model.evaluate", "model.sample", "model.prior", "model.classifier"):
+        assert {"--mnist", "--dataset", "--data-dir", "--cache-dir"} <= set(flags[m]), m
+    assert flags["model.train"]["--out-dir"] is flags["model.train"]["--out"]   # one flag, two names
+    assert flags["model.classifier"]["--out"].default.startswith("runs/")   # never the shipped judges by default
+
+
+def test_out_dir_is_an_alias_and_old_train_configs_read(tmp_path):
+    cfg, _ = parse_args(["--out-dir", str(tmp_path / "a")])
+    assert cfg.out_dir == str(tmp_path / "a") and parse_args(["--out", "b"])[0].out_dir == "b"
+    old = tmp_path / "train_config.json"
+    old.write_text('{"out_dir": "runs/old", "model": {"latent_steps": 7, "width": 8}, "data_steps": 5}')
+    cfg = TrainConfig.from_json(old)
+    assert cfg.out_dir == "runs/old" and cfg.data_steps == 5
+    assert cfg.model.chains.latent.steps == 7 and cfg.model.width == 8
+
+
+def test_model_chain_flags_set_the_nested_chains():
+    cfg, _ = parse_args(["--model.latent-steps", "7", "--model.ebm-latent-cond-noise", "0.5", "--data-steps", "4"])
+    assert cfg.model.chains.latent.steps == 7 and cfg.model.chains.ebm_latent_cond.noise == 0.5
+    assert cfg.data_steps == 4 and cfg.model.chains.data.steps == 30      # training's chain apart from test time's
+
+
 @pytest.mark.parametrize("module", ["model.evaluate", "model.classifier", "model.publish"])
 def test_other_commands_document_every_flag(module, monkeypatch):
     import argparse
@@ -91,3 +159,16 @@ def test_other_commands_document_every_flag(module, monkeypatch):
     undocumented = [a.option_strings for a in parsers[0]._actions if a.option_strings and not a.help]
     assert not undocumented
     assert "(default:" in parsers[0].format_help()
+
+
+def test_the_published_training_command_parses_back(tmp_path):
+    """model.publish's recipe of a run whose test-time chains differ from the defaults: flat --model.* flags."""
+    import shlex
+
+    from model.publish import train_command
+
+    cfg, _ = parse_args(["--model.latent-steps", "3", "--model.ebm-latent-cond-steps", "0", "--model.width", "8",
+                         "--out", str(tmp_path / "r"), "--teach-weight", "0.2"])
+    command = train_command(cfg)
+    assert "--model.latent-steps 3" in command and "--model.chains" not in command
+    assert parse_args(shlex.split(command)[3:])[0] == cfg

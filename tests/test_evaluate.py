@@ -13,7 +13,8 @@ from model.networks import MultimodalEBMVAE
 
 M = 5
 FAST = ["--n-cond", "4", "--n-joint", "20", "--n-fid", "20", "--n-curve", "10", "--curve-steps", "0,2",
-        "--latent-steps", "2", "--data-steps", "2", "--ebm-latent-steps", "2", "--batch", "8", "--quiet", "--threads", "1"]
+        "--latent-steps", "2", "--data-steps", "2", "--ebm-latent-steps", "2", "--ebm-latent-cond-steps", "2",
+        "--batch", "8", "--quiet", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_evaluate_checkpoint_end_to_end(setup, ckpt_run):
     assert r["summary"]["revised"]["stage"] == "data"
     for f in ("metrics.md", "curve.png", "samples.png"):
         assert (tmp / "out" / f).stat().st_size > 0
-    assert "| generator proposal |" in (tmp / "out" / "metrics.md").read_text()
+    assert "| proposal |" in (tmp / "out" / "metrics.md").read_text()
 
     # fixed seeds: the same command gives the same numbers
     main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "out2"), *common, *FAST, "--curve-steps", ""])
@@ -120,7 +121,8 @@ def test_oracle_dump_scores_as_real_data_and_compare(setup, ckpt_run):
     main(["compare", str(tmp / "out" / "metrics.json"), str(tmp / "oracle" / "metrics.json"),
           "--out", str(tmp / "cmp"), "--names", "a,b"])
     md = (tmp / "cmp" / "comparison.md").read_text()
-    assert md.count("| a |") == 4 and md.count("| b |") == 1   # a: proposal, latent, ebm_latent, data and (tmp / "cmp" / "headline.png").stat().st_size > 0
+    assert md.count("| a |") == 4 and md.count("| b |") == 1   # a: proposal, latent, ebm_latent, data
+    assert (tmp / "cmp" / "headline.png").stat().st_size > 0
     main(["compare", str(tmp / "out" / "metrics.json"), str(tmp / "oracle" / "metrics.json"),
           "--out", str(tmp / "trend"), "--x", "10,30"])
     assert (tmp / "trend" / "trend.png").stat().st_size > 0
@@ -156,6 +158,7 @@ def test_without_the_ebm_latent_stage_and_with_an_ex_post_prior(setup, ckpt_run)
 
     tmp, common = setup
     main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "noebm"), *common, *FAST, "--ebm-latent-steps", "0",
+          "--ebm-latent-cond-steps", "0",
           "--curve-steps", ""])
     r = json.loads((tmp / "noebm" / "metrics.json").read_text())
     assert r["stages"] == ["proposal", "latent", "data"] and r["settings"]["chains"]["ebm_latent_steps"] == 0
@@ -196,15 +199,45 @@ def test_conditional_and_prior_samples_may_run_different_stages(setup):
 
     tmp, common = setup
     trained = MultimodalEBMVAE.from_pretrained(str(tmp / "ckpt"))
-    model = MultimodalEBMVAE(replace(trained.config, ebm_latent_cond_steps=0))
+    model = MultimodalEBMVAE(replace(trained.config, chains=trained.config.chains.replace(ebm_latent_cond_steps=0)))
     model.load_state_dict(trained.state_dict())
     model.save_pretrained(tmp / "ckpt_nocond")
     TrainConfig(variant="full").to_json(tmp / "ckpt_nocond" / "train_config.json")
     i = FAST.index("--ebm-latent-steps")
-    fast = FAST[:i] + FAST[i + 2:]   # the checkpoint's own EBM latent steps
+    fast = FAST[:i] + FAST[i + 4:]   # the checkpoint's own EBM latent steps
     main(["--checkpoint", str(tmp / "ckpt_nocond"), "--out", str(tmp / "nocond"), *common, *fast, "--curve-steps", ""])
     r = json.loads((tmp / "nocond" / "metrics.json").read_text())
     assert r["stages"] == ["proposal", "latent", "ebm_latent", "data"]
-    assert set(r["conditional"]) == {"proposal", "latent", "data"} and set(r["prior"]) == {"proposal", "ebm_latent", "data"}
+    assert set(r["conditional"]) == {"proposal", "latent", "data"}
+    assert set(r["prior"]) == {"proposal", "ebm_latent", "data"}
     assert r["settings"]["chains"]["ebm_latent_cond_steps"] == 0 and r["settings"]["chains"]["ebm_latent_steps"] > 0
     assert r["summary"]["revised"]["stage"] == "data"
+
+
+def test_the_bundled_judges_are_found_from_any_folder(setup, tmp_path, monkeypatch):
+    """`mebm-evaluate --samples ...` without --classifier, run outside the repository: the bundled judge A."""
+    tmp, common = setup
+    test = load_polymnist("test", M, 0, str(tmp / "mnist.npz"), tmp / "cache")
+    cond_idx = eval_indices(len(test), 4, 0)
+    x, _ = test.batch(torch.as_tensor(cond_idx))
+    save_dump(tmp_path / "real.npz", {(0,): {"proposal": x[:, 1:]}}, cond_idx, {}, {"name": "real", "n_modalities": M})
+    monkeypatch.chdir(tmp_path)
+    main(["--samples", "real.npz", "--out", "runs/ev", "--mnist", str(tmp / "mnist.npz"), "--cache-dir",
+          str(tmp / "cache"), "--n-cond", "4", "--n-joint", "0", "--n-fid", "0", "--quiet"])
+    r = json.loads((tmp_path / "runs" / "ev" / "metrics.json").read_text())
+    assert r["settings"]["classifier"] == "checkpoints/classifier" and 0 <= r["conditional"]["proposal"]["mean"] <= 1
+
+
+def test_old_metrics_files_are_read_by_the_report(ckpt_run, tmp_path):
+    """metrics.json keeps one key per metric (joint_coherence); files of earlier versions (coherence_joint) read."""
+    from model.report import compare
+
+    assert "coherence_joint" not in json.dumps(ckpt_run) and "joint_coherence" in ckpt_run["summary"]["revised"]
+    old = json.loads(json.dumps(ckpt_run))
+    for s in old["summary"].values():
+        s["coherence_joint"] = s.pop("joint_coherence")
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(ckpt_run))
+    compare([tmp_path / "old.json", tmp_path / "new.json"], tmp_path / "cmp", names=["old", "new"])
+    both = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert both["old"]["revised"]["joint_coherence"] == both["new"]["revised"]["joint_coherence"]

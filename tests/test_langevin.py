@@ -100,7 +100,7 @@ def test_conditional_sampling_stages_and_determinism(tiny_config):
 
     a, b = frames(0), frames(0)
     stages = [(f.stage, f.step) for f in a]
-    es = tiny_config.ebm_latent_steps
+    es = tiny_config.chains.ebm_latent_cond.steps
     assert stages == [("proposal", 0)] + [("latent", k) for k in range(4)] + \
         [("ebm_latent", k) for k in range(es + 1)] + [("data", k) for k in range(4)]
     assert all(torch.equal(f.x, g.x) for f, g in zip(a, b))
@@ -200,16 +200,17 @@ def test_ebm_latent_stage_clamps_observed_and_is_skipped_at_zero_steps(tiny_conf
     x = torch.rand(3, 3, 3, 28, 28)
     observed = observed_mask([0, 2], 3)
     frames = list(conditional_sampling(model, x, observed, generator=torch.Generator().manual_seed(0),
-                                       ebm_latent_steps=5, ebm_latent_step_size=0.5, ebm_latent_noise=0.5))
+                                       ebm_latent_cond_steps=5, ebm_latent_cond_step_size=0.5,
+                                       ebm_latent_cond_noise=0.5))
     ebm = [f for f in frames if f.stage == "ebm_latent"]
     assert [f.step for f in ebm] == list(range(6))
     assert all(torch.equal(f.x[:, [0, 2]], x[:, [0, 2]]) for f in frames)    # clamped in every frame
     assert not torch.equal(ebm[-1].x[:, 1], ebm[0].x[:, 1])                  # the free modality moved
     assert all(f.log_posterior is not None and f.log_posterior.shape == (3,) for f in ebm)
     assert torch.allclose(ebm[-1].energy, model.energy(ebm[-1].x), atol=1e-5)
-    skipped = list(conditional_sampling(model, x, observed, ebm_latent_steps=0))
+    skipped = list(conditional_sampling(model, x, observed, ebm_latent_cond_steps=0))
     assert "ebm_latent" not in {f.stage for f in skipped}
-    out = conditional_generate(model, x, observed, ebm_latent_steps=0, data_steps=0)
+    out = conditional_generate(model, x, observed, ebm_latent_cond_steps=0, data_steps=0)
     assert list(out) == ["proposal", "latent", "final"] and torch.equal(out["final"], out["latent"])
 
 
@@ -256,8 +257,8 @@ def test_shipped_checkpoint_data_step_size_100_is_reported():
     x = torch.rand(2, 5, 3, 28, 28)
     observed = observed_mask([0], 5)
     with pytest.raises(ChainDiverged, match="data chain.*step size too large"):
-        conditional_generate(model, x, observed, data_step_size=100.0, ebm_latent_steps=0, latent_steps=2)
-    out = conditional_generate(model, x, observed, ebm_latent_steps=0, latent_steps=2)   # default: no alarm
+        conditional_generate(model, x, observed, data_step_size=100.0, ebm_latent_cond_steps=0, latent_steps=2)
+    out = conditional_generate(model, x, observed, ebm_latent_cond_steps=0, latent_steps=2)   # default: no alarm
     assert out["final"].shape == x.shape
 
 
@@ -266,8 +267,9 @@ def test_ebm_latent_chain_takes_the_conditional_step_size_when_something_is_obse
     chain runs with ebm_latent_cond_step_size / _noise, the unconditioned one with ebm_latent_step_size."""
     from dataclasses import replace
 
-    cfg = replace(tiny_config, ebm_latent_steps=3, ebm_latent_cond_step_size=0.0, ebm_latent_cond_noise=0.0,
-                  ebm_latent_step_size=0.5, ebm_latent_noise=0.5)
+    cfg = replace(tiny_config, chains=tiny_config.chains.replace(
+        ebm_latent_steps=3, ebm_latent_cond_step_size=0.0, ebm_latent_cond_noise=0.0, ebm_latent_step_size=0.5,
+        ebm_latent_noise=0.5))
     model = MultimodalEBMVAE(cfg)
     x = torch.rand(2, 3, 3, 28, 28)
     cond = [f for f in conditional_sampling(model, x, observed_mask([0], 3), latent_steps=0) if f.stage == "ebm_latent"]
@@ -278,16 +280,19 @@ def test_ebm_latent_chain_takes_the_conditional_step_size_when_something_is_obse
 
 def test_ebm_latent_chain_has_its_own_steps_when_something_is_observed(tiny_config):
     """ebm_latent_cond_steps = 0 skips the EBM latent chain in conditional generation only; prior samples keep
-    ebm_latent_steps; an explicit ebm_latent_steps overrides both."""
+    ebm_latent_steps; an explicit ebm_latent_cond_steps overrides the former."""
     from dataclasses import replace
 
-    model = MultimodalEBMVAE(replace(tiny_config, ebm_latent_steps=4, ebm_latent_cond_steps=0))
+    model = MultimodalEBMVAE(replace(tiny_config, chains=tiny_config.chains.replace(ebm_latent_steps=4,
+                                                                                 ebm_latent_cond_steps=0)))
     x, observed = torch.rand(2, 3, 3, 28, 28), observed_mask([1], 3)
     assert list(conditional_generate(model, x, observed)) == ["proposal", "latent", "data", "final"]
     joint = [f for f in conditional_sampling(model, None, None, n=2) if f.stage == "ebm_latent"]
     assert [f.step for f in joint] == list(range(5))
-    cond = [f for f in conditional_sampling(model, x, observed, ebm_latent_steps=2) if f.stage == "ebm_latent"]
+    cond = [f for f in conditional_sampling(model, x, observed, ebm_latent_cond_steps=2)
+            if f.stage == "ebm_latent"]
     assert [f.step for f in cond] == [0, 1, 2]
-    model = MultimodalEBMVAE(replace(tiny_config, ebm_latent_steps=0, ebm_latent_cond_steps=3))
+    model = MultimodalEBMVAE(replace(tiny_config, chains=tiny_config.chains.replace(ebm_latent_steps=0,
+                                                                                 ebm_latent_cond_steps=3)))
     assert "ebm_latent" in conditional_generate(model, x, observed)
     assert "ebm_latent" not in conditional_generate(model, None, None, n=2)

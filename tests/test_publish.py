@@ -50,9 +50,9 @@ def test_dry_run_folder_loads_and_card_has_the_metrics(tmp_path, mnist_file, tin
     fd = metrics["prior"]["data"]["fd_mean"]
     joint = metrics["prior"]["proposal"]["joint_coherence"]
     cond = metrics["conditional"]["data"]["mean"]
-    row = next(line for line in card.splitlines() if line.startswith("| MCMC-revised"))
+    row = next(line for line in card.splitlines() if line.startswith("| EBM data revision"))
     assert f"{fd:.2f}" in row and f"{100 * cond:.1f}" in row
-    assert f"{100 * joint:.1f}" in next(line for line in card.splitlines() if line.startswith("| generator proposal"))
+    assert f"{100 * joint:.1f}" in next(line for line in card.splitlines() if line.startswith("| proposal"))
     assert train_command(cfg) in card and "--teach-weight 0.2" in card and "--iters 2" in card
     assert "python -m model.evaluate --checkpoint" in card and "--n-cond 4" in card and "--n-joint 8" in card
     assert "PolyMNIST-style set" in card and "data seed 0" in card

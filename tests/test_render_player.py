@@ -9,6 +9,7 @@ from PIL import Image
 from model import render
 from model.config import ModelConfig
 from model.networks import MultimodalEBMVAE, observed_mask
+from model.sampler import Sampler
 from model.player import ChainPlayer, ChainSettings, Sessions
 
 torch.set_num_threads(1)
@@ -60,14 +61,15 @@ def test_labelled_strip_png_and_gif(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny():
+    """A sampler of a tiny random model (no ex-post prior)."""
     torch.manual_seed(0)
-    return MultimodalEBMVAE(ModelConfig(latent_dim=4, width=8, ebm_width=8, ebm_features=16)).eval()
+    return Sampler(MultimodalEBMVAE(ModelConfig(latent_dim=4, width=8, ebm_width=8, ebm_features=16)))
 
 
 def player(tiny, prior=None, **kw):
     x = torch.rand(1, 5, 3, 28, 28, generator=torch.Generator().manual_seed(0))
     s = ChainSettings(**{"n_samples": 2, "latent_steps": 3, "data_steps": 4, "seed": 3, **kw})
-    return ChainPlayer(tiny, x, observed_mask([1], 5), s, prior=prior)
+    return ChainPlayer(Sampler(tiny.model, prior), x, observed_mask([1], 5), s)
 
 
 def test_stream_stages_in_order_and_clamped(tiny):
@@ -114,7 +116,8 @@ def test_frames_are_thinned_under_the_byte_cap(tiny):
     s = ChainSettings(n_samples=4, latent_steps=10, data_steps=20, compare=True)
     p = ChainPlayer(tiny, x, observed_mask([0], 5), s, max_bytes=10 * 2 * 4 * 5 * 3 * 28 * 28)  # ~10 frames
     n = len(list(p))
-    assert n == 1 + 11 + (tiny.config.ebm_latent_cond_steps + 1) + 21 and p.kept_bytes <= p.max_bytes and len(p.frames) < n
+    assert n == 1 + 11 + (tiny.chains.ebm_latent_cond.steps + 1) + 21
+    assert p.kept_bytes <= p.max_bytes and len(p.frames) < n
     stages = [f.stage for f in p.frames]
     assert stages[0] == "proposal" and p.frames[-1].step == 20       # first and last frames kept
 
@@ -148,14 +151,14 @@ def test_ex_post_prior_for_unconditional_chains_only(tiny):
     s = ChainSettings(n_samples=2, latent_steps=3, data_steps=2, seed=4, compare=True)
     standard = list(ChainPlayer(tiny, None, None, s))
     prior = far_prior()
-    p = ChainPlayer(tiny, None, None, s, prior=prior)
+    p = ChainPlayer(Sampler(tiny.model, prior), None, None, s)
     snaps = list(p)
     assert p.prior is prior and prior.drawn == [2]                   # z drawn from the prior, once
     assert not (snaps[0].x == standard[0].x).all()                    # another proposal than N(0, I)'s
     noise = [(a.noise_x, b.noise_x) for a, b in zip(snaps, standard) if a.noise_x is not None]
     assert len(noise) == 3 and all((a == b).all() for a, b in noise)  # the chain from noise does not use z
-    assert same(snaps, ChainPlayer(tiny, None, None, s, prior=prior))  # same seed, same frames
-    off = ChainPlayer(tiny, None, None, ChainSettings(**{**s.__dict__, "ex_post_prior": False}), prior=prior)
+    assert same(snaps, ChainPlayer(Sampler(tiny.model, prior), None, None, s))  # same seed, same frames
+    off = ChainPlayer(Sampler(tiny.model, prior), None, None, ChainSettings(**{**s.__dict__, "ex_post_prior": False}))
     assert off.prior is None and same(off, standard)
     conditioned = player(tiny, prior=prior)
     assert conditioned.prior is None and same(conditioned, player(tiny))
@@ -165,8 +168,8 @@ def test_ex_post_prior_for_unconditional_chains_only(tiny):
 def test_player_counts_the_ebm_latent_steps_of_its_mode():
     """Conditional players run (and count) ebm_latent_cond_steps, unconditional ones ebm_latent_steps."""
     torch.manual_seed(0)
-    model = MultimodalEBMVAE(ModelConfig(latent_dim=4, width=8, ebm_width=8, ebm_features=16, ebm_latent_steps=2,
-                                         ebm_latent_cond_steps=0)).eval()
+    model = Sampler(MultimodalEBMVAE(ModelConfig.from_dict(dict(latent_dim=4, width=8, ebm_width=8, ebm_features=16,
+                                                                ebm_latent_steps=2, ebm_latent_cond_steps=0))))
     s = ChainSettings(n_samples=2, latent_steps=2, data_steps=2)
     cond = ChainPlayer(model, torch.rand(1, 5, 3, 28, 28), observed_mask([0], 5), s)
     list(cond)

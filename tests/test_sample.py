@@ -13,7 +13,8 @@ from model.sample import diversity, main, mean_pairwise_distance
 
 M = 5
 FAST = ["--n-cond", "4", "--n-joint", "8", "--n-diverse", "2", "--repeats", "3", "--latent-steps", "2",
-        "--ebm-latent-steps", "2", "--data-steps", "2", "--batch", "4", "--quiet", "--threads", "1"]
+        "--ebm-latent-steps", "2", "--ebm-latent-cond-steps", "2", "--data-steps", "2", "--batch", "4", "--quiet",
+        "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_dump_holds_every_stage_and_is_scored_by_evaluate(setup):
 def test_options_skip_stages_and_all_subsets(setup):
     tmp, common = setup
     main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "e.npz"), *common, *FAST, "--ebm-latent-steps", "0",
-          "--subsets", "all", "--n-diverse", "0"])
+          "--ebm-latent-cond-steps", "0", "--subsets", "all", "--n-diverse", "0"])
     f = np.load(tmp / "e.npz")
     assert json.loads(str(f["meta"]))["stages"] == ["proposal", "latent", "data"]
     assert len({k.split("/")[1] for k in f.keys() if k.startswith("cond/")}) == 2 ** M - 2
@@ -91,7 +92,6 @@ def test_help_documents_the_keys_and_errors_are_one_line(setup, capsys):
     out = subprocess.run([sys.executable, "-m", "model.sample", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "cond/<S>/<stage>" in out.stdout and "joint/<stage>" in out.stdout
     for argv, msg in [(["--checkpoint", str(tmp / "nowhere"), "--out", str(tmp / "x.npz")], "no model checkpoint"),
-                      (["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "no" / "x.npz")], "does not exist"),
                       (["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "x.npz"), "--mnist", str(tmp / "no.npz"),
                         "--cache-dir", str(tmp / "c3")], "MNIST file not found"),
                       (["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp / "x.npz"), *common, "--prior", "nope"],
@@ -110,3 +110,33 @@ def test_help_documents_the_keys_and_errors_are_one_line(setup, capsys):
     r = subprocess.run([sys.executable, "-m", "model.sample", "--checkpoint", str(tmp / "nowhere"), "--out", "x.npz"],
                        capture_output=True, text=True)
     assert r.returncode != 0 and r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error: ")
+
+
+def test_output_folders_are_made_and_a_failed_start_leaves_none(setup, tmp_path, monkeypatch):
+    """From a fresh folder (no runs/): --out runs/x/y.npz works; a start that fails leaves no empty folder."""
+    tmp, common = setup
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="MNIST file not found"):
+        main(["--checkpoint", str(tmp / "ckpt"), "--out", "runs/bad/y.npz", "--mnist", str(tmp / "no.npz"),
+              "--cache-dir", str(tmp / "c4"), *FAST])
+    assert not (tmp_path / "runs").exists()
+    main(["--checkpoint", str(tmp / "ckpt"), "--out", "runs/x/y.npz", *common, *FAST, "--n-diverse", "1",
+          "--n-cond", "1", "--image", "runs/pics/one.png"])
+    assert (tmp_path / "runs" / "x" / "y.npz").is_file() and (tmp_path / "runs" / "pics" / "one.png").is_file()
+
+
+def test_prior_choices(setup, tmp_path):
+    """--prior normal (N(0, I)), ex-post (the one beside the weights; an error where there is none) or a file."""
+    from model.prior import PRIOR_FILE, GaussianMixture
+
+    tmp, common = setup
+    fast = [*common, *FAST, "--n-cond", "0", "--n-diverse", "0", "--ebm-latent-steps", "0", "--data-steps", "0"]
+    with pytest.raises(SystemExit, match="no usable ex-post prior"):
+        main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp_path / "e.npz"), *fast, "--prior", "ex-post"])
+    far = GaussianMixture(torch.ones(1), torch.full((1, 4), 3.0), torch.eye(4)[None] * 0.01)
+    far.save(tmp_path / PRIOR_FILE)
+    main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp_path / "n.npz"), *fast])
+    main(["--checkpoint", str(tmp / "ckpt"), "--out", str(tmp_path / "f.npz"), *fast, "--prior",
+          str(tmp_path / PRIOR_FILE)])
+    normal, fitted = np.load(tmp_path / "n.npz")["joint/proposal"], np.load(tmp_path / "f.npz")["joint/proposal"]
+    assert not np.array_equal(normal, fitted)

@@ -103,3 +103,24 @@ def test_stage_gains_joint_mode(setup, tmp_path):
     rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| A |")]
     assert out.read_text().startswith("Joint coherence of 30 prior samples")
     assert float(rows[1][4]) == pytest.approx(100 * (agree(x) - agree(x.roll(1, dims=1))), abs=0.005)
+
+
+def test_results_table_rows_from_both_judges(tmp_path):
+    """scripts.results_table: one row per model and stage, judge A and B side by side, stage names as everywhere."""
+    from scripts import results_table
+
+    def metrics(joint):
+        stage = {"joint_coherence": joint, "coherent_digit_entropy": 0.9, "fd_mean": 12.0}
+        cond = {"by_size": {"1": 0.5}, "mean": 0.5, "by_subset": {}}
+        return {"stages": ["proposal", "data"], "settings": {"n_joint": 2000, "n_cond": 200},
+                "conditional": {"proposal": cond, "data": cond}, "prior": {"proposal": stage, "data": stage}}
+
+    for judge, joint in (("A", 0.25), ("B", 0.75)):
+        (tmp_path / "eval" / f"m_{judge}").mkdir(parents=True)
+        (tmp_path / "eval" / f"m_{judge}" / "metrics.json").write_text(json.dumps(metrics(joint)))
+    results_table.main(["m", "missing", "--eval-dir", str(tmp_path / "eval"), "--dump-dir", str(tmp_path),
+                        "--out", str(tmp_path / "out")])
+    md = (tmp_path / "out" / "results.md").read_text()
+    row = next(line for line in md.splitlines() if "EBM data revision" in line)
+    assert row.startswith("| m | N(0, I) |") and "| 25.0 | 75.0 |" in row
+    assert (tmp_path / "out" / "plane.png").stat().st_size > 0

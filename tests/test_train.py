@@ -41,8 +41,8 @@ def test_warmup_is_the_vae_alone(tiny_config):
 
 
 def _cfg(tmp_path, mnist_file, tiny_config, **kw):
-    base = dict(model=tiny_config, out_dir=str(tmp_path / "run"), mnist=str(mnist_file), cache_dir=str(tmp_path / "cache"),
-                iters=4, batch_size=8, warmup_iters=2, data_steps=2, latent_steps=2, log_every=1, sample_every=2,
+    base = dict(model=tiny_config, out_dir=str(tmp_path / "run"), mnist=str(mnist_file),
+                cache_dir=str(tmp_path / "cache"), iters=4, batch_size=8, warmup_iters=2, data_steps=2, latent_steps=2, log_every=1, sample_every=2,
                 ckpt_every=2, eval_every=0, classifier=None)
     base.update(kw)
     return TrainConfig(**base)
@@ -132,3 +132,26 @@ def test_init_from_cpu_budget_and_coherence_log(tmp_path, mnist_file, tiny_confi
     train(cfg)
     logs = (tmp_path / "budget" / "log.jsonl").read_text().splitlines()
     assert len(logs) == 1                                   # stopped after the first iteration on its CPU budget
+
+
+def test_a_run_outside_the_repository_logs_coherence_by_the_bundled_judges(tmp_path, mnist_file, monkeypatch):
+    """TrainConfig.classifier's default (checkpoints/classifier) is found from the package, not the working folder."""
+    from model.config import ModelConfig
+    from model.paths import REPO_ROOT, find_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    assert find_checkpoint(TrainConfig().classifier) == REPO_ROOT / "checkpoints" / "classifier"
+    model = ModelConfig(latent_dim=4, width=8, ebm_width=8, ebm_features=16)   # M = 5, data seed 0: the judges'
+    cfg = _cfg(tmp_path, mnist_file, model, out_dir="runs/elsewhere", iters=1, warmup_iters=1, eval_every=1,
+               eval_samples=4, classifier=TrainConfig().classifier)
+    train(cfg)
+    logs = [json.loads(line) for line in (tmp_path / "runs" / "elsewhere" / "log.jsonl").read_text().splitlines()]
+    assert any("coherence_cond1" in line for line in logs)
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path, tiny_config):
+    from model.data import MNISTError
+
+    with pytest.raises((MNISTError, OSError)):
+        train(_cfg(tmp_path, tmp_path / "no_mnist.npz", tiny_config))
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,180 @@
+"""The sampler: a checkpoint's networks, its ex-post prior and its chain settings in one object, loaded like a
+diffusers pipeline.
+
+    from model import Sampler
+    sampler = Sampler.from_pretrained("checkpoints/mebm")   # a folder or an ORG/NAME Hub repo
+    out = sampler.conditional(x, observed)     # {stage: images [B, M, 3, 28, 28]} in chain order, plus "final"
+    joint = sampler.joint(8)                   # prior samples: the ex-post prior when shipped (prior="normal": N(0, I))
+    for frame in sampler.frames(x, observed):  # model.langevin.Frame per step (stage, step, x, energy, ...)
+        ...
+    sampler.chains.data.steps                  # the chain settings (model.config.Chains), from config.json
+    sampler.save_pretrained("runs/copy")       # weights + chains (config.json) + the ex-post prior
+
+Chain settings can be changed per call by flat name (``sampler.conditional(x, observed, data_steps=0)``) or for
+good (``sampler.with_chains(data_steps=0)``, a new sampler sharing the networks). A 'vae' checkpoint (variant read
+from its train_config.json) has an untrained EBM: its EBM chains are set to 0 steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .config import Chains, TrainConfig
+from .device import resolve_device
+from .hub import load_folder, load_model
+from .langevin import Frame, conditional_generate, conditional_sampling
+from .paths import find_checkpoint
+from .prior import PRIOR_FILE, GaussianMixture, load_prior
+
+PRIORS = ("ex-post", "normal")
+EBM_OFF = {"ebm_latent_steps": 0, "ebm_latent_cond_steps": 0, "data_steps": 0}   # a 'vae': its EBM is untrained
+
+
+def seeded_generator(seed: int, *key: int, device="cpu") -> torch.Generator:
+    """A torch generator on ``device`` seeded from (seed, *key): one independent stream per batch, subset, ...
+    (model.evaluate and model.sample draw the same chains from the same keys)."""
+    return torch.Generator(device=device).manual_seed(int(np.random.SeedSequence([seed, *key]).generate_state(1)[0]))
+
+
+def run_variant(folder: Path) -> str | None:
+    """The training variant of a checkpoint, from the train_config.json in or above its folder (None: none)."""
+    for tc in (folder / "train_config.json", folder.parent / "train_config.json"):
+        if tc.is_file():
+            return TrainConfig.from_json(tc).variant
+    return None
+
+
+class Sampler:
+    """Conditional and prior (joint) generation by the method's chains (model.langevin.conditional_sampling)."""
+
+    def __init__(self, model, prior: GaussianMixture | None = None, chains: Chains | None = None,
+                 variant: str = "full", source: str = "", notes: list[str] | None = None):
+        self.model = model.eval()
+        self.prior = prior                    # the ex-post prior (None: prior samples from N(0, I))
+        self.variant = variant
+        chains = chains or model.config.chains
+        self.chains = chains.replace(**EBM_OFF) if variant == "vae" else chains
+        self.source, self.notes = source, list(notes or [])
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str | Path | None = None, revision: str | None = None,
+                        device: str | torch.device = "auto", variant: str | None = None,
+                        prior_file: str | Path | None = None, **chain_overrides) -> "Sampler":
+        """A folder (config.json + model.safetensors [+ prior.safetensors]; a relative path missing here is looked
+        up in the repository checkout, so ``checkpoints/mebm`` works from any folder) or an ``ORG/NAME`` Hub repo
+        (at ``revision``; ``model.hub.load_model``: the Hub, then its local cache). None: the bundled checkpoint.
+        ``variant`` overrides the one in train_config.json; ``prior_file``: an ex-post prior (python -m model.prior)
+        instead of the one beside the weights; chain settings by flat name override config.json's."""
+        name = str(path_or_repo_id if path_or_repo_id is not None else "checkpoints/mebm")
+        path = find_checkpoint(name)
+        if path.is_dir():
+            loaded = load_folder(path)
+        elif re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not name.startswith("."):   # ORG/NAME
+            loaded = load_model(name, revision, bundled=None)
+        else:
+            raise FileNotFoundError(f"no model checkpoint at {str(path)!r} (expected a folder with config.json + "
+                                    f"model.safetensors, or an ORG/NAME Hub repo)")
+        if prior_file is not None:
+            if not Path(prior_file).is_file():
+                raise FileNotFoundError(f"ex-post prior file not found: {str(prior_file)!r} (written by python -m "
+                                        f"model.prior)")
+            loaded.prior, note = load_prior(prior_file, loaded.model.config.latent_dim)
+            if loaded.prior is None:
+                raise ValueError(note)
+            loaded.notes.append(f"{note} ({prior_file})")
+        dev = resolve_device(device)
+        model = loaded.model.to(dev)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        ex_post = loaded.prior.to(dev) if loaded.prior is not None else None
+        variant = variant or (run_variant(path) if path.is_dir() else None) or "full"
+        return cls(model, ex_post, model.config.chains.replace(**chain_overrides), variant, loaded.describe(),
+                   loaded.notes)
+
+    # ------------------------------------------------------------ properties, copies
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def has_ebm(self) -> bool:
+        return self.variant != "vae"
+
+    def with_chains(self, **overrides) -> "Sampler":
+        """A sampler sharing the networks and the prior, with some chain settings changed (by flat name)."""
+        return Sampler(self.model, self.prior, self.chains.replace(**overrides), self.variant, self.source,
+                       self.notes)
+
+    def to(self, device) -> "Sampler":
+        self.model.to(resolve_device(device))
+        self.prior = self.prior.to(self.device) if self.prior is not None else None
+        return self
+
+    def stages(self, conditioned: bool) -> tuple[str, ...]:
+        """The stages a run yields, in order (a chain with 0 steps is skipped; no latent revision unconditioned)."""
+        c = self.chains
+        steps = {"proposal": 1, "latent": c.latent.steps if conditioned else 0,
+                 "ebm_latent": c.ebm_latent_for(conditioned).steps, "data": c.data.steps}
+        return tuple(s for s, k in steps.items() if k > 0)
+
+    # ------------------------------------------------------------ sampling
+    def _generator(self, generator: torch.Generator | None) -> torch.Generator | None:
+        """The chain's generator on the model's device (one on another device is re-seeded there)."""
+        if generator is None or generator.device.type == self.device.type:
+            return generator
+        return torch.Generator(self.device).manual_seed(generator.initial_seed())
+
+    def _prior(self, prior: str):
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, not {prior!r}")
+        return self.prior if prior == "ex-post" else None
+
+    def frames(self, x: torch.Tensor | None = None, observed: torch.Tensor | None = None, n: int | None = None,
+               generator: torch.Generator | None = None, prior: str = "ex-post", every: int = 1,
+               data_init: str = "generator", **overrides) -> Iterator[Frame]:
+        """Every step of one run, as model.langevin.Frame: conditional on ``x``'s ``observed`` modalities (bool [M]),
+        or, with nothing observed, ``n`` prior samples (``prior``: "ex-post" when the checkpoint has one, else
+        N(0, I); "normal": N(0, I)). Chain settings by flat name override ``self.chains``."""
+        dev = self.device
+        conditioned = observed is not None and bool(observed.any())
+        return conditional_sampling(self.model, x.to(dev) if x is not None else None,
+                                    observed.to(dev) if conditioned else None, n=n, chains=self.chains,
+                                    generator=self._generator(generator), data_init=data_init, every=every,
+                                    prior=None if conditioned else self._prior(prior), **overrides)
+
+    def conditional(self, x: torch.Tensor, observed: torch.Tensor, generator: torch.Generator | None = None,
+                    **overrides) -> dict[str, torch.Tensor]:
+        """The modalities outside ``observed`` (bool [M]) generated from those in ``x`` [B, M, 3, 28, 28]:
+        {stage: images after it, in chain order, plus "final"}, on the model's device."""
+        return conditional_generate(self.model, x.to(self.device), observed.to(self.device), chains=self.chains,
+                                    generator=self._generator(generator), **overrides)
+
+    def joint(self, n: int, prior: str = "ex-post", generator: torch.Generator | None = None,
+              **overrides) -> dict[str, torch.Tensor]:
+        """``n`` prior samples of all modalities: {stage: images [n, M, 3, 28, 28], in chain order, plus "final"}."""
+        return conditional_generate(self.model, None, None, n=n, chains=self.chains,
+                                    generator=self._generator(generator), prior=self._prior(prior), **overrides)
+
+    # ------------------------------------------------------------ saving
+    def save_pretrained(self, path: str | Path) -> Path:
+        """The weights, config.json (with ``self.chains``) and the ex-post prior (if any) in the folder ``path``."""
+        path = Path(path)
+        model = self.model
+        saved = model.config
+        model.config = model._hub_mixin_config = dataclasses.replace(saved, chains=self.chains)
+        try:
+            model.save_pretrained(str(path))
+        finally:
+            model.config = model._hub_mixin_config = saved
+        if self.prior is not None:
+            self.prior.save(path / PRIOR_FILE)
+        return path
