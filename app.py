@@ -41,6 +41,7 @@ import torch
 from PIL import Image
 
 import gradio as gr
+from starlette.middleware import Middleware
 from gradio.data_classes import ImageData
 from model import render
 from model.device import DeviceError, resolve_device
@@ -52,7 +53,7 @@ from model.networks import observed_mask
 from model.player import ChainPlayer, ChainSettings, Sessions, stage_title
 from model.preprocess import (InputError, check_drawing, decode_digit, digit_from_sketch, digit_from_upload,
                               encode_digit)
-from model.serving import UploadSweeper, trim_heap
+from model.serving import UploadSweeper, URLLengthLimit, trim_heap
 
 log = logging.getLogger("mebm.app")
 ROOT = Path(__file__).resolve().parent
@@ -64,6 +65,9 @@ MODALITY_NAMES = ("plain ink", "orange blobs", "blue stripes", "yellow/green che
 LIMITS = {  # name: (min, max) accepted from the controls and from API callers
     "n_samples": (1, 16), "latent_steps": (0, 100), "latent_step_size": (0.0, 10.0),
     "data_steps": (0, 100), "data_step_size": (0.0, 100.0), "seed": (0, 2 ** 31 - 1)}
+MAX_URL_BYTES = 16384       # a share link is under 2 kB; longer addresses get LONG_URL (HTTP 414)
+LONG_URL = ("This address is too long to be a link to this demo (a shared run's link is under 2 kB): "
+            "open the demo's address without it.")
 TRIM_INTERVAL = 2.0        # seconds between hand-backs of freed heap to the OS (after runs, when visitors leave)
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
@@ -1062,7 +1066,8 @@ def main(argv=None):
     upload_sweeper().start()
     demo.queue(max_size=a.max_queue, default_concurrency_limit=4)
     demo.launch(server_name=a.host, server_port=a.port, share=a.share, css=CSS,
-                theme=gr.themes.Default(text_size="lg"), max_file_size="10mb", footer_links=["api"])
+                theme=gr.themes.Default(text_size="lg"), max_file_size="10mb", footer_links=["api"],
+                app_kwargs={"middleware": [Middleware(URLLengthLimit, limit=MAX_URL_BYTES, message=LONG_URL)]})
 
 
 if __name__ == "__main__":

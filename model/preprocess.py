@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 MAX_PIXELS = 4_000_000       # a picture decoded in full (2000x2000, a phone screenshot); bigger ones are refused
 MAX_JPEG_PIXELS = 64_000_000  # a JPEG is decoded at 1/2 to 1/8 of its size (draft): a 64 MP photo costs ~1 MP
 MAX_SKETCH_IMAGES = 5        # a drawing: background, composite and up to 3 layers (the page sends 2 or 3)
-MAX_SKETCH_PIXELS = 4_000_000  # all of a drawing's images together (the page's canvas: 3 x 280x280)
+MAX_SKETCH_PIXELS = 2_000_000  # all of a drawing's images together (the page sends 2 or 3 of 280x280)
 WORK_SIZE = 512              # larger inputs are shrunk to this before processing
 DIGIT_BYTES = 28 * 28
 MAX_LINK_CHARS = 1200        # a shared digit: zlib + base64url of 784 bytes is at most ~1,070 characters

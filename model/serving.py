@@ -129,3 +129,21 @@ class UploadSweeper:
                 self.sweep()
             except Exception:   # never let housekeeping end the server
                 pass
+
+
+class URLLengthLimit:
+    """ASGI middleware: a request whose path and query are longer than ``limit`` bytes is answered with 414 and
+    one line of text (the web framework would fail on it with an error page of its own, HTTP 500)."""
+
+    def __init__(self, app, limit: int = 16384, message: str = "This address is too long."):
+        self.app, self.limit, self.body = app, limit, message.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") \
+                > self.limit:
+            await send({"type": "http.response.start", "status": 414,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                    (b"content-length", str(len(self.body)).encode())]})
+            await send({"type": "http.response.body", "body": self.body})
+            return
+        await self.app(scope, receive, send)
