@@ -112,7 +112,7 @@ def decode_digit(text) -> np.ndarray:
     try:
         inflater = zlib.decompressobj()
         raw = inflater.decompress(base64.urlsafe_b64decode(text.encode("ascii")), DIGIT_BYTES + 1)
-        whole = inflater.eof and not inflater.unconsumed_tail
+        whole = inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data
     except (ValueError, zlib.error):   # not base64 (binascii.Error), not ASCII, not zlib
         whole = False
     if len(raw) != DIGIT_BYTES or not whole:
