@@ -206,6 +206,20 @@ def test_overlong_share_link_gets_the_apps_one_line(served, kb):
         assert r.status == 200
 
 
+def test_reset_and_step_touch_only_the_visitors_own_chain(served):
+    """Two visitors stepping the same settings: one's Reset takes their own chain back to the proposal (the
+    next Step is step 1 again) and leaves the other's where it was."""
+    _, url, _ = served
+    alice, bob = Client(url, verbose=False), Client(url, verbose=False)
+    a = args(upload=handle_file(EXAMPLE)).values()
+    for c in (alice, bob):
+        c.predict(1, *a, api_name="/step")                       # the proposal
+        assert "step 1/3" in c.predict(1, *a, api_name="/step")[OUT["status"]]
+    assert "Reset" in alice.predict(*a, api_name="/reset")[OUT["status"]]
+    assert "step 1/3" in alice.predict(1, *a, api_name="/step")[OUT["status"]]   # from her proposal again
+    assert "step 2/3" in bob.predict(1, *a, api_name="/step")[OUT["status"]]     # his chain went on
+
+
 def test_corrupt_file(client):
     c, tmp = client
     bad = tmp / "corrupt.png"
