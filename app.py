@@ -72,6 +72,7 @@ TRIM_INTERVAL = 2.0        # seconds between hand-backs of freed heap to the OS 
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
 SESSIONS = Sessions(max_sessions=32)   # one chain per visitor; frames kept as uint8, at most 8 MB each
+SESSION_STATES = 64        # visitors whose page state Gradio keeps (its default, 10,000, grows ~0.3 MB per visitor)
 SERIES = ("mean", "lowest", "highest", "from noise")
 CHAIN_COLORS = dict(zip(SERIES, ("#1f4e9c", "#7fa7e0", "#0b1f4a", "#d62728")))
 
@@ -1065,8 +1066,14 @@ def main(argv=None):
     demo = build_demo()
     upload_sweeper().start()
     demo.queue(max_size=a.max_queue, default_concurrency_limit=4)
-    demo.launch(server_name=a.host, server_port=a.port, share=a.share, css=CSS,
-                theme=gr.themes.Default(text_size="lg"), max_file_size="10mb", footer_links=["api"],
+    demo.launch(server_name=a.host, server_port=a.port, share=a.share, **launch_options())
+
+
+def launch_options() -> dict:
+    """demo.launch's settings beyond the address: the look, the upload limit, the page states kept (Gradio
+    keeps 10,000 by default, ~0.3 MB each: memory grew with every visitor) and the guard on long addresses."""
+    return dict(css=CSS, theme=gr.themes.Default(text_size="lg"), max_file_size="10mb", footer_links=["api"],
+                state_session_capacity=SESSION_STATES,
                 app_kwargs={"middleware": [Middleware(URLLengthLimit, limit=MAX_URL_BYTES, message=LONG_URL)]})
 
 

@@ -493,6 +493,15 @@ def test_freed_memory_is_handed_back_after_runs_and_when_visitors_leave(monkeypa
         assert trim_heap() is True and trim_heap(3600) is False        # at most once per interval
 
 
+def test_launch_keeps_few_page_states_and_guards_long_addresses():
+    """Gradio keeps each visitor's page state (10,000 by default): the app keeps 64, so memory levels off over
+    a term of visitors (benchmarks/soak_sessions.py: flat over 400 sessions, +0.30 MB per session before)."""
+    opts = app.launch_options()
+    assert opts["state_session_capacity"] == app.SESSION_STATES <= 2 * app.SESSIONS.max_sessions
+    (guard,) = opts["app_kwargs"]["middleware"]
+    assert guard.cls.__name__ == "URLLengthLimit" and guard.kwargs["limit"] == app.MAX_URL_BYTES
+
+
 def test_upload_sweeper_bounds_the_folder(tmp_path):
     """Empty leftovers and directories go, the oldest uploads go until the budget holds, files younger than
     min_age and the page's own files (keep) stay."""
