@@ -363,7 +363,7 @@ def load_checkpoint(path, variant=None):
     state = path / "state.pt"
     if state.is_file():
         try:
-            st = torch.load(state, map_location="cpu", weights_only=False)
+            st = torch.load(state, map_location="cpu", weights_only=True)
             info["iteration"], info["train_minutes"] = st.get("iteration"), st.get("elapsed", 0) / 60
         except Exception:
             pass
