@@ -10,7 +10,13 @@ model/player.py, the pictures in model/render.py. This file is the page's layout
 Settings by environment (for Spaces and tests): MEBM_CHECKPOINT (bundled folder, default
 checkpoints/mebm), MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_ID, MEBM_REVISION,
 MEBM_FPS (most frames streamed per second, default 40; 0 = no pacing), MEBM_CONCURRENCY (chains at once,
-default 32), MEBM_MAX_QUEUE (visitors waiting, default 64), HF_HUB_OFFLINE.
+default 32), MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most megabytes of uploads kept in
+Gradio's temp folder, default 200), MEBM_SWEEP_SECONDS (how often that folder is swept, default 10),
+HF_HUB_OFFLINE.
+
+Everything a visitor sends is treated as hostile: pictures are size-checked from their headers before they
+are decoded, a shared link's digit is inflated to its 784 bytes and no further, and a visitor's text is never
+rendered as Markdown or HTML (a rejected value is quoted as plain text, and logged in one line).
 """
 from __future__ import annotations
 
@@ -20,12 +26,13 @@ import hashlib
 import html
 import logging
 import math
+import numbers
 import os
 import re
+import reprlib
 import tempfile
 import time
 import urllib.parse
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +41,7 @@ import torch
 from PIL import Image
 
 import gradio as gr
+from starlette.middleware import Middleware
 from gradio.data_classes import ImageData
 from model import render
 from model.device import DeviceError, resolve_device
@@ -43,8 +51,10 @@ from model.hub import CheckpointUnavailable, load_model
 from model.langevin import ChainDiverged, stage_title
 from model.networks import observed_mask
 from model.player import ChainPlayer, ChainSettings, Sessions
-from model.preprocess import InputError, digit_from_sketch, digit_from_upload
+from model.preprocess import (InputError, check_drawing, decode_digit, digit_from_sketch, digit_from_upload,
+                              encode_digit)
 from model.sampler import Sampler
+from model.serving import UploadSweeper, URLLengthLimit, trim_heap
 
 log = logging.getLogger("mebm.app")
 ROOT = Path(__file__).resolve().parent
@@ -56,9 +66,14 @@ MODALITY_NAMES = ("plain ink", "orange blobs", "blue stripes", "yellow/green che
 LIMITS = {  # name: (min, max) accepted from the controls and from API callers
     "n_samples": (1, 16), "latent_steps": (0, 100), "latent_step_size": (0.0, 10.0),
     "data_steps": (0, 100), "data_step_size": (0.0, 100.0), "seed": (0, 2 ** 31 - 1)}
+MAX_URL_BYTES = 16384       # a share link is under 2 kB; longer addresses get LONG_URL (HTTP 414)
+LONG_URL = ("This address is too long to be a link to this demo (a shared run's link is under 2 kB): "
+            "open the demo's address without it.")
+TRIM_INTERVAL = 2.0        # seconds between hand-backs of freed heap to the OS (after runs, when visitors leave)
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
 SESSIONS = Sessions(max_sessions=32)   # one chain per visitor; frames kept as uint8, at most 8 MB each
+SESSION_STATES = 64        # visitors whose page state Gradio keeps (its default, 10,000, grows ~0.3 MB per visitor)
 SERIES = ("mean", "lowest", "highest", "from noise")
 CHAIN_COLORS = dict(zip(SERIES, ("#1f4e9c", "#7fa7e0", "#0b1f4a", "#d62728")))
 
@@ -78,6 +93,34 @@ def chain_concurrency() -> int:
         return max(1, int(os.environ.get("MEBM_CONCURRENCY", 32)))
     except ValueError:
         return 32
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 4
+_MARKDOWN_ACTIVE = re.compile(r"([!-%'-/:<-@\[-`{-~])")   # ASCII punctuation but & and ; (HTML entities)
+
+
+def shown(value) -> str:
+    """A visitor's value quoted in a message: a short repr, HTML-escaped (Gradio shows error messages as
+    HTML), whatever its size."""
+    return html.escape(_REPR.repr(value), quote=False)
+
+
+def as_text(message: str) -> str:
+    """``message`` shown as plain text inside Markdown: no link, image, emphasis or HTML can come of it."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", message)
+
+
+def rejected(message: str) -> gr.Error:
+    """The error for a value the app refuses: one line in the server log, no traceback there."""
+    log.info("rejected: %s", one_line(message))
+    return gr.Error(message, print_exception=False)
+
+
+def number_text(v: float) -> str:
+    """A number as a person writes it: whole numbers in full (2147483648, not 2.14748e+09)."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e18 else f"{v:g}"
 
 
 def one_line(message: str, limit: int = 240) -> str:
@@ -167,6 +210,37 @@ class Slider(_Checked, gr.Slider):
         return "slider"
 
 
+class Dropdown(_Checked, gr.Dropdown):
+    def get_block_name(self):
+        return "dropdown"
+
+
+class Textbox(_Checked, gr.Textbox):
+    def get_block_name(self):
+        return "textbox"
+
+
+class Sketchpad(gr.Sketchpad):
+    """gr.Sketchpad that checks a drawing's image count and size from the files' headers before Gradio
+    decodes them (model.preprocess.check_drawing): a tiny request cannot make the server decode gigapixels."""
+
+    def get_block_name(self):
+        return "imageeditor"
+
+    def preprocess(self, payload):
+        data = payload
+        if payload is not None and payload.id is not None:
+            data = self.blob_storage.get(payload.id)
+        if data is not None:
+            try:
+                check_drawing([getattr(f, "path", f) for f in (data.background, *(data.layers or []), data.composite)])
+            except InputError as e:
+                if payload.id is not None:
+                    self.blob_storage.pop(payload.id, None)
+                raise rejected(str(e)) from None
+        return super().preprocess(payload)
+
+
 class LiveImage(gr.Image):
     """An output image sent inside the message as a PNG data URL: streamed frames never touch the disk
     (nothing for Gradio's cache to keep), and the PNG is written fast (zlib level 1)."""
@@ -186,64 +260,56 @@ def data_url(data: bytes, mime: str = "image/png") -> str:
 
 # ---------------------------------------------------------------- inputs
 
-def _number(name, value, integer):
-    label = name.replace("_", " ")
+def _float(value) -> float | None:
+    """A number from the page or an API caller (number or numeric string), None if it is none."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        return None
     try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"'{label}' must be a number (got {value!r}).")
+        return float(value)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _number(name, value, integer, limits=None):
+    label = name.replace("_", " ")
+    v = _float(value)
+    if v is None:
+        raise rejected(f"'{label}' must be a number (got {shown(value)}).")
     if not math.isfinite(v):
-        raise gr.Error(f"'{label}' must be a finite number (got {value!r}).")
-    lo, hi = LIMITS[name]
+        raise rejected(f"'{label}' must be a finite number (got {shown(value)}).")
+    lo, hi = limits or LIMITS[name]
     if not lo <= v <= hi:
-        raise gr.Error(f"'{label}' must be between {lo:g} and {hi:g} (got {v:g}).")
+        raise rejected(f"'{label}' must be between {number_text(lo)} and {number_text(hi)} (got {number_text(v)}).")
     if integer:
-        if v != int(v):
-            raise gr.Error(f"'{label}' must be a whole number (got {v:g}).")
+        if not v.is_integer():
+            raise rejected(f"'{label}' must be a whole number (got {number_text(v)}).")
         return int(v)
     return v
 
 
 def _flag(name, value) -> bool:
-    if isinstance(value, bool) or value in (0, 1):
+    if isinstance(value, bool) or (isinstance(value, (int, float)) and value in (0, 1)):
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return value.strip().lower() in ("true", "1")
-    raise gr.Error(f"'{name}' must be true or false (got {value!r}).")
+    raise rejected(f"'{name}' must be true or false (got {shown(value)}).")
 
 
 def validate(source, modality, n_samples, latent_steps, latent_step_size, data_steps, data_step_size,
              noise, seed, compare, n_modalities, ex_post_prior=True) -> tuple[str, int, ChainSettings]:
     """Check every control on the server (API callers can send anything); gr.Error says what is wrong."""
-    if source not in SOURCES:
-        raise gr.Error(f"Input source must be one of {SOURCES} (got {source!r}).")
-    try:
-        modality = int(modality)
-    except (TypeError, ValueError):
-        raise gr.Error(f"Pick a modality between 0 and {n_modalities - 1} (got {modality!r}).")
-    if not 0 <= modality < n_modalities:
-        raise gr.Error(f"Pick a modality between 0 and {n_modalities - 1} (got {modality}).")
+    if not isinstance(source, str) or source not in SOURCES:
+        raise rejected(f"Input source must be one of {', '.join(SOURCES)} (got {shown(source)}).")
+    m = _float(modality)
+    if m is None or not m.is_integer() or not 0 <= m < n_modalities:
+        raise rejected(f"Pick a modality between 0 and {n_modalities - 1} (got {shown(modality)}).")
+    modality = int(m)
     settings = ChainSettings(_number("n_samples", n_samples, True), _number("latent_steps", latent_steps, True),
                              _number("latent_step_size", latent_step_size, False),
                              _number("data_steps", data_steps, True), _number("data_step_size", data_step_size, False),
                              _flag("noise", noise), _number("seed", seed, True), _flag("compare", compare),
                              _flag("ex_post_prior", ex_post_prior))
     return source, modality, settings
-
-
-def encode_digit(digit: np.ndarray) -> str:
-    """A 28x28 uint8 digit -> a short URL-safe string (zlib + base64url, about 300-500 characters)."""
-    return base64.urlsafe_b64encode(zlib.compress(np.ascontiguousarray(digit, np.uint8).tobytes(), 9)).decode()
-
-
-def decode_digit(text: str) -> np.ndarray:
-    try:
-        raw = zlib.decompress(base64.urlsafe_b64decode(str(text).encode()), bufsize=784)
-        if len(raw) != 784:
-            raise ValueError
-    except Exception:
-        raise InputError("The digit in the shared link is damaged: open the link again, or draw a digit.")
-    return np.frombuffer(raw, np.uint8).reshape(28, 28).copy()
 
 
 def input_digit(source, sketch, upload, link_digit) -> np.ndarray | None:
@@ -280,7 +346,7 @@ def new_player(source, sketch, upload, modality, n_samples, latent_steps, latent
     try:
         digit = input_digit(source, sketch, upload, link_digit)
     except InputError as e:
-        raise gr.Error(str(e))
+        raise rejected(str(e)) from None
     x_obs, observed, preview = model_input(digit, modality, s.seed, cfg)
     player = ChainPlayer(sampler, x_obs, observed, s)
     player.digit, player.modality, player.preview = digit, (modality if digit is not None else None), preview
@@ -288,25 +354,24 @@ def new_player(source, sketch, upload, modality, n_samples, latent_steps, latent
     return player
 
 
-def sweep_upload_leftovers(max_age: float = 10.0) -> int:
-    """Gradio 6.31 leaves an empty temp file in its temp folder for every upload whose content it already
-    has (each Run sends the drawing again). Remove those older than ``max_age`` seconds; returns how many."""
+def upload_sweeper() -> UploadSweeper:
+    """Gradio's temp folder kept within MEBM_UPLOAD_MB (default 200) and uploads within 10 minutes of age: Gradio
+    6.31 leaves an empty file and a directory for every upload whose content it already has (each Run sends the
+    drawing again), and anyone can upload files of up to 10 MB. Made right after the page is built: the files
+    there then (the examples' copies, which the examples need) are kept. (Gradio's own delete_cache would
+    delete those too.)"""
     root = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
-    removed, cutoff = 0, time.time() - max_age
+    sweeper = UploadSweeper(root, int(_env_float("MEBM_UPLOAD_MB", 200) * 2 ** 20),
+                            interval=max(_env_float("MEBM_SWEEP_SECONDS", 10), 0.1))
+    sweeper.keep = {os.path.realpath(p) for p in sweeper.files()}
+    return sweeper
+
+
+def _env_float(name: str, default: float) -> float:
     try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return 0
-    for e in entries:
-        try:
-            if e.name.startswith("tmp") and e.is_file(follow_symlinks=False):
-                st = e.stat(follow_symlinks=False)
-                if st.st_size == 0 and st.st_mtime < cutoff:
-                    os.unlink(e.path)
-                    removed += 1
-        except OSError:
-            pass
-    return removed
+        return max(0.0, float(os.environ.get(name, default)))
+    except ValueError:
+        return default
 
 
 def session_key(request) -> str:
@@ -508,7 +573,6 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
     log.info("run: %s, modality %s, %d samples, seed %d", player.key[0], player.modality,
              player.settings.n_samples, player.settings.seed)
     SESSIONS.put(session_key(request), player)
-    sweep_upload_leftovers()
     view = player.view = View(player)
     M = player.model.config.n_modalities
     interval = 1.0 / fps() if fps() > 0 else 0.0
@@ -544,6 +608,7 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
         except ChainDiverged as e:
             status = f"**Stopped: {e}** The frames up to that point are kept: scrub through them."
             gr.Warning(str(e))
+    trim_heap(TRIM_INTERVAL)
     if snap is None:
         raise gr.Error(status or "The chain produced no frame.")
     pic, caps = view.strip(None, classify_now=True)
@@ -599,12 +664,7 @@ def step_chain(k, source, sketch, upload, modality, n_samples, latent_steps, lat
                data_step_size, noise, seed, compare, link_digit="", ex_post_prior=True, request: gr.Request = None):
     """Step mode: advance this visitor's chain by k Langevin steps from where it is (the first press, or
     new inputs, start a chain and show its proposal)."""
-    try:
-        k = int(k)
-    except (TypeError, ValueError):
-        raise gr.Error(f"Steps per press must be a whole number (got {k!r}).")
-    if not 1 <= k <= 100:
-        raise gr.Error(f"Steps per press must be between 1 and 100 (got {k}).")
+    k = _number("steps_per_press", k, True, (1, 100))
     fresh = new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
                        data_step_size, noise, seed, compare, link_digit, ex_post_prior)
     key = session_key(request)
@@ -629,9 +689,12 @@ def step_chain(k, source, sketch, upload, modality, n_samples, latent_steps, lat
         player.lock.release()
 
 
-def reset_chain(*args, request: gr.Request = None):
-    """Back to the proposal: the same seed, so the same steps follow."""
-    player = new_player(*args)
+def reset_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
+                data_step_size, noise, seed, compare, link_digit="", ex_post_prior=True, request: gr.Request = None):
+    """Back to the proposal: the same seed, so the same steps follow. (Named parameters: Gradio hands the
+    visitor's request only to a parameter of that name, never through *args.)"""
+    player = new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
+                        data_step_size, noise, seed, compare, link_digit, ex_post_prior)
     player.view = View(player)
     SESSIONS.put(session_key(request), player)
     with player.lock:
@@ -642,11 +705,8 @@ def scrub(index, request: gr.Request = None):
     """A kept frame of this visitor's last run (no recomputation): (strip, captions, noise picture)."""
     player = SESSIONS.get(session_key(request))
     if player is None or not player.frames:
-        raise gr.Error("Nothing recorded yet: press Run first.")
-    try:
-        i = int(float(index))
-    except (TypeError, ValueError):
-        raise gr.Error(f"Step index must be a number (got {index!r}).")
+        raise rejected("Nothing recorded yet: press Run first.")
+    i = int(_number("frame", index, False, (-math.inf, math.inf)))
     snap = player.frames[min(max(i, 0), len(player.frames) - 1)]
     pic, caps = player.view.strip(snap, classify_now=True, upto=snap)
     noise_pic = player.view.noise_picture(snap)
@@ -657,7 +717,7 @@ def downloads(request: gr.Request = None):
     """The chain as an animated GIF and the stages as a PNG, as links in the page (no file on the server)."""
     player = SESSIONS.get(session_key(request))
     if player is None or not player.frames:
-        raise gr.Error("Nothing recorded yet: press Run first.")
+        raise rejected("Nothing recorded yet: press Run first.")
     view, obs = player.view, player.modality
     frames = [render.grid(f.x, f"{stage_title(f.stage)} · step {f.step}", obs, scale=2) for f in player.frames]
     gif = render.gif_bytes(frames)
@@ -674,8 +734,9 @@ def downloads(request: gr.Request = None):
 
 
 def forget(request: gr.Request = None):
-    """The visitor left: drop their chain and frames at once."""
+    """The visitor left: drop their chain and frames at once, and hand the freed memory back."""
     SESSIONS.drop(session_key(request))
+    trim_heap(TRIM_INTERVAL)
 
 
 def restore(request: gr.Request = None):
@@ -688,7 +749,7 @@ def restore(request: gr.Request = None):
         cfg = model_config()
         src = params.get("src", "unconditional")
         if src not in ("link", "unconditional"):
-            raise ValueError(f"unknown input {src!r}")
+            raise ValueError(f"unknown input {shown(src)}")
         digit = params.get("d", "")
         if src == "link":
             decode_digit(digit)
@@ -697,8 +758,8 @@ def restore(request: gr.Request = None):
                            params.get("dss", cfg.chains.data.step_size), params.get("noise", "1"), params.get("seed", 0),
                            params.get("cmp", "0"), cfg.n_modalities, params.get("pp", "1"))
     except (gr.Error, InputError, ValueError) as e:
-        msg = e.message if isinstance(e, gr.Error) else str(e)
-        return (*(gr.skip(),) * (n_out - 1), f"**This shared link could not be restored:** {one_line(msg)}")
+        msg = e.message if isinstance(e, gr.Error) else str(e)   # the visitor's values in it are HTML-escaped
+        return (*(gr.skip(),) * (n_out - 1), f"**This shared link could not be restored:** {as_text(one_line(msg))}")
     has_prior = loaded().get("prior") is not None
     return (src, m, s.n_samples, s.latent_steps, s.latent_step_size, s.data_steps, s.data_step_size, s.noise, s.seed,
             s.compare, digit, s.ex_post_prior and has_prior,
@@ -728,7 +789,7 @@ def presets(cfg: ModelConfig) -> dict:
 def apply_preset(name):
     table = presets(model_config())
     if name not in table:
-        raise gr.Error(f"Unknown preset {name!r}; choose one of {list(table)}.")
+        raise rejected(f"Unknown preset {shown(name)}; choose one of {', '.join(table)}.")
     ls, lss, ds, dss, noise, watch = table[name]
     return ls, lss, ds, dss, noise, f"**What to watch:** {watch}"
 
@@ -847,15 +908,15 @@ def build_demo() -> gr.Blocks:
     prior_label = ("Unconditional: z ~ N(0, I) (this checkpoint has no ex-post prior)" if prior is None else
                    f"Unconditional: draw z from the ex-post prior (a {prior.n_components}-component mixture fitted to "
                    f"the inferred latents of the training set); off: N(0, I)")
-    # delete_cache sweeps the uploads (each Run sends the drawing); streamed frames never become files
-    with gr.Blocks(title="Multimodal EBM: MCMC revision, step by step", delete_cache=(300, 600)) as demo:
+    # uploads (each Run sends the drawing) are bounded by upload_sweeper; streamed frames never become files
+    with gr.Blocks(title="Multimodal EBM: MCMC revision, step by step") as demo:
         gr.Markdown("**Multimodal EBM + VAE: watch the MCMC revisions, stage by stage** · keys: S = one step, "
                     "Shift+S = five, R = back to the proposal", elem_id="title")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 source = gr.Radio(SOURCE_LABELS, value="draw", label="Input", elem_id="source")
                 with gr.Tab("Draw"):
-                    sketch = gr.Sketchpad(type="numpy", canvas_size=(280, 280), elem_id="sketch", label="Draw a digit",
+                    sketch = Sketchpad(type="numpy", canvas_size=(280, 280), elem_id="sketch", label="Draw a digit",
                                           brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
                                           layers=False, transforms=(), height=330)
                 with gr.Tab("Upload"):
@@ -885,9 +946,9 @@ def build_demo() -> gr.Blocks:
                                                        "the work)", elem_id="compare")
                     ex_post_prior = gr.Checkbox(prior is not None, label=prior_label, interactive=prior is not None,
                                                 elem_id="ex_post_prior")
-                modality = gr.Dropdown([(f"{m}: {n}", m) for m, n in enumerate(names)], value=0,
+                modality = Dropdown([(f"{m}: {n}", m) for m, n in enumerate(names)], value=0,
                                        label="Modality of your input", elem_id="modality")
-                link_digit = gr.Textbox("", visible=False, elem_id="link_digit")
+                link_digit = Textbox("", visible=False, elem_id="link_digit")
             with gr.Column(scale=3, min_width=600):
                 with gr.Row(elem_id="buttons"):
                     run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=2)
@@ -902,7 +963,7 @@ def build_demo() -> gr.Blocks:
                                  buttons=["fullscreen"])
                 gr.Markdown("Columns: samples. Rows: modalities 0-%d (your input's row framed in yellow, held fixed)."
                             % (M - 1), elem_id="legend")
-        scrub_slider = gr.Slider(0, 1, value=0, step=1, label="Scrub through the kept frames (after a run)",
+        scrub_slider = Slider(0, 1, value=0, step=1, label="Scrub through the kept frames (after a run)",
                                  interactive=False, elem_id="scrub")
         with gr.Row():
             energy_plot = gr.LinePlot(None, x="step", y="energy", color="chain", title="EBM energy (lower: data-like)",
@@ -941,22 +1002,23 @@ def build_demo() -> gr.Blocks:
         # after every stroke, hands the next event a blob id whose images never reach the server (the
         # first Run after drawing then saw an empty canvas). Without it, every event uploads what the
         # canvas shows at the moment it fires. The switch to "drawing" happens in the page (PAGE_JS).
+        # every event of the "chain" group declares the group's limit: Gradio lowers a group's limit to the
+        # lowest one pushed into it, so one Step with the default limit would cut the runs at once to 4
+        chain = dict(concurrency_id="chain", concurrency_limit=chain_concurrency())
         run_event = run_btn.click(run_chain, chain_inputs, outputs, api_name="run", show_progress="hidden",
-                                  concurrency_limit=chain_concurrency(), concurrency_id="chain",
-                                  trigger_mode="always_last")
+                                  trigger_mode="always_last", **chain)
         stop_btn.click(None, None, None, cancels=[run_event])
         one, five = gr.Number(1, visible=False), gr.Number(5, visible=False)
         step_btn.click(step_chain, [one, *chain_inputs], outputs, api_name="step", show_progress="hidden",
-                       concurrency_id="chain", trigger_mode="always_last")
+                       trigger_mode="always_last", **chain)
         step5_btn.click(step_chain, [five, *chain_inputs], outputs, api_visibility="private", show_progress="hidden",
-                        concurrency_id="chain", trigger_mode="always_last")
-        reset_btn.click(reset_chain, chain_inputs, outputs, api_name="reset", show_progress="hidden",
-                        concurrency_id="chain")
+                        trigger_mode="always_last", **chain)
+        reset_btn.click(reset_chain, chain_inputs, outputs, api_name="reset", show_progress="hidden", **chain)
         scrub_slider.release(scrub, scrub_slider, [grid, captions, noise_grid], api_name="scrub",
                              show_progress="hidden")
         scrub_slider.input(scrub, scrub_slider, [grid, captions, noise_grid], api_visibility="private",
                            show_progress="hidden", trigger_mode="always_last")
-        get_downloads.click(downloads, None, links, api_name="downloads", concurrency_id="chain")
+        get_downloads.click(downloads, None, links, api_name="downloads", **chain)
         preset.change(apply_preset, preset, [latent_steps, latent_step_size, data_steps, data_step_size, noise, watch],
                       api_name="preset")
         upload.change(None, upload, source, js="(f) => f ? 'upload' : 'draw'")
@@ -1004,9 +1066,17 @@ def main(argv=None):
     setup(a.checkpoint, a.repo_id, a.revision, a.classifier, device=device)
     warm_up()
     demo = build_demo()
+    upload_sweeper().start()
     demo.queue(max_size=a.max_queue, default_concurrency_limit=4)
-    demo.launch(server_name=a.host, server_port=a.port, share=a.share, css=CSS,
-                theme=gr.themes.Default(text_size="lg"), max_file_size="10mb", footer_links=["api"])
+    demo.launch(server_name=a.host, server_port=a.port, share=a.share, **launch_options())
+
+
+def launch_options() -> dict:
+    """demo.launch's settings beyond the address: the look, the upload limit, the page states kept (Gradio
+    keeps 10,000 by default, ~0.3 MB each: memory grew with every visitor) and the guard on long addresses."""
+    return dict(css=CSS, theme=gr.themes.Default(text_size="lg"), max_file_size="10mb", footer_links=["api"],
+                state_session_capacity=SESSION_STATES,
+                app_kwargs={"middleware": [Middleware(URLLengthLimit, limit=MAX_URL_BYTES, message=LONG_URL)]})
 
 
 if __name__ == "__main__":

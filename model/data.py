@@ -123,9 +123,14 @@ def _check_mnist(arrays, path):
                          f"{', '.join(str(a.dtype) for a in arrays)} and sizes "
                          f"{', '.join(str(a.size) for a in arrays)}. "
                          f"Accepted: {MNIST_FORMATS}.")
+    for name, y in (("y_train", y_tr), ("y_test", y_te)):
+        bad = np.unique(y[(y < 0) | (y > 9)])
+        if bad.size:
+            shown = ", ".join(str(v) for v in bad[:5]) + (f" and {bad.size - 5} more" if bad.size > 5 else "")
+            raise MNISTError(f"{str(path)!r}: the labels must be digits 0-9, but {name} holds {shown} "
+                             f"({int(((y < 0) | (y > 9)).sum())} of {y.size} labels). Accepted: {MNIST_FORMATS}.")
     ok = (x_tr.ndim == 3 and x_tr.shape[1:] == (28, 28) and x_te.ndim == 3 and x_te.shape[1:] == (28, 28)
-          and len(x_tr) == len(y_tr) and len(x_te) == len(y_te) and len(x_tr) > 0
-          and y_tr.max() <= 9 and y_te.max() <= 9)
+          and len(x_tr) == len(y_tr) and len(x_te) == len(y_te) and len(x_tr) > 0)
     if not ok:
         raise MNISTError(f"{str(path)!r} does not hold MNIST-shaped arrays "
                          f"(got {x_tr.shape}, {y_tr.shape}, {x_te.shape}, {y_te.shape}). Accepted: {MNIST_FORMATS}.")

@@ -5,15 +5,31 @@ into 28x28 so that the centre of mass of the ink sits at the centre. Before that
 thickened (a 1-px line at 280 px would vanish at 28 px) and the polarity is fixed so that ink is
 bright whatever the source (black-on-white paper, white-on-black, strokes on a transparent layer).
 
+Everything a visitor sends is bounded before it is decoded: a picture's size is read from its header
+(MAX_PIXELS; a JPEG is decoded at a reduced scale, so it may be larger), a drawing has at most
+MAX_SKETCH_IMAGES images of MAX_SKETCH_PIXELS in all, and a shared link's digit is inflated to its 784
+bytes and no further. A digit needs 28x28 pixels: the caps leave room for any real drawing or photo
+and keep ten requests at once within a few hundred MB (tests/test_app.py measures it).
+
 All functions are pure; bad input raises ``InputError`` with a message meant for the user.
 """
 from __future__ import annotations
 
+import base64
+import io
+import zlib
+
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-MAX_PIXELS = 40_000_000     # refuse bigger images (decompression bombs, phone panoramas)
-WORK_SIZE = 512             # larger inputs are shrunk to this before processing
+MAX_PIXELS = 4_000_000       # a picture decoded in full (2000x2000, a phone screenshot); bigger ones are refused
+MAX_JPEG_PIXELS = 64_000_000  # a JPEG is decoded at 1/2 to 1/8 of its size (draft): a 64 MP photo costs ~1 MP
+MAX_SKETCH_IMAGES = 5        # a drawing: background, composite and up to 3 layers (the page sends 2 or 3)
+MAX_SKETCH_PIXELS = 2_000_000  # all of a drawing's images together (the page sends 2 or 3 of 280x280)
+WORK_SIZE = 512              # larger inputs are shrunk to this before processing
+DIGIT_BYTES = 28 * 28
+MAX_LINK_CHARS = 1200        # a shared digit: zlib + base64url of 784 bytes is at most ~1,070 characters
+DAMAGED_LINK = "The digit in the shared link is damaged: open the link again, or draw a digit."
 
 
 class InputError(ValueError):
@@ -67,6 +83,11 @@ def ink_from_sketch(value) -> np.ndarray | None:
         return None
     if isinstance(value, dict):
         layers = [l for l in (value.get("layers") or []) if l is not None]
+        images = [np.asarray(a) for a in (*layers, value.get("composite"), value.get("background")) if a is not None]
+        if len(images) > MAX_SKETCH_IMAGES:
+            raise InputError(f"The drawing has {len(images)} images; at most {MAX_SKETCH_IMAGES} are accepted.")
+        if sum(a.shape[0] * a.shape[1] for a in images if a.ndim >= 2) > MAX_SKETCH_PIXELS:
+            raise InputError(f"The drawing is too large; the limit is {MAX_SKETCH_PIXELS / 1e6:g} megapixels.")
         alphas = [np.asarray(l)[..., 3] for l in layers if np.asarray(l).ndim == 3 and np.asarray(l).shape[-1] == 4]
         if alphas:
             return _to_float(np.max(np.stack(alphas), axis=0))
@@ -74,17 +95,79 @@ def ink_from_sketch(value) -> np.ndarray | None:
             if value.get(key) is not None:
                 return ink_from_array(np.asarray(value[key]))
         return None
-    return ink_from_array(np.asarray(value))
+    return ink_from_array(check_array(value))
+
+
+def encode_digit(digit: np.ndarray) -> str:
+    """A 28x28 uint8 digit -> a short URL-safe string (zlib + base64url, about 300-500 characters)."""
+    return base64.urlsafe_b64encode(zlib.compress(np.ascontiguousarray(digit, np.uint8).tobytes(), 9)).decode()
+
+
+def decode_digit(text) -> np.ndarray:
+    """``encode_digit``'s string -> the 28x28 digit. Bounded whatever is sent: at most MAX_LINK_CHARS are
+    read and at most 785 bytes inflated (a zlib bomb stops there); InputError otherwise."""
+    if not isinstance(text, str) or not 0 < len(text) <= MAX_LINK_CHARS:
+        raise InputError(DAMAGED_LINK)
+    raw = b""
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(base64.urlsafe_b64decode(text.encode("ascii")), DIGIT_BYTES + 1)
+        whole = inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data
+    except (ValueError, zlib.error):   # not base64 (binascii.Error), not ASCII, not zlib
+        whole = False
+    if len(raw) != DIGIT_BYTES or not whole:
+        raise InputError(DAMAGED_LINK)
+    return np.frombuffer(raw, np.uint8).reshape(28, 28).copy()
+
+
+def _too_large(w: int, h: int, limit: int, what: str = "The image") -> InputError:
+    return InputError(f"{what} is too large ({w}x{h} px); the limit is {limit / 1e6:g} megapixels "
+                      f"(a digit needs 28x28).")
+
+
+def image_size(source) -> tuple[int, int]:
+    """(width, height) of a picture file or its bytes, read from the header only; InputError if it is none."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise InputError(f"Could not read the drawing ({type(e).__name__}): draw the digit again.") from None
+
+
+def check_drawing(sources) -> None:
+    """Before a drawing (a Sketchpad's background, layers and composite, as files or bytes) is decoded:
+    at most MAX_SKETCH_IMAGES images of MAX_SKETCH_PIXELS together (InputError otherwise)."""
+    sources = [s for s in sources if s is not None]
+    if len(sources) > MAX_SKETCH_IMAGES:
+        raise InputError(f"The drawing has {len(sources)} images; at most {MAX_SKETCH_IMAGES} are accepted.")
+    total = 0
+    for source in sources:
+        w, h = image_size(source)
+        total += w * h
+        if total > MAX_SKETCH_PIXELS:
+            raise _too_large(w, h, MAX_SKETCH_PIXELS, "The drawing")
+
+
+def check_array(a) -> np.ndarray:
+    """An image array handed over in memory: at most MAX_PIXELS pixels (read from its shape)."""
+    a = np.asarray(a)
+    if a.ndim >= 2 and a.shape[0] * a.shape[1] > MAX_PIXELS:
+        raise _too_large(a.shape[1], a.shape[0], MAX_PIXELS)
+    return a
 
 
 def open_image(path) -> np.ndarray:
-    """An uploaded file -> RGBA uint8 array (shrunk to WORK_SIZE). Any common format and mode."""
+    """An uploaded file -> RGBA uint8 array (shrunk to WORK_SIZE). Any common format and mode. The size is
+    checked from the header before anything is decoded."""
     try:
         with Image.open(path) as im:
             w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise InputError(f"The image is too large ({w}x{h} px); the limit is {MAX_PIXELS // 10**6} megapixels.")
+            limit = MAX_JPEG_PIXELS if im.format == "JPEG" else MAX_PIXELS
+            if w * h > limit:
+                raise _too_large(w, h, limit)
             im.draft("RGB", (WORK_SIZE, WORK_SIZE))  # JPEG: decode at a reduced size
+            if im.size[0] * im.size[1] > MAX_PIXELS:
+                raise _too_large(w, h, MAX_PIXELS)
             im = im.convert("RGBA")
             im.thumbnail((WORK_SIZE, WORK_SIZE))
             return np.asarray(im)
@@ -170,7 +253,9 @@ def digit_from_upload(path_or_array) -> np.ndarray:
     if isinstance(path_or_array, (str, bytes)) or hasattr(path_or_array, "__fspath__"):
         arr = open_image(path_or_array)
     elif isinstance(path_or_array, Image.Image):
+        if path_or_array.width * path_or_array.height > MAX_PIXELS:
+            raise _too_large(path_or_array.width, path_or_array.height, MAX_PIXELS)
         arr = np.asarray(path_or_array.convert("RGBA"))
     else:
-        arr = np.asarray(path_or_array)
+        arr = check_array(path_or_array)
     return to_mnist(ink_from_array(arr))

@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import pickle
 import shutil
 import sys
 import time
@@ -195,32 +196,89 @@ class ResumeError(RuntimeError):
 
 
 CKPT_DONE = "COMPLETE"   # written last into checkpoint.tmp: the copy is whole
+OPTIMIZED_PARTS = ("generator", "inference", "energy")
+
+
+def write_atomic(path: Path, text: str):
+    """Write ``text`` to ``path`` so that a kill leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def save_checkpoint(out: Path, model, opt, cfg, it, elapsed, cpu_elapsed=None):
     """Write out/checkpoint so that a kill at any point leaves a whole checkpoint to resume from:
     1. write checkpoint.tmp (model safetensors + config.json, train_config.json, state.pt), then the
-       COMPLETE marker; 2. set the previous checkpoint.old aside (rename, then delete); 3. rename
-    checkpoint -> checkpoint.old (kept: the last good copy if state.pt is ever unreadable);
-    4. rename checkpoint.tmp -> checkpoint. ``find_resumable`` reads them back in that order."""
-    tmp, final, old, trash = (out / n for n in ("checkpoint.tmp", "checkpoint", "checkpoint.old", "checkpoint.del"))
+       COMPLETE marker; 2.-4. ``_promote``: set the previous checkpoint.old aside, rename checkpoint ->
+    checkpoint.old (kept: the last good copy if state.pt is ever unreadable), checkpoint.tmp -> checkpoint.
+    state.pt holds tensors and plain types only (read back with torch.load(weights_only=True));
+    ``find_resumable`` takes the copy with the highest iteration."""
+    tmp = out / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     cfg.to_json(tmp / "train_config.json")
-    torch.save({"iteration": it, "elapsed": elapsed, "cpu_elapsed": cpu_elapsed, "optimizers": {k: o.state_dict() for k, o in opt.items()},
+    torch.save({"iteration": int(it), "elapsed": float(elapsed),
+                "cpu_elapsed": None if cpu_elapsed is None else float(cpu_elapsed),
+                "optimizers": {k: o.state_dict() for k, o in opt.items()},
                 "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
     (tmp / CKPT_DONE).write_text(f"{it}\n")
+    _promote(out)
+
+
+def _promote(out: Path):
+    """Steps 2-4 of a save: the complete checkpoint.tmp becomes checkpoint, the previous one checkpoint.old
+    (also finishes a save killed between its renames)."""
+    tmp, final, old, trash = (out / n for n in ("checkpoint.tmp", "checkpoint", "checkpoint.old", "checkpoint.del"))
     if final.exists():
         if old.exists():
             shutil.rmtree(trash, ignore_errors=True)
             os.replace(old, trash)
-            shutil.rmtree(trash, ignore_errors=True)
         os.replace(final, old)
     os.replace(tmp, final)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _check_state(model, state):
+    """Every part of a resume state, before any of it is used: counters, clocks, RNG state, and optimiser
+    state that fits the weights (ResumeError with a short reason)."""
+    if not isinstance(state, dict):
+        raise ResumeError(f"state.pt holds a {type(state).__name__}, not a training state")
+    missing = [k for k in ("iteration", "elapsed", "optimizers", "torch_rng") if k not in state]
+    if missing:
+        raise ResumeError(f"state.pt lacks {', '.join(missing)}")
+    if not isinstance(state["iteration"], int) or state["iteration"] < 0:
+        raise ResumeError(f"state.pt: iteration {state['iteration']!r} is not a count")
+    for k in ("elapsed", "cpu_elapsed"):
+        v = state.get(k)
+        if not (v is None and k == "cpu_elapsed") and (not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise ResumeError(f"state.pt: {k} {v!r} is not a number of seconds")
+    rng = state["torch_rng"]
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
+        raise ResumeError("state.pt: torch_rng is not a random generator state")
+    opts = state["optimizers"]
+    if not isinstance(opts, dict) or set(opts) != set(OPTIMIZED_PARTS):
+        raise ResumeError(f"state.pt: optimizers should be {', '.join(OPTIMIZED_PARTS)}")
+    for part in OPTIMIZED_PARTS:
+        params = list(getattr(model, part).parameters())
+        o = opts[part]
+        try:
+            ids = [i for g in o["param_groups"] for i in g["params"]]
+            moments = dict(o["state"])
+        except (TypeError, KeyError, AttributeError):
+            raise ResumeError(f"state.pt: the {part} optimiser state is malformed") from None
+        if len(ids) != len(params):
+            raise ResumeError(f"state.pt: the {part} optimiser holds {len(ids)} parameters, the weights {len(params)} "
+                              f"(a state of another model)")
+        for i, p in zip(ids, params):
+            for name, t in (moments.get(i) or {}).items():
+                if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape != p.shape:
+                    raise ResumeError(f"state.pt: the {part} optimiser's {name} is {list(t.shape)} for weights of "
+                                      f"{list(p.shape)} (a state of a model of another width)")
 
 
 def _read_checkpoint(path: Path, device="cpu"):
-    """(model, state) of one checkpoint folder; raises with a short reason if anything is unreadable."""
+    """(model, state) of one checkpoint folder; raises with a short reason if anything is unreadable.
+    state.pt is never unpickled: only tensors and plain types load (weights_only)."""
     for name in ("config.json", "model.safetensors", "state.pt"):
         if not (path / name).is_file():
             raise ResumeError(f"{name} is missing")
@@ -229,18 +287,24 @@ def _read_checkpoint(path: Path, device="cpu"):
     except Exception as e:
         raise ResumeError(f"the weights do not load ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     try:
-        state = torch.load(path / "state.pt", map_location=device, weights_only=False)
-        state["iteration"], state["optimizers"]  # noqa: B018 (the keys must be there)
+        state = torch.load(path / "state.pt", map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():   # not a pickle of allowed types: damaged, or not a PyTorch file
+            raise ResumeError("state.pt is unreadable (damaged, or not a file saved by training)") from None
+        raise ResumeError("state.pt holds objects other than tensors and plain values (refused: loading it "
+                          "could run code)") from None
     except Exception as e:
         raise ResumeError(f"state.pt is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    _check_state(model, state)
     return model, state
 
 
 def find_resumable(out: Path, device="cpu"):
-    """The newest whole checkpoint under ``out``: checkpoint, else checkpoint.tmp (only if COMPLETE:
-    a save killed after its step 3), else checkpoint.old (the one before). Returns (folder, model,
-    state, notes about the copies skipped) or raises ResumeError saying what was found."""
-    notes = []
+    """The newest whole checkpoint under ``out``: of checkpoint, checkpoint.tmp (only if COMPLETE: a save
+    killed after writing it) and checkpoint.old, the readable one with the highest iteration (on a tie, in
+    that order). Returns (folder, model, state, notes about the copies skipped) or raises ResumeError saying
+    what was found."""
+    notes, found = [], []
     for name in ("checkpoint", "checkpoint.tmp", "checkpoint.old"):
         path = out / name
         if not path.is_dir():
@@ -253,12 +317,37 @@ def find_resumable(out: Path, device="cpu"):
         except ResumeError as e:
             notes.append(f"{path}: {e}")
             continue
+        found.append((path, model, state))
+    if found:
+        path, model, state = max(found, key=lambda f: f[2]["iteration"])   # max keeps the first of a tie
+        notes += [f"{p} holds iteration {s['iteration']}, older than {path.name} (not used)"
+                  for p, _, s in found if p != path and s["iteration"] < state["iteration"]]
         return path, model, state, notes
     if not out.is_dir():
         raise ResumeError(f"--resume: the run folder {str(out)!r} does not exist (check --out)")
     found = "; ".join(notes) if notes else "no checkpoint, checkpoint.tmp or checkpoint.old in it"
     raise ResumeError(f"--resume: nothing to resume in {str(out)!r} ({found}). Start a new run without --resume "
                       f"(or in another folder) to train from scratch.")
+
+
+def prepare_resume(out: Path, found: Path, iteration: int):
+    """Before a resumed run writes anything: finish a save killed between its renames (checkpoint.tmp was
+    the newest copy), drop a half-deleted checkpoint.del, and cut log.jsonl back to the iterations before
+    ``iteration`` (those after the save are run again; a line cut by the kill is dropped)."""
+    if found.name == "checkpoint.tmp":
+        _promote(out)
+    shutil.rmtree(out / "checkpoint.del", ignore_errors=True)
+    log_path = out / "log.jsonl"
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            if json.loads(line)["iteration"] < iteration:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    write_atomic(log_path, "".join(line + "\n" for line in kept))
 
 
 @torch.no_grad()
@@ -361,6 +450,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 print(f"note: {n}", file=sys.stderr)
         start, elapsed = state["iteration"], state["elapsed"]
         cpu_elapsed = state.get("cpu_elapsed") or elapsed
+        if lead:
+            prepare_resume(out, found, start)
     data = load_data(cfg, "train")
     if cfg.train_size:
         data.x, data.y = data.x[:cfg.train_size], data.y[:cfg.train_size]
@@ -398,7 +489,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     step = wrap(start)
     if lead:
-        cfg.to_json(out / "train_config.json")
+        write_atomic(out / "train_config.json", json.dumps(asdict(cfg), indent=2))
         (out / "DIVERGED.txt").unlink(missing_ok=True)
 
     shard = torch.arange(rank, len(data), world)   # this process's share of the training set
@@ -506,12 +597,44 @@ def build_parser():
     return p
 
 
+class ConfigFileError(ValueError):
+    """A train_config.json that cannot be read (one-line message naming the file)."""
+
+
+def read_train_config(path: Path) -> TrainConfig:
+    try:
+        return TrainConfig.from_json(path)
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise ConfigFileError(f"{str(path)!r} is not a readable train config ({type(e).__name__}: "
+                              f"{(str(e).splitlines() or [''])[0][:160]})") from None
+
+
+def resume_config(out: Path) -> TrainConfig | None:
+    """The run's train_config.json, or, if it is damaged, the copy saved with its newest checkpoint (said
+    on stderr); None when the run folder has none."""
+    path = out / "train_config.json"
+    copies = [out / n / "train_config.json" for n in ("checkpoint", "checkpoint.tmp", "checkpoint.old")]
+    if not path.exists():
+        return None
+    try:
+        return read_train_config(path)
+    except ConfigFileError as e:
+        for copy in copies:
+            try:
+                cfg = read_train_config(copy)
+            except ConfigFileError:
+                continue
+            print(f"note: {e}; using the checkpoint's copy {str(copy)!r}", file=sys.stderr)
+            return cfg
+        raise
+
+
 def parse_args(argv=None) -> tuple[TrainConfig, bool]:
     a = vars(build_parser().parse_args(argv))
     resume, config = a.pop("resume"), a.pop("config")
-    base = TrainConfig.from_json(config) if config else TrainConfig()
-    if resume and not config and "out_dir" in a and Path(a["out_dir"], "train_config.json").exists():
-        base = TrainConfig.from_json(Path(a["out_dir"], "train_config.json"))
+    base = read_train_config(Path(config)) if config else TrainConfig()
+    if resume and not config and "out_dir" in a:
+        base = resume_config(Path(a["out_dir"])) or base
     d = asdict(base)
     for k, val in a.items():
         if k.startswith("model."):
@@ -529,7 +652,7 @@ def main(argv=None):
     try:
         cfg, resume = parse_args(argv)
         path = train(cfg, resume)
-    except (ResumeError, DataError, MNISTError, DeviceError) as e:
+    except (ResumeError, ConfigFileError, DataError, MNISTError, DeviceError) as e:
         fail(str(e))
     except (ValueError, OSError, json.JSONDecodeError) as e:  # a bad --config file, an unwritable folder
         fail(f"{type(e).__name__}: {e}")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,32 @@ def stroke_sketch(size=(280, 280), transparent=True, thickness=12) -> dict:
 
 
 EMPTY_SKETCH = {"background": None, "layers": [], "composite": None}
+
+
+def blank_png(path, width, height, rgba=True) -> Path:
+    """A transparent (or black) PNG of any size written row by row: a 9380x9380 one is ~350 kB on disk and
+    never held in memory here (what a decompression-bomb drawing looks like)."""
+    channels = 4 if rgba else 1
+    z, row, parts = zlib.compressobj(9), b"\0" * (1 + width * channels), []
+    for _ in range(height):
+        parts.append(z.compress(row))
+    parts.append(z.flush())
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6 if rgba else 0, 0, 0, 0)
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts))
+                           + chunk(b"IEND", b""))
+    return Path(path)
+
+
+def rss_mb(pid, field="VmRSS") -> float:
+    """Resident memory of a process in MB (VmHWM: its peak so far)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field}")
 
 
 def free_port() -> int:

@@ -379,3 +379,170 @@ def test_device_flag_is_checked_before_anything_loads(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown device") and "\n" not in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- hostile input, limits and messages
+
+def test_share_link_decoder_is_bounded():
+    """A zlib bomb in a share link (1.4 MB that inflate to 1 GiB) is refused without inflating it: the peak
+    memory of this process does not move; digits round-trip; anything else is 'damaged'."""
+    import base64
+    import resource
+    import zlib
+
+    from model.preprocess import InputError, decode_digit, encode_digit
+    z = zlib.compressobj(9)
+    bomb = base64.urlsafe_b64encode(b"".join(z.compress(b"\0" * 2 ** 20) for _ in range(1024)) + z.flush()).decode()
+    small_bomb = base64.urlsafe_b64encode(zlib.compress(b"\0" * 500_000, 9)).decode()  # within the length cap
+    digit = np.arange(784, dtype=np.uint8).reshape(28, 28)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    trailing = base64.urlsafe_b64encode(base64.urlsafe_b64decode(encode_digit(digit)) + b"junk").decode()
+    for bad in (bomb, small_bomb, trailing, "é" * 10, None, 123, ["x"], "", "not a digit"):
+        with pytest.raises(InputError, match="damaged"):
+            decode_digit(bad)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - peak < 100
+    assert (decode_digit(encode_digit(digit)) == digit).all()
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)   # incompressible: the longest link
+    assert (decode_digit(encode_digit(noise)) == noise).all()
+
+
+@pytest.mark.parametrize("m", ["**Server notice:** your session expired, [log in again](https://evil.example?next=x)",
+                               "![](http://evil.example?victim=1)", "<img src=http://evil.example/x.png>",
+                               "x www.evil.example user@evil.example `code` $$x$$"])
+def test_a_visitors_text_is_never_markdown_or_html(m):
+    """A rejected value is quoted in the status (Markdown) as plain text: no character of it can start a link,
+    an image, emphasis or a tag."""
+    import re
+    status = app.restore(SimpleNamespace(session_hash="r", query_params={"src": "unconditional", "seed": "1", "m": m}))
+    status = status[-1]
+    assert status.startswith("**This shared link could not be restored:** ")
+    quoted = status.split(":** ", 1)[1]
+    assert not re.search(r"(?<!\\)[][()!*<>`_@.:$]", quoted), quoted   # each one escaped (or an HTML entity)
+    with pytest.raises(gr.Error) as e:                                  # the error popup (HTML): escaped as well
+        run(modality=m, sketch=stroke_sketch())
+    assert "<" not in e.value.message and "(got '" in e.value.message and len(e.value.message) < 100
+
+
+def test_rejected_values_are_one_log_line_and_no_traceback(caplog):
+    with caplog.at_level("INFO", logger="mebm.app"):
+        with pytest.raises(gr.Error) as e:
+            run(n_samples="abc", sketch=stroke_sketch())
+    assert e.value.print_exception is False            # Gradio prints no traceback for it
+    lines = [r.getMessage() for r in caplog.records if r.name == "mebm.app"]
+    assert lines == ["rejected: 'n samples' must be a number (got 'abc')."]
+
+
+def test_messages_print_whole_numbers_and_accept_documented_modalities():
+    with pytest.raises(gr.Error, match=r"'seed' must be between 0 and 2147483647 \(got 2147483648\)"):
+        run(seed=2 ** 31, sketch=stroke_sketch())
+    with pytest.raises(gr.Error, match=r"whole number \(got 2.5\)"):
+        run(n_samples=2.5, sketch=stroke_sketch())
+    for m in ("0", "4", 1, 2.0, np.int64(3)):
+        assert run(modality=m, sketch=stroke_sketch())[-1]["status"].startswith("**Done")
+    for m in ("1.5", True, "5", [1], None):
+        with pytest.raises(gr.Error, match="modality between 0 and 4"):
+            run(modality=m, sketch=stroke_sketch())
+
+
+def test_scrub_bad_values_are_the_apps_message():
+    run(source="upload", upload=EXAMPLE)
+    for bad in ("nan", "inf", float("inf"), None, "abc", [1], {"a": 1}):
+        with pytest.raises(gr.Error, match="'frame' must be a (finite )?number"):
+            app.scrub(bad, request=req())
+    assert "step 4/4" in app.scrub("1e9", request=req())[1]
+
+
+def test_drawings_are_size_checked_before_decoding(tmp_path):
+    """Gradio's Sketchpad decodes every layer it is sent; the app's checks the headers first (a 353 kB PNG can
+    hold 9380x9380 pixels: 350 MB decoded) and the number of images."""
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+
+    from helpers_app import blank_png
+    huge = FileData(path=str(blank_png(tmp_path / "huge.png", 3000, 3000)))
+    small = FileData(path=str(blank_png(tmp_path / "small.png", 280, 280)))
+    pad = app.Sketchpad(type="numpy")
+    for payload, msg in ((EditorData(background=None, layers=[huge], composite=small), "too large .3000x3000"),
+                         (EditorData(background=small, layers=[small] * 5, composite=small), "7 images")):
+        with pytest.raises(gr.Error, match=msg):
+            pad.preprocess(payload)
+    out = pad.preprocess(EditorData(background=None, layers=[small], composite=small))
+    assert out["layers"][0].shape == (280, 280, 4)
+    big = {"background": None, "layers": [np.zeros((1000, 1000, 4), np.uint8)] * 2,
+           "composite": np.zeros((1000, 1000, 4), np.uint8)}     # in memory: checked from the shapes
+    with pytest.raises(gr.Error, match="drawing is too large"):
+        run(sketch=big)
+
+
+def test_every_chain_event_declares_the_same_concurrency_limit(monkeypatch):
+    """Gradio lowers a concurrency group's limit to the lowest one pushed into it: a Step, Reset or download
+    (the default limit, 4) once cut the runs at once from 32 to 4 for good. Now every member declares it."""
+    monkeypatch.setenv("MEBM_CONCURRENCY", "32")
+    demo = app.build_demo()
+    demo.queue(default_concurrency_limit=4)             # as app.main does
+    group = [fn for fn in demo.fns.values() if fn.concurrency_id == "chain"]
+    assert {"run_chain", "step_chain", "reset_chain", "downloads"} <= {fn.name for fn in group}
+    queue = demo._queue
+    for fn in sorted(group, key=lambda f: f.name != "run_chain"):     # a Run, then Steps, Resets, downloads
+        queue.create_event_queue_for_fn(fn)
+        assert queue.event_queue_per_concurrency_id["chain"].concurrency_limit == 32, fn.name
+
+
+def test_reset_is_keyed_by_the_visitors_session():
+    kw = dict(source="upload", upload=EXAMPLE, seed=5)
+    app.step_chain(1, *args(**kw), request=req("alice"))
+    app.step_chain(1, *args(**kw), request=req("alice"))
+    alice = app.SESSIONS.get("alice")
+    app.reset_chain(*args(**kw), request=req("bob"))
+    assert app.SESSIONS.get("alice") is alice and alice.current.step == 1     # Bob's Reset left Alice's chain
+    assert app.SESSIONS.get("bob") is not None and app.SESSIONS.get("local") is None
+
+
+def test_freed_memory_is_handed_back_after_runs_and_when_visitors_leave(monkeypatch):
+    from model.serving import trim_heap
+    calls = []
+    monkeypatch.setattr(app, "trim_heap", lambda interval=0: calls.append(interval))
+    run(source="upload", upload=EXAMPLE)
+    app.forget(request=req())
+    assert len(calls) == 2 and app.SESSIONS.get("s1") is None
+    import platform
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert trim_heap() is True and trim_heap(3600) is False        # at most once per interval
+
+
+def test_launch_keeps_few_page_states_and_guards_long_addresses():
+    """Gradio keeps each visitor's page state (10,000 by default): the app keeps 64, so memory levels off over
+    a term of visitors (benchmarks/soak_sessions.py: flat over 400 sessions, +0.30 MB per session before)."""
+    opts = app.launch_options()
+    assert opts["state_session_capacity"] == app.SESSION_STATES <= 2 * app.SESSIONS.max_sessions
+    (guard,) = opts["app_kwargs"]["middleware"]
+    assert guard.cls.__name__ == "URLLengthLimit" and guard.kwargs["limit"] == app.MAX_URL_BYTES
+
+
+def test_upload_sweeper_bounds_the_folder(tmp_path):
+    """Empty leftovers and directories go, the oldest uploads go until the budget holds, files younger than
+    min_age and the page's own files (keep) stay."""
+    import os
+    import time
+
+    from model.serving import UploadSweeper
+    old, now = time.time() - 100, time.time()
+
+    def put(name, size, when):
+        p = tmp_path / name
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"x" * size)
+        os.utime(p, (when, when))
+        return p
+
+    example = put("e1/example_7.png", 5000, old - 10_000)
+    empty = put("tmpabc", 0, old)
+    oldest, older, young = put("a/up1.png", 4000, old - 50), put("b/up2.png", 4000, old), put("c/up3.png", 4000, now)
+    (tmp_path / "d").mkdir()
+    for d in ("a", "b", "d", "e1"):
+        os.utime(tmp_path / d, (old, old))
+    sweeper = UploadSweeper(tmp_path, max_bytes=8000, min_age=10, max_age=10_000, keep=[example])
+    left = sweeper.sweep()
+    assert not empty.exists() and not oldest.exists() and older.exists() and young.exists() and example.exists()
+    assert not (tmp_path / "d").exists() and left["bytes"] == 8000
+    assert sweeper.files() and str(example) in sweeper.files()

@@ -81,3 +81,17 @@ def test_evaluate_bad_checkpoint_is_one_line(tmp_path, mnist_file):
                          "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "eval"))
         assert code == 1 and "Traceback" not in err and len(err.splitlines()) == 1, err
         assert str(ckpt) in err
+
+
+def test_bad_labels_are_named(tmp_path, mnist_file):
+    """A label outside 0-9 is named as such (it was blamed on the arrays' shapes)."""
+    with np.load(mnist_file) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["y_train"] = arrays["y_train"].copy()
+    arrays["y_train"][[3, 7]] = 200
+    path = tmp_path / "labels.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(MNISTError) as e:
+        load_mnist(path)
+    msg = str(e.value)
+    assert "y_train holds 200 (2 of" in msg and "0-9" in msg and "shaped" not in msg and len(msg.splitlines()) == 1

@@ -93,10 +93,12 @@ def test_corrupt_and_huge_files(tmp_path):
 
 
 def test_large_upload_is_shrunk(tmp_path):
-    big = Image.open(ROOT / "assets/example_paper_7.png").resize((3000, 3000))
+    big = Image.open(ROOT / "assets/example_paper_7.png").resize((2000, 2000))   # at the 4 MP cap
     path = tmp_path / "big.png"
     big.save(path)
     check_mnist_like(digit_from_upload(path))
+    big.convert("RGB").resize((6000, 6000)).save(tmp_path / "photo.jpg", quality=80)   # a JPEG: decoded at 1/8
+    check_mnist_like(digit_from_upload(tmp_path / "photo.jpg"))
 
 
 def test_bad_arrays():

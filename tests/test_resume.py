@@ -1,6 +1,9 @@
 """--resume never silently starts over: nothing to resume is an error, a save killed at any of its steps
-leaves a whole checkpoint (checkpoint, or checkpoint.tmp / checkpoint.old), a corrupt state.pt falls
-back to the last good copy or says so."""
+leaves a whole checkpoint (the newest complete one of checkpoint, checkpoint.tmp, checkpoint.old is resumed),
+a corrupt, incomplete or foreign state.pt falls back to the last good copy or says so in one line, state.pt
+is never unpickled, a damaged train_config.json falls back to the checkpoint's copy, and log.jsonl holds each
+iteration once."""
+import json
 import os
 import pathlib
 import shutil
@@ -12,7 +15,7 @@ import torch
 
 import model.train as train_mod
 from model.config import TrainConfig
-from model.train import ResumeError, find_resumable, make_optimizers, save_checkpoint, train
+from model.train import ResumeError, find_resumable, make_optimizers, prepare_resume, save_checkpoint, train
 
 
 class Killed(BaseException):
@@ -74,11 +77,13 @@ def test_a_save_killed_at_every_step_leaves_a_checkpoint(tmp_path, mnist_file, t
     for k in range(1, 50):
         case = tmp_path / f"case{k}"
         shutil.copytree(run, case)
-        calls = [0]
+        calls, written = [0], []     # written: files whose writing began
 
-        def step(name):
+        def step(name, calls=calls, written=written, k=k):
             def op(*a, **kw):
                 calls[0] += 1
+                if name == "write_text":
+                    written.append(pathlib.Path(a[0]).name)
                 if calls[0] == k:
                     if name in ("save", "write_text"):      # die half-way through the write
                         target = a[1] if name == "save" else a[0]
@@ -99,8 +104,13 @@ def test_a_save_killed_at_every_step_leaves_a_checkpoint(tmp_path, mnist_file, t
             killed = str(e)
         monkeypatch.undo()
         found, resumed, state, notes = find_resumable(case)   # never raises: some whole copy is left
-        assert state["iteration"] in (2, 3), (k, killed)
+        newest = 3 if "COMPLETE" in written else 2    # once the new copy is marked whole, it is the one resumed
+        assert state["iteration"] == newest, (k, killed, found.name)
         assert _same(resumed, before if state["iteration"] == 2 else after), (k, killed)
+        prepare_resume(case, found, state["iteration"])       # what a resumed run does first
+        assert not (case / "checkpoint.del").exists(), (k, killed)
+        again = find_resumable(case)
+        assert again[0].name == "checkpoint" and again[2]["iteration"] == newest, (k, killed)
         outcomes.append((killed, found.name, state["iteration"]))
         if killed is None:
             break
@@ -138,3 +148,98 @@ def test_corrupt_state_falls_back_or_says_so(tmp_path, mnist_file, tiny_config, 
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "state.pt is unreadable" in r.stderr
+
+
+def test_a_pickle_in_state_pt_is_refused_and_never_run(tmp_path, mnist_file, tiny_config, capsys):
+    """A shared run folder whose state.pt holds an object that would run a command when unpickled: --resume
+    refuses it in one line (no other copy to fall back to) and the command never runs."""
+    cfg = _cfg(tmp_path, mnist_file, tiny_config)
+    train(cfg)
+    run = tmp_path / "run"
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    shutil.rmtree(run / "checkpoint.old")
+    capsys.readouterr()
+    state = torch.load(run / "checkpoint" / "state.pt", weights_only=True)
+    torch.save({**state, "elapsed": Evil()}, run / "checkpoint" / "state.pt")
+    with pytest.raises(SystemExit) as e:
+        train_mod.main(["--resume", "--out-dir", str(run)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 1 and len(err.splitlines()) == 1 and "state.pt" in err, err
+    assert "could run code" in err and not marker.exists()
+
+
+def test_incomplete_state_falls_back_to_the_older_copy(tmp_path, mnist_file, tiny_config):
+    cfg = _cfg(tmp_path, mnist_file, tiny_config)
+    train(cfg)
+    run = tmp_path / "run"
+    path = run / "checkpoint" / "state.pt"
+    full = torch.load(path, weights_only=True)
+    for key in ("elapsed", "torch_rng"):
+        torch.save({k: v for k, v in full.items() if k != key}, path)
+        found, _, state, notes = find_resumable(run)
+        assert found.name == "checkpoint.old" and state["iteration"] == 1, key
+        assert any(f"lacks {key}" in n for n in notes), notes
+    torch.save(full, path)
+    cfg.iters = 3
+    torch.save({k: v for k, v in full.items() if k != "elapsed"}, path)
+    train(cfg, resume=True)                                    # continues from checkpoint.old: no KeyError
+    assert torch.load(run / "checkpoint" / "state.pt", weights_only=True)["iteration"] == 3
+
+
+def test_optimiser_state_of_another_width_is_refused_before_training(tmp_path, mnist_file, tiny_config, capsys):
+    from dataclasses import replace
+
+    wide = _cfg(tmp_path, mnist_file, replace(tiny_config, width=16), out_dir=str(tmp_path / "wide"), iters=1)
+    train(wide)
+    cfg = _cfg(tmp_path, mnist_file, tiny_config)
+    train(cfg)
+    run = tmp_path / "run"
+    for name in ("checkpoint", "checkpoint.old"):              # both copies carry the other run's optimiser
+        shutil.copy(tmp_path / "wide" / "checkpoint" / "state.pt", run / name / "state.pt")
+    log_before = (run / "log.jsonl").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        train_mod.main(["--resume", "--out-dir", str(run), "--iters", "4"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 1 and len(err.splitlines()) == 1 and "another width" in err, err
+    assert (run / "log.jsonl").read_text() == log_before      # refused before training started
+
+
+def test_damaged_train_config_falls_back_to_the_checkpoints_copy(tmp_path, mnist_file, tiny_config, capsys):
+    cfg = _cfg(tmp_path, mnist_file, tiny_config)
+    train(cfg)
+    run = tmp_path / "run"
+    (run / "train_config.json").write_text('{"iters": 2, "batch')   # cut by a kill or a full disk
+    capsys.readouterr()
+    train_mod.main(["--resume", "--out-dir", str(run), "--iters", "3"])
+    err = capsys.readouterr().err
+    assert "train_config.json" in err and "checkpoint" in err
+    assert torch.load(run / "checkpoint" / "state.pt", weights_only=True)["iteration"] == 3
+    assert json.loads((run / "train_config.json").read_text())["iters"] == 3      # rewritten whole
+    assert not (run / "train_config.json.tmp").exists()
+    for name in ("checkpoint", "checkpoint.tmp", "checkpoint.old"):   # no good copy anywhere: one line naming it
+        if (run / name).exists():
+            (run / name / "train_config.json").write_text("[1, 2")
+    (run / "train_config.json").write_text("{")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        train_mod.main(["--resume", "--out-dir", str(run)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 1 and len(err.splitlines()) == 1 and "train_config.json" in err and "Traceback" not in err
+
+
+def test_log_holds_each_iteration_once_after_a_resume(tmp_path, mnist_file, tiny_config):
+    cfg = _cfg(tmp_path, mnist_file, tiny_config, iters=3, ckpt_every=2)
+    train(cfg)                                                 # log: iterations 0, 1, 2; checkpoint 3, .old 2
+    run = tmp_path / "run"
+    shutil.rmtree(run / "checkpoint")                          # as if killed after iteration 2 was logged
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"iteration": 2, "loss_rec')                  # and a line cut half-way
+    train(cfg, resume=True)                                    # from checkpoint.old: iteration 2 runs again
+    its = [json.loads(line)["iteration"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert its == [0, 1, 2]
