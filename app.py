@@ -24,6 +24,7 @@ import argparse
 import base64
 import hashlib
 import html
+import json
 import logging
 import math
 import numbers
@@ -70,6 +71,7 @@ MAX_URL_BYTES = 16384       # a share link is under 2 kB; longer addresses get L
 LONG_URL = ("This address is too long to be a link to this demo (a shared run's link is under 2 kB): "
             "open the demo's address without it.")
 TRIM_INTERVAL = 2.0        # seconds between hand-backs of freed heap to the OS (after runs, when visitors leave)
+RUN_PRESSED = "**Run pressed:** starting the chain…"
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
 SESSIONS = Sessions(max_sessions=32)   # one chain per visitor; frames kept as uint8, at most 8 MB each
@@ -541,7 +543,8 @@ def share_link(player) -> str:
     q = {"m": player.modality if player.modality is not None else 0, "n": s.n_samples, "ls": s.latent_steps,
          "lss": f"{s.latent_step_size:g}", "ds": s.data_steps, "dss": f"{s.data_step_size:g}", "noise": int(s.noise),
          "seed": s.seed, "cmp": int(s.compare), "pp": int(s.ex_post_prior)}
-    q = ({"src": "unconditional"} | q) if player.digit is None else ({"src": "link", "d": encode_digit(player.digit)} | q)
+    source = {"src": "unconditional"} if player.digit is None else {"src": "link", "d": encode_digit(player.digit)}
+    q = source | q
     return "?" + urllib.parse.urlencode(q)
 
 
@@ -753,10 +756,12 @@ def restore(request: gr.Request = None):
         digit = params.get("d", "")
         if src == "link":
             decode_digit(digit)
-        _, m, s = validate(src, params.get("m", 0), params.get("n", default_samples(cfg)), params.get("ls", cfg.chains.latent.steps),
-                           params.get("lss", cfg.chains.latent.step_size), params.get("ds", cfg.chains.data.steps),
-                           params.get("dss", cfg.chains.data.step_size), params.get("noise", "1"), params.get("seed", 0),
-                           params.get("cmp", "0"), cfg.n_modalities, params.get("pp", "1"))
+        chains = cfg.chains
+        _, m, s = validate(src, params.get("m", 0), params.get("n", default_samples(cfg)),
+                           params.get("ls", chains.latent.steps), params.get("lss", chains.latent.step_size),
+                           params.get("ds", chains.data.steps), params.get("dss", chains.data.step_size),
+                           params.get("noise", "1"), params.get("seed", 0), params.get("cmp", "0"), cfg.n_modalities,
+                           params.get("pp", "1"))
     except (gr.Error, InputError, ValueError) as e:
         msg = e.message if isinstance(e, gr.Error) else str(e)   # the visitor's values in it are HTML-escaped
         return (*(gr.skip(),) * (n_out - 1), f"**This shared link could not be restored:** {as_text(one_line(msg))}")
@@ -771,7 +776,8 @@ def restore(request: gr.Request = None):
 def presets(cfg: ModelConfig) -> dict:
     """name -> (latent_steps, latent_step_size, data_steps, data_step_size, noise, what to watch)."""
     return {
-        "Default": (cfg.chains.latent.steps, cfg.chains.latent.step_size, cfg.chains.data.steps, cfg.chains.data.step_size, True,
+        "Default": (cfg.chains.latent.steps, cfg.chains.latent.step_size, cfg.chains.data.steps,
+                    cfg.chains.data.step_size, True,
                     "The proposal already shows the digit; the latent revision pulls every sample towards the "
                     "input, the data revision sharpens strokes and textures while the energy falls."),
         "Step size too large": (cfg.chains.latent.steps, 3.0, cfg.chains.data.steps, 30.0, True,
@@ -877,7 +883,8 @@ PAGE_JS = """() => { let tries = 0; const pick = () => {
     if (r && !r.checked) r.click(); }, true);
   document.addEventListener('keydown', (e) => {       // S: one step, Shift+S: five, R: reset to the proposal
     const t = e.target, tag = (t && t.tagName || '').toLowerCase();
-    if (tag === 'input' || tag === 'textarea' || (t && t.isContentEditable) || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (tag === 'input' || tag === 'textarea' || (t && t.isContentEditable)) return;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
     const id = e.key === 's' ? 'step' : e.key === 'S' ? 'step5' : (e.key === 'r' || e.key === 'R') ? 'reset' : null;
     if (!id) return;
     e.preventDefault();
@@ -927,17 +934,18 @@ def build_demo() -> gr.Blocks:
                 with gr.Tab("Settings"):
                     preset = gr.Radio(list(table), value="Default", label="Classroom presets", elem_id="preset")
                     watch = gr.Markdown(f"**What to watch:** {table['Default'][5]}", elem_id="watch")
-                    n_samples = Slider(*LIMITS["n_samples"], value=default_samples(cfg), step=1, label="Number of samples",
-                                       elem_id="n_samples")
-                    latent_steps = Slider(*LIMITS["latent_steps"], value=cfg.chains.latent.steps, step=1, label="Latent steps",
-                                          elem_id="latent_steps")
-                    latent_step_size = NumberBox(cfg.chains.latent.step_size, label="Latent step size", elem_id="latent_step_size",
-                                                 minimum=LIMITS["latent_step_size"][0],
+                    n_samples = Slider(*LIMITS["n_samples"], value=default_samples(cfg), step=1,
+                                       label="Number of samples", elem_id="n_samples")
+                    latent_steps = Slider(*LIMITS["latent_steps"], value=cfg.chains.latent.steps, step=1,
+                                          label="Latent steps", elem_id="latent_steps")
+                    latent_step_size = NumberBox(cfg.chains.latent.step_size, label="Latent step size",
+                                                 elem_id="latent_step_size", minimum=LIMITS["latent_step_size"][0],
                                                  maximum=LIMITS["latent_step_size"][1])
                     data_steps = Slider(*LIMITS["data_steps"], value=cfg.chains.data.steps, step=1, label="Data steps",
                                         elem_id="data_steps")
-                    data_step_size = NumberBox(cfg.chains.data.step_size, label="Data step size", elem_id="data_step_size",
-                                               minimum=LIMITS["data_step_size"][0], maximum=LIMITS["data_step_size"][1])
+                    data_step_size = NumberBox(cfg.chains.data.step_size, label="Data step size",
+                                               elem_id="data_step_size", minimum=LIMITS["data_step_size"][0],
+                                               maximum=LIMITS["data_step_size"][1])
                     noise = gr.Checkbox(True, label=f"Langevin noise on (latent {cfg.chains.latent.noise:g}, data "
                                                     f"{cfg.chains.data.noise:g})", elem_id="noise")
                     seed = NumberBox(0, label="Seed (same seed, same frames)", precision=0, elem_id="seed",
@@ -1005,6 +1013,9 @@ def build_demo() -> gr.Blocks:
         # every event of the "chain" group declares the group's limit: Gradio lowers a group's limit to the
         # lowest one pushed into it, so one Step with the default limit would cut the runs at once to 4
         chain = dict(concurrency_id="chain", concurrency_limit=chain_concurrency())
+        # in the page at once, before the server answers: the previous run's "Done" must not stand for this one
+        run_btn.click(None, None, status, js=f"() => {json.dumps(RUN_PRESSED)}", queue=False,
+                      api_visibility="private")
         run_event = run_btn.click(run_chain, chain_inputs, outputs, api_name="run", show_progress="hidden",
                                   trigger_mode="always_last", **chain)
         stop_btn.click(None, None, None, cancels=[run_event])

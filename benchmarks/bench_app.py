@@ -1,7 +1,7 @@
 """Speed of the demo with its default settings (3 samples x M modalities, the chain from noise off).
 
-    python -m benchmarks.bench_app [--checkpoint checkpoints/mebm] [--repeats 5] [--no-direct] [--no-http] [--no-browser]
-                              [--compare] [--debug]
+    python -m benchmarks.bench_app [--checkpoint checkpoints/mebm] [--repeats 5] [--no-direct] [--no-http]
+                                   [--no-browser] [--compare] [--debug]
 
 Three measurements, each the median over --repeats runs of the default chain on MNIST example 7:
   direct   run_chain() called in-process: time to the first frame, to the final picture, and frames per
@@ -33,8 +33,9 @@ def direct(checkpoint, repeats, compare=False):
     torch.set_num_threads(1)
     app.setup(checkpoint=checkpoint, offline=True)
     cfg = app.model_config()
-    args = ("upload", None, EXAMPLE, 0, app.default_samples(cfg), cfg.chains.latent.steps, cfg.chains.latent.step_size, cfg.chains.data.steps,
-            cfg.chains.data.step_size, True, 0, compare, "")
+    ch = cfg.chains
+    args = ("upload", None, EXAMPLE, 0, app.default_samples(cfg), ch.latent.steps, ch.latent.step_size, ch.data.steps,
+            ch.data.step_size, True, 0, compare, "")
 
     def frames():
         for out in app.run_chain(*args):
@@ -63,8 +64,9 @@ def http(checkpoint, repeats, compare=False, debug=False):
     try:
         c = Client(url, verbose=False, download_files=False)
         cfg = app.ModelConfig()
-        args = ("upload", None, handle_file(EXAMPLE), 0, app.default_samples(cfg), cfg.chains.latent.steps, cfg.chains.latent.step_size,
-                cfg.chains.data.steps, cfg.chains.data.step_size, True, 0, compare, "")
+        ch = cfg.chains
+        args = ("upload", None, handle_file(EXAMPLE), 0, app.default_samples(cfg), ch.latent.steps,
+                ch.latent.step_size, ch.data.steps, ch.data.step_size, True, 0, compare, "")
         c.submit(*args, api_name="/run").result()
         rows = []
         for _ in range(repeats):
@@ -146,7 +148,8 @@ def main():
     p.add_argument("--debug", action="store_true", help="print the page's requests and grid changes")
     a = p.parse_args()
     compare = a.compare
-    print(f"default chain: 3 samples, chain from noise {'on' if compare else 'off'}, MEBM_FPS={os.environ.get('MEBM_FPS', '40')}, "
+    print(f"default chain: 3 samples, chain from noise {'on' if compare else 'off'}, "
+          f"MEBM_FPS={os.environ.get('MEBM_FPS', '40')}, "
           f"{os.cpu_count()} CPU cores, torch threads 1 per chain")
     if not a.no_direct:
         rows, n = direct(a.checkpoint, a.repeats, compare)

@@ -1,5 +1,6 @@
 """Time one training iteration of each variant:
-    python -m benchmarks.bench_train [--batch 64] [--repeats 10] [--device auto|cpu|cuda|mps] [--amp] [--variants full,vae]
+    python -m benchmarks.bench_train [--batch 64] [--repeats 10] [--device auto|cpu|cuda|mps] [--amp]
+                                     [--variants full,vae]
 
 Random data of the real shape (batch x M x 3 x 28 x 28), the default TrainConfig chains (30 data-space
 and 10 latent Langevin steps), after warm-up (so the EBM and both revisions run).

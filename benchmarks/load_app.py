@@ -58,8 +58,8 @@ def one_run(url, seed, timeout, out):
         c = Client(url, verbose=False, download_files=False)
         cfg = app.ModelConfig()
         job = c.submit("upload", None, handle_file(EXAMPLE), 0, app.default_samples(cfg), cfg.chains.latent.steps,
-                       cfg.chains.latent.step_size, cfg.chains.data.steps, cfg.chains.data.step_size, True, seed, False, "",
-                       api_name="/run")
+                       cfg.chains.latent.step_size, cfg.chains.data.steps, cfg.chains.data.step_size, True, seed,
+                       False, "", api_name="/run")
         t_submit = time.perf_counter()
         while not job.done():  # in the queue: what the client is told (position, estimated wait)
             st = job.status()

@@ -86,7 +86,8 @@ def test_plots_agreement_and_readout():
     energy, post, agree = (value(last[k]) for k in ("energy_plot", "posterior_plot", "agreement_plot"))
     assert set(energy["chain"]) == {"mean", "lowest", "highest"} and set(energy["stage"]) >= {"proposal", "data"}
     assert set(post["stage"]) == {"proposal", "latent"}
-    assert list(agree["stage"]) == [f"{i + 1}. {app.stage_title(s)}" for i, s in enumerate(app.SESSIONS.get("s1").stages)]
+    stages = app.SESSIONS.get("s1").stages
+    assert list(agree["stage"]) == [f"{i + 1}. {app.stage_title(s)}" for i, s in enumerate(stages)]
     assert agree["agreement"].between(0, 100).all()
     assert all(last[k]["visible"] for k in ("energy_plot", "posterior_plot", "agreement_plot", "readout"))
 

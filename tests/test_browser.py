@@ -96,6 +96,8 @@ def draw_and_run(page, strokes, record):
     box = run.bounding_box()
     draw(page, strokes)
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    # the page says at once that Run was pressed: the previous run's "Done" never stands for this one
+    expect(page.locator("#status")).not_to_contain_text("Done", timeout=5000)
     gap = page.evaluate("window._stamps.run - window._stamps.up")
     assert gap >= 0, "Run was pressed before the last stroke ended"
     record("run_delay_ms", round(gap, 1))
@@ -116,6 +118,7 @@ def picture(page, elem):
 
 def run_and_wait(page, timeout=30000):
     page.locator("#run").click()
+    expect(page.locator("#status")).not_to_contain_text("Done", timeout=5000)
     expect(page.locator("#status")).to_contain_text("Done", timeout=timeout)
 
 

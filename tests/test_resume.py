@@ -23,7 +23,8 @@ class Killed(BaseException):
 
 
 def _cfg(tmp_path, mnist_file, tiny_config, **kw):
-    base = dict(model=tiny_config, out_dir=str(tmp_path / "run"), mnist=str(mnist_file), cache_dir=str(tmp_path / "cache"),
+    base = dict(model=tiny_config, out_dir=str(tmp_path / "run"), mnist=str(mnist_file),
+                cache_dir=str(tmp_path / "cache"),
                 iters=2, batch_size=4, warmup_iters=0, data_steps=1, latent_steps=1, log_every=1, sample_every=100,
                 ckpt_every=1, eval_every=0, classifier=None, device="cpu")
     base.update(kw)

@@ -42,7 +42,8 @@ def test_warmup_is_the_vae_alone(tiny_config):
 
 def _cfg(tmp_path, mnist_file, tiny_config, **kw):
     base = dict(model=tiny_config, out_dir=str(tmp_path / "run"), mnist=str(mnist_file),
-                cache_dir=str(tmp_path / "cache"), iters=4, batch_size=8, warmup_iters=2, data_steps=2, latent_steps=2, log_every=1, sample_every=2,
+                cache_dir=str(tmp_path / "cache"), iters=4, batch_size=8, warmup_iters=2, data_steps=2, latent_steps=2,
+                log_every=1, sample_every=2,
                 ckpt_every=2, eval_every=0, classifier=None)
     base.update(kw)
     return TrainConfig(**base)
