@@ -72,6 +72,8 @@ LONG_URL = ("This address is too long to be a link to this demo (a shared run's 
             "open the demo's address without it.")
 TRIM_INTERVAL = 2.0        # seconds between hand-backs of freed heap to the OS (after runs, when visitors leave)
 RUN_PRESSED = "**Run pressed:** starting the chain…"
+STOPPED = "**Stopped.** The frames so far are kept: scrub through them, or press **Run** again."
+NOT_RUN = "**Not run:** the message in the corner says why."
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
 SESSIONS = Sessions(max_sessions=32)   # one chain per visitor; frames kept as uint8, at most 8 MB each
@@ -1014,11 +1016,15 @@ def build_demo() -> gr.Blocks:
         # lowest one pushed into it, so one Step with the default limit would cut the runs at once to 4
         chain = dict(concurrency_id="chain", concurrency_limit=chain_concurrency())
         # in the page at once, before the server answers: the previous run's "Done" must not stand for this one
-        run_btn.click(None, None, status, js=f"() => {json.dumps(RUN_PRESSED)}", queue=False,
-                      api_visibility="private")
+        pressed = f"() => {{ window.mebmStopped = false; return {json.dumps(RUN_PRESSED)}; }}"
+        run_btn.click(None, None, status, js=pressed, queue=False, api_visibility="private")
         run_event = run_btn.click(run_chain, chain_inputs, outputs, api_name="run", show_progress="hidden",
                                   trigger_mode="always_last", **chain)
-        stop_btn.click(None, None, None, cancels=[run_event])
+        # a refused input and a Stop both end the event as a failure: the status says which (not Gradio's "Error")
+        run_event.failure(None, None, status, js=f"() => window.mebmStopped ? {json.dumps(STOPPED)} : "
+                                                 f"{json.dumps(NOT_RUN)}", queue=False)
+        stop_btn.click(None, None, status, js=f"() => {{ window.mebmStopped = true; return {json.dumps(STOPPED)}; }}",
+                       cancels=[run_event])
         one, five = gr.Number(1, visible=False), gr.Number(5, visible=False)
         step_btn.click(step_chain, [one, *chain_inputs], outputs, api_name="step", show_progress="hidden",
                        trigger_mode="always_last", **chain)

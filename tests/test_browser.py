@@ -225,6 +225,32 @@ def test_step_mode_button_and_keys(served, browser):
     page.close()
 
 
+def test_status_says_stopped_and_not_run(served, browser, tmp_path):
+    """Stop pressed while a chain streams says "Stopped" (not Gradio's "Error"); a file that is no image is
+    refused with the app's message and the status says the run did not happen (not a stale "Run pressed")."""
+    page = open_page(browser, served)
+    page.get_by_role("tab", name="Settings").click()
+    steps = page.locator("#data_steps input[type=number]").first
+    steps.fill("100")   # long enough to stop half-way
+    steps.press("Enter")
+    page.get_by_role("tab", name="Draw").click()
+    draw(page, DIGITS["7"])
+    page.locator("#run").click()
+    expect(page.locator("#status")).to_contain_text(re.compile("step"), timeout=60000)
+    page.locator("#stop").click()
+    expect(page.locator("#status")).to_contain_text("Stopped", timeout=10000)
+    page.wait_for_timeout(1000)   # nothing later overwrites it
+    assert "Stopped" in page.locator("#status").inner_text()
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("plain text, not a picture")
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("#upload input[type=file]").first.set_input_files(str(bad))
+    page.locator("#run").click()
+    expect(page.locator("#status")).to_contain_text("Not run", timeout=30000)
+    expect(page.get_by_text("Could not read the file as an image").first).to_be_visible(timeout=10000)
+    page.close()
+
+
 def test_share_link_restores_the_run(served, browser, record_property):
     """Open the share link in a fresh page, run: the final grid is byte-identical to the original's."""
     page = open_page(browser, served)
