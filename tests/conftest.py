@@ -48,9 +48,9 @@ def _seed():
 # end-to-end train / evaluate / sample runs, commands run in a subprocess. `python -m pytest -q` runs
 # everything; `python -m pytest -q -m "not slow"` is the quick check while developing. (Chromium, torchrun and
 # the released-PolyMNIST run carry @pytest.mark.slow in their own files.)
-SLOW_MODULES = {"test_app_http.py", "test_evaluate.py", "test_sample.py"}
+SLOW_MODULES = {"test_app_http.py", "test_browser_security.py", "test_evaluate.py", "test_sample.py"}
 SLOW_TESTS = {
-    "test_app.py": {"test_ex_post_prior_of_the_shipped_checkpoint",
+    "test_app.py": {"test_ex_post_prior_of_the_shipped_checkpoint", "test_share_link_decoder_is_bounded",
                     "test_missing_classifier_missing_model_and_mismatched_checkpoint"},
     "test_messages.py": {"test_evaluate_bad_checkpoint_is_one_line",
                          "test_train_and_evaluate_on_bad_mnist_exit_with_one_line"},
@@ -58,7 +58,8 @@ SLOW_TESTS = {
     "test_networks.py": {"test_moe_density_integrates_to_one_and_matches_its_samples"},
     "test_hub.py": {"test_app_reports_hub_cache"},
     "test_scripts.py": {"test_tune_chains_scores_every_setting_on_training_tuples"},
-    "test_readme.py": {"test_load_snippet_runs_from_another_folder"},
+    "test_readme.py": {"test_load_snippet_runs_from_another_folder", "test_documented_flags_exist_in_help",
+                       "test_recipe_steps_use_known_flags"},
     "test_render_player.py": {"test_model_package_does_not_import_gradio"},
     "test_cli.py": {"test_variant_bogus_from_the_shell_has_no_traceback"},
 }
