@@ -547,3 +547,74 @@ def test_upload_sweeper_bounds_the_folder(tmp_path):
     assert not empty.exists() and not oldest.exists() and older.exists() and young.exists() and example.exists()
     assert not (tmp_path / "d").exists() and left["bytes"] == 8000
     assert sweeper.files() and str(example) in sweeper.files()
+
+
+# ---------------------------------------------------------------- hosting: ZeroGPU and the device
+
+def fake_spaces(calls):
+    """A stand-in for the ``spaces`` package: GPU(duration=...) wraps a generator function and counts its calls."""
+    import types
+
+    def GPU(duration=None):
+        def wrap(fn):
+            calls.append(("decorated", fn.__name__, duration))
+
+            def held(*a, **kw):
+                calls.append(("call", a[3:]))
+                yield from fn(*a, **kw)
+            return held
+        return wrap
+    return types.SimpleNamespace(GPU=GPU)
+
+
+def test_zerogpu_runs_the_chain_in_a_gpu_function_with_the_same_frames(tiny_app, monkeypatch):
+    """On ZeroGPU (SPACES_ZERO_GPU) setup decorates the chain's work with spaces.GPU(duration=...), and Run, Step
+    and Reset compute through it: the same frames as without ZeroGPU (same seed). Elsewhere nothing is wrapped."""
+    calls = []
+    monkeypatch.setitem(__import__("sys").modules, "spaces", fake_spaces(calls))
+    local = run(request=req("zg"), source="upload", upload=EXAMPLE)
+    local_frames = [f.x for f in app.SESSIONS.get("zg").frames]
+    assert app.loaded()["chain_work"] is None and calls == []
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setenv("MEBM_GPU_SECONDS", "15")
+    try:
+        app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+        assert calls == [("decorated", "chain_work", 15)]
+        outs = run(request=req("zg"), source="upload", upload=EXAMPLE)
+        assert len(outs) == len(local) and "Done" in outs[-1]["status"]
+        assert calls[1] == ("call", (0, None))
+        player = app.SESSIONS.get("zg")
+        assert player.finished and len(player.frames) == len(local_frames)
+        assert all((a == b).all() for a, b in zip(local_frames, (f.x for f in player.frames)))
+        kw = {**BASE, "source": "upload", "upload": EXAMPLE}
+        app.reset_chain(*args(**kw), request=req("zg"))
+        assert calls[-1] == ("call", (0, 1)) and app.SESSIONS.get("zg").current.index == 0
+        app.step_chain(3, *args(**kw), request=req("zg"))
+        assert calls[-1] == ("call", (1, 3))
+        stepped = app.SESSIONS.get("zg")
+        # the proposal, then the latent stage's step 0 (the same state) with steps 1-3
+        assert stepped.current.index == 4 and (stepped.current.x == local_frames[4]).all()
+    finally:
+        monkeypatch.delenv("SPACES_ZERO_GPU")
+        app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+    assert app.loaded()["chain_work"] is None
+
+
+def test_zerogpu_without_the_spaces_package_runs_here(monkeypatch):
+    from demo.zerogpu import gpu_function, on_zerogpu
+    monkeypatch.setitem(__import__("sys").modules, "spaces", None)   # import spaces -> ImportError
+    assert on_zerogpu({"SPACES_ZERO_GPU": "True"}) and not on_zerogpu({}) and not on_zerogpu({"SPACES_ZERO_GPU": "0"})
+    assert gpu_function(app.chain_work, 20, {"SPACES_ZERO_GPU": "1"}) is None
+
+
+def test_device_defaults_to_auto(monkeypatch):
+    seen = []
+
+    def resolve(name):
+        seen.append(name)
+        raise app.DeviceError("stop here")
+    monkeypatch.delenv("MEBM_DEVICE", raising=False)
+    monkeypatch.setattr(app, "resolve_device", resolve)
+    with pytest.raises(SystemExit):
+        app.main([])
+    assert seen == ["auto"]
