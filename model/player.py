@@ -122,6 +122,11 @@ class ChainPlayer:
         except Exception:
             self.finished = True
             raise
+        return self.take(frame)
+
+    def take(self, frame) -> Snapshot:
+        """This run's next frame from ``frame`` (a model.langevin.Frame): from this player's own chain (``next()``),
+        or computed for it in a batch of chains (demo.scheduler) with the same inputs, settings and seed."""
         noise_x = noise_energy = None
         if self._noise is not None and frame.stage == "data":
             nf = next(self._noise_frames, None)
