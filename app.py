@@ -12,7 +12,9 @@ checkpoints/mebm), MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_I
 MEBM_FPS (most frames streamed per second, default 40; 0 = no pacing), MEBM_CONCURRENCY (chains at once,
 default 32), MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most megabytes of uploads kept in
 Gradio's temp folder, default 200), MEBM_SWEEP_SECONDS (how often that folder is swept, default 10),
-MEBM_GPU_SECONDS (on ZeroGPU: the longest a chain's GPU call may hold the GPU, default 20), HF_HUB_OFFLINE.
+MEBM_BATCH (1: every visitor's Run advanced together, one batched
+model pass per Langevin step, default; 0: each Run computes its own chain), MEBM_GPU_SECONDS (on ZeroGPU: the
+longest a chain's GPU call may hold the GPU, default 20), HF_HUB_OFFLINE.
 
 Everything a visitor sends is treated as hostile: pictures are size-checked from their headers before they
 are decoded, a shared link's digit is inflated to its 784 bytes and no further, and a visitor's text is never
@@ -56,6 +58,7 @@ from model.preprocess import (InputError, check_drawing, decode_digit, digit_fro
                               encode_digit)
 from model.sampler import Sampler
 from model.serving import UploadSweeper, URLLengthLimit, trim_heap
+from demo.scheduler import Scheduler
 from demo.zerogpu import gpu_function
 
 log = logging.getLogger("mebm.app")
@@ -146,6 +149,8 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
     repo_id = repo_id or os.environ.get("MEBM_REPO_ID") or None
     revision = revision or os.environ.get("MEBM_REVISION") or None
     classifier = classifier or os.environ.get("MEBM_CLASSIFIER", str(ROOT / "checkpoints/classifier"))
+    if _LOADED.get("scheduler") is not None:
+        _LOADED["scheduler"].close()
     _LOADED.clear()
     try:
         lm = load_model(repo_id, revision, bundled=checkpoint, offline=offline)
@@ -161,6 +166,9 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
         log.error("%s", one_line(e, 2000))
     # on ZeroGPU the chain's model work runs in a spaces.GPU function (None elsewhere: it runs here)
     _LOADED["chain_work"] = gpu_function(chain_work, _env_float("MEBM_GPU_SECONDS", 20))
+    # elsewhere every visitor's Run is advanced together (the scheduler's thread starts with the first Run)
+    batch = _LOADED["chain_work"] is None and _LOADED["sampler"] is not None and _env_float("MEBM_BATCH", 1) > 0
+    _LOADED["scheduler"] = Scheduler(_LOADED["sampler"]) if batch else None
     try:
         from model.classifier import Classifiers
         _LOADED["classifier"] = Classifiers.from_pretrained(classifier, strict=True).eval()
@@ -195,6 +203,31 @@ def player_frames(player, steps: int | None = None):
         yield snap
     if steps is None or (got == 0 and start > 0):
         player.finished = True
+
+
+def run_frames(player):
+    """A Run's frames, as lists of the frames made since the page last looked (the page shows the last of each
+    list: a busy page gets fewer frames, not a later end). With the scheduler (MEBM_BATCH), the chain is advanced
+    with every other visitor's; the compare mode and ZeroGPU compute it alone. ``player.job``: the scheduler's job."""
+    scheduler = loaded().get("scheduler")
+    if scheduler is None or player.settings.compare:
+        player.job = None
+        yield from ([snap] for snap in player_frames(player))
+        return
+    job = player.job = scheduler.start().submit(player)
+    try:
+        for frames in job.stream():
+            yield [player.take(f) for f in frames]
+    finally:   # the end, Stop or a page gone: the chain leaves the scheduler at its next round
+        scheduler.cancel(job)
+        player.finished = True
+
+
+def time_left(player) -> str:
+    """' · about N s to go' from the scheduler's measured step time and the steps this chain still needs."""
+    job, scheduler = getattr(player, "job", None), loaded().get("scheduler")
+    est = scheduler.wait_estimate(job) if job is not None and scheduler is not None else None
+    return "" if est is None else f" · about {est:.0f} s to go"
 
 
 def loaded() -> dict:
@@ -615,8 +648,9 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
     status, snap = "", None
     with player.lock:
         try:
-            for snap in player_frames(player):
-                view.record(snap)
+            for snaps in run_frames(player):
+                for snap in snaps:
+                    view.record(snap)
                 now = time.perf_counter()
                 slow = now - last_plot >= PLOT_INTERVAL
                 pic, caps = view.strip(snap, classify_now=slow)
@@ -633,7 +667,7 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
                 status = skip  # the captions carry the step; the status (Markdown) four times a second
                 if slow or snap.index == 0 or stage_end:
                     status = (f"**{stage_title(snap.stage)}**, step {snap.step}/{player.totals.get(snap.stage) or 0}"
-                              f" · mean energy {snap.energy.mean():.3f}")
+                              f" · mean energy {snap.energy.mean():.3f}" + time_left(player))
                 last_yield = _pace(last_yield, interval)
                 yield (pic, caps, noise_pic if noise_pic is not None else skip,
                        player.preview if snap.index == 0 else skip, *plots, readout, status, skip, skip)

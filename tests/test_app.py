@@ -349,6 +349,7 @@ def test_a_new_stage_is_shown_by_name(monkeypatch):
             yield f
 
     monkeypatch.setattr(mp, "conditional_sampling", with_ebm_latent)
+    monkeypatch.setitem(app._LOADED, "scheduler", None)   # the player's own chain (the scheduler has no such stage)
     outs = run(source="upload", upload=EXAMPLE)
     assert app.SESSIONS.get("s1").stages == ["proposal", "latent", "ebm_latent", "data"]
     caps = outs[-1]["captions"]
@@ -618,3 +619,34 @@ def test_device_defaults_to_auto(monkeypatch):
     with pytest.raises(SystemExit):
         app.main([])
     assert seen == ["auto"]
+
+
+def test_runs_at_once_are_batched_and_give_each_visitor_its_own_frames(monkeypatch):
+    """Two visitors' Runs streamed at the same time go through the scheduler (one batch) and each gets the frames
+    its run has alone, computed without the scheduler (same seed, same uint8 frames); Stop (closing one stream)
+    takes that chain out of the scheduler and lets the other finish."""
+    kws = [dict(source="upload", upload=EXAMPLE, seed=1), dict(source="unconditional", seed=2, n_samples=3),
+           dict(source="upload", upload=EXAMPLE, seed=3, modality=2)]
+    with monkeypatch.context() as m:
+        m.setitem(app._LOADED, "scheduler", None)
+        alone = []
+        for i, kw in enumerate(kws):
+            run(request=req(f"alone{i}"), **kw)
+            alone.append([f.x for f in app.SESSIONS.get(f"alone{i}").frames])
+    scheduler = app.loaded()["scheduler"]
+    assert scheduler is not None
+    streams = [app.run_chain(*args(**kw), request=req(f"b{i}")) for i, kw in enumerate(kws)]
+    for s in streams:
+        next(s)
+    assert all(app.SESSIONS.get(f"b{i}").job is not None for i in range(3))
+    streams[2].close()                                       # Stop
+    job = app.SESSIONS.get("b2").job
+    assert job.cancelled
+    live = streams[:2]
+    while live:
+        live = [s for s in live if next(s, None) is not None]
+    assert job not in scheduler.jobs
+    for i in range(2):
+        player = app.SESSIONS.get(f"b{i}")
+        assert player.finished and len(player.frames) == len(alone[i])
+        assert all((a == b).all() for a, b in zip(alone[i], (f.x for f in player.frames)))
