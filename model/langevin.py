@@ -35,9 +35,12 @@ class ChainDiverged(RuntimeError):
     """A Langevin chain produced non-finite values, left its bounds or ran away: lower the step size."""
 
     def __init__(self, stage: str, step: int, reason: str):
-        self.stage, self.step = stage, step
+        self.stage, self.step, self.reason = stage, step, reason
         super().__init__(f"The {stage} chain diverged at step {step} ({reason}): step size too large. "
                          f"Lower its step size.")
+
+    def __reduce__(self):   # pickled whole (a ZeroGPU call hands it from its own process to the page's)
+        return type(self), (self.stage, self.step, self.reason)
 
 
 # a bounded chain "runs away" when, on RUNAWAY_PATIENCE consecutive steps, more than RUNAWAY_FRACTION of

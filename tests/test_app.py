@@ -601,6 +601,13 @@ def test_zerogpu_runs_the_chain_in_a_gpu_function_with_the_same_frames(tiny_app,
     assert app.loaded()["chain_work"] is None
 
 
+def test_a_diverged_chain_crosses_a_process_boundary_whole():
+    """A ZeroGPU call runs in a process of its own: ChainDiverged is pickled back with its message."""
+    import pickle
+    e = pickle.loads(pickle.dumps(app.ChainDiverged("data", 3, "non-finite values")))
+    assert isinstance(e, app.ChainDiverged) and (e.stage, e.step) == ("data", 3) and "step 3 (non-finite" in str(e)
+
+
 def test_zerogpu_without_the_spaces_package_runs_here(monkeypatch):
     from demo.zerogpu import gpu_function, on_zerogpu
     monkeypatch.setitem(__import__("sys").modules, "spaces", None)   # import spaces -> ImportError
