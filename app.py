@@ -76,6 +76,7 @@ LONG_URL = ("This address is too long to be a link to this demo (a shared run's 
             "open the demo's address without it.")
 TRIM_INTERVAL = 2.0        # seconds between hand-backs of freed heap to the OS (after runs, when visitors leave)
 RUN_PRESSED = "**Run pressed:** starting the chain…"
+CLASS_FPS = 40             # frames per second for all the pages of a batched class together (each page's share)
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
 SESSIONS = Sessions(max_sessions=32)   # one chain per visitor; frames kept as uint8, at most 8 MB each
@@ -215,12 +216,25 @@ def run_frames(player):
         yield from ([snap] for snap in player_frames(player))
         return
     job = player.job = scheduler.start().submit(player)
+    last = time.perf_counter()
     try:
         for frames in job.stream():
             yield [player.take(f) for f in frames]
+            last = _pace(last, frame_interval(player))   # then the frames made meanwhile come together
     finally:   # the end, Stop or a page gone: the chain leaves the scheduler at its next round
         scheduler.cancel(job)
         player.finished = True
+
+
+def frame_interval(player) -> float:
+    """Seconds between a page's frames: 1 / MEBM_FPS (0: no pacing), and, for a Run in the scheduler, the page's
+    share of CLASS_FPS: thirty pages at once get fewer frames each (their chains end no later: a page shows the
+    latest of the frames made meanwhile), so that drawing, PNG and read-outs do not slow the class's model pass."""
+    if fps() <= 0:
+        return 0.0
+    scheduler = loaded().get("scheduler")
+    busy = len(scheduler.jobs) if scheduler is not None and getattr(player, "job", None) is not None else 1
+    return max(1.0 / fps(), busy / CLASS_FPS)
 
 
 def time_left(player) -> str:
