@@ -13,7 +13,8 @@ MEBM_FPS (most frames streamed per second, default 40; 0 = no pacing), MEBM_CONC
 default 32), MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most megabytes of uploads kept in
 Gradio's temp folder, default 200), MEBM_SWEEP_SECONDS (how often that folder is swept, default 10),
 MEBM_BATCH (1: every visitor's Run advanced together, one batched
-model pass per Langevin step, default; 0: each Run computes its own chain), MEBM_GPU_SECONDS (on ZeroGPU: the
+model pass per Langevin step, default; 0: each Run computes its own chain), MEBM_CLASS_FPS (frames per second
+for all the batched pages together, default 15), MEBM_GPU_SECONDS (on ZeroGPU: the
 longest a chain's GPU call may hold the GPU, default 20), HF_HUB_OFFLINE.
 
 Everything a visitor sends is treated as hostile: pictures are size-checked from their headers before they
@@ -76,7 +77,6 @@ LONG_URL = ("This address is too long to be a link to this demo (a shared run's 
             "open the demo's address without it.")
 TRIM_INTERVAL = 2.0        # seconds between hand-backs of freed heap to the OS (after runs, when visitors leave)
 RUN_PRESSED = "**Run pressed:** starting the chain…"
-CLASS_FPS = 40             # frames per second for all the pages of a batched class together (each page's share)
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
 SESSIONS = Sessions(max_sessions=32)   # one chain per visitor; frames kept as uint8, at most 8 MB each
@@ -228,13 +228,13 @@ def run_frames(player):
 
 def frame_interval(player) -> float:
     """Seconds between a page's frames: 1 / MEBM_FPS (0: no pacing), and, for a Run in the scheduler, the page's
-    share of CLASS_FPS: thirty pages at once get fewer frames each (their chains end no later: a page shows the
+    share of MEBM_CLASS_FPS (frames per second for all the pages together, default 15): thirty pages at once get fewer frames each (their chains end no later: a page shows the
     latest of the frames made meanwhile), so that drawing, PNG and read-outs do not slow the class's model pass."""
     if fps() <= 0:
         return 0.0
     scheduler = loaded().get("scheduler")
     busy = len(scheduler.jobs) if scheduler is not None and getattr(player, "job", None) is not None else 1
-    return max(1.0 / fps(), busy / CLASS_FPS)
+    return max(1.0 / fps(), busy / max(_env_float("MEBM_CLASS_FPS", 15), 0.1))
 
 
 def time_left(player) -> str:
