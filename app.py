@@ -228,8 +228,9 @@ def run_frames(player):
 
 def frame_interval(player) -> float:
     """Seconds between a page's frames: 1 / MEBM_FPS (0: no pacing), and, for a Run in the scheduler, the page's
-    share of MEBM_CLASS_FPS (frames per second for all the pages together, default 15): thirty pages at once get fewer frames each (their chains end no later: a page shows the
-    latest of the frames made meanwhile), so that drawing, PNG and read-outs do not slow the class's model pass."""
+    share of MEBM_CLASS_FPS (frames per second for all the pages together, default 15): thirty pages at once get
+    fewer frames each (their chains end no later: a page shows the latest of the frames made meanwhile), so that
+    drawing, PNG and read-outs do not slow the class's model pass."""
     if fps() <= 0:
         return 0.0
     scheduler = loaded().get("scheduler")
