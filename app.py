@@ -230,12 +230,12 @@ def frame_interval(player) -> float:
     """Seconds between a page's frames: 1 / MEBM_FPS (0: no pacing), and, for a Run in the scheduler, the page's
     share of MEBM_CLASS_FPS (frames per second for all the pages together, default 15): thirty pages at once get
     fewer frames each (their chains end no later: a page shows the latest of the frames made meanwhile), so that
-    drawing, PNG and read-outs do not slow the class's model pass."""
+    drawing, PNG and read-outs do not slow the class's model pass. A visitor alone streams at MEBM_FPS."""
     if fps() <= 0:
         return 0.0
     scheduler = loaded().get("scheduler")
     busy = len(scheduler.jobs) if scheduler is not None and getattr(player, "job", None) is not None else 1
-    return max(1.0 / fps(), busy / max(_env_float("MEBM_CLASS_FPS", 15), 0.1))
+    return max(1.0 / fps(), (busy - 1) / max(_env_float("MEBM_CLASS_FPS", 15), 0.1))   # alone: MEBM_FPS
 
 
 def time_left(player) -> str:

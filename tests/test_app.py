@@ -657,3 +657,20 @@ def test_runs_at_once_are_batched_and_give_each_visitor_its_own_frames(monkeypat
         player = app.SESSIONS.get(f"b{i}")
         assert player.finished and len(player.frames) == len(alone[i])
         assert all((a == b).all() for a, b in zip(alone[i], (f.x for f in player.frames)))
+
+
+def test_pages_of_a_batched_class_share_the_frame_rate(monkeypatch):
+    """Alone, a page streams at MEBM_FPS; with 30 chains in the scheduler, each page gets its share of
+    MEBM_CLASS_FPS; without pacing (MEBM_FPS=0), none."""
+    from types import SimpleNamespace as NS
+    scheduler = NS(jobs=[object()])
+    monkeypatch.setitem(app._LOADED, "scheduler", scheduler)
+    player = NS(job=object())
+    monkeypatch.setenv("MEBM_FPS", "40")
+    assert app.frame_interval(player) == pytest.approx(1 / 40)
+    scheduler.jobs = [object()] * 30
+    monkeypatch.setenv("MEBM_CLASS_FPS", "15")
+    assert app.frame_interval(player) == pytest.approx(29 / 15)
+    assert app.frame_interval(NS(job=None)) == pytest.approx(1 / 40)     # compare mode: its own chain
+    monkeypatch.setenv("MEBM_FPS", "0")
+    assert app.frame_interval(player) == 0.0
