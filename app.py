@@ -12,7 +12,10 @@ checkpoints/mebm), MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_I
 MEBM_FPS (most frames streamed per second, default 40; 0 = no pacing), MEBM_CONCURRENCY (chains at once,
 default 32), MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most megabytes of uploads kept in
 Gradio's temp folder, default 200), MEBM_SWEEP_SECONDS (how often that folder is swept, default 10),
-HF_HUB_OFFLINE.
+MEBM_BATCH (1: every visitor's Run advanced together, one batched
+model pass per Langevin step, default; 0: each Run computes its own chain), MEBM_CLASS_FPS (frames per second
+for all the batched pages together, default 15), MEBM_GPU_SECONDS (on ZeroGPU: the
+longest a chain's GPU call may hold the GPU, default 20), HF_HUB_OFFLINE.
 
 Everything a visitor sends is treated as hostile: pictures are size-checked from their headers before they
 are decoded, a shared link's digit is inflated to its 784 bytes and no further, and a visitor's text is never
@@ -56,6 +59,8 @@ from model.preprocess import (InputError, check_drawing, decode_digit, digit_fro
                               encode_digit)
 from model.sampler import Sampler
 from model.serving import UploadSweeper, URLLengthLimit, trim_heap
+from demo.scheduler import Scheduler
+from demo.zerogpu import gpu_function
 
 log = logging.getLogger("mebm.app")
 ROOT = Path(__file__).resolve().parent
@@ -147,6 +152,8 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
     repo_id = repo_id or os.environ.get("MEBM_REPO_ID") or None
     revision = revision or os.environ.get("MEBM_REVISION") or None
     classifier = classifier or os.environ.get("MEBM_CLASSIFIER", str(ROOT / "checkpoints/classifier"))
+    if _LOADED.get("scheduler") is not None:
+        _LOADED["scheduler"].close()
     _LOADED.clear()
     try:
         lm = load_model(repo_id, revision, bundled=checkpoint, offline=offline)
@@ -160,6 +167,11 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
     except CheckpointUnavailable as e:
         _LOADED.update(sampler=None, model=None, weights=None, prior=None, error=one_line(e, 400))
         log.error("%s", one_line(e, 2000))
+    # on ZeroGPU the chain's model work runs in a spaces.GPU function (None elsewhere: it runs here)
+    _LOADED["chain_work"] = gpu_function(chain_work, _env_float("MEBM_GPU_SECONDS", 20))
+    # elsewhere every visitor's Run is advanced together (the scheduler's thread starts with the first Run)
+    batch = _LOADED["chain_work"] is None and _LOADED["sampler"] is not None and _env_float("MEBM_BATCH", 1) > 0
+    _LOADED["scheduler"] = Scheduler(_LOADED["sampler"]) if batch else None
     try:
         from model.classifier import Classifiers
         _LOADED["classifier"] = Classifiers.from_pretrained(classifier, strict=True).eval()
@@ -167,6 +179,72 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
         _LOADED["classifier"] = None
         log.warning("classifier unavailable (%s): the read-out will say so", one_line(e))
     return _LOADED
+
+
+def chain_work(x_obs, observed, settings: ChainSettings, start: int = 0, steps: int | None = None):
+    """The chain's model work, from plain inputs to plain frames (on ZeroGPU: the function that holds the GPU,
+    in a process of its own): the run's frames from frame number ``start`` on, all of them (``steps`` None) or as
+    far as ``steps`` Langevin steps (``ChainPlayer.step``). The same seed replays the same frames before ``start``."""
+    player = ChainPlayer(sampler_or_error(), x_obs, observed, settings)
+    for _ in range(start):
+        if player.next() is None:
+            return
+    yield from (player if steps is None else player.step(steps))
+
+
+def player_frames(player, steps: int | None = None):
+    """The next frames of ``player`` (all that are left, or ``steps`` Langevin steps), recorded in it: computed
+    here, or on ZeroGPU by ``chain_work`` in its GPU call."""
+    work = loaded().get("chain_work")
+    if work is None:
+        yield from (player if steps is None else player.step(steps))
+        return
+    start, got = (0 if player.current is None else player.current.index + 1), 0
+    for snap in work(*player.inputs, player.settings, start, steps):
+        player.record(snap)
+        got += 1
+        yield snap
+    if steps is None or (got == 0 and start > 0):
+        player.finished = True
+
+
+def run_frames(player):
+    """A Run's frames, as lists of the frames made since the page last looked (the page shows the last of each
+    list: a busy page gets fewer frames, not a later end). With the scheduler (MEBM_BATCH), the chain is advanced
+    with every other visitor's; the compare mode and ZeroGPU compute it alone. ``player.job``: the scheduler's job."""
+    scheduler = loaded().get("scheduler")
+    if scheduler is None or player.settings.compare:
+        player.job = None
+        yield from ([snap] for snap in player_frames(player))
+        return
+    job = player.job = scheduler.start().submit(player)
+    last = time.perf_counter()
+    try:
+        for frames in job.stream():
+            yield [player.take(f) for f in frames]
+            last = _pace(last, frame_interval(player))   # then the frames made meanwhile come together
+    finally:   # the end, Stop or a page gone: the chain leaves the scheduler at its next round
+        scheduler.cancel(job)
+        player.finished = True
+
+
+def frame_interval(player) -> float:
+    """Seconds between a page's frames: 1 / MEBM_FPS (0: no pacing), and, for a Run in the scheduler, the page's
+    share of MEBM_CLASS_FPS (frames per second for all the pages together, default 15): thirty pages at once get
+    fewer frames each (their chains end no later: a page shows the latest of the frames made meanwhile), so that
+    drawing, PNG and read-outs do not slow the class's model pass. A visitor alone streams at MEBM_FPS."""
+    if fps() <= 0:
+        return 0.0
+    scheduler = loaded().get("scheduler")
+    busy = len(scheduler.jobs) if scheduler is not None and getattr(player, "job", None) is not None else 1
+    return max(1.0 / fps(), (busy - 1) / max(_env_float("MEBM_CLASS_FPS", 15), 0.1))   # alone: MEBM_FPS
+
+
+def time_left(player) -> str:
+    """' · about N s to go' from the scheduler's measured step time and the steps this chain still needs."""
+    job, scheduler = getattr(player, "job", None), loaded().get("scheduler")
+    est = scheduler.wait_estimate(job) if job is not None and scheduler is not None else None
+    return "" if est is None else f" · about {est:.0f} s to go"
 
 
 def loaded() -> dict:
@@ -353,6 +431,7 @@ def new_player(source, sketch, upload, modality, n_samples, latent_steps, latent
         raise rejected(str(e)) from None
     x_obs, observed, preview = model_input(digit, modality, s.seed, cfg)
     player = ChainPlayer(sampler, x_obs, observed, s)
+    player.inputs = (x_obs, observed)   # as given (on the CPU): what chain_work needs to compute the same frames
     player.digit, player.modality, player.preview = digit, (modality if digit is not None else None), preview
     player.key = (source, modality, s, None if digit is None else hashlib.sha1(digit.tobytes()).hexdigest())
     return player
@@ -586,8 +665,9 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
     status, snap = "", None
     with player.lock:
         try:
-            for snap in player:
-                view.record(snap)
+            for snaps in run_frames(player):
+                for snap in snaps:
+                    view.record(snap)
                 now = time.perf_counter()
                 slow = now - last_plot >= PLOT_INTERVAL
                 pic, caps = view.strip(snap, classify_now=slow)
@@ -604,7 +684,7 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
                 status = skip  # the captions carry the step; the status (Markdown) four times a second
                 if slow or snap.index == 0 or stage_end:
                     status = (f"**{stage_title(snap.stage)}**, step {snap.step}/{player.totals.get(snap.stage) or 0}"
-                              f" · mean energy {snap.energy.mean():.3f}")
+                              f" · mean energy {snap.energy.mean():.3f}" + time_left(player))
                 last_yield = _pace(last_yield, interval)
                 yield (pic, caps, noise_pic if noise_pic is not None else skip,
                        player.preview if snap.index == 0 else skip, *plots, readout, status, skip, skip)
@@ -686,7 +766,7 @@ def step_chain(k, source, sketch, upload, modality, n_samples, latent_steps, lat
     if not player.lock.acquire(blocking=False):
         raise gr.Error("A run is streaming in this page: press Stop first, then Step.")
     try:
-        snaps = player.step(k) if k > 0 else player.step(1)  # k = 0: a new chain, show its proposal
+        snaps = list(player_frames(player, k if k > 0 else 1))  # k = 0: a new chain, show its proposal
         return _stepped(player, snaps, note)
     except ChainDiverged as e:
         return _stepped(player, [], f"**Stopped: {e}**")
@@ -703,7 +783,7 @@ def reset_chain(source, sketch, upload, modality, n_samples, latent_steps, laten
     player.view = View(player)
     SESSIONS.put(session_key(request), player)
     with player.lock:
-        return _stepped(player, player.step(1), "**Reset.**")
+        return _stepped(player, list(player_frames(player, 1)), "**Reset.**")
 
 
 def scrub(index, request: gr.Request = None):
@@ -1069,10 +1149,12 @@ def main(argv=None):
     p.add_argument("--revision", default=None, help="Hub revision, ideally a 40-hex commit (or MEBM_REVISION)")
     p.add_argument("--checkpoint", default=None, help="bundled weights folder (or MEBM_CHECKPOINT)")
     p.add_argument("--classifier", default=None, help="classifier folder (or MEBM_CLASSIFIER)")
-    p.add_argument("--device", default=os.environ.get("MEBM_DEVICE", "cpu"),
-                   help="where the chains run: auto, cpu, cuda, cuda:N or mps (or MEBM_DEVICE; default cpu)")
+    p.add_argument("--device", default=os.environ.get("MEBM_DEVICE", "auto"),
+                   help="where the chains run: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps "
+                        "(or MEBM_DEVICE; default auto)")
     p.add_argument("--max-queue", type=int, default=int(os.environ.get("MEBM_MAX_QUEUE", 64)),
-                   help="most visitors waiting in the queue (or MEBM_MAX_QUEUE)")
+                   help="most visitors waiting in the queue, set explicitly (ZeroGPU's default would be 1) "
+                        "(or MEBM_MAX_QUEUE; default 64)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)  # one thread per chain; the queue runs two chains on a 2-core machine

@@ -1,10 +1,14 @@
 """A classroom at once, then a term: load and soak of the demo, on loopback only.
 
     python -m benchmarks.load_app [--users 30] [--soak 200] [--checkpoint checkpoints/mebm] [--concurrency 4]
+                                  [--batch on|off|both]
 
 1. ``--users`` gradio_client users (at most 64) press Run at the same moment (default settings, each its own
    seed): time to their first frame (p50 / p95), time to their last frame, runs lost (errors, queue
-   full, malformed updates), and the queue's wait estimate against the wait they had.
+   full, malformed updates), the queue's wait estimate against the wait they had, and the page's own estimate
+   ("about N s to go", from the scheduler) against the time the run then took. ``--batch both`` measures the
+   batched path (MEBM_BATCH=1: one model pass per step for every visitor) and the unbatched one in the same
+   run, one app after the other, with their throughput (complete runs per minute).
 2. ``--soak`` runs in a row (at most 1000) by one client: the server's resident memory and its temp
    folder (files, bytes) before and after.
 The app runs in a subprocess on 127.0.0.1 (a free port) with its own temp folder, and is stopped at the
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -24,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = str(ROOT / "assets/example_7.png")
+TOLD = re.compile(r"about (\d+) s to go")
 
 
 def pct(values, q):
@@ -52,7 +58,7 @@ def one_run(url, seed, timeout, out):
 
     import app
 
-    rec = {"seed": seed, "first": None, "end": None, "error": None, "eta": None, "frames": 0}
+    rec = {"seed": seed, "first": None, "end": None, "error": None, "eta": None, "frames": 0, "told": None}
     t0 = time.perf_counter()
     try:
         c = Client(url, verbose=False, download_files=False)
@@ -77,6 +83,10 @@ def one_run(url, seed, timeout, out):
                     raise RuntimeError(f"malformed first update: {str(update)[:120]}")
                 rec["first"] = time.perf_counter() - t0
             rec["frames"] += 1
+            status = update[app.RUN_OUTPUTS.index("status")] if isinstance(update, (list, tuple)) else None
+            told = TOLD.search(status) if isinstance(status, str) else None
+            if told and rec["told"] is None and rec["frames"] > 1:   # the first estimate after the first frame
+                rec["told"] = (time.perf_counter() - t0, float(told.group(1)))
             if time.perf_counter() - t0 > timeout:
                 job.cancel()
                 raise TimeoutError(f"no end after {timeout} s")
@@ -113,19 +123,31 @@ def main(argv=None):
     p.add_argument("--concurrency", type=int, default=None, help="chains at once in the app (MEBM_CONCURRENCY)")
     p.add_argument("--fps", default=os.environ.get("MEBM_FPS", "40"), help="MEBM_FPS of the app")
     p.add_argument("--run-timeout", type=float, default=300.0, help="seconds a run may take before it counts as lost")
+    p.add_argument("--batch", choices=("on", "off", "both"), default="on",
+                   help="the app's MEBM_BATCH: on (one model pass per step for all visitors), off, or both in turn "
+                        "(default on)")
     a = p.parse_args(argv)
     users, soak = max(1, min(a.users, 64)), max(0, min(a.soak, 1000))
     sys.path.insert(0, str(ROOT / "tests"))
+
+    modes = {"on": ["1"], "off": ["0"], "both": ["1", "0"]}[a.batch]
+    for k, batch in enumerate(modes):
+        last = k == len(modes) - 1
+        measure(a, users, soak if last else 0, batch)
+
+
+def measure(a, users, soak, batch):
+    """One app (MEBM_BATCH=batch): the classroom, then the soak."""
     from helpers_app import start_app, stop_app
 
     tmp = Path(tempfile.mkdtemp(prefix="mebm_load_"))
-    env = {"MEBM_FPS": str(a.fps), "MEBM_MAX_QUEUE": str(max(64, users + 8))}
+    env = {"MEBM_FPS": str(a.fps), "MEBM_MAX_QUEUE": str(max(64, users + 8)), "MEBM_BATCH": batch}
     if a.concurrency:
         env["MEBM_CONCURRENCY"] = str(a.concurrency)
     proc, url = start_app(a.checkpoint, tmp, env)   # 127.0.0.1, a free port
     try:
-        print(f"app on {url} (loopback), {os.cpu_count()} CPU cores, load average before: "
-              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(f"{'batched' if batch == '1' else 'unbatched'} (MEBM_BATCH={batch}): app on {url} (loopback), "
+              f"{os.cpu_count()} CPU cores, load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         one_run(url, 999, a.run_timeout, [])     # warm-up
         t0 = time.perf_counter()
         recs = classroom(url, users, a.run_timeout)
@@ -134,7 +156,8 @@ def main(argv=None):
         lost = [r for r in recs if r["error"] is not None]
         firsts = [r["first"] for r in ok]
         ends = [r["end"] for r in ok]
-        print(f"classroom: {users} users at once, {len(ok)} complete runs, {len(lost)} lost, {wall:.1f} s in all")
+        print(f"classroom: {users} users at once, {len(ok)} complete runs, {len(lost)} lost, {wall:.1f} s in all "
+              f"({60 * len(ok) / wall:.1f} runs per minute)")
         if ok:
             print(f"  time to first frame: p50 {pct(firsts, 50):.2f} s, p95 {pct(firsts, 95):.2f} s, "
                   f"max {max(firsts):.2f} s")
@@ -148,6 +171,13 @@ def main(argv=None):
                       f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
             else:
                 print("  no user was told a wait of more than 0.5 s (no queue, or no estimate)")
+            told = [(r["told"][1], r["end"] - r["told"][0]) for r in ok if r["told"] is not None]
+            if told:
+                within = sum(abs(actual - est) <= 0.3 * max(actual, 1e-9) or abs(actual - est) <= 0.5
+                             for est, actual in told)
+                print(f"  page's estimate ('about N s to go', whole seconds): {len(told)} users told; within 30 % "
+                      f"(or 0.5 s) of the time left: {within} of {len(told)}; actual/told median "
+                      f"{statistics.median(actual / max(est, 0.5) for est, actual in told):.2f}")
         for r in lost[:5]:
             print(f"  lost: seed {r['seed']}: {r['error']}")
         print(f"  load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

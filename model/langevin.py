@@ -35,9 +35,12 @@ class ChainDiverged(RuntimeError):
     """A Langevin chain produced non-finite values, left its bounds or ran away: lower the step size."""
 
     def __init__(self, stage: str, step: int, reason: str):
-        self.stage, self.step = stage, step
+        self.stage, self.step, self.reason = stage, step, reason
         super().__init__(f"The {stage} chain diverged at step {step} ({reason}): step size too large. "
                          f"Lower its step size.")
+
+    def __reduce__(self):   # pickled whole (a ZeroGPU call hands it from its own process to the page's)
+        return type(self), (self.stage, self.step, self.reason)
 
 
 # a bounded chain "runs away" when, on RUNAWAY_PATIENCE consecutive steps, more than RUNAWAY_FRACTION of
@@ -77,10 +80,7 @@ def langevin(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         energy = energy.detach()
         if frozen is not None:
             grad = grad.masked_fill(frozen, 0.0)
-        if not (torch.isfinite(energy).all() and torch.isfinite(grad).all() and torch.isfinite(x).all()):
-            raise ChainDiverged(stage, k, "non-finite values")
-        if max_abs is not None and x.abs().max() > max_abs:
-            raise ChainDiverged(stage, k, f"|values| above {max_abs:g}")
+        check_state(stage, k, x, energy, grad, max_abs)
         yield ChainState(k, x, energy)
         if k == steps:
             return
@@ -90,15 +90,30 @@ def langevin(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         if frozen is not None:
             x = torch.where(frozen, keep, x)
         if bounds is not None:
-            lo, hi = bounds
-            far = (x < lo - (hi - lo)) | (x > hi + (hi - lo))
-            far = far if free is None else far[free]
-            frac = far.float().mean().item() if far.numel() else 0.0
-            runaway = runaway + 1 if frac > RUNAWAY_FRACTION else 0
-            if runaway >= RUNAWAY_PATIENCE:
-                raise ChainDiverged(stage, k + 1, f"{100 * frac:.0f} % of the values jumped far past the range "
-                                                  f"[{lo:g}, {hi:g}] on {runaway} steps in a row")
-            x = x.clamp(lo, hi)
+            runaway = check_runaway(stage, k + 1, x, bounds, free, runaway)
+            x = x.clamp(*bounds)
+
+
+def check_state(stage: str, k: int, x, energy, grad, max_abs: float | None = None):
+    """ChainDiverged if the state, its energy or its gradient is not finite, or |x| exceeds ``max_abs``."""
+    if not (torch.isfinite(energy).all() and torch.isfinite(grad).all() and torch.isfinite(x).all()):
+        raise ChainDiverged(stage, k, "non-finite values")
+    if max_abs is not None and x.abs().max() > max_abs:
+        raise ChainDiverged(stage, k, f"|values| above {max_abs:g}")
+
+
+def check_runaway(stage: str, k: int, x, bounds: tuple[float, float], free, runaway: int) -> int:
+    """The count of consecutive steps on which ``x`` (before clamping) landed far outside ``bounds`` (see
+    RUNAWAY_FRACTION; ``free``: the entries that move, or None for all); ChainDiverged after RUNAWAY_PATIENCE."""
+    lo, hi = bounds
+    far = (x < lo - (hi - lo)) | (x > hi + (hi - lo))
+    far = far if free is None else far[free]
+    frac = far.float().mean().item() if far.numel() else 0.0
+    runaway = runaway + 1 if frac > RUNAWAY_FRACTION else 0
+    if runaway >= RUNAWAY_PATIENCE:
+        raise ChainDiverged(stage, k, f"{100 * frac:.0f} % of the values jumped far past the range "
+                                      f"[{lo:g}, {hi:g}] on {runaway} steps in a row")
+    return runaway
 
 
 def data_revision(energy_model, x0: torch.Tensor, steps: int, step_size: float, noise: float,
@@ -115,10 +130,8 @@ def latent_revision(generator_model, z0: torch.Tensor, x: torch.Tensor, steps: i
                     max_abs: float = 50.0) -> Iterator[ChainState]:
     """Langevin on the generator posterior p(z | x_S) ∝ p(z) prod_{m in S} p(x_m | z), from z0.
     ``energy`` of each state is -log p(z | x_S) up to a constant."""
-    def neg_log_posterior(z):
-        return -generator_model.log_posterior(z, x, observed)
-    return langevin(neg_log_posterior, z0, steps, step_size, noise, max_abs=max_abs, generator=generator,
-                    stage="latent")
+    return langevin(posterior_energy(generator_model, x, observed), z0, steps, step_size, noise, max_abs=max_abs,
+                    generator=generator, stage="latent")
 
 
 def ebm_latent_revision(generator_model, energy_model, z0: torch.Tensor, steps: int, step_size: float,
@@ -130,9 +143,23 @@ def ebm_latent_revision(generator_model, energy_model, z0: torch.Tensor, steps: 
     ``x_obs``; -log p(z) = ||z||^2 / 2 (or ``prior.energy(z)``, e.g. an ex-post Gaussian mixture).
     Without observed modalities it samples exp(-E(G(z))) p(z), the EBM's density pulled back through
     the generator; with them, the EBM-tilted generator posterior. ``energy`` of each state is U(z)."""
+    U = ebm_latent_energy(generator_model, energy_model, x_obs, observed, prior)
+    return langevin(U, z0, steps, step_size, noise, max_abs=max_abs, generator=generator, stage="ebm_latent")
+
+
+def posterior_energy(generator_model, x: torch.Tensor, observed: torch.Tensor | None):
+    """z -> -log p(z | x_S) per sample, up to a constant: the latent revision's energy."""
+    def neg_log_posterior(z):
+        return -generator_model.log_posterior(z, x, observed)
+    return neg_log_posterior
+
+
+def ebm_latent_energy(generator_model, energy_model, x_obs: torch.Tensor | None, observed: torch.Tensor | None,
+                      prior=None):
+    """z -> U(z) per sample, the EBM latent revision's energy (see ``ebm_latent_revision``)."""
     G, E = generator_model, energy_model
     conditioned = observed is not None and bool(observed.any())
-    mask = observed.view(1, -1, 1, 1, 1).to(z0.device) if conditioned else None
+    mask = observed.view(1, -1, 1, 1, 1).to(x_obs.device) if conditioned else None
 
     def U(z):
         x = G(z)
@@ -141,7 +168,7 @@ def ebm_latent_revision(generator_model, energy_model, z0: torch.Tensor, steps: 
             return E(x) + prior_energy
         nll = (((x_obs - x) ** 2) * mask).flatten(1).sum(1) / (2 * G.sigma ** 2)
         return E(torch.where(mask, x_obs, x)) + prior_energy + nll
-    return langevin(U, z0, steps, step_size, noise, max_abs=max_abs, generator=generator, stage="ebm_latent")
+    return U
 
 
 def run(chain: Iterator[ChainState]) -> ChainState:

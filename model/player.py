@@ -122,6 +122,11 @@ class ChainPlayer:
         except Exception:
             self.finished = True
             raise
+        return self.take(frame)
+
+    def take(self, frame) -> Snapshot:
+        """This run's next frame from ``frame`` (a model.langevin.Frame): from this player's own chain (``next()``),
+        or computed for it in a batch of chains (demo.scheduler) with the same inputs, settings and seed."""
         noise_x = noise_energy = None
         if self._noise is not None and frame.stage == "data":
             nf = next(self._noise_frames, None)
@@ -139,13 +144,18 @@ class ChainPlayer:
         lp = None if frame.log_posterior is None else frame.log_posterior.detach().float().cpu().numpy()
         snap = Snapshot(self._count, frame.stage, frame.step, x, energy, lp, update, energy_change, noise_x,
                         noise_energy)
-        self._count += 1
-        self.current = snap
-        self.stage_last[frame.stage] = snap
-        if frame.stage not in self._known:  # a stage whose length is not known in advance: as far as seen
-            self.totals[frame.stage] = max(frame.step, self.totals.get(frame.stage) or 0)
-        self._keep(snap)
+        self.record(snap)
         return snap
+
+    def record(self, snap: Snapshot):
+        """Take ``snap`` as this run's next frame: from ``next()``, or computed elsewhere by a player with the same
+        inputs and settings (another process, a batch of chains)."""
+        self._count = snap.index + 1
+        self.current = snap
+        self.stage_last[snap.stage] = snap
+        if snap.stage not in self._known:  # a stage whose length is not known in advance: as far as seen
+            self.totals[snap.stage] = max(snap.step, self.totals.get(snap.stage) or 0)
+        self._keep(snap)
 
     def __iter__(self):
         while True:

@@ -349,6 +349,7 @@ def test_a_new_stage_is_shown_by_name(monkeypatch):
             yield f
 
     monkeypatch.setattr(mp, "conditional_sampling", with_ebm_latent)
+    monkeypatch.setitem(app._LOADED, "scheduler", None)   # the player's own chain (the scheduler has no such stage)
     outs = run(source="upload", upload=EXAMPLE)
     assert app.SESSIONS.get("s1").stages == ["proposal", "latent", "ebm_latent", "data"]
     caps = outs[-1]["captions"]
@@ -547,3 +548,129 @@ def test_upload_sweeper_bounds_the_folder(tmp_path):
     assert not empty.exists() and not oldest.exists() and older.exists() and young.exists() and example.exists()
     assert not (tmp_path / "d").exists() and left["bytes"] == 8000
     assert sweeper.files() and str(example) in sweeper.files()
+
+
+# ---------------------------------------------------------------- hosting: ZeroGPU and the device
+
+def fake_spaces(calls):
+    """A stand-in for the ``spaces`` package: GPU(duration=...) wraps a generator function and counts its calls."""
+    import types
+
+    def GPU(duration=None):
+        def wrap(fn):
+            calls.append(("decorated", fn.__name__, duration))
+
+            def held(*a, **kw):
+                calls.append(("call", a[3:]))
+                yield from fn(*a, **kw)
+            return held
+        return wrap
+    return types.SimpleNamespace(GPU=GPU)
+
+
+def test_zerogpu_runs_the_chain_in_a_gpu_function_with_the_same_frames(tiny_app, monkeypatch):
+    """On ZeroGPU (SPACES_ZERO_GPU) setup decorates the chain's work with spaces.GPU(duration=...), and Run, Step
+    and Reset compute through it: the same frames as without ZeroGPU (same seed). Elsewhere nothing is wrapped."""
+    calls = []
+    monkeypatch.setitem(__import__("sys").modules, "spaces", fake_spaces(calls))
+    local = run(request=req("zg"), source="upload", upload=EXAMPLE)
+    local_frames = [f.x for f in app.SESSIONS.get("zg").frames]
+    assert app.loaded()["chain_work"] is None and calls == []
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setenv("MEBM_GPU_SECONDS", "15")
+    try:
+        app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+        assert calls == [("decorated", "chain_work", 15)]
+        outs = run(request=req("zg"), source="upload", upload=EXAMPLE)
+        assert len(outs) == len(local) and "Done" in outs[-1]["status"]
+        assert calls[1] == ("call", (0, None))
+        player = app.SESSIONS.get("zg")
+        assert player.finished and len(player.frames) == len(local_frames)
+        assert all((a == b).all() for a, b in zip(local_frames, (f.x for f in player.frames)))
+        kw = {**BASE, "source": "upload", "upload": EXAMPLE}
+        app.reset_chain(*args(**kw), request=req("zg"))
+        assert calls[-1] == ("call", (0, 1)) and app.SESSIONS.get("zg").current.index == 0
+        app.step_chain(3, *args(**kw), request=req("zg"))
+        assert calls[-1] == ("call", (1, 3))
+        stepped = app.SESSIONS.get("zg")
+        # the proposal, then the latent stage's step 0 (the same state) with steps 1-3
+        assert stepped.current.index == 4 and (stepped.current.x == local_frames[4]).all()
+    finally:
+        monkeypatch.delenv("SPACES_ZERO_GPU")
+        app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+    assert app.loaded()["chain_work"] is None
+
+
+def test_a_diverged_chain_crosses_a_process_boundary_whole():
+    """A ZeroGPU call runs in a process of its own: ChainDiverged is pickled back with its message."""
+    import pickle
+    e = pickle.loads(pickle.dumps(app.ChainDiverged("data", 3, "non-finite values")))
+    assert isinstance(e, app.ChainDiverged) and (e.stage, e.step) == ("data", 3) and "step 3 (non-finite" in str(e)
+
+
+def test_zerogpu_without_the_spaces_package_runs_here(monkeypatch):
+    from demo.zerogpu import gpu_function, on_zerogpu
+    monkeypatch.setitem(__import__("sys").modules, "spaces", None)   # import spaces -> ImportError
+    assert on_zerogpu({"SPACES_ZERO_GPU": "True"}) and not on_zerogpu({}) and not on_zerogpu({"SPACES_ZERO_GPU": "0"})
+    assert gpu_function(app.chain_work, 20, {"SPACES_ZERO_GPU": "1"}) is None
+
+
+def test_device_defaults_to_auto(monkeypatch):
+    seen = []
+
+    def resolve(name):
+        seen.append(name)
+        raise app.DeviceError("stop here")
+    monkeypatch.delenv("MEBM_DEVICE", raising=False)
+    monkeypatch.setattr(app, "resolve_device", resolve)
+    with pytest.raises(SystemExit):
+        app.main([])
+    assert seen == ["auto"]
+
+
+def test_runs_at_once_are_batched_and_give_each_visitor_its_own_frames(monkeypatch):
+    """Two visitors' Runs streamed at the same time go through the scheduler (one batch) and each gets the frames
+    its run has alone, computed without the scheduler (same seed, same uint8 frames); Stop (closing one stream)
+    takes that chain out of the scheduler and lets the other finish."""
+    kws = [dict(source="upload", upload=EXAMPLE, seed=1), dict(source="unconditional", seed=2, n_samples=3),
+           dict(source="upload", upload=EXAMPLE, seed=3, modality=2)]
+    with monkeypatch.context() as m:
+        m.setitem(app._LOADED, "scheduler", None)
+        alone = []
+        for i, kw in enumerate(kws):
+            run(request=req(f"alone{i}"), **kw)
+            alone.append([f.x for f in app.SESSIONS.get(f"alone{i}").frames])
+    scheduler = app.loaded()["scheduler"]
+    assert scheduler is not None
+    streams = [app.run_chain(*args(**kw), request=req(f"b{i}")) for i, kw in enumerate(kws)]
+    for s in streams:
+        next(s)
+    assert all(app.SESSIONS.get(f"b{i}").job is not None for i in range(3))
+    streams[2].close()                                       # Stop
+    job = app.SESSIONS.get("b2").job
+    assert job.cancelled
+    live = streams[:2]
+    while live:
+        live = [s for s in live if next(s, None) is not None]
+    assert job not in scheduler.jobs
+    for i in range(2):
+        player = app.SESSIONS.get(f"b{i}")
+        assert player.finished and len(player.frames) == len(alone[i])
+        assert all((a == b).all() for a, b in zip(alone[i], (f.x for f in player.frames)))
+
+
+def test_pages_of_a_batched_class_share_the_frame_rate(monkeypatch):
+    """Alone, a page streams at MEBM_FPS; with 30 chains in the scheduler, each page gets its share of
+    MEBM_CLASS_FPS; without pacing (MEBM_FPS=0), none."""
+    from types import SimpleNamespace as NS
+    scheduler = NS(jobs=[object()])
+    monkeypatch.setitem(app._LOADED, "scheduler", scheduler)
+    player = NS(job=object())
+    monkeypatch.setenv("MEBM_FPS", "40")
+    assert app.frame_interval(player) == pytest.approx(1 / 40)
+    scheduler.jobs = [object()] * 30
+    monkeypatch.setenv("MEBM_CLASS_FPS", "15")
+    assert app.frame_interval(player) == pytest.approx(29 / 15)
+    assert app.frame_interval(NS(job=None)) == pytest.approx(1 / 40)     # compare mode: its own chain
+    monkeypatch.setenv("MEBM_FPS", "0")
+    assert app.frame_interval(player) == 0.0

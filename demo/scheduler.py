@@ -1,0 +1,327 @@
+"""One model pass for the whole class: every visitor's chain advanced together, one Langevin step per round.
+
+    scheduler = Scheduler(sampler).start()       # a thread that runs rounds while there is work
+    job = scheduler.submit(player)               # a model.player.ChainPlayer: its inputs, settings and seed
+    for frames in job.stream():                  # the frames computed since the last look, oldest first
+        snaps = [player.take(f) for f in frames] # ... show the last one
+    scheduler.cancel(job)                        # Stop: gone at the next round, the others untouched
+
+Each round takes every running chain one step: the chains in the same stage (and, in the latent stages, with
+the same observed modality, which the energy depends on) are stacked into one batch, so one forward and one
+backward of the energy serve them all; step sizes and noise levels are per-sample tensors, and every chain
+draws its noise from its own torch.Generator, in the order its chain alone would, so the same seed gives the
+same frames whether it ran alone or in a batch (up to the last float bits of a batched convolution).
+A new chain's proposal is made in the round it joins. Frames go to each job's own queue: a visitor who reads
+less often than the rounds come gets several frames at once and shows the last (fewer frames, no longer wait).
+The energies are model.langevin's (posterior_energy, ebm_latent_energy, the EBM itself) and the checks its
+check_state and check_runaway, so a chain that diverges ends alone with ChainDiverged.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from model.langevin import (ChainDiverged, Frame, _fill_observed, check_runaway, check_state, ebm_latent_energy,
+                            posterior_energy)
+
+LATENT_MAX_ABS = 50.0   # the bound of latent_revision / ebm_latent_revision
+DATA_BOUNDS = (0.0, 1.0)
+END = object()          # the last item of a job's queue after its frames
+
+
+@dataclass(eq=False)
+class Job:
+    """One visitor's chain: its inputs, chain settings and generator, where it stands, and its frames' queue."""
+    x_obs: torch.Tensor | None          # [n, M, 3, 28, 28] on the model's device, or None (unconditional)
+    observed: torch.Tensor | None       # bool [M], or None
+    n: int
+    chains: object                      # model.config.Chains, the visitor's settings applied
+    prior: object | None                # unconditional: the ex-post prior, or None for N(0, I)
+    generator: torch.Generator
+    frames: queue.Queue = field(default_factory=queue.Queue)
+    stage: str = "new"                  # "new" | "latent" | "ebm_latent" | "data" | "done"
+    k: int = 0                          # the step of the current stage about to be shown
+    state: torch.Tensor | None = None   # z in the latent stages, x in the data stage
+    keep: torch.Tensor | None = None    # the data stage's start: the observed modalities are held at it
+    runaway: int = 0
+    cancelled: bool = False
+    error: BaseException | None = None
+
+    @property
+    def conditioned(self) -> bool:
+        return self.observed is not None
+
+    def steps_of(self, stage: str) -> int:
+        c = self.chains
+        if stage == "latent":
+            return c.latent.steps if self.conditioned else 0
+        if stage == "ebm_latent":
+            return c.ebm_latent_for(self.conditioned).steps
+        return c.data.steps if stage == "data" else 0
+
+    def chain_of(self, stage: str):
+        c = self.chains
+        return {"latent": c.latent, "ebm_latent": c.ebm_latent_for(self.conditioned), "data": c.data}[stage]
+
+    def steps_left(self) -> int:
+        """Rounds this chain still needs (each round: one step, or the proposal)."""
+        order = ("new", "latent", "ebm_latent", "data")
+        if self.stage == "done":
+            return 0
+        i = order.index(self.stage)
+        left = 1 if self.stage == "new" else self.steps_of(self.stage) + 1 - self.k
+        return left + sum(self.steps_of(s) + 1 for s in order[max(i, 0) + 1:] if self.steps_of(s) > 0)
+
+    def stream(self, timeout: float | None = None):
+        """Lists of the frames computed since the last look (at least one; blocks until there is one), until the
+        chain ends; raises what ended it (ChainDiverged). ``timeout``: give up (queue.Empty) after so long idle."""
+        while True:
+            items = [self.frames.get(timeout=timeout)]
+            while True:
+                try:
+                    items.append(self.frames.get_nowait())
+                except queue.Empty:
+                    break
+            frames = [f for f in items if isinstance(f, Frame)]
+            if frames:
+                yield frames
+            if items[-1] is END:
+                if self.error is not None:
+                    raise self.error
+                return
+
+
+class Scheduler:
+    """Advances every submitted chain one step per round (``advance``), in a thread of its own (``start``)."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+        self.jobs: list[Job] = []
+        self.lock = threading.RLock()
+        self.wake = threading.Condition(self.lock)
+        self.round_seconds: float | None = None   # measured time of a round (moving average)
+        self.rounds = 0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ visitors
+    def submit(self, player) -> Job:
+        """A job for ``player``'s chain (a model.player.ChainPlayer, not the compare mode: its data chain from
+        noise runs with the player itself), the same inputs, settings and seed; its frames feed ``player.take``."""
+        if player.settings.compare:
+            raise ValueError("the scheduler runs the main chain only: run compare mode with the player itself")
+        s = player.settings
+        job = Job(player.x_in, player.observed, s.n_samples, self.sampler.chains.replace(**player.kw), player.prior,
+                  torch.Generator(player.device).manual_seed(s.seed))
+        with self.wake:
+            self.jobs.append(job)
+            self.wake.notify()
+        return job
+
+    def cancel(self, job: Job):
+        """Stop ``job``: it leaves at the next round; the other chains go on as they were."""
+        job.cancelled = True
+
+    def wait_estimate(self, job: Job) -> float | None:
+        """Seconds until ``job`` ends, from the measured round time and the rounds it still needs (None before
+        the first round was measured)."""
+        if self.round_seconds is None:
+            return None
+        return job.steps_left() * self.round_seconds
+
+    # ------------------------------------------------------------ the rounds
+    def start(self) -> "Scheduler":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="mebm-scheduler", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self):
+        with self.wake:
+            self._closed = True
+            self.wake.notify()
+
+    def _loop(self):
+        while True:
+            with self.wake:
+                while not self.jobs and not self._closed:
+                    self.wake.wait()
+                if self._closed:
+                    return
+            self.advance()
+
+    @torch.no_grad()
+    def advance(self) -> int:
+        """One round: every chain one step (a new one its proposal). Returns the chains that ran."""
+        t0 = time.perf_counter()
+        with self.lock:
+            for job in [j for j in self.jobs if j.cancelled]:
+                self._finish(job)
+            jobs = list(self.jobs)
+        if not jobs:
+            return 0
+        groups: dict[tuple, list[Job]] = {}
+        for job in jobs:
+            if job.stage == "new":
+                self._guard(job, self._propose, job)
+            else:
+                groups.setdefault(self._group_key(job), []).append(job)
+        for group in groups.values():
+            self._step(group)
+        dt = time.perf_counter() - t0
+        self.round_seconds = dt if self.round_seconds is None else 0.8 * self.round_seconds + 0.2 * dt
+        self.rounds += 1
+        return len(jobs)
+
+    def _guard(self, job: Job, fn, *args):
+        try:
+            fn(*args)
+        except Exception as e:   # ChainDiverged, or anything else: this chain ends with it, the others go on
+            job.error = e
+            self._finish(job)
+
+    def _finish(self, job: Job):
+        with self.lock:
+            if job in self.jobs:
+                self.jobs.remove(job)
+        job.stage = "done"
+        job.frames.put(END)
+
+    @staticmethod
+    def _group_key(job: Job) -> tuple:
+        if job.stage == "data":   # the EBM's energy does not depend on what is observed (it is clamped)
+            return ("data",)
+        mask = None if job.observed is None else tuple(job.observed.tolist())
+        return (job.stage, mask, id(job.prior))
+
+    # ------------------------------------------------------------ one chain's proposal, a group's step
+    def _model(self):
+        m = self.sampler.model
+        return m.generator, m.energy
+
+    def _decoded(self, z, x_obs, observed):
+        G, _ = self._model()
+        return _fill_observed(G(z), x_obs, observed)
+
+    def _propose(self, job: Job):
+        """The stage "proposal" of model.langevin.conditional_sampling, for one chain."""
+        G, E = self._model()
+        g, model = job.generator, self.sampler.model
+        if job.conditioned:
+            z = model.inference.sample(job.x_obs, job.observed, generator=g)
+            logp = None
+        else:
+            dev = next(G.parameters()).device
+            z = torch.randn(job.n, model.config.latent_dim, generator=g, device=dev) if job.prior is None else \
+                job.prior.sample(job.n, g).to(dev)
+            logp = -0.5 * (z ** 2).sum(1) if job.prior is None else -job.prior.energy(z)
+        x = self._decoded(z, job.x_obs, job.observed)
+        if logp is None:
+            logp = G.log_posterior(z, job.x_obs, job.observed)
+        job.frames.put(Frame("proposal", 0, x.cpu(), E(x).cpu(), logp.cpu()))
+        job.state = z
+        self._next_stage(job, "new")
+
+    def _next_stage(self, job: Job, after: str):
+        order = ("new", "latent", "ebm_latent", "data")
+        for stage in order[order.index(after) + 1:]:
+            if job.steps_of(stage) > 0:
+                if stage == "data":   # decode z; the observed modalities are held at these values
+                    job.state = job.keep = self._decoded(job.state, job.x_obs, job.observed)
+                job.stage, job.k, job.runaway = stage, 0, 0
+                return
+        self._finish(job)
+
+    def _step(self, group: list[Job]):
+        """One Langevin step of every chain in ``group`` (one stage, one observed mask): one batched forward and
+        backward; each chain's frame to its queue, its noise from its own generator."""
+        G, E = self._model()
+        stage = group[0].stage
+        sizes = [j.n for j in group]
+        x = torch.cat([j.state for j in group])
+        if stage == "latent":
+            x_obs = torch.cat([j.x_obs for j in group])
+            energy_fn = posterior_energy(G, x_obs, group[0].observed)
+        elif stage == "ebm_latent":
+            x_obs = torch.cat([j.x_obs for j in group]) if group[0].conditioned else None
+            energy_fn = ebm_latent_energy(G, E, x_obs, group[0].observed, group[0].prior)
+        else:
+            energy_fn = E
+        frozen = None
+        if stage == "data":
+            masks = [(j.observed if j.conditioned else torch.zeros(x.shape[1], dtype=torch.bool, device=x.device))
+                     .view(1, -1, 1, 1, 1).expand(j.n, -1, 1, 1, 1) for j in group]
+            frozen = torch.cat(masks)
+        with torch.enable_grad():
+            x.requires_grad_(True)
+            energy = energy_fn(x)
+            grad = torch.autograd.grad(energy.sum(), x)[0]
+        x, energy = x.detach(), energy.detach()
+        if frozen is not None:
+            grad = grad.masked_fill(frozen, 0.0)
+        shown = None
+        if stage != "data":   # what the page shows of a latent state: its decoding, and the EBM's energy of it
+            shown = _fill_observed(G(x), x_obs, group[0].observed) if stage == "latent" or group[0].conditioned \
+                else G(x)
+            shown_energy = E(shown)
+        max_abs = None if stage == "data" else LATENT_MAX_ABS
+        updates = []
+        for job, xs, es, gs, sl, fr in zip(group, x.split(sizes), energy.split(sizes), grad.split(sizes),
+                                           _split(sizes), (frozen.split(sizes) if frozen is not None else
+                                                           [None] * len(group))):
+            gs = gs if job.k < job.steps_of(stage) else torch.zeros_like(gs)
+            try:   # a chain that diverges ends alone (the energies are per sample: the others are sound)
+                check_state(stage, job.k, xs, es, gs, max_abs)
+            except ChainDiverged as e:
+                job.error = e
+                self._finish(job)
+                continue
+            if stage == "latent":
+                frame = Frame("latent", job.k, shown[sl].cpu(), shown_energy[sl].cpu(), (-es).cpu())
+            elif stage == "ebm_latent":
+                e = shown_energy[sl]
+                frame = Frame("ebm_latent", job.k, shown[sl].cpu(), e.cpu(), (e - es).cpu())
+            else:
+                frame = Frame("data", job.k, xs.cpu(), es.cpu(), None)
+            updates.append((job, xs, gs, fr, frame))
+        for job, xs, gs, fr, frame in updates:   # every check passed: hand out the frames, take the steps
+            job.frames.put(frame)
+            if job.k == job.steps_of(stage):
+                job.state = xs
+                self._next_stage(job, stage)
+                continue
+            try:
+                job.state = self._update(job, stage, xs, gs, fr)
+            except ChainDiverged as e:
+                job.error = e
+                self._finish(job)
+                continue
+            job.k += 1
+
+    @staticmethod
+    def _update(job: Job, stage: str, x, grad, frozen):
+        """model.langevin.langevin's update for one chain: x - (s^2 / 2) grad + n xi, clamped in the data stage."""
+        chain = job.chain_of(stage)
+        x = x - 0.5 * chain.step_size ** 2 * grad
+        if chain.noise > 0:
+            x = x + chain.noise * torch.randn(x.shape, generator=job.generator, device=x.device, dtype=x.dtype)
+        if stage == "data":
+            if job.conditioned:
+                x = torch.where(frozen, job.keep, x)
+                free = (~frozen).expand_as(x)
+            else:
+                free = None
+            job.runaway = check_runaway(stage, job.k + 1, x, DATA_BOUNDS, free, job.runaway)
+            x = x.clamp(*DATA_BOUNDS)
+        return x
+
+
+def _split(sizes):
+    start = 0
+    for n in sizes:
+        yield slice(start, start + n)
+        start += n

@@ -1,0 +1,169 @@
+"""demo.scheduler: every visitor's chain advanced together, one batched step per round, without Gradio.
+
+Frames are compared as the page shows them: the uint8 images of ChainPlayer snapshots. A batched convolution may
+differ from a batch of one in the last float bits, so a batched frame may differ from the chain run alone by at
+most one grey level, in at most 0.1 % of its pixels; every frame's stage and step are the same."""
+import numpy as np
+import pytest
+import torch
+
+from demo.scheduler import Scheduler
+from model.config import ModelConfig
+from model.langevin import ChainDiverged
+from model.networks import MultimodalEBMVAE, observed_mask
+from model.player import ChainPlayer, ChainSettings
+from model.prior import GaussianMixture
+from model.sampler import Sampler
+
+
+@pytest.fixture(scope="module")
+def sampler():
+    torch.manual_seed(0)
+    model = MultimodalEBMVAE(ModelConfig(latent_dim=4, width=8, ebm_width=8, ebm_features=16))
+    prior = GaussianMixture(torch.tensor([0.5, 0.5]), torch.stack([torch.zeros(4), torch.ones(4)]),
+                            torch.eye(4).expand(2, 4, 4).clone())
+    return Sampler(model, prior)
+
+
+X = torch.rand(1, 5, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+VISITORS = [   # (modality or None, settings): several stages, masks, priors and step sizes at once
+    (1, dict(seed=3)),
+    (1, dict(seed=4, n_samples=3, latent_step_size=0.05, data_step_size=0.5)),
+    (3, dict(seed=5, noise=False)),
+    (None, dict(seed=6)),
+    (None, dict(seed=7, ex_post_prior=False, n_samples=1)),
+]
+
+
+def make_player(sampler, modality, **kw):
+    s = ChainSettings(**{"n_samples": 2, "latent_steps": 3, "data_steps": 4, **kw})
+    if modality is None:
+        return ChainPlayer(sampler, None, None, s)
+    return ChainPlayer(sampler, X, observed_mask([modality], 5), s)
+
+
+def solo(sampler, modality, **kw):
+    return list(make_player(sampler, modality, **kw))
+
+
+def drain(job, player):
+    return [player.take(f) for frames in job.stream(timeout=5) for f in frames]
+
+
+def assert_same_frames(batched, alone):
+    assert [(s.index, s.stage, s.step) for s in batched] == [(s.index, s.stage, s.step) for s in alone]
+    for a, b in zip(batched, alone):
+        diff = np.abs(a.x.astype(int) - b.x.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3, (a.stage, a.step, diff.max(), (diff > 0).mean())
+        assert np.allclose(a.energy, b.energy, rtol=1e-4, atol=1e-4)
+
+
+def run_all(scheduler, limit=200):
+    for _ in range(limit):
+        if not scheduler.advance():
+            return
+    raise AssertionError("the scheduler did not finish")
+
+
+def test_batched_frames_equal_the_chains_run_alone(sampler):
+    """Five visitors (two modalities, unconditional with and without the ex-post prior, other step sizes, noise
+    off), two of them joining three rounds later: every visitor gets the frames of its chain run alone."""
+    alone = [solo(sampler, m, **kw) for m, kw in VISITORS]
+    assert {s.stage for s in alone[0]} == {"proposal", "latent", "ebm_latent", "data"}
+    scheduler = Scheduler(sampler)
+    players = [make_player(sampler, m, **kw) for m, kw in VISITORS]
+    jobs = [scheduler.submit(p) for p in players[:3]]
+    for _ in range(3):
+        scheduler.advance()
+    jobs += [scheduler.submit(p) for p in players[3:]]
+    run_all(scheduler)
+    for job, player, expected in zip(jobs, players, alone):
+        assert_same_frames(drain(job, player), expected)
+        assert player.current.index == expected[-1].index
+
+
+def test_one_batched_pass_per_stage_and_mask(sampler, monkeypatch):
+    """Chains in the same stage share one energy evaluation: ten visitors in one stage cost one forward of the
+    EBM per round (plus one for the frames), not ten."""
+    calls = []
+    energy = sampler.model.energy
+    monkeypatch.setattr(energy, "forward", lambda x, f=energy.forward: calls.append(len(x)) or f(x))
+    scheduler = Scheduler(sampler)
+    for seed in range(10):
+        scheduler.submit(make_player(sampler, 1, seed=seed))
+    scheduler.advance()            # the ten proposals, one by one
+    calls.clear()
+    scheduler.advance()            # latent step 0 of all ten together
+    assert calls == [20]           # the latent energy needs no EBM; the frames' EBM energy: one batch of 10 x 2
+
+
+def test_stop_ends_one_chain_at_the_next_round_and_leaves_the_others(sampler):
+    alone = [solo(sampler, m, **kw) for m, kw in VISITORS[:3]]
+    scheduler = Scheduler(sampler)
+    players = [make_player(sampler, m, **kw) for m, kw in VISITORS[:3]]
+    jobs = [scheduler.submit(p) for p in players]
+    for _ in range(4):
+        scheduler.advance()
+    scheduler.cancel(jobs[1])
+    scheduler.advance()
+    assert jobs[1] not in scheduler.jobs
+    stopped = drain(jobs[1], players[1])          # ends without error, with the frames made before Stop
+    assert len(stopped) == 4 and stopped[-1].index == 3
+    run_all(scheduler)
+    for i in (0, 2):
+        assert_same_frames(drain(jobs[i], players[i]), alone[i])
+
+
+def test_a_diverging_chain_ends_alone_with_its_message(sampler):
+    scheduler = Scheduler(sampler)
+    bad_player, good_player = make_player(sampler, 1, seed=1, latent_step_size=10.0), make_player(sampler, 1, seed=3)
+    bad, good = scheduler.submit(bad_player), scheduler.submit(good_player)
+    run_all(scheduler)
+    with pytest.raises(ChainDiverged, match="latent chain diverged"):
+        drain(bad, bad_player)
+    with pytest.raises(ChainDiverged, match="latent chain diverged"):
+        solo(sampler, 1, seed=1, latent_step_size=10.0)
+    assert_same_frames(drain(good, good_player), solo(sampler, 1, seed=3))
+
+
+def test_a_slow_reader_gets_fewer_frames_not_a_longer_wait(sampler):
+    """Frames made while a visitor's page was busy arrive together: the page shows the latest and is up to date."""
+    scheduler = Scheduler(sampler)
+    job = scheduler.submit(make_player(sampler, 1, seed=3))
+    for _ in range(5):
+        scheduler.advance()
+    looks = job.stream(timeout=5)
+    first = next(looks)
+    assert [(f.stage, f.step) for f in first] == [("proposal", 0), ("latent", 0), ("latent", 1), ("latent", 2),
+                                                   ("latent", 3)]
+    scheduler.advance()
+    assert [(f.stage, f.step) for f in next(looks)] == [("ebm_latent", 0)]
+
+
+def test_rounds_left_count_the_rounds_a_chain_needs(sampler):
+    """The wait estimate's count of work ahead is exact: a chain needs as many rounds as steps_left said."""
+    scheduler = Scheduler(sampler)
+    for m, kw in VISITORS:
+        job = scheduler.submit(make_player(sampler, m, **kw))
+        left, rounds = job.steps_left(), 0
+        while scheduler.advance():
+            rounds += 1
+            assert job.steps_left() == left - rounds
+        assert rounds == left and scheduler.wait_estimate(job) == 0
+
+
+def test_the_thread_streams_every_visitor(sampler):
+    alone = [solo(sampler, m, **kw) for m, kw in VISITORS[:2]]
+    scheduler = Scheduler(sampler).start()
+    try:
+        players = [make_player(sampler, m, **kw) for m, kw in VISITORS[:2]]
+        jobs = [scheduler.submit(p) for p in players]
+        for job, player, expected in zip(jobs, players, alone):
+            assert_same_frames(drain(job, player), expected)
+    finally:
+        scheduler.close()
+
+
+def test_compare_mode_is_left_to_the_player(sampler):
+    with pytest.raises(ValueError, match="compare"):
+        Scheduler(sampler).submit(make_player(sampler, 1, compare=True))
