@@ -241,10 +241,11 @@ def frame_interval(player) -> float:
 
 
 def time_left(player) -> str:
-    """' · about N s to go' from the scheduler's measured step time and the steps this chain still needs."""
-    job, scheduler = getattr(player, "job", None), loaded().get("scheduler")
-    est = scheduler.wait_estimate(job) if job is not None and scheduler is not None else None
-    return "" if est is None else f" · about {est:.0f} s to go"
+    """' · N steps to go': the Langevin steps this chain still needs (exact). The page shows no estimate in
+    seconds: timed from the scheduler's rounds, it came out about 4x too short under a class's load
+    (docs/demo.md), and what the page says must hold."""
+    job = getattr(player, "job", None)
+    return "" if job is None else f" · {job.steps_left()} steps to go"
 
 
 def loaded() -> dict:
