@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model.langevin import (ChainDiverged, Frame, _fill_observed, check_runaway, check_state, ebm_latent_energy,
+from model.langevin import (ChainDiverged, Frame, fill_observed, check_runaway, check_state, ebm_latent_energy,
                             posterior_energy)
 
 LATENT_MAX_ABS = 50.0   # the bound of latent_revision / ebm_latent_revision
@@ -205,7 +205,7 @@ class Scheduler:
 
     def _decoded(self, z, x_obs, observed):
         G, _ = self._model()
-        return _fill_observed(G(z), x_obs, observed)
+        return fill_observed(G(z), x_obs, observed)
 
     def _propose(self, job: Job):
         """The stage "proposal" of model.langevin.conditional_sampling, for one chain."""
@@ -265,7 +265,7 @@ class Scheduler:
             grad = grad.masked_fill(frozen, 0.0)
         shown = None
         if stage != "data":   # what the page shows of a latent state: its decoding, and the EBM's energy of it
-            shown = _fill_observed(G(x), x_obs, group[0].observed) if stage == "latent" or group[0].conditioned \
+            shown = fill_observed(G(x), x_obs, group[0].observed) if stage == "latent" or group[0].conditioned \
                 else G(x)
             shown_energy = E(shown)
         max_abs = None if stage == "data" else LATENT_MAX_ABS

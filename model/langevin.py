@@ -199,7 +199,8 @@ def stage_title(stage: str) -> str:
     return STAGE_TITLES.get(stage, stage.replace("_", " "))
 
 
-def _fill_observed(x_gen, x_obs, observed):
+def fill_observed(x_gen, x_obs, observed):
+    """x_gen with the observed modalities replaced by x_obs's (the clamped ones of a conditional chain)."""
     if observed is None or not observed.any():
         return x_gen
     return torch.where(observed.view(1, -1, 1, 1, 1), x_obs, x_gen)
@@ -240,7 +241,7 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
         x_obs, observed = None, None
 
     def decoded(z):
-        return _fill_observed(G(z), x_obs, observed)
+        return fill_observed(G(z), x_obs, observed)
 
     def log_prior(z):
         return -0.5 * (z ** 2).sum(1) if prior is None else -prior.energy(z)
@@ -266,7 +267,7 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     x = decoded(z)
     if data.steps > 0:
         if data_init == "noise":
-            x = _fill_observed(torch.rand(x.shape, generator=generator, device=dev), x_obs, observed)
+            x = fill_observed(torch.rand(x.shape, generator=generator, device=dev), x_obs, observed)
         for st in data_revision(E, x, data.steps, data.step_size, data.noise, observed, generator=generator):
             if st.step % every == 0 or st.step == data.steps:
                 yield Frame("data", st.step, st.x, st.energy, None)
