@@ -26,26 +26,25 @@ OUT = {name: i for i, name in enumerate(("grid", "captions", "noise_grid", "inpu
                                          "posterior_plot", "agreement_plot", "readout", "status", "scrub", "share"))}
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("http")
-    proc, url = start_app(save_tiny_model(tmp / "mebm"), tmp, {"MEBM_SWEEP_SECONDS": "1"})
+def _serve(tmp, env):
+    """`python app.py` with a tiny model in ``tmp``: yields (process, url, tmp), stopped afterwards."""
+    proc, url = start_app(save_tiny_model(tmp / "mebm"), tmp, env)
     try:
         yield proc, url, tmp
     finally:
         stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    yield from _serve(tmp_path_factory.mktemp("http"), {"MEBM_SWEEP_SECONDS": "1"})
 
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     """A server of its own for the memory and disk bounds (its peak memory not raised by other tests), with
     a 20 MB upload budget swept every second."""
-    tmp = tmp_path_factory.mktemp("bounds")
-    proc, url = start_app(save_tiny_model(tmp / "mebm"), tmp, {"MEBM_UPLOAD_MB": "20", "MEBM_SWEEP_SECONDS": "1"})
-    try:
-        yield proc, url, tmp
-    finally:
-        stop_app(proc)
+    yield from _serve(tmp_path_factory.mktemp("bounds"), {"MEBM_UPLOAD_MB": "20", "MEBM_SWEEP_SECONDS": "1"})
 
 
 @pytest.fixture(scope="module")

@@ -129,7 +129,7 @@ def test_resume_after_a_kill_between_the_renames_continues(tmp_path, mnist_file,
     (run / "checkpoint.tmp" / "COMPLETE").write_text("2\n")
     cfg.iters = 3
     train(cfg, resume=True)
-    assert torch.load(run / "checkpoint" / "state.pt", weights_only=False)["iteration"] == 3
+    assert torch.load(run / "checkpoint" / "state.pt", weights_only=True)["iteration"] == 3
     lines = (run / "log.jsonl").read_text().splitlines()
     assert len(lines) == 3                                     # iterations 0, 1 and then 2: not started over
 

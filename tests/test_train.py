@@ -63,7 +63,7 @@ def test_run_saves_logs_samples_checkpoints_and_resumes(tmp_path, mnist_file, ti
     train(cfg, resume=True)
     lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
     assert [l["iteration"] for l in lines][-2:] == [4, 5]
-    assert torch.load(run / "checkpoint" / "state.pt", weights_only=False)["iteration"] == 6
+    assert torch.load(run / "checkpoint" / "state.pt", weights_only=True)["iteration"] == 6
 
 
 def test_divergence_guard_stops_and_keeps_last_checkpoint(tmp_path, mnist_file, tiny_config):
@@ -71,7 +71,7 @@ def test_divergence_guard_stops_and_keeps_last_checkpoint(tmp_path, mnist_file, 
     train(cfg)
     run = tmp_path / "run"
     assert "stopped at iteration 2" in (run / "DIVERGED.txt").read_text()
-    assert torch.load(run / "checkpoint" / "state.pt", weights_only=False)["iteration"] == 2
+    assert torch.load(run / "checkpoint" / "state.pt", weights_only=True)["iteration"] == 2
     assert not (run / "final").exists()
 
 
