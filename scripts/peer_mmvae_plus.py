@@ -188,6 +188,31 @@ def main(argv=None):
         raise SystemExit(f"error: {e}") from None
 
 
+def train_state(it: int, minutes: float, cpu_minutes: float, opt_state: dict, g: torch.Generator, dumps_due) -> dict:
+    """What --resume needs, as tensors and plain values only, so that it loads with torch.load(weights_only=True)
+    (a run folder is shared: its state.pt must never be unpickled). numpy's RNG state becomes a dict."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"iteration": int(it), "minutes": float(minutes), "cpu_minutes": float(cpu_minutes), "optimizer": opt_state,
+            "torch_rng": torch.get_rng_state(), "batch_rng": g.get_state(), "dumps_due": [float(d) for d in dumps_due],
+            "numpy_rng": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                          "has_gauss": int(has_gauss), "cached": float(cached)}}
+
+
+def load_train_state(path: Path, g: torch.Generator) -> dict:
+    """train_state() read back with weights_only=True; sets the torch, numpy and batch RNGs. A state.pt in any
+    other form (an older pickle, a crafted file) is refused with one line."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:
+        raise SystemExit(f"error: {path} is not a state this script wrote ({type(e).__name__}); it is not loaded "
+                         f"because unpickling it could run code") from None
+    torch.set_rng_state(state["torch_rng"])
+    r = state["numpy_rng"]
+    np.random.set_state((r["name"], r["keys"].numpy().astype(np.uint32), r["pos"], r["has_gauss"], r["cached"]))
+    g.set_state(state["batch_rng"])
+    return state
+
+
 def save_checkpoint(model, opt, g, out: Path, it: int, minutes: float, cpu_minutes: float, dumps_due):
     """OUT/checkpoint: written to checkpoint.tmp, then renamed, so a kill leaves a whole copy."""
     import shutil
@@ -195,9 +220,7 @@ def save_checkpoint(model, opt, g, out: Path, it: int, minutes: float, cpu_minut
     tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(str(tmp / "model"))
-    torch.save({"iteration": it, "minutes": minutes, "cpu_minutes": cpu_minutes, "optimizer": opt.state_dict(),
-                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "batch_rng": g.get_state(),
-                "dumps_due": dumps_due}, tmp / "state.pt")
+    torch.save(train_state(it, minutes, cpu_minutes, opt.state_dict(), g, dumps_due), tmp / "state.pt")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
@@ -269,11 +292,8 @@ def run(a):
         if not (ck / "state.pt").is_file():
             raise FileNotFoundError(f"--resume: no checkpoint in {ck}")
         model = AutoModel.load_from_folder(str(ck / "model"))
-        state = torch.load(ck / "state.pt", weights_only=False)
+        state = load_train_state(ck / "state.pt", g)
         start, minutes0, cpu0 = state["iteration"], state["minutes"], state["cpu_minutes"]
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        g.set_state(state["batch_rng"])
         dumps_due = [d for d in dumps_due if d in state["dumps_due"]]
     else:
         model = build(a.model, M, a.latent, a.style, a.decoder_scale, a.beta, a.resnet)

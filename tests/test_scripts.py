@@ -124,3 +124,32 @@ def test_results_table_rows_from_both_judges(tmp_path):
     row = next(line for line in md.splitlines() if "EBM data revision" in line)
     assert row.startswith("| m | N(0, I) |") and "| 25.0 | 75.0 |" in row
     assert (tmp_path / "out" / "plane.png").stat().st_size > 0
+
+
+def test_peer_state_round_trips_without_unpickling(tmp_path):
+    """The peer script's resume state loads with weights_only=True and restores every RNG exactly; a pickle
+    that would run code is refused with one line and never runs."""
+    import os
+
+    from scripts.peer_mmvae_plus import load_train_state, train_state
+
+    np.random.seed(3)
+    np.random.normal()                      # a cached gaussian is part of numpy's state
+    g = torch.Generator().manual_seed(5)
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(2))])
+    torch.save(train_state(7, 1.5, 1.25, opt.state_dict(), g, [60.0, 80.0]), tmp_path / "state.pt")
+    expect = (np.random.normal(), np.random.rand(), torch.rand(2), torch.rand(2, generator=g))
+    np.random.seed(0), torch.manual_seed(0), g.manual_seed(0)
+    state = load_train_state(tmp_path / "state.pt", g)
+    assert (state["iteration"], state["minutes"], state["dumps_due"]) == (7, 1.5, [60.0, 80.0])
+    got = (np.random.normal(), np.random.rand(), torch.rand(2), torch.rand(2, generator=g))
+    assert got[:2] == expect[:2] and torch.equal(got[2], expect[2]) and torch.equal(got[3], expect[3])
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'ran'}",)
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(SystemExit, match="not a state this script wrote"):
+        load_train_state(tmp_path / "evil.pt", g)
+    assert not (tmp_path / "ran").exists()
