@@ -282,25 +282,25 @@ class _Checked:
     def preprocess(self, payload):
         return payload
 
+    def get_block_name(self):
+        """The Gradio component's own name (number, slider, ...), so the page draws it as that component."""
+        return next(c for c in type(self).__mro__ if c.__module__.startswith("gradio.")).__name__.lower()
+
 
 class NumberBox(_Checked, gr.Number):
-    def get_block_name(self):
-        return "number"
+    pass
 
 
 class Slider(_Checked, gr.Slider):
-    def get_block_name(self):
-        return "slider"
+    pass
 
 
 class Dropdown(_Checked, gr.Dropdown):
-    def get_block_name(self):
-        return "dropdown"
+    pass
 
 
 class Textbox(_Checked, gr.Textbox):
-    def get_block_name(self):
-        return "textbox"
+    pass
 
 
 class Sketchpad(gr.Sketchpad):
