@@ -9,6 +9,9 @@ where the digit is.
 Pairing is by label only: sample i shows the same digit class in every modality, each drawn from a
 different MNIST image (a seeded permutation of that class's images, shifted per modality so that no
 two modalities of one sample share an image). The label is stored with the tensors.
+
+Captions (``captions=True``): one English caption per tuple, from its label and the digit of modality 0
+(model.captions), cached in a file of its own beside the images' cache.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .captions import Captions, caption_key, describe
 
 TEXTURE_SIZE = 112
 DATA_VERSION = "v1"
@@ -238,11 +243,13 @@ def random_crop_corner(rng: np.random.Generator, n=None, size: int = TEXTURE_SIZ
 @dataclass
 class PolyMNIST:
     """x: uint8 [N, M, 3, 28, 28] (divide by 255 for [0, 1]); y: int64 [N]; source: int64 [N, M],
-    the index of the MNIST image each (sample, modality) shows (provenance; None in old caches)."""
+    the index of the MNIST image each (sample, modality) shows (provenance; None in old caches); captions: the
+    tuples' captions and measured attributes (model.captions.Captions; None unless asked for)."""
 
     x: torch.Tensor
     y: torch.Tensor
     source: torch.Tensor | None = None
+    captions: Captions | None = None
 
     def __len__(self):
         return len(self.y)
@@ -312,9 +319,15 @@ def mnist_digest(mnist: str | Path | None) -> str:
 
 
 def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, mnist: str | None = None,
-                   cache_dir: str | Path = "data_cache") -> PolyMNIST:
+                   cache_dir: str | Path = "data_cache", captions: bool = False, caption_seed: int = 0) -> PolyMNIST:
     """The built set for ``split`` ('train' or 'test'), cached in ``cache_dir`` as .npz. The cache is keyed by
-    the build settings and the MNIST file's content: another file (or the same path rewritten) builds anew."""
+    the build settings and the MNIST file's content: another file (or the same path rewritten) builds anew.
+    ``captions``: with the tuples' captions (``caption_seed`` draws their wordings), cached beside."""
+    ds, cache = _load_polymnist(split, n_modalities, seed, mnist, cache_dir)
+    return with_captions(ds, split, caption_seed, cache) if captions else ds
+
+
+def _load_polymnist(split, n_modalities, seed, mnist, cache_dir) -> tuple[PolyMNIST, Path]:
     if split not in ("train", "test"):
         raise ValueError("split must be 'train' or 'test'")
     cache_dir = Path(cache_dir)
@@ -325,7 +338,7 @@ def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, m
         try:
             with np.load(cache) as f:
                 source = torch.from_numpy(f["source"]) if "source" in f else None
-                return PolyMNIST(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]), source)
+                return PolyMNIST(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]), source), cache
         except Exception:
             cache.unlink(missing_ok=True)  # a broken cache is rebuilt
     x_tr, y_tr, x_te, y_te = load_mnist(mnist, root=cache_dir)
@@ -334,19 +347,44 @@ def load_polymnist(split: str = "train", n_modalities: int = 5, seed: int = 0, m
     ds = build_polymnist(imgs, labs, n_modalities, seed + (0 if split == "train" else 1),
                          backgrounds=backgrounds_for(n_modalities, seed))
     _save_cache(cache, ds)
-    return ds
+    return ds, cache
+
+
+def with_captions(ds: PolyMNIST, split: str, caption_seed: int = 0, cache: Path | None = None) -> PolyMNIST:
+    """``ds`` with its captions (from its labels and modality-0 images, model.captions.describe). With the
+    images' ``cache`` file, the captions are kept in a file beside it, keyed by that file's name (the images'
+    content) and the caption recipe; a broken caption file is built again."""
+    path = None if cache is None else cache.with_name(f"captions_{cache.stem}_{caption_key(caption_seed)}.npz")
+    if path is not None and path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                captions = Captions.from_arrays(f)
+            if len(captions) == len(ds):
+                return PolyMNIST(ds.x, ds.y, ds.source, captions)
+        except Exception:
+            pass
+        path.unlink(missing_ok=True)
+    captions = describe(ds.x[:, 0].numpy(), ds.y.numpy(), caption_seed, split)
+    if path is not None:
+        _save_arrays(path, captions.arrays())
+    return PolyMNIST(ds.x, ds.y, ds.source, captions)
 
 
 def _save_cache(cache: Path, ds: PolyMNIST) -> None:
-    """Write the set's tensors to ``cache`` whole or not at all (a per-process temporary file, then a rename:
-    torchrun's ranks may build it at once)."""
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+    """Write the set's tensors to ``cache`` whole or not at all."""
     arrays = dict(x=ds.x.numpy(), y=ds.y.numpy())
     if ds.source is not None:
         arrays["source"] = ds.source.numpy()
+    _save_arrays(cache, arrays)
+
+
+def _save_arrays(path: Path, arrays: dict) -> None:
+    """np.savez whole or not at all (a per-process temporary file, then a rename: torchrun's ranks may build it
+    at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, **arrays)
-    tmp.replace(cache)
+    tmp.replace(path)
 
 
 # ---------------------------------------------------------------- the released PolyMNIST
@@ -418,12 +456,13 @@ def read_polymnist_folder(root: str | Path, split: str = "train", n_modalities: 
 
 
 def load_dataset(split: str = "train", n_modalities: int = 5, seed: int = 0, mnist: str | None = None,
-                 cache_dir: str | Path = "data_cache", dataset: str = "builtin", data_dir: str | Path | None = None
-                 ) -> PolyMNIST:
+                 cache_dir: str | Path = "data_cache", dataset: str = "builtin", data_dir: str | Path | None = None,
+                 captions: bool = False, caption_seed: int = 0) -> PolyMNIST:
     """One split of the run's data: ``builtin`` (the PolyMNIST-style set built from MNIST, cached) or
-    ``polymnist`` (the released files under ``data_dir``, read into memory once and cached as uint8)."""
+    ``polymnist`` (the released files under ``data_dir``, read into memory once and cached as uint8).
+    ``captions``: with the tuples' captions, built the same way for both (model.captions), cached beside."""
     if dataset == "builtin":
-        return load_polymnist(split, n_modalities, seed, mnist, cache_dir)
+        return load_polymnist(split, n_modalities, seed, mnist, cache_dir, captions, caption_seed)
     if dataset != "polymnist":
         raise DataError(f"unknown data set {dataset!r}: use builtin or polymnist")
     if not data_dir:
@@ -440,13 +479,15 @@ def load_dataset(split: str = "train", n_modalities: int = 5, seed: int = 0, mni
     except OSError:
         key = None   # a missing folder: read_polymnist_folder says which
     cache = Path(cache_dir) / f"polymnist_release_{split}_M{n_modalities}_{key}.npz"
+    ds = None
     if key is not None and cache.exists():
         try:
             with np.load(cache, allow_pickle=False) as f:
-                return PolyMNIST(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]), None)
+                ds = PolyMNIST(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]), None)
         except Exception:
             cache.unlink(missing_ok=True)
-    ds = read_polymnist_folder(root, split, n_modalities)
-    if key is not None:
-        _save_cache(cache, ds)
-    return ds
+    if ds is None:
+        ds = read_polymnist_folder(root, split, n_modalities)
+        if key is not None:
+            _save_cache(cache, ds)
+    return with_captions(ds, split, caption_seed, cache if key is not None else None) if captions else ds
