@@ -131,6 +131,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, prefix: str = "", n
             add_dataclass_args(parser, type(default), prefix + sub, choices=choices.get(f.name),
                                titles=titles.get(f.name))
             continue
+        base, optional = _base_type(hints.get(f.name, f.type))
+        if dataclasses.is_dataclass(base):   # an optional part off by default (ModelConfig.text): config.json only
+            continue
         doc = docs.get(f.name, {"help": "", "section": ""})
         section = doc["section"]
         # a section's title is its comment up to the first ':' (the rest, if any, describes the group)
@@ -142,7 +145,6 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, prefix: str = "", n
             group = groups[title]
         else:
             group = parser
-        base, optional = _base_type(hints.get(f.name, f.type))
         shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else default
         help_text = (doc["help"] or "").replace("%", "%%")
         opt = dict(dest=prefix + f.name, default=argparse.SUPPRESS, type=_converter(base, optional),

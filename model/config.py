@@ -17,6 +17,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .captions import MAX_LEN, VOCABULARY
+
 
 def temperature(step_size: float, noise: float) -> float:
     """Temperature implied by a Langevin step size s and noise scale n: T = (n / s)^2."""
@@ -87,6 +89,24 @@ class Chains:
         return self.ebm_latent_cond if conditioned else self.ebm_latent
 
 
+@dataclass(frozen=True)
+class TextConfig:
+    """The caption modality (docs/captions.md): a caption of ``max_len`` positions over ``words`` (id = position
+    in the list, 0 = pad), relaxed for Langevin to soft one-hot vectors (softmax of logits per position)."""
+
+    words: tuple[str, ...] = VOCABULARY  # the tokenizer's vocabulary, saved with the model (model.captions)
+    max_len: int = MAX_LEN        # token positions per caption (shorter ones padded with id 0)
+    embed_dim: int = 32           # word embedding of the text expert and of the EBM's text branch
+    hidden: int = 256             # hidden width of the text decoder, the text expert and the EBM's text branch
+
+    def __post_init__(self):
+        object.__setattr__(self, "words", tuple(self.words))   # a list from config.json
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+
 @dataclass
 class ModelConfig:
     """The three networks and their test-time chains."""
@@ -101,10 +121,20 @@ class ModelConfig:
     ebm_spectral_norm: bool = False  # spectral norm on the EBM's layers (off: it kept the chains from moving)
     # test-time chains (conditional generation, the app, evaluation)
     chains: Chains = Chains()     # the test-time chains (flags --model.<chain>-<knob>)
+    text: TextConfig | None = None  # a caption modality beside the images (None: images only); it is modality
+                                    # index n_modalities in observed masks
 
     def __post_init__(self):
         if isinstance(self.chains, dict):
             self.chains = Chains.from_dict(self.chains)
+        if isinstance(self.text, dict):
+            self.text = TextConfig(**{k: v for k, v in self.text.items() if k in {f.name for f in fields(TextConfig)}})
+
+    @property
+    def modality_kinds(self) -> tuple[str, ...]:
+        """The kind of each modality, in observed-mask order: "image" for the M image modalities, then "text"
+        when the caption modality is on."""
+        return ("image",) * self.n_modalities + (("text",) if self.text is not None else ())
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":

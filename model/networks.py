@@ -1,4 +1,5 @@
-"""The three models of the method, for M image modalities of 3x28x28 in [0, 1].
+"""The three models of the method, for M image modalities of 3x28x28 in [0, 1] and, when ``ModelConfig.text``
+is set, a caption modality (docs/captions.md).
 
 - ``Generator``: shared latent z ~ N(0, I), one conv decoder per modality, Gaussian likelihood
   p(x_m | z) = N(g_m(z), sigma^2 I) with sigma fixed by the config.
@@ -6,6 +7,13 @@
   inference model is the mixture q(z | x_S) = (1/|S|) sum_{m in S} N(mu_m(x_m), diag(s_m^2(x_m))).
 - ``EnergyModel``: E(x_1..x_M), one scalar per sample; per-modality conv trunks, features
   concatenated, a joint MLP head (so the energy couples the modalities).
+
+The caption modality is index M of observed masks ([M + 1] bools). A caption enters every network as soft one-hot
+vectors t [B, L, V] (each position a probability vector over the vocabulary: ``text_one_hot`` of token ids for an
+observed caption, ``text_relaxation`` of logits for a chain's state): the generator's text decoder gives logits
+per position with the categorical likelihood sum_l sum_v t_lv log softmax(logits)_lv, the inference model has a
+text expert, and the energy has a text trunk whose features join the images' in the joint head. With
+``text=None`` (the default) the networks, their parameter names and their outputs are those of images alone.
 
 ``MultimodalEBMVAE`` holds all three and saves/loads with ``save_pretrained`` /
 ``from_pretrained`` (safetensors + config.json) through ``huggingface_hub.PyTorchModelHubMixin`` (``HubMixin``:
@@ -21,7 +29,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from .config import ModelConfig
+from .config import ModelConfig, TextConfig
 
 LOGVAR_MIN, LOGVAR_MAX = -10.0, 4.0
 log = logging.getLogger("mebm.networks")
@@ -68,27 +76,85 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.net(self.fc(z).view(-1, 4 * self.w, 4, 4)))
 
 
+def text_one_hot(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Token ids [B, L] (model.captions.Tokenizer) as one-hot vectors float [B, L, V]: an observed caption."""
+    return nn.functional.one_hot(ids.long(), vocab_size).float()
+
+
+def text_relaxation(logits: torch.Tensor) -> torch.Tensor:
+    """The continuous caption of logits [B, L, V]: softmax per position, on the simplex for any logits."""
+    return logits.softmax(-1)
+
+
+def _text_trunk(text: TextConfig, out: int, sn=lambda m: m) -> nn.Sequential:
+    """Soft one-hot [B, L, V] -> features [B, out]: word embeddings (t @ W), flattened with their positions, an MLP."""
+    return nn.Sequential(
+        nn.Linear(text.vocab_size, text.embed_dim, bias=False), nn.Flatten(1),
+        sn(nn.Linear(text.max_len * text.embed_dim, text.hidden)), nn.SiLU(),
+        sn(nn.Linear(text.hidden, out)),
+    )
+
+
+class TextDecoder(nn.Module):
+    """z -> logits [B, L, V] of each caption position (categorical, independent given z)."""
+
+    def __init__(self, latent_dim: int, text: TextConfig):
+        super().__init__()
+        self.shape = (text.max_len, text.vocab_size)
+        self.net = nn.Sequential(nn.Linear(latent_dim, text.hidden), nn.SiLU(), nn.Linear(text.hidden, text.hidden),
+                                 nn.SiLU(), nn.Linear(text.hidden, text.max_len * text.vocab_size))
+
+    def forward(self, z):
+        return self.net(z).view(-1, *self.shape)
+
+
+def _image_modalities(observed: torch.Tensor | None, n_images: int) -> list[int]:
+    """The observed image modalities (all by default) of a mask [M] or [M + 1] (the last: the caption)."""
+    return list(range(n_images)) if observed is None else observed[:n_images].nonzero().flatten().tolist()
+
+
+def _text_observed(observed: torch.Tensor | None, n_images: int, text) -> bool:
+    """Whether the caption takes part: given, and observed (a mask without index M leaves it out)."""
+    return text is not None and (observed is None or (len(observed) > n_images and bool(observed[n_images])))
+
+
 class Generator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.latent_dim, self.sigma = cfg.latent_dim, cfg.sigma
         self.decoders = nn.ModuleList(Decoder(cfg.latent_dim, cfg.width) for _ in range(cfg.n_modalities))
+        if cfg.text is not None:
+            self.text_decoder = TextDecoder(cfg.latent_dim, cfg.text)
 
     def forward(self, z: torch.Tensor, modalities=None) -> torch.Tensor:
         """Mean images [B, len(modalities), 3, 28, 28] (all modalities by default)."""
         mods = range(len(self.decoders)) if modalities is None else modalities
         return torch.stack([self.decoders[m](z) for m in mods], dim=1)
 
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor, observed: torch.Tensor | None = None):
-        """sum_{m in S} log N(x_m; g_m(z), sigma^2 I) per sample [B], up to the constant
-        -D/2 log(2 pi sigma^2). ``observed``: bool [M] mask of S (all by default)."""
-        mods = range(x.shape[1]) if observed is None else observed.nonzero().flatten().tolist()
-        mean = self(z, mods)
-        return -((x[:, mods] - mean) ** 2).flatten(1).sum(1) / (2 * self.sigma ** 2)
+    def text_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits [B, L, V] of the caption given z."""
+        return self.text_decoder(z)
 
-    def log_posterior(self, z, x, observed=None):
-        """log p(z) + sum_{m in S} log p(x_m | z), unnormalised, per sample [B]."""
-        return -0.5 * (z ** 2).sum(1) + self.log_likelihood(x, z, observed)
+    def text_log_likelihood(self, text: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(t | z) = sum_l sum_v t_lv log softmax(logits(z))_lv per sample [B], for soft one-hot t [B, L, V]
+        (for one-hot t: the log-probability of the caption, pads included)."""
+        return (text * self.text_logits(z).log_softmax(-1)).sum((1, 2))
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor, observed: torch.Tensor | None = None,
+                       text: torch.Tensor | None = None):
+        """sum_{m in S} log N(x_m; g_m(z), sigma^2 I) per sample [B], up to the constant
+        -D/2 log(2 pi sigma^2). ``observed``: bool [M] mask of S (all by default), or [M + 1] with the caption
+        last; ``text``: the caption as soft one-hot [B, L, V], whose log p(t | z) is added when it is in S."""
+        mods = range(x.shape[1]) if observed is None else _image_modalities(observed, x.shape[1])
+        out = (-((x[:, mods] - self(z, mods)) ** 2).flatten(1).sum(1) / (2 * self.sigma ** 2) if len(mods)
+               else z.new_zeros(len(z)))
+        if _text_observed(observed, x.shape[1], text):
+            out = out + self.text_log_likelihood(text, z)
+        return out
+
+    def log_posterior(self, z, x, observed=None, text=None):
+        """log p(z) + sum_{m in S} log p(x_m | z), unnormalised, per sample [B] (the caption's term with ``text``)."""
+        return -0.5 * (z ** 2).sum(1) + self.log_likelihood(x, z, observed, text)
 
 
 class Inference(nn.Module):
@@ -99,32 +165,37 @@ class Inference(nn.Module):
         self.experts = nn.ModuleList(
             nn.Sequential(_encoder_trunk(w), nn.Linear(4 * w * 16, 2 * cfg.latent_dim))
             for _ in range(cfg.n_modalities))
+        if cfg.text is not None:
+            self.text_expert = _text_trunk(cfg.text, 2 * cfg.latent_dim)
 
-    def experts_params(self, x, observed=None):
-        """mu, logvar of each observed expert: [B, |S|, d] each, and the list S."""
-        mods = range(x.shape[1]) if observed is None else observed.nonzero().flatten().tolist()
-        mods = list(mods)
-        out = torch.stack([self.experts[m](x[:, m]) for m in mods], dim=1)
-        mu, logvar = out.chunk(2, dim=-1)
+    def experts_params(self, x, observed=None, text=None):
+        """mu, logvar of each observed expert: [B, |S|, d] each, and the list S (the caption, when given and
+        observed, is the last expert, index M)."""
+        mods = _image_modalities(observed, x.shape[1])
+        out = [self.experts[m](x[:, m]) for m in mods]
+        if _text_observed(observed, x.shape[1], text):
+            out.append(self.text_expert(text))
+            mods.append(x.shape[1])
+        mu, logvar = torch.stack(out, dim=1).chunk(2, dim=-1)
         return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX), mods
 
-    def sample(self, x, observed=None, generator: torch.Generator | None = None):
+    def sample(self, x, observed=None, generator: torch.Generator | None = None, text=None):
         """z ~ q(z | x_S), reparameterised: each sample picks one observed expert uniformly."""
-        mu, logvar, _ = self.experts_params(x, observed)
+        mu, logvar, _ = self.experts_params(x, observed, text)
         b, k, d = mu.shape
         pick = torch.randint(k, (b,), generator=generator, device=mu.device)
         mu, logvar = mu[torch.arange(b), pick], logvar[torch.arange(b), pick]
         eps = torch.randn(b, d, generator=generator, device=mu.device)
         return mu + eps * (0.5 * logvar).exp()
 
-    def log_prob(self, z, x, observed=None):
+    def log_prob(self, z, x, observed=None, text=None):
         """log q(z | x_S) of the mixture, per sample [B]."""
-        return torch.logsumexp(self.expert_log_probs(z, x, observed), dim=1) - math.log(
-            int(x.shape[1] if observed is None else observed.sum()))
+        experts = self.expert_log_probs(z, x, observed, text)
+        return torch.logsumexp(experts, dim=1) - math.log(experts.shape[1])
 
-    def expert_log_probs(self, z, x, observed=None):
+    def expert_log_probs(self, z, x, observed=None, text=None):
         """log q_m(z | x_m) for each observed expert: [B, |S|]."""
-        mu, logvar, _ = self.experts_params(x, observed)
+        mu, logvar, _ = self.experts_params(x, observed, text)
         return gaussian_log_prob(z[:, None], mu, logvar)
 
 
@@ -140,12 +211,22 @@ class EnergyModel(nn.Module):
         self.trunks = nn.ModuleList(
             nn.Sequential(_encoder_trunk(w, sn), sn(nn.Linear(4 * w * 16, f)), nn.SiLU())
             for _ in range(cfg.n_modalities))
-        self.head = nn.Sequential(sn(nn.Linear(cfg.n_modalities * f, 2 * f)), nn.SiLU(), sn(nn.Linear(2 * f, 1)))
+        self.has_text = cfg.text is not None
+        if self.has_text:
+            self.text_trunk = nn.Sequential(_text_trunk(cfg.text, f, sn), nn.SiLU())
+        n_parts = cfg.n_modalities + int(self.has_text)
+        self.head = nn.Sequential(sn(nn.Linear(n_parts * f, 2 * f)), nn.SiLU(), sn(nn.Linear(2 * f, 1)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Energy per sample [B] of the joint tuple x [B, M, 3, 28, 28] in [0, 1]; low = data-like."""
-        h = torch.cat([t(2 * x[:, m] - 1) for m, t in enumerate(self.trunks)], dim=1)
-        return self.head(h).squeeze(1)
+    def forward(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """Energy per sample [B] of the joint tuple x [B, M, 3, 28, 28] in [0, 1] (and, for a model with the
+        caption modality, its caption ``text``, soft one-hot [B, L, V]); low = data-like."""
+        if (text is not None) != self.has_text:
+            raise ValueError("this energy model reads a caption beside the images: pass text=[B, L, V]" if self.has_text
+                             else "this energy model has no caption modality: text must be None")
+        h = [t(2 * x[:, m] - 1) for m, t in enumerate(self.trunks)]
+        if self.has_text:
+            h.append(self.text_trunk(text))
+        return self.head(torch.cat(h, dim=1)).squeeze(1)
 
 
 class MultimodalEBMVAE(
