@@ -208,22 +208,26 @@ def build_captions(labels: np.ndarray, classes: np.ndarray, seed: int = 0, split
 class Captions:
     """The captions of a split, aligned with its tuples: ``text`` str [N] (held-in wordings), ``template``
     int16 [N] (index into ``TEMPLATES``), ``classes`` int8 [N, 3] (thickness, slant, size word classes),
-    ``measures`` float32 [N, 3] (``measure`` of the digit of modality 0)."""
+    ``measures`` float32 [N, 3] (``measure`` of the digit of modality 0), ``ids`` int16 [N, MAX_LEN] (the text
+    by ``Tokenizer()``)."""
 
     text: np.ndarray
     template: np.ndarray
     classes: np.ndarray
     measures: np.ndarray
+    ids: np.ndarray
+
+    FIELDS = ("text", "template", "classes", "measures", "ids")
 
     def __len__(self):
         return len(self.text)
 
     def arrays(self) -> dict:
-        return {f"caption_{k}": getattr(self, k) for k in ("text", "template", "classes", "measures")}
+        return {f"caption_{k}": getattr(self, k) for k in self.FIELDS}
 
     @classmethod
     def from_arrays(cls, arrays) -> "Captions":
-        return cls(*(np.asarray(arrays[f"caption_{k}"]) for k in ("text", "template", "classes", "measures")))
+        return cls(*(np.asarray(arrays[f"caption_{k}"]) for k in cls.FIELDS))
 
 
 def describe(images: np.ndarray, labels: np.ndarray, seed: int = 0, split: str = "train") -> Captions:
@@ -234,14 +238,14 @@ def describe(images: np.ndarray, labels: np.ndarray, seed: int = 0, split: str =
                               or [np.zeros((0, 3), np.float32)])
     classes = attribute_classes(measures, labels)
     text, template = build_captions(labels, classes, seed, split)
-    return Captions(text, template, classes, measures)
+    return Captions(text, template, classes, measures, Tokenizer().encode_batch(text).astype(np.int16))
 
 
 def caption_key(seed: int = 0) -> str:
     """What identifies the captions' recipe (vocabulary, templates, thresholds, seed): part of the cache key,
     so that a changed recipe is built anew."""
-    recipe = repr((VOCABULARY, TEMPLATES, HELD_OUT, ATTRIBUTE_WORDS, THICKNESS_THRESHOLDS, SLANT_THRESHOLDS,
-                   SIZE_THRESHOLDS, seed))
+    recipe = repr((VOCABULARY, MAX_LEN, TEMPLATES, HELD_OUT, ATTRIBUTE_WORDS, THICKNESS_THRESHOLDS,
+                   SLANT_THRESHOLDS, SIZE_THRESHOLDS, seed))
     return hashlib.sha1(recipe.encode()).hexdigest()[:10]
 
 

@@ -257,6 +257,12 @@ class PolyMNIST:
     def batch(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
         return self.x[idx].float().div_(255.0), self.y[idx]
 
+    def caption_batch(self, idx) -> torch.Tensor:
+        """Token ids int64 [B, L] of the tuples' captions (model.captions.Tokenizer; padded with 0)."""
+        if self.captions is None:
+            raise DataError("this data set was loaded without captions: load it with captions=True")
+        return torch.from_numpy(self.captions.ids[np.asarray(idx)].astype(np.int64))
+
 
 def build_polymnist(images: np.ndarray, labels: np.ndarray, n_modalities: int = 5, seed: int = 0,
                     backgrounds: np.ndarray | None = None) -> PolyMNIST:

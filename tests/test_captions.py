@@ -5,9 +5,10 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from model import captions as C
-from model.data import build_polymnist, load_dataset, load_polymnist, with_captions
+from model.data import DataError, build_polymnist, load_dataset, load_polymnist, with_captions
 
 from conftest import fake_mnist
 from test_polymnist_release import write_release
@@ -204,6 +205,11 @@ def test_captions_are_cached_beside_the_images(tmp_path, mnist_file, monkeypatch
     for caption, label in zip(ds.captions.text, ds.y.tolist()):
         assert tok.decode(tok.encode(caption)) == caption and (C.DIGIT_WORDS[label] in caption
                                                                or C.NUMERALS[label] in caption)
+    ids = ds.caption_batch(torch.tensor([0, 5]))
+    assert ids.dtype == torch.int64 and ids.shape == (2, C.MAX_LEN)
+    assert [tok.decode(row) for row in ids] == list(ds.captions.text[[0, 5]])
+    with pytest.raises(DataError, match="captions=True"):
+        plain.caption_batch([0])
 
     def no_rebuild(*a, **k):
         raise AssertionError("captions rebuilt instead of read from the cache")
