@@ -256,6 +256,7 @@ ATTRIBUTE_VOCABULARY = tuple(dict.fromkeys(w for words in ATTRIBUTE_WORDS.values
                                            for w in p.split()))
 VOCABULARY = (PAD,) + DIGIT_WORDS + NUMERALS + ATTRIBUTE_VOCABULARY + FILLER_WORDS
 MAX_LEN = 16
+MAX_CHARS = 200      # longer texts are refused before they are split (hostile input stays bounded)
 _TOKEN = re.compile(r"[^\s,]+|,")
 
 
@@ -271,11 +272,11 @@ class Tokenizer:
     """Word-level tokenizer over a fixed vocabulary: lower case, words split at spaces, commas their own
     token, a final full stop dropped. ``encode`` gives ``max_len`` ids padded with ``pad_id`` (0)."""
 
-    def __init__(self, words=VOCABULARY, max_len: int = MAX_LEN):
+    def __init__(self, words=VOCABULARY, max_len: int = MAX_LEN, max_chars: int = MAX_CHARS):
         if len(set(words)) != len(words) or words[0] != PAD:
             raise ValueError("the vocabulary must start with the pad word and hold no word twice")
         self.words = tuple(words)
-        self.max_len = max_len
+        self.max_len, self.max_chars = max_len, max_chars
         self.index = {w: i for i, w in enumerate(self.words)}
         self.pad_id = 0
 
@@ -287,12 +288,15 @@ class Tokenizer:
         return _TOKEN.findall(text.lower().strip().rstrip("."))
 
     def unknown_words(self, text: str) -> list[str]:
-        """The words of ``text`` outside the vocabulary, each once, in order of appearance."""
-        return list(dict.fromkeys(w for w in self.split(text) if w not in self.index or w == PAD))
+        """The words of ``text`` (its first ``max_chars`` characters) outside the vocabulary, each once, in order
+        of appearance."""
+        return list(dict.fromkeys(w for w in self.split(text[:self.max_chars]) if w not in self.index or w == PAD))
 
     def encode(self, text: str) -> list[int]:
-        """``max_len`` token ids. CaptionError (one line) for an empty text, unknown words (named, in
-        ``.unknown``) or more than ``max_len`` words."""
+        """``max_len`` token ids. CaptionError (one line) for a text over ``max_chars`` characters, an empty text,
+        unknown words (named, in ``.unknown``) or more than ``max_len`` words."""
+        if len(text) > self.max_chars:
+            raise CaptionError(f"the caption has {len(text)} characters; at most {self.max_chars}")
         words = self.split(text)
         if not words:
             raise CaptionError("the caption is empty: type a few words, e.g. 'a bold 3'")

@@ -180,7 +180,9 @@ def test_unknown_words_are_named(text, unknown):
     assert all(repr(w) in str(e.value) for w in unknown)
 
 
-@pytest.mark.parametrize("text, message", [("", "empty"), ("  .  ", "empty"), ("a bold 3 " * 10, "at most")])
+@pytest.mark.parametrize("text, message", [("", "empty"), ("  .  ", "empty"),
+                                           ("a bold 3 " * 10, "30 words; at most 16"),
+                                           ("x" * 10 ** 6, "1000000 characters; at most 200")])
 def test_empty_and_too_long_captions_are_one_line(text, message):
     with pytest.raises(C.CaptionError, match=message):
         C.Tokenizer().encode(text)

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from model.captions import VOCABULARY, Tokenizer
-from model.config import ModelConfig, TextConfig
+from model.config import ModelConfig, TextConfig, TrainConfig
 from model.networks import MultimodalEBMVAE, observed_mask, text_one_hot, text_relaxation
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "mebm"
@@ -131,3 +131,8 @@ def test_an_image_only_config_json_reads_with_the_caption_off(tmp_path, tiny_con
     assert saved.get("text") is None
     saved.pop("text", None)                                        # a config.json written before the caption
     assert ModelConfig.from_dict(saved) == tiny_config
+
+
+def test_a_training_config_keeps_the_caption_modality(tmp_path, text_config):
+    TrainConfig(model=text_config).to_json(tmp_path / "train_config.json")
+    assert TrainConfig.from_json(tmp_path / "train_config.json").model == text_config
