@@ -1009,6 +1009,9 @@ def build_demo() -> gr.Blocks:
                     sketch = Sketchpad(type="numpy", canvas_size=(280, 280), elem_id="sketch", label="Draw a digit",
                                           brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
                                           layers=False, transforms=(), height=330)
+                    # what the chain events read: the canvas as it was when the button was pressed (see below)
+                    drawing = Sketchpad(type="numpy", canvas_size=(280, 280), elem_id="drawing", visible=False,
+                                        layers=False, transforms=())
                 with gr.Tab("Upload"):
                     upload = gr.File(label="Upload an image of a digit", file_types=["image"], type="filepath",
                                      elem_id="upload")
@@ -1085,33 +1088,40 @@ def build_demo() -> gr.Blocks:
                                                       {"left": "$", "right": "$", "display": False}])
             banner = gr.Markdown(weights_banner(), elem_id="weights")
 
-        chain_inputs = [source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
+        chain_inputs = [source, drawing, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
                         data_step_size, noise, seed, compare, link_digit, ex_post_prior]
         outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot, readout,
                    status, scrub_slider, share]
         # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
         # after every stroke, hands the next event a blob id whose images never reach the server (the
-        # first Run after drawing then saw an empty canvas). Without it, every event uploads what the
-        # canvas shows at the moment it fires. The switch to "drawing" happens in the page (PAGE_JS).
+        # first Run after drawing then saw an empty canvas). The switch to "drawing" happens in the page (PAGE_JS).
+        # Nor is the visible sketchpad an input of a server event: Gradio 6.31 asks every input of a running event
+        # for its value again at each change of its loading status (several times per second while a chain
+        # streams): the editor exported and uploaded the canvas each time (3 files) and took the upload back as
+        # its value, which could land while the visitor was already drawing the next digit and replace what
+        # was drawn. A page-side relay copies the canvas once per press into the hidden `drawing`, which the
+        # chain events read.
+        relay = dict(fn=None, inputs=[sketch], outputs=[drawing], js="(s) => s", queue=False, api_visibility="private")
         # every event of the "chain" group declares the group's limit: Gradio lowers a group's limit to the
         # lowest one pushed into it, so one Step with the default limit would cut the runs at once to 4
         chain = dict(concurrency_id="chain", concurrency_limit=chain_concurrency())
         # in the page at once, before the server answers: the previous run's "Done" must not stand for this one
         pressed = f"() => {{ window.mebmStopped = false; return {json.dumps(RUN_PRESSED)}; }}"
         run_btn.click(None, None, status, js=pressed, queue=False, api_visibility="private")
-        run_event = run_btn.click(run_chain, chain_inputs, outputs, api_name="run", show_progress="hidden",
-                                  trigger_mode="always_last", **chain)
+        run_event = run_btn.click(**relay).then(run_chain, chain_inputs, outputs, api_name="run",
+                                                show_progress="hidden", trigger_mode="always_last", **chain)
         # a refused input and a Stop both end the event as a failure: the status says which (not Gradio's "Error")
         run_event.failure(None, None, status, js=f"() => window.mebmStopped ? {json.dumps(STOPPED)} : "
                                                  f"{json.dumps(NOT_RUN)}", queue=False)
         stop_btn.click(None, None, status, js=f"() => {{ window.mebmStopped = true; return {json.dumps(STOPPED)}; }}",
                        cancels=[run_event])
         one, five = gr.Number(1, visible=False), gr.Number(5, visible=False)
-        step_btn.click(step_chain, [one, *chain_inputs], outputs, api_name="step", show_progress="hidden",
-                       trigger_mode="always_last", **chain)
-        step5_btn.click(step_chain, [five, *chain_inputs], outputs, api_visibility="private", show_progress="hidden",
-                        trigger_mode="always_last", **chain)
-        reset_btn.click(reset_chain, chain_inputs, outputs, api_name="reset", show_progress="hidden", **chain)
+        step_btn.click(**relay).then(step_chain, [one, *chain_inputs], outputs, api_name="step",
+                                     show_progress="hidden", trigger_mode="always_last", **chain)
+        step5_btn.click(**relay).then(step_chain, [five, *chain_inputs], outputs, api_visibility="private",
+                                      show_progress="hidden", trigger_mode="always_last", **chain)
+        reset_btn.click(**relay).then(reset_chain, chain_inputs, outputs, api_name="reset", show_progress="hidden",
+                                      **chain)
         scrub_slider.release(scrub, scrub_slider, [grid, captions, noise_grid], api_name="scrub",
                              show_progress="hidden")
         scrub_slider.input(scrub, scrub_slider, [grid, captions, noise_grid], api_visibility="private",

@@ -126,6 +126,8 @@ def test_run_right_after_drawing(served, browser, record_property):
     """Run pressed right after the last stroke uses what the canvas shows, for several digits; the
     same canvas run again later gives the same input picture (nothing of the drawing was lost)."""
     page = open_page(browser, served)
+    uploads = []
+    page.on("request", lambda r: uploads.append(r.url) if "/gradio_api/upload" in r.url else None)
     for name, strokes in DIGITS.items():
         clear(page)
         draw_and_run(page, strokes, record_property)
@@ -134,6 +136,10 @@ def test_run_right_after_drawing(served, browser, record_property):
         quick = picture(page, "input_preview")
         run_and_wait(page)
         assert (picture(page, "input_preview") == quick).all(), f"digit {name}: the quick Run missed part of it"
+    # the canvas is sent once per press (its background, layer and composite), not again at every frame of the
+    # chain: re-sending it while a chain streamed is what let a stale copy replace a drawing in progress
+    presses = 2 * len(DIGITS)
+    assert len(uploads) <= 3 * presses, f"{len(uploads)} uploads for {presses} presses"
     clear(page)  # the message about an empty canvas appears when, and only when, it is empty
     page.locator("#run").click()
     expect(page.get_by_text(re.compile("canvas is (empty|blank)")).first).to_be_visible(timeout=20000)
