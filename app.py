@@ -5,7 +5,9 @@
 The page shows the stages of conditional generation side by side for the same samples (model/langevin.py:
 the inference model's proposal decoded by the generator, the latent revision on the generator posterior,
 the EBM's revisions), streamed frame by frame or stepped by hand; the chain itself lives in
-model/player.py, the pictures in model/render.py. This file is the page's layout and its events.
+model/player.py, the pictures in model/render.py, what the page shows of a run in demo/view.py, the checks of
+a visitor's input in demo/inputs.py, the share link in demo/share.py, the words in demo/texts.py (with
+demo/explanation.md, demo/page.css and demo/page.js). This file is the page's layout and its events.
 
 Settings by environment (for Spaces and tests): MEBM_CHECKPOINT (bundled folder, default
 checkpoints/mebm), MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_ID, MEBM_REVISION,
@@ -24,64 +26,51 @@ rendered as Markdown or HTML (a rejected value is quoted as plain text, and logg
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
-import html
 import json
 import logging
 import math
-import numbers
 import os
-import re
-import reprlib
 import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 
 import gradio as gr
 from starlette.middleware import Middleware
-from gradio.data_classes import ImageData
 from model import render
 from model.device import DeviceError, resolve_device
 from model.config import ModelConfig
 from model.data import to_modality
 from model.hub import CheckpointUnavailable, load_model
 from model.langevin import ChainDiverged, stage_title
-from model.networks import observed_mask
 from model.player import ChainPlayer, ChainSettings, Sessions
-from model.preprocess import (InputError, check_drawing, decode_digit, digit_from_sketch, digit_from_upload,
-                              encode_digit)
+from model.preprocess import InputError
 from model.sampler import Sampler
 from model.serving import UploadSweeper, URLLengthLimit, trim_heap
+from demo import texts
+from demo.components import Dropdown, LiveImage, NumberBox, Sketchpad, Slider, Textbox, data_url
+from demo.inputs import (CONTROLS, LIMITS, ChainInputs, as_text, chain_event, input_digit, model_input, number,
+                         one_line, rejected, shown)
 from demo.scheduler import Scheduler
+from demo.share import is_share_link, read_share_link, share_html
+from demo.view import PageRun, agreement, captions_html
 from demo.zerogpu import gpu_function
 
 log = logging.getLogger("mebm.app")
 ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT / "assets"
-SOURCES = ("draw", "upload", "unconditional", "link")
 SOURCE_LABELS = [("Drawing", "draw"), ("Upload", "upload"), ("None (unconditional)", "unconditional"),
                  ("Shared link", "link")]
 MODALITY_NAMES = ("plain ink", "orange blobs", "blue stripes", "yellow/green checks", "purple speckle", "sand rings")
-LIMITS = {  # name: (min, max) accepted from the controls and from API callers
-    "n_samples": (1, 16), "latent_steps": (0, 100), "latent_step_size": (0.0, 10.0),
-    "data_steps": (0, 100), "data_step_size": (0.0, 100.0), "seed": (0, 2 ** 31 - 1)}
-MAX_URL_BYTES = 16384       # a share link is under 2 kB; longer addresses get LONG_URL (HTTP 414)
-LONG_URL = ("This address is too long to be a link to this demo (a shared run's link is under 2 kB): "
-            "open the demo's address without it.")
+MAX_URL_BYTES = 16384       # a share link is under 2 kB; longer addresses get texts.LONG_URL (HTTP 414)
 TRIM_INTERVAL = 2.0        # seconds between hand-backs of freed heap to the OS (after runs, when visitors leave)
-RUN_PRESSED = "**Run pressed:** starting the chain…"
-STOPPED = "**Stopped.** The frames so far are kept: scrub through them, or press **Run** again."
-NOT_RUN = "**Not run:** the message in the corner says why."
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
-SESSIONS = Sessions(max_sessions=32)   # one chain per visitor; frames kept as uint8, at most 8 MB each
+SESSIONS = Sessions(max_sessions=32)   # one run per visitor (demo.view.PageRun); frames uint8, at most 8 MB each
 SESSION_STATES = 64        # visitors whose page state Gradio keeps (its default, 10,000, grows ~0.3 MB per visitor)
 SERIES = ("mean", "lowest", "highest", "from noise")
 CHAIN_COLORS = dict(zip(SERIES, ("#1f4e9c", "#7fa7e0", "#0b1f4a", "#d62728")))
@@ -102,42 +91,6 @@ def chain_concurrency() -> int:
         return max(1, int(os.environ.get("MEBM_CONCURRENCY", 32)))
     except ValueError:
         return 32
-
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 40
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 4
-_MARKDOWN_ACTIVE = re.compile(r"([!-%'-/:<-@\[-`{-~])")   # ASCII punctuation but & and ; (HTML entities)
-
-
-def shown(value) -> str:
-    """A visitor's value quoted in a message: a short repr, HTML-escaped (Gradio shows error messages as
-    HTML), whatever its size."""
-    return html.escape(_REPR.repr(value), quote=False)
-
-
-def as_text(message: str) -> str:
-    """``message`` shown as plain text inside Markdown: no link, image, emphasis or HTML can come of it."""
-    return _MARKDOWN_ACTIVE.sub(r"\\\1", message)
-
-
-def rejected(message: str) -> gr.Error:
-    """The error for a value the app refuses: one line in the server log, no traceback there."""
-    log.info("rejected: %s", one_line(message))
-    return gr.Error(message, print_exception=False)
-
-
-def number_text(v: float) -> str:
-    """A number as a person writes it: whole numbers in full (2147483648, not 2.14748e+09)."""
-    return str(int(v)) if float(v).is_integer() and abs(v) < 1e18 else f"{v:g}"
-
-
-def one_line(message: str, limit: int = 240) -> str:
-    """A message for the page: its first line, no absolute server path, at most ``limit`` characters."""
-    line = str(message).strip().splitlines()[0] if str(message).strip() else "unknown error"
-    line = line.replace(str(ROOT) + os.sep, "")
-    line = re.sub(r"(?<![\w.])/(?:[\w.@+-]+/)+([\w.@+-]+)", r"\1", line)  # /abs/path/to/x -> x
-    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 # ---------------------------------------------------------------- weights
@@ -192,15 +145,16 @@ def chain_work(x_obs, observed, settings: ChainSettings, start: int = 0, steps: 
     yield from (player if steps is None else player.step(steps))
 
 
-def player_frames(player, steps: int | None = None):
-    """The next frames of ``player`` (all that are left, or ``steps`` Langevin steps), recorded in it: computed
-    here, or on ZeroGPU by ``chain_work`` in its GPU call."""
+def player_frames(run, steps: int | None = None):
+    """The next frames of ``run``'s chain (all that are left, or ``steps`` Langevin steps), recorded in it:
+    computed here, or on ZeroGPU by ``chain_work`` in its GPU call."""
+    player = run.player
     work = loaded().get("chain_work")
     if work is None:
         yield from (player if steps is None else player.step(steps))
         return
     start, got = (0 if player.current is None else player.current.index + 1), 0
-    for snap in work(*player.inputs, player.settings, start, steps):
+    for snap in work(run.x_obs, run.observed, player.settings, start, steps):
         player.record(snap)
         got += 1
         yield snap
@@ -208,27 +162,28 @@ def player_frames(player, steps: int | None = None):
         player.finished = True
 
 
-def run_frames(player):
+def run_frames(run):
     """A Run's frames, as lists of the frames made since the page last looked (the page shows the last of each
     list: a busy page gets fewer frames, not a later end). With the scheduler (MEBM_BATCH), the chain is advanced
-    with every other visitor's; the compare mode and ZeroGPU compute it alone. ``player.job``: the scheduler's job."""
+    with every other visitor's; the compare mode and ZeroGPU compute it alone. ``run.job``: the scheduler's job."""
+    player = run.player
     scheduler = loaded().get("scheduler")
     if scheduler is None or player.settings.compare:
-        player.job = None
-        yield from ([snap] for snap in player_frames(player))
+        run.job = None
+        yield from ([snap] for snap in player_frames(run))
         return
-    job = player.job = scheduler.start().submit(player)
+    job = run.job = scheduler.start().submit(player)
     last = time.perf_counter()
     try:
         for frames in job.stream():
             yield [player.take(f) for f in frames]
-            last = _pace(last, frame_interval(player))   # then the frames made meanwhile come together
+            last = _pace(last, frame_interval(run))   # then the frames made meanwhile come together
     finally:   # the end, Stop or a page gone: the chain leaves the scheduler at its next round
         scheduler.cancel(job)
         player.finished = True
 
 
-def frame_interval(player) -> float:
+def frame_interval(run) -> float:
     """Seconds between a page's frames: 1 / MEBM_FPS (0: no pacing), and, for a Run in the scheduler, the page's
     share of MEBM_CLASS_FPS (frames per second for all the pages together, default 15): thirty pages at once get
     fewer frames each (their chains end no later: a page shows the latest of the frames made meanwhile), so that
@@ -236,15 +191,15 @@ def frame_interval(player) -> float:
     if fps() <= 0:
         return 0.0
     scheduler = loaded().get("scheduler")
-    busy = len(scheduler.jobs) if scheduler is not None and getattr(player, "job", None) is not None else 1
+    busy = len(scheduler.jobs) if scheduler is not None and getattr(run, "job", None) is not None else 1
     return max(1.0 / fps(), (busy - 1) / max(_env_float("MEBM_CLASS_FPS", 15), 0.1))   # alone: MEBM_FPS
 
 
-def time_left(player) -> str:
+def time_left(run) -> str:
     """' · N steps to go': the Langevin steps this chain still needs (exact). The page shows no estimate in
     seconds: timed from the scheduler's rounds, it came out about 4x too short under a class's load
     (docs/demo.md), and what the page says must hold."""
-    job = getattr(player, "job", None)
+    job = run.job
     return "" if job is None else f" · {job.steps_left()} steps to go"
 
 
@@ -273,169 +228,33 @@ def weights_banner() -> str:
     return f"Weights in use: **{state['weights']}** · classifier: {clf}"
 
 
-# ---------------------------------------------------------------- controls that API callers can fill with anything
+# ---------------------------------------------------------------- a visitor's run
 
-class _Checked:
-    """The handlers check these values themselves (validate()), so that an API caller's "nan", "abc" or
-    null gets the app's own message instead of Gradio's generic one."""
-
-    def preprocess(self, payload):
-        return payload
-
-    def get_block_name(self):
-        """The Gradio component's own name (number, slider, ...), so the page draws it as that component."""
-        return next(c for c in type(self).__mro__ if c.__module__.startswith("gradio.")).__name__.lower()
-
-
-class NumberBox(_Checked, gr.Number):
-    pass
-
-
-class Slider(_Checked, gr.Slider):
-    pass
-
-
-class Dropdown(_Checked, gr.Dropdown):
-    pass
-
-
-class Textbox(_Checked, gr.Textbox):
-    pass
-
-
-class Sketchpad(gr.Sketchpad):
-    """gr.Sketchpad that checks a drawing's image count and size from the files' headers before Gradio
-    decodes them (model.preprocess.check_drawing): a tiny request cannot make the server decode gigapixels."""
-
-    def get_block_name(self):
-        return "imageeditor"
-
-    def preprocess(self, payload):
-        data = payload
-        if payload is not None and payload.id is not None:
-            data = self.blob_storage.get(payload.id)
-        if data is not None:
-            try:
-                check_drawing([getattr(f, "path", f) for f in (data.background, *(data.layers or []), data.composite)])
-            except InputError as e:
-                if payload.id is not None:
-                    self.blob_storage.pop(payload.id, None)
-                raise rejected(str(e)) from None
-        return super().preprocess(payload)
-
-
-class LiveImage(gr.Image):
-    """An output image sent inside the message as a PNG data URL: streamed frames never touch the disk
-    (nothing for Gradio's cache to keep), and the PNG is written fast (zlib level 1)."""
-
-    def get_block_name(self):
-        return "image"
-
-    def postprocess(self, value):
-        if isinstance(value, np.ndarray):
-            return ImageData(url=data_url(render.png_bytes(value)), orig_name="frame.png")
-        return super().postprocess(value)
-
-
-def data_url(data: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
-
-
-# ---------------------------------------------------------------- inputs
-
-def _float(value) -> float | None:
-    """A number from the page or an API caller (number or numeric string), None if it is none."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+def classify(x: np.ndarray):
+    """Digits and confidences [B, M] of uint8 images, or None without a classifier."""
+    clf = loaded().get("classifier")
+    if clf is None:
         return None
     try:
-        return float(value)
-    except (ValueError, OverflowError):
+        digits, conf = clf.predict(torch.from_numpy(x).float() / 255)
+        return digits.numpy(), conf.numpy()
+    except Exception as e:  # wrong shape (other M), ...: keep the demo running
+        log.warning("classifier failed: %s", one_line(e))
         return None
 
 
-def _number(name, value, integer, limits=None):
-    label = name.replace("_", " ")
-    v = _float(value)
-    if v is None:
-        raise rejected(f"'{label}' must be a number (got {shown(value)}).")
-    if not math.isfinite(v):
-        raise rejected(f"'{label}' must be a finite number (got {shown(value)}).")
-    lo, hi = limits or LIMITS[name]
-    if not lo <= v <= hi:
-        raise rejected(f"'{label}' must be between {number_text(lo)} and {number_text(hi)} (got {number_text(v)}).")
-    if integer:
-        if not v.is_integer():
-            raise rejected(f"'{label}' must be a whole number (got {number_text(v)}).")
-        return int(v)
-    return v
-
-
-def _flag(name, value) -> bool:
-    if isinstance(value, bool) or (isinstance(value, (int, float)) and value in (0, 1)):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-        return value.strip().lower() in ("true", "1")
-    raise rejected(f"'{name}' must be true or false (got {shown(value)}).")
-
-
-def validate(source, modality, n_samples, latent_steps, latent_step_size, data_steps, data_step_size,
-             noise, seed, compare, n_modalities, ex_post_prior=True) -> tuple[str, int, ChainSettings]:
-    """Check every control on the server (API callers can send anything); gr.Error says what is wrong."""
-    if not isinstance(source, str) or source not in SOURCES:
-        raise rejected(f"Input source must be one of {', '.join(SOURCES)} (got {shown(source)}).")
-    m = _float(modality)
-    if m is None or not m.is_integer() or not 0 <= m < n_modalities:
-        raise rejected(f"Pick a modality between 0 and {n_modalities - 1} (got {shown(modality)}).")
-    modality = int(m)
-    settings = ChainSettings(_number("n_samples", n_samples, True), _number("latent_steps", latent_steps, True),
-                             _number("latent_step_size", latent_step_size, False),
-                             _number("data_steps", data_steps, True), _number("data_step_size", data_step_size, False),
-                             _flag("noise", noise), _number("seed", seed, True), _flag("compare", compare),
-                             _flag("ex_post_prior", ex_post_prior))
-    return source, modality, settings
-
-
-def input_digit(source, sketch, upload, link_digit) -> np.ndarray | None:
-    """The 28x28 digit the model is given (None: unconditional); InputError says what is wrong."""
-    if source == "unconditional":
-        return None
-    if source == "draw":
-        return digit_from_sketch(sketch)
-    if source == "link":
-        return decode_digit(link_digit)
-    return digit_from_upload(upload)
-
-
-def model_input(digit, modality: int, seed: int, cfg: ModelConfig):
-    """-> (x_obs [1, M, 3, 28, 28] or None, observed bool [M] or None, preview picture or None)."""
-    if digit is None:
-        return None, None, None
-    M = cfg.n_modalities
-    img = to_modality(digit, modality, M, seed=cfg.data_seed, rng=np.random.default_rng(seed))
-    x_obs = torch.zeros(1, M, 3, 28, 28)
-    x_obs[0, modality] = torch.from_numpy(img)
-    grey = np.repeat(digit[None], 3, 0)
-    preview = np.concatenate([grey, np.full((3, 28, 2), 128, np.uint8), np.round(img * 255).astype(np.uint8)], 2)
-    return x_obs, observed_mask([modality], M), preview.transpose(1, 2, 0)
-
-
-def new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-               data_step_size, noise, seed, compare, link_digit="", ex_post_prior=True):
+def new_run(inputs: ChainInputs) -> PageRun:
     """Check the inputs and set up a chain for them (nothing computed yet)."""
     sampler = sampler_or_error()
     cfg = sampler.config
-    source, modality, s = validate(source, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                                   data_step_size, noise, seed, compare, cfg.n_modalities, ex_post_prior)
+    source, modality, s = inputs.checked(cfg.n_modalities)
     try:
-        digit = input_digit(source, sketch, upload, link_digit)
+        digit = input_digit(inputs, source)
     except InputError as e:
         raise rejected(str(e)) from None
     x_obs, observed, preview = model_input(digit, modality, s.seed, cfg)
-    player = ChainPlayer(sampler, x_obs, observed, s)
-    player.inputs = (x_obs, observed)   # as given (on the CPU): what chain_work needs to compute the same frames
-    player.digit, player.modality, player.preview = digit, (modality if digit is not None else None), preview
-    player.key = (source, modality, s, None if digit is None else hashlib.sha1(digit.tobytes()).hexdigest())
-    return player
+    key = (source, modality, s, None if digit is None else hashlib.sha1(digit.tobytes()).hexdigest())
+    return PageRun(ChainPlayer(sampler, x_obs, observed, s), digit, modality, preview, key, x_obs, observed, classify)
 
 
 def upload_sweeper() -> UploadSweeper:
@@ -462,184 +281,18 @@ def session_key(request) -> str:
     return getattr(request, "session_hash", None) or "local"
 
 
-# ---------------------------------------------------------------- read-outs
-
-def classify(x: np.ndarray):
-    """Digits and confidences [B, M] of uint8 images, or None without a classifier."""
-    clf = loaded().get("classifier")
-    if clf is None:
-        return None
-    try:
-        digits, conf = clf.predict(torch.from_numpy(x).float() / 255)
-        return digits.numpy(), conf.numpy()
-    except Exception as e:  # wrong shape (other M), ...: keep the demo running
-        log.warning("classifier failed: %s", one_line(e))
-        return None
-
-
-def agreement(pred, observed: int | None) -> float | None:
-    """Conditional: the share of generated images read as the input's digit. Unconditional: the share of
-    samples whose modalities all read as one digit (joint coherence)."""
-    if pred is None:
-        return None
-    digits, _ = pred
-    if observed is not None:
-        return float((np.delete(digits, observed, axis=1) == digits[:, observed:observed + 1]).mean())
-    return float((digits == digits[:, :1]).all(axis=1).mean())
-
-
-def readout_table(pred, observed: int | None, n_modalities: int) -> pd.DataFrame:
-    if pred is None:
-        return pd.DataFrame({"classifier": ["unavailable: no digit read-out"]})
-    digits, conf = pred
-    cols = {"sample": [str(b + 1) for b in range(len(digits))]}
-    for m in range(n_modalities):
-        name = f"m{m} (given)" if m == observed else f"m{m}"
-        cols[name] = [f"{d} · {c:.0%}" for d, c in zip(digits[:, m], conf[:, m])]
-    majority = [np.bincount(row, minlength=10).argmax() for row in digits]
-    cols["agree"] = [f"{(row == d).sum()}/{n_modalities}" for row, d in zip(digits, majority)]
-    return pd.DataFrame(cols)
-
-
-def coherence_line(pred, observed: int | None) -> str:
-    if pred is None:
-        return "Classifier unavailable: no read-out."
-    a = agreement(pred, observed)
-    if observed is not None:
-        return f"The input reads as **{int(pred[0][0, observed])}**; {a:.0%} of the generated images agree."
-    return f"{a:.0%} of the samples show one digit in every modality."
-
-
-def z_source(player) -> str:
-    """Where an unconditional run's z came from ("" for a conditioned run: the inference model)."""
-    if player.conditioned:
-        return ""
-    return "z from the ex-post prior" if player.prior is not None else "z ~ N(0, I)"
-
-
-class View:
-    """What the page shows of a player: the stage strip, its captions, plots and read-outs. Panels of
-    finished stages and classifier calls are cached, so a frame costs one panel and one small PNG."""
-
-    def __init__(self, player: ChainPlayer):
-        self.p = player
-        self.energy_rows, self.post_rows = [], []
-        self._pred: dict[int, tuple] = {}
-
-    def expected_stages(self) -> list[str]:
-        p, s = self.p, self.p.settings
-        want = ["proposal"] + (["latent"] if p.conditioned and s.latent_steps > 0 else [])
-        if p.totals.get("ebm_latent"):
-            want.append("ebm_latent")
-        want.append("data")
-        seen = p.stages
-        return seen + [w for w in want if w not in seen]
-
-    def pred(self, snap):
-        if snap.index not in self._pred:
-            self._pred[snap.index] = classify(snap.x)
-        return self._pred[snap.index]
-
-    def record(self, snap):
-        """Plot rows of a new frame."""
-        e = snap.energy
-        self.energy_rows += [(snap.index, float(e.mean()), "mean", snap.stage), (snap.index, float(e.min()), "lowest",
-                             snap.stage), (snap.index, float(e.max()), "highest", snap.stage)]
-        if snap.noise_energy is not None:
-            self.energy_rows.append((snap.index, snap.noise_energy, "from noise", snap.stage))
-        if snap.log_posterior is not None:
-            lp = snap.log_posterior
-            self.post_rows += [(snap.index, float(lp.mean()), "mean", snap.stage),
-                               (snap.index, float(lp.min()), "lowest", snap.stage),
-                               (snap.index, float(lp.max()), "highest", snap.stage)]
-
-    def lasts(self, upto=None) -> dict:
-        """The last frame of each stage (``upto``: as the run stood at that frame)."""
-        if upto is None:
-            return dict(self.p.stage_last)
-        out = {}
-        for f in self.p.frames:
-            if f.index <= upto.index:
-                out[f.stage] = f
-        out[upto.stage] = upto
-        return out
-
-    def strip(self, current, classify_now: bool, upto=None):
-        """(strip picture, captions HTML) with ``current`` the running (or scrubbed) frame."""
-        stages = self.expected_stages()
-        lasts = self.lasts(upto)
-        xs, caps = [], []
-        B, M = self.p.settings.n_samples, self.p.model.config.n_modalities
-        for st in stages:
-            snap = lasts.get(st)
-            xs.append(None if snap is None else snap.x)
-            total = self.p.totals.get(st) or 0
-            title = stage_title(st) + (f" · step {snap.step}/{total}" if snap is not None and st != "proposal" else "")
-            if snap is None:
-                caps.append((title, "not reached yet", st == (current.stage if current else None)))
-                continue
-            a = agreement(self.pred(snap), self.p.modality) if (classify_now or snap.index in self._pred) else None
-            line = f"energy {snap.energy.mean():.3f}" + ("" if a is None else f" · agree {a:.0%}")
-            caps.append((title, line, current is not None and st == current.stage))
-        hl = stages.index(current.stage) if current is not None and current.stage in stages else None
-        pic = render.stage_strip(xs, self.p.modality, (B, M), highlight=hl)
-        return pic, captions_html(caps, B)
-
-    def agreement_df(self) -> pd.DataFrame:
-        rows = []
-        for i, (st, snap) in enumerate(self.p.stage_last.items()):
-            a = agreement(self.pred(snap), self.p.modality)
-            if a is not None:   # numbered: the bars keep the stages' order
-                rows.append((f"{i + 1}. {stage_title(st)}", 100 * a))
-        return pd.DataFrame(rows, columns=["stage", "agreement"]).astype({"stage": "object", "agreement": "float64"})
-
-    def plots(self):
-        return (_long_df(self.energy_rows, "energy"), _long_df(self.post_rows, "log_posterior"),
-                self.agreement_df())
-
-    def noise_picture(self, snap):
-        if snap.noise_x is None:
-            return None
-        return render.upscale(render.cells(snap.noise_x, self.p.modality, gap=1, by_modality=True), 1)
-
-
-def captions_html(caps, B) -> str:
-    """Stage titles and read-outs above the strip, each as wide as its panel (the picture scales evenly)."""
-    cols = []
-    for title, line, running in caps:
-        cls = "cap running" if running else "cap"
-        cols.append(f'<div class="{cls}" style="flex: {B * 29 + 1} 1 0"><b>{html.escape(title)}</b>'
-                    f'<br>{html.escape(line)}</div>')
-    return '<div class="caps">' + '<div class="capgap"></div>'.join(cols) + "</div>"
-
-
-def _long_df(rows, value):
-    """Long format for gr.LinePlot, typed even when empty (an untyped empty frame makes the x axis nominal)."""
-    df = pd.DataFrame(rows, columns=["step", value, "chain", "stage"])
-    return df.astype({"step": "int64", value: "float64", "chain": "object", "stage": "object"})
-
-
-def share_link(player) -> str:
-    """The query string that restores this run (the input travels as its 28x28 digit)."""
-    s = player.settings
-    q = {"m": player.modality if player.modality is not None else 0, "n": s.n_samples, "ls": s.latent_steps,
-         "lss": f"{s.latent_step_size:g}", "ds": s.data_steps, "dss": f"{s.data_step_size:g}", "noise": int(s.noise),
-         "seed": s.seed, "cmp": int(s.compare), "pp": int(s.ex_post_prior)}
-    source = {"src": "unconditional"} if player.digit is None else {"src": "link", "d": encode_digit(player.digit)}
-    q = source | q
-    return "?" + urllib.parse.urlencode(q)
-
-
-def share_html(player) -> str:
-    link = share_link(player)
-    return (f'<a id="share_link" href="{html.escape(link)}" target="_blank">Share this run</a> '
-            f'<span class="hint">(a link with the input, the settings and the seed: same frames)</span>')
-
-
 # ---------------------------------------------------------------- events
 
 RUN_OUTPUTS = ("grid", "captions", "noise_grid", "input_preview", "energy_plot", "posterior_plot", "agreement_plot",
                "readout", "status", "scrub", "share")
+
+
+def outputs(**updates) -> tuple:
+    """The updates of a chain event, by output name, as the tuple Gradio expects (in the order of RUN_OUTPUTS;
+    gr.skip() for an output that does not change)."""
+    unknown = set(updates) - set(RUN_OUTPUTS)
+    assert not unknown, unknown
+    return tuple(updates.get(name, gr.skip()) for name in RUN_OUTPUTS)
 
 
 def _pace(last_yield: float, interval: float) -> float:
@@ -649,77 +302,85 @@ def _pace(last_yield: float, interval: float) -> float:
     return time.perf_counter()
 
 
-def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-              data_step_size, noise, seed, compare, link_digit="", ex_post_prior=True, request: gr.Request = None):
+def figures(run, snap) -> dict:
+    """The plots and the read-out table, as they stand at ``snap``."""
+    energy, posterior, agree = run.plots()
+    return dict(energy_plot=gr.update(value=energy, visible=True),
+                posterior_plot=gr.update(value=posterior, visible=True),
+                agreement_plot=gr.update(value=agree, visible=True),
+                readout=gr.update(value=run.readout(snap), visible=True))
+
+
+def scrub_range(run) -> dict:
+    n = len(run.player.frames)
+    return gr.update(minimum=0, maximum=max(n - 1, 1), value=n - 1, step=1, interactive=True)
+
+
+@chain_event()
+def run_chain(inputs: ChainInputs, request: gr.Request = None):
     """Stream the run frame by frame: one tuple per frame in the order of RUN_OUTPUTS, gr.skip() where an
-    output does not change. The chain is kept for this visitor (scrub, step on, downloads)."""
-    player = new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                        data_step_size, noise, seed, compare, link_digit, ex_post_prior)
-    log.info("run: %s, modality %s, %d samples, seed %d", player.key[0], player.modality,
-             player.settings.n_samples, player.settings.seed)
-    SESSIONS.put(session_key(request), player)
-    view = player.view = View(player)
-    M = player.model.config.n_modalities
+    output does not change. The run is kept for this visitor (scrub, step on, downloads)."""
+    run = new_run(inputs)
+    player = run.player
+    log.info("run: %s, modality %s, %d samples, seed %d", run.key[0], run.modality, player.settings.n_samples,
+             player.settings.seed)
+    SESSIONS.put(session_key(request), run)
     interval = 1.0 / fps() if fps() > 0 else 0.0
     last_yield, last_plot, last_figs = 0.0, time.perf_counter(), time.perf_counter()
-    skip = gr.skip()
     status, snap = "", None
     with player.lock:
         try:
-            for snaps in run_frames(player):
+            for snaps in run_frames(run):
                 for snap in snaps:
-                    view.record(snap)
+                    run.record(snap)
                 now = time.perf_counter()
                 slow = now - last_plot >= PLOT_INTERVAL
-                pic, caps = view.strip(snap, classify_now=slow)
-                plots, readout = (skip, skip, skip), skip
+                pic, caps = run.strip(snap, classify_now=slow)
+                update = dict(grid=pic, captions=caps)
                 if slow:
                     last_plot = now
                 # the figures and the table cost the browser most: once a second, and as a stage ends
                 stage_end = snap.step == (player.totals.get(snap.stage) or 0) and snap.index > 0
                 if stage_end or (slow and now - last_figs >= FIGURE_INTERVAL):
                     last_figs = now
-                    plots = tuple(gr.update(value=v, visible=True) for v in view.plots())
-                    readout = gr.update(value=readout_table(view.pred(snap), player.modality, M), visible=True)
-                noise_pic = view.noise_picture(snap) if player.settings.compare else None
-                status = skip  # the captions carry the step; the status (Markdown) four times a second
-                if slow or snap.index == 0 or stage_end:
-                    status = (f"**{stage_title(snap.stage)}**, step {snap.step}/{player.totals.get(snap.stage) or 0}"
-                              f" · mean energy {snap.energy.mean():.3f}" + time_left(player))
+                    update |= figures(run, snap)
+                if player.settings.compare and snap.noise_x is not None:
+                    update["noise_grid"] = run.noise_picture(snap)
+                if snap.index == 0:
+                    update["input_preview"] = run.preview
+                if slow or snap.index == 0 or stage_end:   # the captions carry the step; the status four times a second
+                    update["status"] = (f"**{stage_title(snap.stage)}**, step {snap.step}/"
+                                        f"{player.totals.get(snap.stage) or 0} · mean energy {snap.energy.mean():.3f}"
+                                        + time_left(run))
                 last_yield = _pace(last_yield, interval)
-                yield (pic, caps, noise_pic if noise_pic is not None else skip,
-                       player.preview if snap.index == 0 else skip, *plots, readout, status, skip, skip)
-            z = f", {z_source(player)}" if z_source(player) else ""
-            status = f"**Done:** {snap.index + 1} frames{z}. " + coherence_line(view.pred(snap), player.modality)
+                yield outputs(**update)
+            z = f", {run.z_source()}" if run.z_source() else ""
+            status = f"**Done:** {snap.index + 1} frames{z}. " + run.coherence_line(snap)
         except ChainDiverged as e:
             status = f"**Stopped: {e}** The frames up to that point are kept: scrub through them."
             gr.Warning(str(e))
     trim_heap(TRIM_INTERVAL)
     if snap is None:
         raise gr.Error(status or "The chain produced no frame.")
-    pic, caps = view.strip(None, classify_now=True)
+    pic, caps = run.strip(None, classify_now=True)
     _pace(last_yield, interval)
-    yield (pic, caps, skip, skip, *(gr.update(value=v, visible=True) for v in view.plots()),
-           gr.update(value=readout_table(view.pred(snap), player.modality, M), visible=True), status,
-           gr.update(minimum=0, maximum=max(len(player.frames) - 1, 1), value=len(player.frames) - 1, step=1,
-                     interactive=True), share_html(player))
+    yield outputs(grid=pic, captions=caps, **figures(run, snap), status=status, scrub=scrub_range(run),
+                  share=share_html(run))
 
 
-def _stepped(player, snaps, note=""):
+def stepped(run, snaps, note=""):
     """Outputs of the step and reset events (in the order of RUN_OUTPUTS)."""
-    view = player.view
+    player = run.player
     for snap in snaps:
-        view.record(snap)
+        run.record(snap)
     snap = player.current
-    pic, caps = view.strip(snap, classify_now=True)
-    M = player.model.config.n_modalities
+    pic, caps = run.strip(snap, classify_now=True)
     if snap is None:
         status = "The chain produced no frame."
     elif player.finished and not snaps:
-        status = ("**The chain has ended** (last step of the last stage). Press **Reset** to go back to the "
-                  "proposal, or **Run** to stream it.")
+        status = texts.CHAIN_ENDED
     elif snap.index == 0:
-        z = f" ({z_source(player)})" if z_source(player) else ""
+        z = f" ({run.z_source()})" if run.z_source() else ""
         status = (f"**Step mode: the proposal{z}.** Mean energy {snap.energy.mean():.3f}. Press **Step** (key S) "
                   "for one Langevin step, **Step ×5** (Shift+S) for five.")
     else:
@@ -731,14 +392,13 @@ def _stepped(player, snaps, note=""):
                   f"({steps} step{'s' if steps != 1 else ''}): the images moved by {upd:.4f} (RMS, pixels 0-1); "
                   f"mean energy {snap.energy.mean() - de:.3f} → {snap.energy.mean():.3f} (Δ {de:+.4f})."
                   + (" **Last step.**" if player.finished or _at_end(player) else ""))
-    if note:
-        status = note + " " + status
-    plots = tuple(gr.update(value=v, visible=True) for v in view.plots())
-    noise_pic = view.noise_picture(snap) if snap is not None and player.settings.compare else None
-    return (pic, caps, noise_pic if noise_pic is not None else gr.skip(), player.preview, *plots,
-            gr.update(value=readout_table(view.pred(snap), player.modality, M), visible=True) if snap else gr.skip(),
-            status, gr.update(minimum=0, maximum=max(len(player.frames) - 1, 1), value=len(player.frames) - 1, step=1,
-                              interactive=True), share_html(player))
+    update = dict(grid=pic, captions=caps, input_preview=run.preview, status=(note + " " + status) if note else status,
+                  scrub=scrub_range(run), share=share_html(run))
+    if snap is not None:
+        update |= figures(run, snap)
+        if player.settings.compare and snap.noise_x is not None:
+            update["noise_grid"] = run.noise_picture(snap)
+    return outputs(**update)
 
 
 def _at_end(player) -> bool:
@@ -746,70 +406,66 @@ def _at_end(player) -> bool:
     return s is not None and s.stage == "data" and s.step == player.settings.data_steps
 
 
-def step_chain(k, source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-               data_step_size, noise, seed, compare, link_digit="", ex_post_prior=True, request: gr.Request = None):
+@chain_event("k")
+def step_chain(k, inputs: ChainInputs, request: gr.Request = None):
     """Step mode: advance this visitor's chain by k Langevin steps from where it is (the first press, or
     new inputs, start a chain and show its proposal)."""
-    k = _number("steps_per_press", k, True, (1, 100))
-    fresh = new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                       data_step_size, noise, seed, compare, link_digit, ex_post_prior)
+    k = number("steps_per_press", k, True, (1, 100))
+    fresh = new_run(inputs)
     key = session_key(request)
-    player = SESSIONS.get(key)
+    run = SESSIONS.get(key)
     note = ""
-    if player is None or player.key != fresh.key or getattr(player, "view", None) is None:
-        note = "" if player is None else "*New chain (the input or the settings changed).*"
-        player = fresh
-        player.view = View(player)
-        SESSIONS.put(key, player)
+    if run is None or run.key != fresh.key:
+        note = "" if run is None else texts.NEW_CHAIN
+        run = fresh
+        SESSIONS.put(key, run)
         k = 0
     else:
         fresh.close()
-    if not player.lock.acquire(blocking=False):
-        raise gr.Error("A run is streaming in this page: press Stop first, then Step.")
+    if not run.player.lock.acquire(blocking=False):
+        raise gr.Error(texts.STEPPING_WHILE_RUNNING)
     try:
-        snaps = list(player_frames(player, k if k > 0 else 1))  # k = 0: a new chain, show its proposal
-        return _stepped(player, snaps, note)
+        snaps = list(player_frames(run, k if k > 0 else 1))  # k = 0: a new chain, show its proposal
+        return stepped(run, snaps, note)
     except ChainDiverged as e:
-        return _stepped(player, [], f"**Stopped: {e}**")
+        return stepped(run, [], f"**Stopped: {e}**")
     finally:
-        player.lock.release()
+        run.player.lock.release()
 
 
-def reset_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                data_step_size, noise, seed, compare, link_digit="", ex_post_prior=True, request: gr.Request = None):
-    """Back to the proposal: the same seed, so the same steps follow. (Named parameters: Gradio hands the
-    visitor's request only to a parameter of that name, never through *args.)"""
-    player = new_player(source, sketch, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                        data_step_size, noise, seed, compare, link_digit, ex_post_prior)
-    player.view = View(player)
-    SESSIONS.put(session_key(request), player)
-    with player.lock:
-        return _stepped(player, list(player_frames(player, 1)), "**Reset.**")
+@chain_event()
+def reset_chain(inputs: ChainInputs, request: gr.Request = None):
+    """Back to the proposal: the same seed, so the same steps follow."""
+    run = new_run(inputs)
+    SESSIONS.put(session_key(request), run)
+    with run.player.lock:
+        return stepped(run, list(player_frames(run, 1)), "**Reset.**")
 
 
 def scrub(index, request: gr.Request = None):
     """A kept frame of this visitor's last run (no recomputation): (strip, captions, noise picture)."""
-    player = SESSIONS.get(session_key(request))
-    if player is None or not player.frames:
+    run = SESSIONS.get(session_key(request))
+    if run is None or not run.player.frames:
         raise rejected("Nothing recorded yet: press Run first.")
-    i = int(_number("frame", index, False, (-math.inf, math.inf)))
-    snap = player.frames[min(max(i, 0), len(player.frames) - 1)]
-    pic, caps = player.view.strip(snap, classify_now=True, upto=snap)
-    noise_pic = player.view.noise_picture(snap)
+    frames = run.player.frames
+    i = int(number("frame", index, False, (-math.inf, math.inf)))
+    snap = frames[min(max(i, 0), len(frames) - 1)]
+    pic, caps = run.strip(snap, classify_now=True, upto=snap)
+    noise_pic = run.noise_picture(snap)
     return pic, caps, noise_pic if noise_pic is not None else gr.skip()
 
 
 def downloads(request: gr.Request = None):
     """The chain as an animated GIF and the stages as a PNG, as links in the page (no file on the server)."""
-    player = SESSIONS.get(session_key(request))
-    if player is None or not player.frames:
+    run = SESSIONS.get(session_key(request))
+    if run is None or not run.player.frames:
         raise rejected("Nothing recorded yet: press Run first.")
-    view, obs = player.view, player.modality
+    player, obs = run.player, run.modality
     frames = [render.grid(f.x, f"{stage_title(f.stage)} · step {f.step}", obs, scale=2) for f in player.frames]
     gif = render.gif_bytes(frames)
-    stages = [st for st in view.expected_stages() if st in player.stage_last]
+    stages = [st for st in run.expected_stages() if st in player.stage_last]
     lasts = [player.stage_last[st] for st in stages]
-    lines = [[f"energy {s.energy.mean():.3f}"] + ([f"agree {a:.0%}"] if (a := agreement(view.pred(s), obs)) is not None
+    lines = [[f"energy {s.energy.mean():.3f}"] + ([f"agree {a:.0%}"] if (a := agreement(run.pred(s), obs)) is not None
                                                  else []) for s in lasts]
     png = render.png_bytes(render.labelled_strip([stage_title(st) for st in stages], [s.x for s in lasts], lines, obs),
                            level=6)
@@ -829,50 +485,29 @@ def restore(request: gr.Request = None):
     """Open a shared link: the query parameters set the input, the modality, the settings and the seed."""
     params = dict(getattr(request, "query_params", None) or {})
     n_out = 13
-    if not params or not ({"src", "seed"} & set(params)):
+    if not is_share_link(params):
         return (gr.skip(),) * n_out
     try:
         cfg = model_config()
-        src = params.get("src", "unconditional")
-        if src not in ("link", "unconditional"):
-            raise ValueError(f"unknown input {shown(src)}")
-        digit = params.get("d", "")
-        if src == "link":
-            decode_digit(digit)
-        chains = cfg.chains
-        _, m, s = validate(src, params.get("m", 0), params.get("n", default_samples(cfg)),
-                           params.get("ls", chains.latent.steps), params.get("lss", chains.latent.step_size),
-                           params.get("ds", chains.data.steps), params.get("dss", chains.data.step_size),
-                           params.get("noise", "1"), params.get("seed", 0), params.get("cmp", "0"), cfg.n_modalities,
-                           params.get("pp", "1"))
+        src, m, s, digit = read_share_link(params, cfg, default_samples(cfg))
     except (gr.Error, InputError, ValueError) as e:
         msg = e.message if isinstance(e, gr.Error) else str(e)   # the visitor's values in it are HTML-escaped
-        return (*(gr.skip(),) * (n_out - 1), f"**This shared link could not be restored:** {as_text(one_line(msg))}")
+        return (*(gr.skip(),) * (n_out - 1), texts.NOT_RESTORED + as_text(one_line(msg)))
     has_prior = loaded().get("prior") is not None
     return (src, m, s.n_samples, s.latent_steps, s.latent_step_size, s.data_steps, s.data_step_size, s.noise, s.seed,
-            s.compare, digit, s.ex_post_prior and has_prior,
-            "**Shared run restored** (input, settings, seed): press **Run** to see the same frames.")
+            s.compare, digit, s.ex_post_prior and has_prior, texts.RESTORED)
 
 
 # ---------------------------------------------------------------- presets
 
 def presets(cfg: ModelConfig) -> dict:
     """name -> (latent_steps, latent_step_size, data_steps, data_step_size, noise, what to watch)."""
-    return {
-        "Default": (cfg.chains.latent.steps, cfg.chains.latent.step_size, cfg.chains.data.steps,
-                    cfg.chains.data.step_size, True,
-                    "The proposal already shows the digit; the latent revision pulls every sample towards the "
-                    "input, the data revision sharpens strokes and textures while the energy falls."),
-        "Step size too large": (cfg.chains.latent.steps, 3.0, cfg.chains.data.steps, 30.0, True,
-                                "Watch the latent chain leap off the posterior: it blows up within a few steps "
-                                "and the run stops with a message."),
-        "Step size too small": (cfg.chains.latent.steps, cfg.chains.latent.step_size / 100, cfg.chains.data.steps,
-                                cfg.chains.data.step_size / 100, True,
-                                "Watch nothing move: every frame equals the proposal and the energy curves stay flat."),
-        "No latent revision": (0, cfg.chains.latent.step_size, cfg.chains.data.steps, cfg.chains.data.step_size, True,
-                               "The proposal goes straight to the EBM: compare with Default how well the "
-                               "samples match the input digit."),
-    }
+    lat, dat = cfg.chains.latent, cfg.chains.data
+    settings = {"Default": (lat.steps, lat.step_size, dat.steps, dat.step_size, True),
+                "Step size too large": (lat.steps, 3.0, dat.steps, 30.0, True),
+                "Step size too small": (lat.steps, lat.step_size / 100, dat.steps, dat.step_size / 100, True),
+                "No latent revision": (0, lat.step_size, dat.steps, dat.step_size, True)}
+    return {name: (*v, texts.WATCH[name]) for name, v in settings.items()}
 
 
 def apply_preset(name):
@@ -905,75 +540,6 @@ def first_picture(cfg: ModelConfig, n: int | None = None):
 
 # ---------------------------------------------------------------- the page
 
-EXPLANATION = r"""
-### What you are watching
-
-**Three networks, learned together.** A *generator* turns a latent code $z \sim \mathcal N(0, I)$ into
-all five modalities at once (one decoder per modality, so they share the digit). An *inference model*
-guesses $z$ from the modality you give it. An *energy-based model* (EBM) gives every tuple of images a
-number, the **energy** $E(x)$: low for tuples that look like real data, high otherwise.
-
-1. **Proposal.** The inference model reads your image and proposes a $z$; the generator decodes it.
-   Fast, but only a first guess.
-2. **Latent revision.** $z$ is nudged to explain your image better, by Langevin steps on the
-   generator's posterior $p(z \mid x_{\text{given}}) \propto p(z)\, p(x_{\text{given}} \mid z)$.
-   The **log-posterior** plot should rise.
-3. **Data revision.** All images are nudged, pixel by pixel, down the EBM's energy, with your
-   modality held fixed. The **energy** plot should fall.
-
-**The Langevin update.** Each step moves the current state $u$ a little downhill on an energy $U$
-and adds a little noise:
-$$u \leftarrow u - \tfrac{s^2}{2}\,\nabla U(u) + n\,\xi, \qquad \xi \sim \mathcal N(0, I).$$
-$s$ is the step size, $n$ the noise (switch it off to get plain gradient descent). Too large a step
-overshoots and the chain blows up; too small a step and nothing moves: try the presets.
-
-**Why start from the generator?** The right-hand grid runs the *same* number of EBM steps from random
-noise. A few dozen steps are not enough to turn noise into digits: the generator's proposal puts the
-EBM's chain where it can finish the job quickly. That is the point of learning them together.
-
-**Unconditional samples** (input *None*). With no image to infer $z$ from, $z$ is drawn from a prior.
-By default that is the **ex-post prior**: a Gaussian mixture fitted to the latents the inference model
-gives the training set (the EBM's latent revision then uses its density as the prior term too). Draws
-from $\mathcal N(0, I)$, the generator's own prior, often fall between the clusters the inference model
-uses, where the decoders disagree on the digit: in the README's evaluation about 40 % of such samples
-show one digit in every modality, against about 85 % with the ex-post prior. Untick it in Settings to compare.
-
-The **classifier** read-out gives each image's digit as judged by a separate classifier per
-modality: when the samples agree with your digit, the modalities are *coherent*.
-"""
-CSS = """
-.gradio-container {max-width: 1500px !important; padding-top: 4px !important}
-#grid img, #noise_grid img, #modalities img, #input_preview img {image-rendering: pixelated}
-#grid img, #noise_grid img {object-fit: contain !important; width: 100% !important; height: 100% !important}
-#grid {border: none; padding: 0 !important}
-#title {margin: 0 !important} #title p {margin: 0 !important; font-size: 1.15em}
-#status {font-size: 1.0em; min-height: 1.5em} #status p {margin: 0 !important}
-#source .wrap {gap: 4px !important} #source label {padding: 2px 8px !important}
-.caps {display: flex; gap: 0; font-size: 0.85em; line-height: 1.2; text-align: center}
-.caps .cap {padding: 2px 4px; border-bottom: 3px solid transparent; overflow: hidden}
-.caps .cap.running {border-bottom-color: #fac828}
-.caps .capgap {flex: 4 1 0}
-#buttons button {min-width: 0}
-"""
-
-PAGE_JS = """() => { let tries = 0; const pick = () => {
-  const b = document.querySelector('#sketch button[aria-label=Brush]');
-  if (b) { if (!b.classList.contains('highlight')) b.click(); } else if (tries++ < 50) setTimeout(pick, 200); };
-  setTimeout(pick, 300);
-  document.addEventListener('pointerdown', (e) => {   // drawing selects the "drawing" input, in the page
-    if (!e.target.closest || !e.target.closest('#sketch canvas')) return;
-    const r = document.querySelector('#source input[value=draw]');
-    if (r && !r.checked) r.click(); }, true);
-  document.addEventListener('keydown', (e) => {       // S: one step, Shift+S: five, R: reset to the proposal
-    const t = e.target, tag = (t && t.tagName || '').toLowerCase();
-    if (tag === 'input' || tag === 'textarea' || (t && t.isContentEditable)) return;
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    const id = e.key === 's' ? 'step' : e.key === 'S' ? 'step5' : (e.key === 'r' || e.key === 'R') ? 'reset' : null;
-    if (!id) return;
-    e.preventDefault();
-    document.querySelector('#' + id)?.click(); }); }"""
-
-
 def example_paths() -> list[str]:
     return sorted(str(p) for p in ASSETS.glob("example_*.png"))
 
@@ -987,11 +553,16 @@ def modality_strip(cfg: ModelConfig) -> np.ndarray:
     return render.grid(cells, "", None, scale=2)
 
 
+def modality_names(cfg: ModelConfig) -> list[str]:
+    M = cfg.n_modalities
+    return [MODALITY_NAMES[m] if m < len(MODALITY_NAMES) and M <= len(MODALITY_NAMES) else f"modality {m}"
+            for m in range(M)]
+
+
 def build_demo() -> gr.Blocks:
     cfg = model_config()
     M = cfg.n_modalities
-    names = [MODALITY_NAMES[m] if m < len(MODALITY_NAMES) and M <= len(MODALITY_NAMES) else f"modality {m}"
-             for m in range(M)]
+    names = modality_names(cfg)
     table = presets(cfg)
     pic0, caps0 = first_picture(cfg)
     prior = loaded().get("prior")
@@ -1000,8 +571,7 @@ def build_demo() -> gr.Blocks:
                    f"the inferred latents of the training set); off: N(0, I)")
     # uploads (each Run sends the drawing) are bounded by upload_sweeper; streamed frames never become files
     with gr.Blocks(title="Multimodal EBM: MCMC revision, step by step") as demo:
-        gr.Markdown("**Multimodal EBM + VAE: watch the MCMC revisions, stage by stage** · keys: S = one step, "
-                    "Shift+S = five, R = back to the proposal", elem_id="title")
+        gr.Markdown(texts.TITLE, elem_id="title")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 source = gr.Radio(SOURCE_LABELS, value="draw", label="Input", elem_id="source")
@@ -1050,8 +620,7 @@ def build_demo() -> gr.Blocks:
                     step_btn = gr.Button("Step", elem_id="step", scale=1)
                     step5_btn = gr.Button("Step ×5", elem_id="step5", scale=1)
                     reset_btn = gr.Button("Reset", elem_id="reset", scale=1)
-                status = gr.Markdown("Draw a digit (or pick an example) and press **Run**, or **Step** through it.",
-                                     elem_id="status")
+                status = gr.Markdown(texts.FIRST_STATUS, elem_id="status")
                 captions = gr.HTML(caps0, elem_id="captions")
                 grid = LiveImage(pic0, show_label=False, elem_id="grid", interactive=False, height=450, format="png",
                                  buttons=["fullscreen"])
@@ -1084,14 +653,17 @@ def build_demo() -> gr.Blocks:
         with gr.Accordion("The modalities, how it works, which weights", open=False):
             gr.Image(modality_strip(cfg), label="The modalities (same digit, each look)", elem_id="modalities",
                      interactive=False, height=110, buttons=[])
-            gr.Markdown(EXPLANATION, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+            gr.Markdown(texts.EXPLANATION, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
                                                       {"left": "$", "right": "$", "display": False}])
             banner = gr.Markdown(weights_banner(), elem_id="weights")
 
-        chain_inputs = [source, drawing, upload, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                        data_step_size, noise, seed, compare, link_digit, ex_post_prior]
-        outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot, readout,
-                   status, scrub_slider, share]
+        controls = dict(source=source, sketch=drawing, upload=upload, modality=modality, n_samples=n_samples,
+                        latent_steps=latent_steps, latent_step_size=latent_step_size, data_steps=data_steps,
+                        data_step_size=data_step_size, noise=noise, seed=seed, compare=compare, link_digit=link_digit,
+                        ex_post_prior=ex_post_prior)
+        chain_inputs = [controls[name] for name in CONTROLS]   # the order of ChainInputs (and of the HTTP API)
+        chain_outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot,
+                         readout, status, scrub_slider, share]   # the order of RUN_OUTPUTS
         # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
         # after every stroke, hands the next event a blob id whose images never reach the server (the
         # first Run after drawing then saw an empty canvas). The switch to "drawing" happens in the page (PAGE_JS).
@@ -1106,22 +678,22 @@ def build_demo() -> gr.Blocks:
         # lowest one pushed into it, so one Step with the default limit would cut the runs at once to 4
         chain = dict(concurrency_id="chain", concurrency_limit=chain_concurrency())
         # in the page at once, before the server answers: the previous run's "Done" must not stand for this one
-        pressed = f"() => {{ window.mebmStopped = false; return {json.dumps(RUN_PRESSED)}; }}"
+        pressed = f"() => {{ window.mebmStopped = false; return {json.dumps(texts.RUN_PRESSED)}; }}"
         run_btn.click(None, None, status, js=pressed, queue=False, api_visibility="private")
-        run_event = run_btn.click(**relay).then(run_chain, chain_inputs, outputs, api_name="run",
+        run_event = run_btn.click(**relay).then(run_chain, chain_inputs, chain_outputs, api_name="run",
                                                 show_progress="hidden", trigger_mode="always_last", **chain)
         # a refused input and a Stop both end the event as a failure: the status says which (not Gradio's "Error")
-        run_event.failure(None, None, status, js=f"() => window.mebmStopped ? {json.dumps(STOPPED)} : "
-                                                 f"{json.dumps(NOT_RUN)}", queue=False)
-        stop_btn.click(None, None, status, js=f"() => {{ window.mebmStopped = true; return {json.dumps(STOPPED)}; }}",
-                       cancels=[run_event])
+        run_event.failure(None, None, status, js=f"() => window.mebmStopped ? {json.dumps(texts.STOPPED)} : "
+                                                 f"{json.dumps(texts.NOT_RUN)}", queue=False)
+        stop_btn.click(None, None, status, cancels=[run_event],
+                       js=f"() => {{ window.mebmStopped = true; return {json.dumps(texts.STOPPED)}; }}")
         one, five = gr.Number(1, visible=False), gr.Number(5, visible=False)
-        step_btn.click(**relay).then(step_chain, [one, *chain_inputs], outputs, api_name="step",
+        step_btn.click(**relay).then(step_chain, [one, *chain_inputs], chain_outputs, api_name="step",
                                      show_progress="hidden", trigger_mode="always_last", **chain)
-        step5_btn.click(**relay).then(step_chain, [five, *chain_inputs], outputs, api_visibility="private",
+        step5_btn.click(**relay).then(step_chain, [five, *chain_inputs], chain_outputs, api_visibility="private",
                                       show_progress="hidden", trigger_mode="always_last", **chain)
-        reset_btn.click(**relay).then(reset_chain, chain_inputs, outputs, api_name="reset", show_progress="hidden",
-                                      **chain)
+        reset_btn.click(**relay).then(reset_chain, chain_inputs, chain_outputs, api_name="reset",
+                                      show_progress="hidden", **chain)
         scrub_slider.release(scrub, scrub_slider, [grid, captions, noise_grid], api_name="scrub",
                              show_progress="hidden")
         scrub_slider.input(scrub, scrub_slider, [grid, captions, noise_grid], api_visibility="private",
@@ -1130,9 +702,8 @@ def build_demo() -> gr.Blocks:
         preset.change(apply_preset, preset, [latent_steps, latent_step_size, data_steps, data_step_size, noise, watch],
                       api_name="preset")
         upload.change(None, upload, source, js="(f) => f ? 'upload' : 'draw'")
-        demo.load(None, None, None, js=PAGE_JS)
-        demo.load(restore, None, [source, modality, n_samples, latent_steps, latent_step_size, data_steps,
-                                  data_step_size, noise, seed, compare, link_digit, ex_post_prior, status],
+        demo.load(None, None, None, js=texts.PAGE_JS)
+        demo.load(restore, None, [c for name, c in controls.items() if name not in ("sketch", "upload")] + [status],
                   api_visibility="private")
         demo.load(weights_banner, None, banner, api_visibility="private")
         demo.unload(forget)
@@ -1184,9 +755,9 @@ def main(argv=None):
 def launch_options() -> dict:
     """demo.launch's settings beyond the address: the look, the upload limit, the page states kept (Gradio
     keeps 10,000 by default, ~0.3 MB each: memory grew with every visitor) and the guard on long addresses."""
-    return dict(css=CSS, theme=gr.themes.Default(text_size="lg"), max_file_size="10mb", footer_links=["api"],
+    return dict(css=texts.PAGE_CSS, theme=gr.themes.Default(text_size="lg"), max_file_size="10mb", footer_links=["api"],
                 state_session_capacity=SESSION_STATES,
-                app_kwargs={"middleware": [Middleware(URLLengthLimit, limit=MAX_URL_BYTES, message=LONG_URL)]})
+                app_kwargs={"middleware": [Middleware(URLLengthLimit, limit=MAX_URL_BYTES, message=texts.LONG_URL)]})
 
 
 if __name__ == "__main__":

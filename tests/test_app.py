@@ -9,6 +9,8 @@ import torch
 from PIL import Image
 
 import app
+from demo.share import share_link
+from demo.view import agreement
 from helpers_app import EMPTY_SKETCH, ROOT, save_tiny_model, stroke_sketch
 
 EXAMPLE = str(ROOT / "assets/example_7.png")
@@ -43,6 +45,11 @@ def run(request=None, **kw):
     return [dict(zip(app.RUN_OUTPUTS, out)) for out in app.run_chain(*args(**kw), request=request or req())]
 
 
+def chain(name="s1"):
+    """The chain kept for a visitor (the run's model.player.ChainPlayer)."""
+    return app.SESSIONS.get(name).player
+
+
 def is_skip(v):
     return isinstance(v, dict) and v.get("__type__") == "update" and len(v) == 1
 
@@ -66,7 +73,7 @@ def test_draw_upload_example_stream_the_stages():
         assert "share_link" in last["share"]
         assert "agree" in value(last["readout"]).columns
         given = kw.get("modality", 0)
-        player = app.SESSIONS.get("s1")
+        player = chain("s1")
         assert all((f.x[:, given] == player.frames[0].x[:, given]).all() for f in player.frames)  # clamped
 
 
@@ -74,7 +81,7 @@ def test_stages_are_shown_by_name_running_one_marked():
     outs = run(source="upload", upload=EXAMPLE)
     assert "cap running" in outs[2]["captions"] and "not reached yet" in outs[2]["captions"]
     assert outs[-1]["captions"].count("not reached yet") == 0
-    stages = app.SESSIONS.get("s1").stages
+    stages = chain("s1").stages
     assert stages[0] == "proposal" and stages[-1] == "data"
     for st in stages:                                   # whatever stages ran (ebm_latent too), each has a caption
         assert app.stage_title(st) in outs[-1]["captions"]
@@ -86,7 +93,7 @@ def test_plots_agreement_and_readout():
     energy, post, agree = (value(last[k]) for k in ("energy_plot", "posterior_plot", "agreement_plot"))
     assert set(energy["chain"]) == {"mean", "lowest", "highest"} and set(energy["stage"]) >= {"proposal", "data"}
     assert set(post["stage"]) == {"proposal", "latent"}
-    stages = app.SESSIONS.get("s1").stages
+    stages = chain("s1").stages
     assert list(agree["stage"]) == [f"{i + 1}. {app.stage_title(s)}" for i, s in enumerate(stages)]
     assert agree["agreement"].between(0, 100).all()
     assert all(last[k]["visible"] for k in ("energy_plot", "posterior_plot", "agreement_plot", "readout"))
@@ -95,39 +102,39 @@ def test_plots_agreement_and_readout():
 def test_agreement_definitions():
     digits = np.array([[7, 7, 7, 1, 7], [7, 2, 7, 7, 7]])
     pred = (digits, np.ones_like(digits, float))
-    assert app.agreement(pred, 0) == pytest.approx(6 / 8)        # generated images read as the input's digit
-    assert app.agreement(pred, None) == 0.0                      # no sample has one digit everywhere
-    assert app.agreement((np.array([[3, 3, 3, 3, 3], [1, 2, 1, 1, 1]]), None), None) == 0.5
-    assert app.agreement(None, 0) is None
+    assert agreement(pred, 0) == pytest.approx(6 / 8)        # generated images read as the input's digit
+    assert agreement(pred, None) == 0.0                      # no sample has one digit everywhere
+    assert agreement((np.array([[3, 3, 3, 3, 3], [1, 2, 1, 1, 1]]), None), None) == 0.5
+    assert agreement(None, 0) is None
 
 
 def test_unconditional_shows_joint_agreement():
     outs = run(source="unconditional", n_samples=3, sketch=EMPTY_SKETCH)
     last = outs[-1]
     assert outs[0]["input_preview"] is None or is_skip(outs[0]["input_preview"])
-    assert "latent" not in app.SESSIONS.get("s1").stages
+    assert "latent" not in chain("s1").stages
     assert "show one digit in every modality" in last["status"]
     assert "z ~ N(0, I)" in last["status"]                       # the tiny checkpoint has no ex-post prior
     agree = value(last["agreement_plot"])
-    assert list(agree["stage"])[0] == "1. proposal" and len(agree) == len(app.SESSIONS.get("s1").stages)
+    assert list(agree["stage"])[0] == "1. proposal" and len(agree) == len(chain("s1").stages)
 
 
 def test_same_seed_same_frames_and_step_mode_matches_stream():
     kw = dict(source="upload", upload=EXAMPLE, seed=5)
     run(request=req("a"), **kw)
     run(request=req("b"), **kw)
-    a, b = [f.x for f in app.SESSIONS.get("a").frames], [f.x for f in app.SESSIONS.get("b").frames]
+    a, b = [f.x for f in chain("a").frames], [f.x for f in chain("b").frames]
     assert all((x == y).all() for x, y in zip(a, b))
     run(request=req("c"), **{**kw, "seed": 6})
-    assert not all((x == y).all() for x, y in zip(a, [f.x for f in app.SESSIONS.get("c").frames]))
+    assert not all((x == y).all() for x, y in zip(a, [f.x for f in chain("c").frames]))
     # step mode: the first press shows the proposal, each press one Langevin step, the same frames
     r = req("step")
     out = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *args(**kw), request=r)))
-    assert "proposal" in out["status"] and (app.SESSIONS.get("step").current.x == a[0]).all()
+    assert "proposal" in out["status"] and (chain("step").current.x == a[0]).all()
     out = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *args(**kw), request=r)))
     assert "latent revision, step 1/3" in out["status"] and "moved by" in out["status"] and "Δ" in out["status"]
     out = dict(zip(app.RUN_OUTPUTS, app.step_chain(5, *args(**kw), request=r)))  # 2 latent + 3 data steps
-    p = app.SESSIONS.get("step")
+    p = chain("step")
     assert p.current.stage == "data" and p.current.step == 3 and "5 steps" in out["status"]
     app.step_chain(5, *args(**kw), request=r)
     out = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *args(**kw), request=r)))
@@ -135,7 +142,7 @@ def test_same_seed_same_frames_and_step_mode_matches_stream():
     stepped = [f.x for f in p.frames]
     assert len(stepped) == len(a) and all((x == y).all() for x, y in zip(stepped, a))
     out = dict(zip(app.RUN_OUTPUTS, app.reset_chain(*args(**kw), request=r)))
-    assert "Reset" in out["status"] and (app.SESSIONS.get("step").current.x == a[0]).all()
+    assert "Reset" in out["status"] and (chain("step").current.x == a[0]).all()
     out = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *args(**{**kw, "seed": 9}), request=r)))
     assert "New chain" in out["status"]                     # other settings: a new chain, from its proposal
 
@@ -150,7 +157,7 @@ def test_side_by_side_from_noise():
 
 def test_scrub_and_downloads():
     run(source="upload", upload=EXAMPLE)
-    player = app.SESSIONS.get("s1")
+    player = chain("s1")
     grid, caps, _ = app.scrub(2, request=req())
     assert grid.shape == (5 * 29 + 1, 3 * (2 * 29 + 1) + 8, 3) and "latent revision · step 1/3" in caps
     assert "not reached yet" in caps                                 # as the run stood then
@@ -167,8 +174,7 @@ def test_scrub_and_downloads():
 
 def test_share_link_round_trip():
     run(source="draw", sketch=stroke_sketch(), modality=2, seed=11, data_steps=3)
-    player = app.SESSIONS.get("s1")
-    link = app.share_link(player)
+    link = share_link(app.SESSIONS.get("s1"))
     q = dict(urllib.parse.parse_qsl(link[1:]))
     assert q["src"] == "link" and q["m"] == "2" and q["seed"] == "11" and len(link) < 1200
     restored = app.restore(SimpleNamespace(session_hash="r", query_params=q))
@@ -176,7 +182,7 @@ def test_share_link_round_trip():
     source, modality, n, ls, lss, ds, dss, noise, seed, compare, digit, _, _ = restored
     run(request=req("r"), source=source, modality=modality, n_samples=n, latent_steps=ls, latent_step_size=lss,
         data_steps=ds, data_step_size=dss, noise=noise, seed=seed, compare=compare, link_digit=digit)
-    a, b = app.SESSIONS.get("s1").frames, app.SESSIONS.get("r").frames
+    a, b = chain("s1").frames, chain("r").frames
     assert len(a) == len(b) and all((x.x == y.x).all() for x, y in zip(a, b))
     unc = app.restore(SimpleNamespace(query_params={"src": "unconditional", "seed": "3", "n": "4"}))
     assert unc[0] == "unconditional" and unc[2] == 4
@@ -188,14 +194,14 @@ def test_share_link_round_trip():
 def test_diverging_chain_stops_with_message():
     outs = run(source="upload", upload=EXAMPLE, latent_step_size=10.0, latent_steps=50)
     assert "Stopped" in outs[-1]["status"] and "latent chain diverged" in outs[-1]["status"]
-    assert len(app.SESSIONS.get("s1").frames) < 1 + 51 + 5
+    assert len(chain("s1").frames) < 1 + 51 + 5
 
 
 def test_stop_closes_the_chain():
     gen = app.run_chain(*args(source="upload", upload=EXAMPLE, data_steps=50), request=req("stop"))
     assert next(gen)[0] is not None
     gen.close()  # what Gradio's cancel does; must not raise, and frees the chain's lock
-    assert app.SESSIONS.get("stop").lock.acquire(blocking=False)
+    assert chain("stop").lock.acquire(blocking=False)
 
 
 def test_presets(tiny_app):
@@ -209,7 +215,7 @@ def test_presets(tiny_app):
             assert watch.startswith("**What to watch:**") and len(watch) > 40
             outs = run(request=req(name), source="upload", upload=EXAMPLE, latent_steps=ls, latent_step_size=lss,
                        data_steps=min(ds, 8), data_step_size=dss, noise=noise)
-            frames = app.SESSIONS.get(name).frames
+            frames = chain(name).frames
             data = [f.energy.mean() for f in frames if f.stage == "data"]
             effects[name] = outs[-1]["status"], [f.stage for f in frames], data[0] - data[-1] if data else None
     finally:
@@ -322,7 +328,7 @@ def test_ex_post_prior_of_the_shipped_checkpoint(tiny_app):
         assert "z from the ex-post prior" in on["status"] and "z ~ N(0, I)" in off["status"]
         assert on["grid"].shape == off["grid"].shape and not (on["grid"] == off["grid"]).all()
         for key, flag in (("pp1", True), ("pp0", False)):
-            q = dict(urllib.parse.parse_qsl(app.share_link(app.SESSIONS.get(key))[1:]))
+            q = dict(urllib.parse.parse_qsl(share_link(app.SESSIONS.get(key))[1:]))
             assert q["pp"] == str(int(flag)) and app.restore(SimpleNamespace(query_params=q))[11] is flag
         first = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *args(**kw), request=req("pps"))))
         assert "the proposal (z from the ex-post prior)" in first["status"]
@@ -351,7 +357,7 @@ def test_a_new_stage_is_shown_by_name(monkeypatch):
     monkeypatch.setattr(mp, "conditional_sampling", with_ebm_latent)
     monkeypatch.setitem(app._LOADED, "scheduler", None)   # the player's own chain (the scheduler has no such stage)
     outs = run(source="upload", upload=EXAMPLE)
-    assert app.SESSIONS.get("s1").stages == ["proposal", "latent", "ebm_latent", "data"]
+    assert chain("s1").stages == ["proposal", "latent", "ebm_latent", "data"]
     caps = outs[-1]["captions"]
     assert caps.index("latent revision · step 3/3") < caps.index("EBM latent revision · step 2/2") < \
         caps.index("EBM data revision · step 4/4")
@@ -367,7 +373,7 @@ def test_the_real_ebm_latent_stage_runs_from_the_checkpoint_config(tmp_path, tin
     app.setup(checkpoint=str(path), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
     try:
         outs = run(source="upload", upload=EXAMPLE, request=req("s-ebm"))
-        player = app.SESSIONS.get("s-ebm")
+        player = chain("s-ebm")
         assert player.stages == ["proposal", "latent", "ebm_latent", "data"]
         assert "EBM latent revision · step 2/2" in outs[-1]["captions"]
         assert all((f.x[:, 0] == player.frames[0].x[:, 0]).all() for f in player.frames)  # clamped throughout
@@ -494,9 +500,9 @@ def test_reset_is_keyed_by_the_visitors_session():
     kw = dict(source="upload", upload=EXAMPLE, seed=5)
     app.step_chain(1, *args(**kw), request=req("alice"))
     app.step_chain(1, *args(**kw), request=req("alice"))
-    alice = app.SESSIONS.get("alice")
+    alice = chain("alice")
     app.reset_chain(*args(**kw), request=req("bob"))
-    assert app.SESSIONS.get("alice") is alice and alice.current.step == 1     # Bob's Reset left Alice's chain
+    assert chain("alice") is alice and alice.current.step == 1     # Bob's Reset left Alice's chain
     assert app.SESSIONS.get("bob") is not None and app.SESSIONS.get("local") is None
 
 
@@ -574,7 +580,7 @@ def test_zerogpu_runs_the_chain_in_a_gpu_function_with_the_same_frames(tiny_app,
     calls = []
     monkeypatch.setitem(__import__("sys").modules, "spaces", fake_spaces(calls))
     local = run(request=req("zg"), source="upload", upload=EXAMPLE)
-    local_frames = [f.x for f in app.SESSIONS.get("zg").frames]
+    local_frames = [f.x for f in chain("zg").frames]
     assert app.loaded()["chain_work"] is None and calls == []
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     monkeypatch.setenv("MEBM_GPU_SECONDS", "15")
@@ -584,15 +590,15 @@ def test_zerogpu_runs_the_chain_in_a_gpu_function_with_the_same_frames(tiny_app,
         outs = run(request=req("zg"), source="upload", upload=EXAMPLE)
         assert len(outs) == len(local) and "Done" in outs[-1]["status"]
         assert calls[1] == ("call", (0, None))
-        player = app.SESSIONS.get("zg")
+        player = chain("zg")
         assert player.finished and len(player.frames) == len(local_frames)
         assert all((a == b).all() for a, b in zip(local_frames, (f.x for f in player.frames)))
         kw = {**BASE, "source": "upload", "upload": EXAMPLE}
         app.reset_chain(*args(**kw), request=req("zg"))
-        assert calls[-1] == ("call", (0, 1)) and app.SESSIONS.get("zg").current.index == 0
+        assert calls[-1] == ("call", (0, 1)) and chain("zg").current.index == 0
         app.step_chain(3, *args(**kw), request=req("zg"))
         assert calls[-1] == ("call", (1, 3))
-        stepped = app.SESSIONS.get("zg")
+        stepped = chain("zg")
         # the proposal, then the latent stage's step 0 (the same state) with steps 1-3
         assert stepped.current.index == 4 and (stepped.current.x == local_frames[4]).all()
     finally:
@@ -639,7 +645,7 @@ def test_runs_at_once_are_batched_and_give_each_visitor_its_own_frames(monkeypat
         alone = []
         for i, kw in enumerate(kws):
             run(request=req(f"alone{i}"), **kw)
-            alone.append([f.x for f in app.SESSIONS.get(f"alone{i}").frames])
+            alone.append([f.x for f in chain(f"alone{i}").frames])
     scheduler = app.loaded()["scheduler"]
     assert scheduler is not None
     streams = [app.run_chain(*args(**kw), request=req(f"b{i}")) for i, kw in enumerate(kws)]
@@ -654,7 +660,7 @@ def test_runs_at_once_are_batched_and_give_each_visitor_its_own_frames(monkeypat
         live = [s for s in live if next(s, None) is not None]
     assert job not in scheduler.jobs
     for i in range(2):
-        player = app.SESSIONS.get(f"b{i}")
+        player = chain(f"b{i}")
         assert player.finished and len(player.frames) == len(alone[i])
         assert all((a == b).all() for a, b in zip(alone[i], (f.x for f in player.frames)))
 

@@ -1,0 +1,181 @@
+"""What the page shows of one visitor's run: ``PageRun`` holds the chain (a model.player.ChainPlayer), what it
+was given, and draws the stage strip, its captions, the plots and the read-outs. Panels of finished stages and
+classifier calls are cached, so a frame costs one panel and one small PNG."""
+from __future__ import annotations
+
+import html
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from model import render
+from model.langevin import stage_title
+from model.metrics import hits, one_digit
+from model.networks import observed_mask
+from model.player import ChainPlayer
+
+
+def agreement(pred, observed: int | None) -> float | None:
+    """Conditional: the share of generated images read as the input's digit. Unconditional: the share of
+    samples whose modalities all read as one digit (joint coherence). ``pred``: (digits, confidences) [B, M]."""
+    if pred is None:
+        return None
+    digits = torch.from_numpy(np.asarray(pred[0]))
+    if observed is not None:
+        return hits(digits, digits[:, observed], observed_mask([observed], digits.shape[1])).mean().item()
+    return one_digit(digits).float().mean().item()
+
+
+def readout_table(pred, observed: int | None, n_modalities: int) -> pd.DataFrame:
+    if pred is None:
+        return pd.DataFrame({"classifier": ["unavailable: no digit read-out"]})
+    digits, conf = pred
+    cols = {"sample": [str(b + 1) for b in range(len(digits))]}
+    for m in range(n_modalities):
+        name = f"m{m} (given)" if m == observed else f"m{m}"
+        cols[name] = [f"{d} · {c:.0%}" for d, c in zip(digits[:, m], conf[:, m])]
+    majority = [np.bincount(row, minlength=10).argmax() for row in digits]
+    cols["agree"] = [f"{(row == d).sum()}/{n_modalities}" for row, d in zip(digits, majority)]
+    return pd.DataFrame(cols)
+
+
+def coherence_line(pred, observed: int | None) -> str:
+    if pred is None:
+        return "Classifier unavailable: no read-out."
+    a = agreement(pred, observed)
+    if observed is not None:
+        return f"The input reads as **{int(pred[0][0, observed])}**; {a:.0%} of the generated images agree."
+    return f"{a:.0%} of the samples show one digit in every modality."
+
+
+def captions_html(caps, B) -> str:
+    """Stage titles and read-outs above the strip, each as wide as its panel (the picture scales evenly)."""
+    cols = []
+    for title, line, running in caps:
+        cls = "cap running" if running else "cap"
+        cols.append(f'<div class="{cls}" style="flex: {B * 29 + 1} 1 0"><b>{html.escape(title)}</b>'
+                    f'<br>{html.escape(line)}</div>')
+    return '<div class="caps">' + '<div class="capgap"></div>'.join(cols) + "</div>"
+
+
+def long_df(rows, value):
+    """Long format for gr.LinePlot, typed even when empty (an untyped empty frame makes the x axis nominal)."""
+    df = pd.DataFrame(rows, columns=["step", value, "chain", "stage"])
+    return df.astype({"step": "int64", value: "float64", "chain": "object", "stage": "object"})
+
+
+class PageRun:
+    """One visitor's run: the chain, its input (``digit`` None: unconditional; ``modality`` the given one),
+    ``x_obs``/``observed`` as given on the CPU (what a chain computed elsewhere needs), ``key`` (what makes two
+    presses the same chain), ``job`` (the scheduler's, while it streams there), and the page's pictures of it."""
+
+    def __init__(self, player: ChainPlayer, digit, modality, preview, key, x_obs, observed,
+                 classify: Callable[[np.ndarray], tuple | None]):
+        self.player, self.digit, self.preview, self.key = player, digit, preview, key
+        self.modality = modality if digit is not None else None
+        self.x_obs, self.observed, self.classify = x_obs, observed, classify
+        self.job = None
+        self.energy_rows, self.post_rows = [], []
+        self._pred: dict[int, tuple] = {}
+
+    # what Sessions needs of what it keeps
+    def close(self):
+        self.player.close()
+
+    @property
+    def kept_bytes(self) -> int:
+        return self.player.kept_bytes
+
+    @property
+    def settings(self):
+        return self.player.settings
+
+    def z_source(self) -> str:
+        """Where an unconditional run's z came from ("" for a conditioned run: the inference model)."""
+        if self.player.conditioned:
+            return ""
+        return "z from the ex-post prior" if self.player.prior is not None else "z ~ N(0, I)"
+
+    def expected_stages(self) -> list[str]:
+        p, s = self.player, self.player.settings
+        want = ["proposal"] + (["latent"] if p.conditioned and s.latent_steps > 0 else [])
+        if p.totals.get("ebm_latent"):
+            want.append("ebm_latent")
+        want.append("data")
+        seen = p.stages
+        return seen + [w for w in want if w not in seen]
+
+    def pred(self, snap):
+        if snap.index not in self._pred:
+            self._pred[snap.index] = self.classify(snap.x)
+        return self._pred[snap.index]
+
+    def record(self, snap):
+        """Plot rows of a new frame."""
+        e = snap.energy
+        self.energy_rows += [(snap.index, float(e.mean()), "mean", snap.stage), (snap.index, float(e.min()), "lowest",
+                             snap.stage), (snap.index, float(e.max()), "highest", snap.stage)]
+        if snap.noise_energy is not None:
+            self.energy_rows.append((snap.index, snap.noise_energy, "from noise", snap.stage))
+        if snap.log_posterior is not None:
+            lp = snap.log_posterior
+            self.post_rows += [(snap.index, float(lp.mean()), "mean", snap.stage),
+                               (snap.index, float(lp.min()), "lowest", snap.stage),
+                               (snap.index, float(lp.max()), "highest", snap.stage)]
+
+    def lasts(self, upto=None) -> dict:
+        """The last frame of each stage (``upto``: as the run stood at that frame)."""
+        if upto is None:
+            return dict(self.player.stage_last)
+        out = {}
+        for f in self.player.frames:
+            if f.index <= upto.index:
+                out[f.stage] = f
+        out[upto.stage] = upto
+        return out
+
+    def strip(self, current, classify_now: bool, upto=None):
+        """(strip picture, captions HTML) with ``current`` the running (or scrubbed) frame."""
+        p = self.player
+        stages = self.expected_stages()
+        lasts = self.lasts(upto)
+        xs, caps = [], []
+        B, M = p.settings.n_samples, p.model.config.n_modalities
+        for st in stages:
+            snap = lasts.get(st)
+            xs.append(None if snap is None else snap.x)
+            total = p.totals.get(st) or 0
+            title = stage_title(st) + (f" · step {snap.step}/{total}" if snap is not None and st != "proposal" else "")
+            if snap is None:
+                caps.append((title, "not reached yet", st == (current.stage if current else None)))
+                continue
+            a = agreement(self.pred(snap), self.modality) if (classify_now or snap.index in self._pred) else None
+            line = f"energy {snap.energy.mean():.3f}" + ("" if a is None else f" · agree {a:.0%}")
+            caps.append((title, line, current is not None and st == current.stage))
+        hl = stages.index(current.stage) if current is not None and current.stage in stages else None
+        pic = render.stage_strip(xs, self.modality, (B, M), highlight=hl)
+        return pic, captions_html(caps, B)
+
+    def agreement_df(self) -> pd.DataFrame:
+        rows = []
+        for i, (st, snap) in enumerate(self.player.stage_last.items()):
+            a = agreement(self.pred(snap), self.modality)
+            if a is not None:   # numbered: the bars keep the stages' order
+                rows.append((f"{i + 1}. {stage_title(st)}", 100 * a))
+        return pd.DataFrame(rows, columns=["stage", "agreement"]).astype({"stage": "object", "agreement": "float64"})
+
+    def plots(self):
+        return long_df(self.energy_rows, "energy"), long_df(self.post_rows, "log_posterior"), self.agreement_df()
+
+    def readout(self, snap) -> pd.DataFrame:
+        return readout_table(self.pred(snap), self.modality, self.player.model.config.n_modalities)
+
+    def noise_picture(self, snap):
+        if snap is None or snap.noise_x is None:
+            return None
+        return render.upscale(render.cells(snap.noise_x, self.modality, gap=1, by_modality=True), 1)
+
+    def coherence_line(self, snap) -> str:
+        return coherence_line(self.pred(snap), self.modality)
