@@ -98,6 +98,9 @@ class TextConfig:
     max_len: int = MAX_LEN        # token positions per caption (shorter ones padded with id 0)
     embed_dim: int = 32           # word embedding of the text expert and of the EBM's text branch
     hidden: int = 256             # hidden width of the text decoder, the text expert and the EBM's text branch
+    data_step_size: float = 2.0   # test-time data revision: step size of the caption's logits (the images' is
+                                  # chains.data.step_size; logits and pixels have different scales)
+    data_noise: float = 0.02      # test-time data revision: noise scale of the caption's logits
 
     def __post_init__(self):
         object.__setattr__(self, "words", tuple(self.words))   # a list from config.json
