@@ -393,11 +393,13 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
 
 class Generated(dict):
     """{stage: images [B, M, 3, 28, 28]} in chain order, plus "final"; with a caption modality ``text`` holds the
-    caption after each stage by the same names (soft one-hot [B, L, V]), else it is empty."""
+    caption after each stage by the same names (soft one-hot [B, L, V]), else it is empty; ``captions`` the same
+    decoded to text by ``model.Sampler``."""
 
     def __init__(self):
         super().__init__()
         self.text: dict[str, torch.Tensor] = {}
+        self.captions: dict[str, list[str]] = {}
 
 
 def conditional_generate(model, x_obs, observed, **kw) -> Generated:
