@@ -98,6 +98,9 @@ class TextConfig:
     max_len: int = MAX_LEN        # token positions per caption (shorter ones padded with id 0)
     embed_dim: int = 32           # word embedding of the text expert and of the EBM's text branch
     hidden: int = 256             # hidden width of the text decoder, the text expert and the EBM's text branch
+    data_step_size: float = 2.0   # test-time data revision: step size of the caption's logits (the images' is
+                                  # chains.data.step_size; logits and pixels have different scales)
+    data_noise: float = 0.02      # test-time data revision: noise scale of the caption's logits
 
     def __post_init__(self):
         object.__setattr__(self, "words", tuple(self.words))   # a list from config.json
@@ -209,12 +212,17 @@ class TrainConfig:
                                       # line coherence log)
     ebm_latent_step_size: float = 0.3  # training: EBM latent step size s
     ebm_latent_noise: float = 0.3     # training: EBM latent noise scale n
+    text_data_step_size: float = 2.0  # training, caption modality: data step size of the captions' logits
+    text_data_noise: float = 0.02     # training, caption modality: data noise scale of the captions' logits
     # loss weights
     teach_weight: float = 0.1         # lambda_S: generator pulled toward its EBM-revised samples
     inference_teach_weight: float = 0.1  # lambda_I: inference fits the latents behind revised samples
     elbo_weight: float = 1.0          # the MoE ELBO kept beside the revision losses (full / noise_init);
                                       # 0 = revision losses alone, which drifted in our runs (README)
     energy_l2: float = 0.01           # penalty on squared energies (keeps the EBM bounded)
+    text_weight: float = 1.0          # caption modality: weight of the caption's log-likelihood in the generator's
+                                      # losses (ELBO, revision, teaching); a caption's is at most ~60 nats beside
+                                      # hundreds per image
     explode_threshold: float = 1e4    # divergence guard on |EBM loss|
     # bookkeeping
     log_every: int = 10               # iterations between lines of log.jsonl

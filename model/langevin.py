@@ -19,6 +19,13 @@ generation (inference proposal -> latent revision -> EBM latent revision -> deco
 and yields frames. Non-finite values, a latent chain leaving |z| < max_abs, or a data chain whose
 steps overshoot the data range far and repeatedly (step size too large: the clamp to [0, 1] would
 hide it) raise ``ChainDiverged``.
+
+With a caption modality (``ModelConfig.text``, docs/captions.md) the caption is modality index M of an observed
+mask [M + 1]. The latent revision adds the caption's likelihood log p(t | z) when it is observed; the EBM latent
+revision reads E(G(z), t) with t the observed caption or the relaxation of the text decoder's logits; the data
+revision's state is the images and the caption's logits (moved with a step size of their own, read by the energy
+through softmax, so every state is a valid soft caption), or, with the caption observed, the images alone beside
+the caption held fixed. Frames and chain states carry the caption the energy read (soft one-hot [B, L, V]).
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from typing import Callable, Iterator
 import torch
 
 from .config import Chains
+from .networks import text_relaxation
 
 
 class ChainDiverged(RuntimeError):
@@ -54,22 +62,27 @@ class ChainState:
     step: int
     x: torch.Tensor          # the chain variable after `step` updates (detached)
     energy: torch.Tensor     # U(x) per chain [B]: EBM energy, or negative log-posterior
+    text: torch.Tensor | None = None  # data revision with a caption modality: the caption the energy read
+                                      # (soft one-hot [B, L, V]), else None
 
 
 def langevin(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int, step_size: float,
              noise: float, *, frozen: torch.Tensor | None = None, bounds: tuple[float, float] | None = None,
              max_abs: float | None = None, generator: torch.Generator | None = None,
-             stage: str = "Langevin") -> Iterator[ChainState]:
+             stage: str = "Langevin", bounded: torch.Tensor | None = None) -> Iterator[ChainState]:
     """Langevin descent of ``energy_fn`` (per-sample energies [B]) from ``x0``.
 
+    step_size, noise: numbers, or tensors broadcastable to x (a step size and noise per entry).
     frozen: bool mask broadcastable to x; frozen entries keep their value of x0 (clamping).
     bounds: clamp every state into [lo, hi]; a chain whose updates land far outside them, step after
-    step (see RUNAWAY_FRACTION), is reported as diverged. max_abs: a state with |x| beyond it counts as
-    diverged.
+    step (see RUNAWAY_FRACTION), is reported as diverged. bounded: bool mask broadcastable to x of the
+    entries ``bounds`` apply to (default: all). max_abs: a state with |x| beyond it counts as diverged.
     """
     x = x0.detach().clone()
     keep = None if frozen is None else x0.detach()
     free = None if frozen is None else (~frozen).expand_as(x)
+    if bounded is not None:
+        free = bounded.expand_as(x) if free is None else free & bounded
     runaway = 0
     for k in range(steps + 1):
         with torch.enable_grad():
@@ -85,13 +98,13 @@ def langevin(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor
         if k == steps:
             return
         x = x - 0.5 * step_size ** 2 * grad
-        if noise > 0:
+        if torch.is_tensor(noise) or noise > 0:
             x = x + noise * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if frozen is not None:
             x = torch.where(frozen, keep, x)
         if bounds is not None:
             runaway = check_runaway(stage, k + 1, x, bounds, free, runaway)
-            x = x.clamp(*bounds)
+            x = x.clamp(*bounds) if bounded is None else torch.where(bounded, x.clamp(*bounds), x)
 
 
 def check_state(stage: str, k: int, x, energy, grad, max_abs: float | None = None):
@@ -116,58 +129,128 @@ def check_runaway(stage: str, k: int, x, bounds: tuple[float, float], free, runa
     return runaway
 
 
+def text_is_observed(observed: torch.Tensor | None, n_images: int) -> bool:
+    """Whether a mask [M] or [M + 1] holds the caption (index M) as observed."""
+    return observed is not None and len(observed) > n_images and bool(observed[n_images])
+
+
 def data_revision(energy_model, x0: torch.Tensor, steps: int, step_size: float, noise: float,
-                  observed: torch.Tensor | None = None, generator=None) -> Iterator[ChainState]:
-    """Langevin on the joint EBM over x [B, M, 3, 28, 28]; modalities in ``observed`` (bool [M])
-    are held at their values in x0. States stay in the data range [0, 1]."""
-    frozen = None if observed is None or not observed.any() else observed.view(1, -1, 1, 1, 1).to(x0.device)
-    return langevin(energy_model, x0, steps, step_size, noise, frozen=frozen, bounds=(0.0, 1.0),
-                    generator=generator, stage="data")
+                  observed: torch.Tensor | None = None, generator=None, text: torch.Tensor | None = None,
+                  text_step_size: float = 2.0, text_noise: float = 0.02) -> Iterator[ChainState]:
+    """Langevin on the joint EBM over x [B, M, 3, 28, 28]; modalities in ``observed`` (bool [M], or [M + 1] with
+    the caption last) are held at their values in x0. States stay in the data range [0, 1].
+
+    With a caption modality, ``text`` is the caption: observed (``observed[M]``), its soft one-hot [B, L, V], held
+    fixed (clamped: it never moves); else its logits [B, L, V], the chain's text state, revised with the images
+    by step size ``text_step_size`` and noise ``text_noise`` (unbounded; the energy reads their softmax). Each
+    state's ``text`` is the caption the energy read."""
+    M = x0.shape[1]
+    images = None if observed is None else observed[:M]
+    frozen = None if images is None or not images.any() else images.view(1, -1, 1, 1, 1).to(x0.device)
+    if text is None:
+        return langevin(energy_model, x0, steps, step_size, noise, frozen=frozen, bounds=(0.0, 1.0),
+                        generator=generator, stage="data")
+    if text_is_observed(observed, M):
+        chain = langevin(lambda x: energy_model(x, text), x0, steps, step_size, noise, frozen=frozen,
+                         bounds=(0.0, 1.0), generator=generator, stage="data")
+        return (ChainState(st.step, st.x, st.energy, text) for st in chain)
+    return _joint_data_revision(energy_model, x0, text, steps, (step_size, text_step_size), (noise, text_noise),
+                                frozen, generator)
+
+
+def _joint_data_revision(energy_model, x0, logits0, steps, step_sizes, noises, frozen, generator):
+    """The data revision over the images and the caption's logits, as one Langevin chain over both flattened
+    side by side [B, D_images + L * V], each part with its own step size and noise, the bounds on the images."""
+    n = x0[0].numel()
+
+    def split(state):
+        return state[:, :n].view_as(x0), state[:, n:].view_as(logits0)
+
+    def per_entry(image_value, text_value):
+        return torch.cat([torch.full((1, n), image_value), torch.full((1, logits0[0].numel()), text_value)],
+                         1).to(x0.device)
+
+    state0 = torch.cat([x0.flatten(1), logits0.flatten(1)], 1)
+    is_image = per_entry(1.0, 0.0).bool()
+    frozen_state = None if frozen is None else torch.cat(
+        [frozen.expand_as(x0[:1]).flatten(1), torch.zeros(1, logits0[0].numel(), dtype=torch.bool,
+                                                           device=x0.device)], 1)
+
+    def U(state):
+        x, logits = split(state)
+        return energy_model(x, text_relaxation(logits))
+
+    for st in langevin(U, state0, steps, per_entry(*step_sizes), per_entry(*noises), frozen=frozen_state,
+                       bounds=(0.0, 1.0), bounded=is_image, generator=generator, stage="data"):
+        x, logits = split(st.x)
+        yield ChainState(st.step, x, st.energy, text_relaxation(logits))
 
 
 def latent_revision(generator_model, z0: torch.Tensor, x: torch.Tensor, steps: int, step_size: float,
                     noise: float, observed: torch.Tensor | None = None, generator=None,
-                    max_abs: float = 50.0) -> Iterator[ChainState]:
-    """Langevin on the generator posterior p(z | x_S) ∝ p(z) prod_{m in S} p(x_m | z), from z0.
+                    max_abs: float = 50.0, text: torch.Tensor | None = None) -> Iterator[ChainState]:
+    """Langevin on the generator posterior p(z | x_S) ∝ p(z) prod_{m in S} p(x_m | z), from z0 (times
+    p(t | z) for an observed caption ``text``, soft one-hot [B, L, V]).
     ``energy`` of each state is -log p(z | x_S) up to a constant."""
-    return langevin(posterior_energy(generator_model, x, observed), z0, steps, step_size, noise, max_abs=max_abs,
+    return langevin(posterior_energy(generator_model, x, observed, text), z0, steps, step_size, noise, max_abs=max_abs,
                     generator=generator, stage="latent")
 
 
 def ebm_latent_revision(generator_model, energy_model, z0: torch.Tensor, steps: int, step_size: float,
                         noise: float, x_obs: torch.Tensor | None = None, observed: torch.Tensor | None = None,
-                        generator=None, prior=None, max_abs: float = 50.0) -> Iterator[ChainState]:
+                        generator=None, prior=None, max_abs: float = 50.0,
+                        text: torch.Tensor | None = None) -> Iterator[ChainState]:
     """The EBM's revision in latent space: Langevin on
         U(z) = E(x(z)) - log p(z) + sum_{m in S} ||x_m - g_m(z)||^2 / (2 sigma^2),
     x(z) = G(z) with the observed modalities S (bool [M] ``observed``) clamped to their values in
     ``x_obs``; -log p(z) = ||z||^2 / 2 (or ``prior.energy(z)``, e.g. an ex-post Gaussian mixture).
     Without observed modalities it samples exp(-E(G(z))) p(z), the EBM's density pulled back through
-    the generator; with them, the EBM-tilted generator posterior. ``energy`` of each state is U(z)."""
-    U = ebm_latent_energy(generator_model, energy_model, x_obs, observed, prior)
+    the generator; with them, the EBM-tilted generator posterior. ``energy`` of each state is U(z).
+    With a caption modality the energy reads the caption ``text`` (soft one-hot) when it is observed (``observed``
+    [M + 1]), adding -log p(t | z) to U, else the relaxation of the text decoder's logits at z."""
+    U = ebm_latent_energy(generator_model, energy_model, x_obs, observed, prior, text)
     return langevin(U, z0, steps, step_size, noise, max_abs=max_abs, generator=generator, stage="ebm_latent")
 
 
-def posterior_energy(generator_model, x: torch.Tensor, observed: torch.Tensor | None):
-    """z -> -log p(z | x_S) per sample, up to a constant: the latent revision's energy."""
+def posterior_energy(generator_model, x: torch.Tensor, observed: torch.Tensor | None,
+                     text: torch.Tensor | None = None):
+    """z -> -log p(z | x_S) per sample, up to a constant: the latent revision's energy (the caption's likelihood
+    included when ``text`` is given and observed)."""
     def neg_log_posterior(z):
-        return -generator_model.log_posterior(z, x, observed)
+        if text is None:
+            return -generator_model.log_posterior(z, x, observed)
+        return -generator_model.log_posterior(z, x, observed, text)
     return neg_log_posterior
 
 
 def ebm_latent_energy(generator_model, energy_model, x_obs: torch.Tensor | None, observed: torch.Tensor | None,
-                      prior=None):
+                      prior=None, text: torch.Tensor | None = None):
     """z -> U(z) per sample, the EBM latent revision's energy (see ``ebm_latent_revision``)."""
     G, E = generator_model, energy_model
-    conditioned = observed is not None and bool(observed.any())
-    mask = observed.view(1, -1, 1, 1, 1).to(x_obs.device) if conditioned else None
+    n_images = len(G.decoders) if hasattr(G, "decoders") else None
+    images = None if observed is None else observed[:n_images]
+    conditioned = images is not None and bool(images.any())
+    mask = images.view(1, -1, 1, 1, 1).to(x_obs.device) if conditioned else None
+    has_text = getattr(E, "has_text", False)
+    text_observed = has_text and text is not None and text_is_observed(observed, n_images)
+
+    def caption(z):
+        """The caption E reads (None for images alone) and -log p(t | z) of an observed one (else 0)."""
+        if not has_text:
+            return None, 0.0
+        if text_observed:
+            return text, -G.text_log_likelihood(text, z)
+        return text_relaxation(G.text_logits(z)), 0.0
 
     def U(z):
         x = G(z)
         prior_energy = 0.5 * (z ** 2).sum(1) if prior is None else prior.energy(z)
+        t, text_nll = caption(z)
         if not conditioned:
-            return E(x) + prior_energy
+            return (E(x) if t is None else E(x, t)) + prior_energy + text_nll
         nll = (((x_obs - x) ** 2) * mask).flatten(1).sum(1) / (2 * G.sigma ** 2)
-        return E(torch.where(mask, x_obs, x)) + prior_energy + nll
+        return (E(torch.where(mask, x_obs, x)) if t is None else E(torch.where(mask, x_obs, x), t)) + prior_energy \
+            + nll + text_nll
     return U
 
 
@@ -187,6 +270,8 @@ class Frame:
     energy: torch.Tensor        # EBM energy of x [B]
     log_posterior: torch.Tensor | None  # log p(z | x_S) (+ const; log p(z) unconditioned) of the latent state
                                         # in the latent stages, None in the data stage
+    text: torch.Tensor | None = None    # with a caption modality: the caption at this step, soft one-hot [B, L, V]
+                                        # (the observed one, or the generated one's relaxation); else None
 
 
 STAGES = ("proposal", "latent", "ebm_latent", "data")
@@ -200,7 +285,10 @@ def stage_title(stage: str) -> str:
 
 
 def fill_observed(x_gen, x_obs, observed):
-    """x_gen with the observed modalities replaced by x_obs's (the clamped ones of a conditional chain)."""
+    """x_gen with the observed modalities replaced by x_obs's (the clamped ones of a conditional chain; a mask
+    [M + 1] with the caption last is read for its M images)."""
+    if observed is not None:
+        observed = observed[:x_gen.shape[1]]
     if observed is None or not observed.any():
         return x_gen
     return torch.where(observed.view(1, -1, 1, 1, 1), x_obs, x_gen)
@@ -209,7 +297,8 @@ def fill_observed(x_gen, x_obs, observed):
 @torch.no_grad()
 def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tensor | None, n: int | None = None,
                          chains: Chains | None = None, generator: torch.Generator | None = None,
-                         data_init: str = "generator", every: int = 1, prior=None, **overrides) -> Iterator[Frame]:
+                         data_init: str = "generator", every: int = 1, prior=None, text: torch.Tensor | None = None,
+                         **overrides) -> Iterator[Frame]:
     """Conditional (or, with nothing observed, unconditional) generation, frame by frame.
 
     x_obs: [B, M, 3, 28, 28] with the observed modalities filled in (others ignored), or None.
@@ -224,6 +313,12 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     side). ``prior``: an object with ``sample(n, generator)`` and ``energy(z)`` (= -log p(z) + const, e.g.
     ``model.prior.GaussianMixture``, the ex-post prior) used instead of N(0, I) for unconditional samples (their
     start and the EBM latent chain's prior term). ``every``: yield every k-th step (the first and last always).
+
+    With a caption modality (``model.config.text``): ``observed`` is [M + 1] with the caption last, ``text`` the
+    observed caption as soft one-hot [B, L, V] (``networks.text_one_hot`` of token ids; ``x_obs`` may be None when
+    only the caption is observed). The caption enters the inference proposal, the latent revision's likelihood
+    and every energy; unobserved, it is generated from the text decoder's logits and revised with the images in
+    the data stage. Each frame's ``text`` is the caption at that step (soft one-hot).
     """
     chains = (chains or model.config.chains).replace(**overrides)
     conditioned = observed is not None and bool(observed.any())
@@ -231,8 +326,15 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     ebm = chains.ebm_latent_for(conditioned)   # the posterior is far stiffer than the prior: its own step size
     G, E = model.generator, model.energy
     dev = next(G.parameters()).device
+    text_cfg, M = model.config.text, model.config.n_modalities
+    text_observed = text_cfg is not None and text_is_observed(observed, M)
+    if text_observed and text is None:
+        raise ValueError("the caption is observed: pass its soft one-hot vectors as text=[B, L, V]")
+    text = text if text_observed else None
+    if text_observed and x_obs is None:   # the caption alone is observed: no image to read
+        x_obs = torch.zeros(len(text), M, 3, 28, 28, device=dev)
     if conditioned:
-        z = model.inference.sample(x_obs, observed, generator=generator)
+        z = model.inference.sample(x_obs, observed, generator=generator, text=text)
         prior = None  # the posterior's prior is the generator's own N(0, I)
     else:
         n = n if n is not None else (x_obs.shape[0] if x_obs is not None else 1)
@@ -243,41 +345,73 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     def decoded(z):
         return fill_observed(G(z), x_obs, observed)
 
+    def caption(z):
+        """The caption shown and read by the energy at z (None for images alone)."""
+        if text_cfg is None:
+            return None
+        return text if text_observed else text_relaxation(G.text_logits(z))
+
+    def energy(x, t):
+        return E(x) if t is None else E(x, t)
+
     def log_prior(z):
         return -0.5 * (z ** 2).sum(1) if prior is None else -prior.energy(z)
 
-    x = decoded(z)
-    logp = G.log_posterior(z, x_obs, observed) if conditioned else log_prior(z)
-    yield Frame("proposal", 0, x, E(x), logp)
+    x, t = decoded(z), caption(z)
+    logp = (G.log_posterior(z, x_obs, observed) if text is None else G.log_posterior(z, x_obs, observed, text)) \
+        if conditioned else log_prior(z)
+    yield Frame("proposal", 0, x, energy(x, t), logp, t)
     if conditioned and latent.steps > 0:
         for st in latent_revision(G, z, x_obs, latent.steps, latent.step_size, latent.noise, observed,
-                                  generator=generator):
+                                  generator=generator, text=text):
             z = st.x
             if st.step % every == 0 or st.step == latent.steps:
-                x = decoded(z)
-                yield Frame("latent", st.step, x, E(x), -st.energy)
+                x, t = decoded(z), caption(z)
+                yield Frame("latent", st.step, x, energy(x, t), -st.energy, t)
     if ebm.steps > 0:
         for st in ebm_latent_revision(G, E, z, ebm.steps, ebm.step_size, ebm.noise, x_obs, observed,
-                                      generator=generator, prior=prior):
+                                      generator=generator, prior=prior, text=text):
             z = st.x
             if st.step % every == 0 or st.step == ebm.steps:
-                x = decoded(z)
-                e = E(x)
-                yield Frame("ebm_latent", st.step, x, e, e - st.energy)  # U = E - log p(z | x_S)
+                x, t = decoded(z), caption(z)
+                e = energy(x, t)
+                yield Frame("ebm_latent", st.step, x, e, e - st.energy, t)  # U = E - log p(z | x_S)
     x = decoded(z)
     if data.steps > 0:
+        text_state = None if text_cfg is None else text if text_observed else G.text_logits(z)
         if data_init == "noise":
             x = fill_observed(torch.rand(x.shape, generator=generator, device=dev), x_obs, observed)
-        for st in data_revision(E, x, data.steps, data.step_size, data.noise, observed, generator=generator):
+            if text_cfg is not None and not text_observed:
+                text_state = torch.randn(text_state.shape, generator=generator, device=dev)
+        text_knobs = {} if text_cfg is None else {"text": text_state, "text_step_size": text_cfg.data_step_size,
+                                                  "text_noise": text_cfg.data_noise}
+        for st in data_revision(E, x, data.steps, data.step_size, data.noise, observed, generator=generator,
+                                **text_knobs):
             if st.step % every == 0 or st.step == data.steps:
-                yield Frame("data", st.step, st.x, st.energy, None)
+                yield Frame("data", st.step, st.x, st.energy, None, st.text)
 
 
-def conditional_generate(model, x_obs, observed, **kw) -> dict[str, torch.Tensor]:
+class Generated(dict):
+    """{stage: images [B, M, 3, 28, 28]} in chain order, plus "final"; with a caption modality ``text`` holds the
+    caption after each stage by the same names (soft one-hot [B, L, V]), else it is empty; ``captions`` the same
+    decoded to text by ``model.Sampler``."""
+
+    def __init__(self):
+        super().__init__()
+        self.text: dict[str, torch.Tensor] = {}
+        self.captions: dict[str, list[str]] = {}
+
+
+def conditional_generate(model, x_obs, observed, **kw) -> Generated:
     """Run ``conditional_sampling`` to the end; return the images after each stage that ran, by name
-    (in STAGES order, each [B, M, 3, 28, 28]), and "final": the last of them."""
-    out = {}
+    (in STAGES order, each [B, M, 3, 28, 28]), and "final": the last of them (``Generated``: with a caption
+    modality, the captions too, in ``.text``)."""
+    out = Generated()
     for frame in conditional_sampling(model, x_obs, observed, every=10 ** 9, **kw):
         out[frame.stage] = frame.x
+        if frame.text is not None:
+            out.text[frame.stage] = frame.text
     out["final"] = frame.x
+    if frame.text is not None:
+        out.text["final"] = frame.text
     return out

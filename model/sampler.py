@@ -10,6 +10,13 @@ diffusers pipeline.
     sampler.chains.data.steps                  # the chain settings (model.config.Chains), from config.json
     sampler.save_pretrained("runs/copy")       # weights + chains (config.json) + the ex-post prior
 
+A checkpoint with the caption modality (``ModelConfig.text``) takes an observed caption as token ids and gives the
+generated captions of every stage:
+
+    ids = sampler.encode(["a thin seven leaning right"])     # model.captions.CaptionError (one line) for bad text
+    out = sampler.conditional(None, None, text=ids)          # images from the caption alone
+    out.captions["final"]                                    # the caption of each sample, per stage (decoded text)
+
 Chain settings can be changed per call by flat name (``sampler.conditional(x, observed, data_steps=0)``) or for
 good (``sampler.with_chains(data_steps=0)``, a new sampler sharing the networks). A 'vae' checkpoint (variant read
 from its train_config.json) has an untrained EBM: its EBM chains are set to 0 steps.
@@ -27,7 +34,7 @@ import torch
 from .config import Chains, TrainConfig
 from .device import resolve_device
 from .hub import load_folder, load_model
-from .langevin import Frame, conditional_generate, conditional_sampling
+from .langevin import Frame, Generated, conditional_generate, conditional_sampling
 from .paths import find_checkpoint
 from .prior import PRIOR_FILE, GaussianMixture, load_prior
 
@@ -126,6 +133,54 @@ class Sampler:
                  "ebm_latent": c.ebm_latent_for(conditioned).steps, "data": c.data.steps}
         return tuple(s for s, k in steps.items() if k > 0)
 
+    # ------------------------------------------------------------ captions
+    @property
+    def tokenizer(self):
+        """The caption modality's tokenizer (model.captions.Tokenizer over the model's vocabulary); None without."""
+        from .captions import Tokenizer
+
+        text = self.config.text
+        return None if text is None else Tokenizer(text.words, text.max_len)
+
+    def encode(self, captions) -> torch.Tensor:
+        """Token ids int64 [B, L] of caption texts (model.captions.CaptionError, one line, for a text it cannot
+        read: unknown words are named in ``.unknown``)."""
+        if self.tokenizer is None:
+            raise ValueError("this model has no caption modality")
+        return torch.from_numpy(self.tokenizer.encode_batch([captions] if isinstance(captions, str) else captions))
+
+    def decode(self, text: torch.Tensor) -> list[str]:
+        """The captions of soft one-hot vectors [B, L, V] (a chain's state): the arg-max word per position."""
+        return [self.tokenizer.decode(ids) for ids in text.argmax(-1).tolist()]
+
+    def _caption_inputs(self, observed, text, n_images):
+        """(observed mask, observed caption as one-hot on the device or None): a mask [M] of a captioned model
+        gets the caption's flag (observed when ids are given)."""
+        from .networks import text_one_hot
+
+        cfg = self.config.text
+        if cfg is None:
+            if text is not None:
+                raise ValueError("this model has no caption modality: text must be None")
+            return observed, None
+        if observed is None:
+            observed = torch.zeros(n_images, dtype=torch.bool)
+        observed = observed.cpu()
+        if len(observed) == n_images:
+            observed = torch.cat([observed, torch.tensor([text is not None])])
+        if bool(observed[n_images]) and text is None:
+            raise ValueError("the caption is marked observed: pass its token ids as text=[B, L]")
+        if text is None or not bool(observed[n_images]):
+            return observed, None
+        text = torch.as_tensor(text)
+        if text.dim() != 2 or text.shape[1] != cfg.max_len or text.min() < 0 or text.max() >= cfg.vocab_size:
+            raise ValueError(f"text must be token ids [B, {cfg.max_len}] in 0..{cfg.vocab_size - 1}")
+        return observed, text_one_hot(text, cfg.vocab_size).to(self.device)
+
+    def _with_captions(self, out: Generated) -> Generated:
+        out.captions = {stage: self.decode(t) for stage, t in out.text.items()}
+        return out
+
     # ------------------------------------------------------------ sampling
     def _generator(self, generator: torch.Generator | None) -> torch.Generator | None:
         """The chain's generator on the model's device (one on another device is re-seeded there)."""
@@ -140,29 +195,42 @@ class Sampler:
 
     def frames(self, x: torch.Tensor | None = None, observed: torch.Tensor | None = None, n: int | None = None,
                generator: torch.Generator | None = None, prior: str = "ex-post", every: int = 1,
-               data_init: str = "generator", **overrides) -> Iterator[Frame]:
+               data_init: str = "generator", text: torch.Tensor | None = None, **overrides) -> Iterator[Frame]:
         """Every step of one run, as model.langevin.Frame: conditional on ``x``'s ``observed`` modalities (bool [M]),
         or, with nothing observed, ``n`` prior samples (``prior``: "ex-post" when the checkpoint has one, else
-        N(0, I); "normal": N(0, I)). Chain settings by flat name override ``self.chains``."""
+        N(0, I); "normal": N(0, I)). Chain settings by flat name override ``self.chains``. A captioned model also
+        takes an observed caption ``text`` (token ids [B, L]; ``x`` may then be None); its frames carry the caption
+        (``frame.text``, soft one-hot; ``decode`` reads it)."""
         dev = self.device
+        n_images = self.config.n_modalities
+        observed, text = self._caption_inputs(observed, text, n_images)
         conditioned = observed is not None and bool(observed.any())
         return conditional_sampling(self.model, x.to(dev) if x is not None else None,
                                     observed.to(dev) if conditioned else None, n=n, chains=self.chains,
                                     generator=self._generator(generator), data_init=data_init, every=every,
-                                    prior=None if conditioned else self._prior(prior), **overrides)
+                                    prior=None if conditioned else self._prior(prior), text=text, **overrides)
 
-    def conditional(self, x: torch.Tensor, observed: torch.Tensor, generator: torch.Generator | None = None,
-                    **overrides) -> dict[str, torch.Tensor]:
+    def conditional(self, x: torch.Tensor | None, observed: torch.Tensor | None,
+                    generator: torch.Generator | None = None, text: torch.Tensor | None = None,
+                    **overrides) -> Generated:
         """The modalities outside ``observed`` (bool [M]) generated from those in ``x`` [B, M, 3, 28, 28]:
-        {stage: images after it, in chain order, plus "final"}, on the model's device."""
-        return conditional_generate(self.model, x.to(self.device), observed.to(self.device), chains=self.chains,
-                                    generator=self._generator(generator), **overrides)
+        {stage: images after it, in chain order, plus "final"}, on the model's device. A captioned model also takes
+        an observed caption ``text`` (token ids [B, L], ``encode``; ``x`` may be None for the caption alone) and
+        returns the caption after every stage, decoded, in ``.captions`` ({stage: [str] * B}; soft one-hot in
+        ``.text``)."""
+        observed, text = self._caption_inputs(observed, text, self.config.n_modalities)
+        out = conditional_generate(self.model, None if x is None else x.to(self.device),
+                                   None if observed is None else observed.to(self.device), chains=self.chains,
+                                   generator=self._generator(generator), text=text, **overrides)
+        return self._with_captions(out)
 
     def joint(self, n: int, prior: str = "ex-post", generator: torch.Generator | None = None,
-              **overrides) -> dict[str, torch.Tensor]:
-        """``n`` prior samples of all modalities: {stage: images [n, M, 3, 28, 28], in chain order, plus "final"}."""
-        return conditional_generate(self.model, None, None, n=n, chains=self.chains,
-                                    generator=self._generator(generator), prior=self._prior(prior), **overrides)
+              **overrides) -> Generated:
+        """``n`` prior samples of all modalities: {stage: images [n, M, 3, 28, 28], in chain order, plus "final"}
+        (a captioned model's captions in ``.captions``, as ``conditional``)."""
+        out = conditional_generate(self.model, None, None, n=n, chains=self.chains,
+                                   generator=self._generator(generator), prior=self._prior(prior), **overrides)
+        return self._with_captions(out)
 
     # ------------------------------------------------------------ saving
     def save_pretrained(self, path: str | Path) -> Path:

@@ -16,6 +16,10 @@ One iteration, in the method's order (variant 'full'):
   5. EBM:             loss_energy = mean E(X) - mean E(X_rev) + alpha (E(X)^2 + E(X_rev)^2)
                       (X_rev of step 1 is reused: the predecessor regenerates it after the
                       generator update, which doubles the cost of the data chain)
+With the caption modality (ModelConfig.text; --captions) the same iteration runs over the images and the caption:
+the caption is one more expert of the MoE and one more term of every likelihood (weighted by text_weight in the
+losses), the data revision moves the generated captions' logits beside the images, and the EBM reads the
+captions as soft one-hot vectors (model.langevin, docs/captions.md).
 Divergence guard: a non-finite loss, a diverged chain or |loss_energy| > explode_threshold stops
 the run and keeps the last good checkpoint.
 """
@@ -50,23 +54,28 @@ class Diverged(RuntimeError):
 
 # ---------------------------------------------------------------- losses
 
-def moe_elbo(model, x, kl_weight=1.0):
+def moe_elbo(model, x, kl_weight=1.0, text=None, text_weight=1.0):
     """Negative MoE ELBO, stratified over experts (MMVAE): every expert's sample reconstructs every
-    modality. Returns (recon, kl) per sample, averaged over experts."""
+    modality. Returns (recon, kl) per sample, averaged over experts. With a caption ``text`` (soft one-hot
+    [B, L, V]) the caption's expert joins and its negative log-likelihood, times ``text_weight``, joins recon."""
     G, I = model.generator, model.inference
-    mu, logvar, _ = I.experts_params(x)                        # [B, M, d]
+    mu, logvar, _ = I.experts_params(x, text=text)             # [B, M (+ 1), d]
     b, m, d = mu.shape
     z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
     x_hat = G(z.reshape(b * m, d)).view(b, m, *x.shape[1:])   # [B, expert, modality, 3, 28, 28]
     recon = ((x[:, None] - x_hat) ** 2).flatten(2).sum(2).mean(1) / (2 * G.sigma ** 2)
+    if text is not None:
+        text_nll = -G.text_log_likelihood(text.repeat_interleave(m, 0), z.reshape(b * m, d)).view(b, m).mean(1)
+        recon = recon + text_weight * text_nll
     kl = 0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(2).mean(1)
     return recon, kl
 
 
-def train_losses(model, x, cfg: TrainConfig, it: int) -> tuple[torch.Tensor, dict]:
+def train_losses(model, x, cfg: TrainConfig, it: int, text=None) -> tuple[torch.Tensor, dict]:
     """The losses of one iteration: (loss of G and q + loss of the EBM, named losses and diagnostics).
     The two parts touch disjoint parameters (the EBM sees X_rev detached, G and q never see E), so one
-    backward of their sum gives each network exactly its own gradient."""
+    backward of their sum gives each network exactly its own gradient. ``text``: the tuples' captions as one-hot
+    [B, L, V] for a model with the caption modality (None: images alone)."""
     G, I, E = model.generator, model.inference, model.energy
     v = cfg.variant
     warm = it < cfg.warmup_iters   # warm-up: the MoE VAE alone (see TrainConfig.warmup_iters)
@@ -87,45 +96,57 @@ def train_losses(model, x, cfg: TrainConfig, it: int) -> tuple[torch.Tensor, dic
             log["ebm_latent_move"] = (z - z0).norm(dim=1).mean().item()
         x_gen = G(z)
         init = torch.rand_like(x_gen) if v == "noise_init" else x_gen.detach()
+        text_gen, text_knobs = None, {}
+        if text is not None:   # the generated captions' logits, revised beside the images
+            text_gen = G.text_logits(z)
+            text_knobs = dict(text=torch.randn_like(text_gen) if v == "noise_init" else text_gen.detach(),
+                              text_step_size=cfg.text_data_step_size, text_noise=cfg.text_data_noise)
         first = None
-        for st in data_revision(E, init, cfg.data_steps, cfg.data_step_size, cfg.data_noise):
+        for st in data_revision(E, init, cfg.data_steps, cfg.data_step_size, cfg.data_noise, **text_knobs):
             first = st if first is None else first
-        x_rev = st.x
+        x_rev, text_rev = st.x, st.text
         log["data_move"] = (x_rev - init).abs().mean().item()
         log["data_energy_drop"] = (first.energy - st.energy).mean().item()
 
     # 2.-4. generator and inference model
     if elbo:
-        recon, kl = moe_elbo(model, x)
+        recon, kl = moe_elbo(model, x, text=text, text_weight=cfg.text_weight)
         log["loss_recon"], log["kl"] = recon.mean().item(), kl.mean().item()
         loss_gi = (recon + cfg.kl_weight * kl).mean()
     else:
-        z0 = I.sample(x).detach()
+        z0 = I.sample(x, text=text).detach()
         first = None
-        for st in latent_revision(G, z0, x, cfg.latent_steps, cfg.latent_step_size, cfg.latent_noise):
+        for st in latent_revision(G, z0, x, cfg.latent_steps, cfg.latent_step_size, cfg.latent_noise, text=text):
             first = st if first is None else first
         z_rev = st.x
         log["latent_logp_gain"] = (first.energy - st.energy).mean().item()  # log-posterior rise
         log["latent_move"] = (z_rev - z0).norm(dim=1).mean().item()
         recon = -G.log_likelihood(x, z_rev)
-        infer = -I.expert_log_probs(z_rev, x).mean(1)
+        if text is not None:
+            text_nll = -G.text_log_likelihood(text, z_rev)
+            log["loss_text"] = text_nll.mean().item()
+            recon = recon + cfg.text_weight * text_nll
+        infer = -I.expert_log_probs(z_rev, x, text=text).mean(1)
         log["loss_recon"], log["loss_infer"] = recon.mean().item(), infer.mean().item()
         loss_gi = recon.mean() + infer.mean()
         if cfg.elbo_weight > 0:  # the MoE ELBO kept beside the revision losses (see TrainConfig)
-            recon_elbo, kl = moe_elbo(model, x)
+            recon_elbo, kl = moe_elbo(model, x, text=text, text_weight=cfg.text_weight)
             elbo_loss = (recon_elbo + cfg.kl_weight * kl).mean()
             log["loss_elbo"], log["kl"] = elbo_loss.item(), kl.mean().item()
             loss_gi = loss_gi + cfg.elbo_weight * elbo_loss
     if teach:
         teach_loss = ((x_gen - x_rev) ** 2).flatten(1).sum(1) / (2 * G.sigma ** 2)
-        infer_rev = -I.expert_log_probs(z, x_rev).mean(1)
+        if text is not None:   # the text decoder chases the revised captions: -log p(t_rev | z)
+            teach_loss = teach_loss - cfg.text_weight * (text_rev * text_gen.log_softmax(-1)).sum((1, 2))
+        infer_rev = -I.expert_log_probs(z, x_rev, text=text_rev).mean(1)
         log["loss_teach"], log["loss_infer_rev"] = teach_loss.mean().item(), infer_rev.mean().item()
         loss_gi = loss_gi + cfg.teach_weight * teach_loss.mean() + cfg.inference_teach_weight * infer_rev.mean()
 
     # 5. EBM: maximum likelihood, data energy down, revised-sample energy up (one pass over both)
     loss = loss_gi
     if use_ebm:
-        e_pos, e_neg = E(torch.cat([x, x_rev])).float().split(b)
+        both = torch.cat([x, x_rev])
+        e_pos, e_neg = (E(both) if text is None else E(both, torch.cat([text, text_rev]))).float().split(b)
         loss_e = e_pos.mean() - e_neg.mean() + cfg.energy_l2 * (e_pos ** 2 + e_neg ** 2).mean()
         log["loss_energy"] = loss_e.item()
         log["energy_data"], log["energy_revised"] = e_pos.mean().item(), e_neg.mean().item()
@@ -140,20 +161,21 @@ class TrainStep(torch.nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def forward(self, x, it: int):
-        return train_losses(self.model, x, self.cfg, it)
+    def forward(self, x, it: int, text=None):
+        return train_losses(self.model, x, self.cfg, it, text)
 
 
-def train_step(model, opt, x, cfg: TrainConfig, it: int, step=None, amp: bool = False) -> dict:
+def train_step(model, opt, x, cfg: TrainConfig, it: int, step=None, amp: bool = False, text=None) -> dict:
     """One iteration (losses, divergence guard, one backward, the three Adam steps); returns the named
-    losses and diagnostics (floats). ``step``: the TrainStep to call (DDP-wrapped under torchrun)."""
+    losses and diagnostics (floats). ``step``: the TrainStep to call (DDP-wrapped under torchrun); ``text``: the
+    captions (one-hot [B, L, V]) of a model with the caption modality."""
     from .device import autocast
 
     step = step if step is not None else TrainStep(model, cfg)
     failure = None
     try:
         with autocast(x.device, amp):
-            loss, log = step(x, it)
+            loss, log = step(x, it) if text is None else step(x, it, text)
         if abs(log.get("loss_energy", 0.0)) > cfg.explode_threshold:
             raise Diverged(f"|loss_energy| = {abs(log['loss_energy']):.3g} > {cfg.explode_threshold:g}")
         bad = [k for k, val in log.items() if not math.isfinite(val)]
@@ -352,16 +374,30 @@ def prepare_resume(out: Path, found: Path, iteration: int):
 
 @torch.no_grad()
 def save_samples(model, cfg: TrainConfig, path: Path, it: int, n=8, seed=1234):
-    """Prior samples: generator proposals | EBM-revised (training chain), side by side."""
+    """Prior samples: generator proposals | EBM-revised (training chain), side by side; with the caption modality
+    their captions (proposal, then revised) in a .txt file beside the image."""
     dev = next(model.parameters()).device
     g = torch.Generator(dev).manual_seed(seed)
     z = torch.randn(n, model.config.latent_dim, generator=g, device=dev)
     x_gen = model.generator(z)
     panels = [render.sample_grid(x_gen)]
+    text = model.config.text
+    logits = None if text is None else model.generator.text_logits(z)
+    captions = [] if text is None else [("proposal", logits)]
     if cfg.variant != "vae" and it >= cfg.warmup_iters:
-        x_rev = run(data_revision(model.energy, x_gen, cfg.data_steps, cfg.data_step_size, cfg.data_noise,
-                                  generator=g)).x
+        knobs = {} if text is None else dict(text=logits, text_step_size=cfg.text_data_step_size,
+                                             text_noise=cfg.text_data_noise)
+        last = run(data_revision(model.energy, x_gen, cfg.data_steps, cfg.data_step_size, cfg.data_noise,
+                                 generator=g, **knobs))
+        x_rev = last.x
         panels.append(render.sample_grid(x_rev))
+        captions += [] if text is None else [("revised", last.text)]
+    if captions:
+        from .captions import Tokenizer
+
+        tok = Tokenizer(text.words, text.max_len)
+        path.with_suffix(".txt").write_text("".join(f"{i} {name}: {tok.decode(ids)}\n" for name, t in captions
+                                                    for i, ids in enumerate(t.argmax(-1).tolist())))
     Image.fromarray(render.side_by_side(panels)).resize((sum(p.shape[1] for p in panels) * 2, n * 56),
                                                       Image.NEAREST).save(path)
 
@@ -414,11 +450,27 @@ def _init_distributed(cfg: TrainConfig):
 
 
 def load_data(cfg: TrainConfig, split: str):
-    """The training or test split of the run's data set (the built-in builder or the PolyMNIST release)."""
-    from .data import load_dataset
+    """The training or test split of the run's data set (the built-in builder or the PolyMNIST release), with
+    the tuples' captions for a model with the caption modality."""
+    from .captions import MAX_LEN, VOCABULARY
+    from .data import DataError, load_dataset
+
+    text = cfg.model.text
+    if text is not None and (text.words, text.max_len) != (VOCABULARY, MAX_LEN):
+        raise DataError(f"the model's captions ({text.vocab_size} words, {text.max_len} positions) are not the data "
+                        f"set's ({len(VOCABULARY)} words, {MAX_LEN} positions): keep model.text's words and max_len")
 
     return load_dataset(split, cfg.model.n_modalities, cfg.model.data_seed, cfg.mnist, cfg.cache_dir,
-                        dataset=cfg.dataset, data_dir=cfg.data_dir)
+                        dataset=cfg.dataset, data_dir=cfg.data_dir, captions=cfg.model.text is not None)
+
+
+def caption_batch(data, idx, model_config, device):
+    """The captions of the tuples ``idx`` as one-hot [B, L, V] on ``device`` (None for images alone)."""
+    from .networks import text_one_hot
+
+    if model_config.text is None:
+        return None
+    return text_one_hot(data.caption_batch(idx), model_config.text.vocab_size).to(device, non_blocking=True)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -507,9 +559,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             idx = shard[torch.randint(len(shard), (cfg.batch_size,), generator=g)]
             x, _ = data.batch(idx)
             x = x.to(device, non_blocking=True)
+            text = caption_batch(data, idx, cfg.model, device)
             t_it = time.time()
             try:
-                log = train_step(model, opt, x, cfg, it, step=step, amp=amp)
+                log = train_step(model, opt, x, cfg, it, step=step, amp=amp, text=text)
             except (Diverged, ChainDiverged) as e:
                 msg = f"stopped at iteration {it}: {e}. The last good checkpoint is {ckpt} (resume with --resume, " \
                       f"after lowering the learning rates or step sizes)."
@@ -581,6 +634,9 @@ def build_parser():
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint (its train_config.json, flags override it); "
                         "an error if there is nothing to resume")
+    p.add_argument("--captions", action="store_true",
+                   help="train with the caption modality (ModelConfig.text with its defaults, docs/captions.md) "
+                        "unless --config or the resumed run sets one (default: off, images alone)")
     p.add_argument("--config", default=None, help="a train_config.json to start from (flags override it) "
                    "(default: none)")
     p.add_argument("--out", "--out-dir", dest="out_dir", default=argparse.SUPPRESS, metavar="OUT",
@@ -631,11 +687,15 @@ def resume_config(out: Path) -> TrainConfig | None:
 
 def parse_args(argv=None) -> tuple[TrainConfig, bool]:
     a = vars(build_parser().parse_args(argv))
-    resume, config = a.pop("resume"), a.pop("config")
+    resume, config, captions = a.pop("resume"), a.pop("config"), a.pop("captions")
     base = read_train_config(Path(config)) if config else TrainConfig()
     if resume and not config and "out_dir" in a:
         base = resume_config(Path(a["out_dir"])) or base
     d = asdict(base)
+    if captions and d["model"].get("text") is None:
+        from .config import TextConfig
+
+        d["model"]["text"] = asdict(TextConfig())
     for k, val in a.items():
         if k.startswith("model."):
             d["model"][k[6:]] = val   # chain knobs by their flat names: ModelConfig.from_dict reads them

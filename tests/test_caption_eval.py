@@ -1,0 +1,99 @@
+"""model.caption_eval: reading digits and attributes off captions, agreement and chance, and the whole evaluation
+on a tiny captioned model with fake judges whose answers make every number known in advance."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from model import Sampler
+from model.caption_eval import (CaptionEvalConfig, agreement, caption_attributes, caption_digit, caption_evaluate,
+                                main, measured_attributes)
+from model.config import TextConfig
+from model.data import load_dataset
+from model.evaluate import eval_indices
+from model.networks import MultimodalEBMVAE
+
+
+@pytest.mark.parametrize("text, digit, classes", [
+    ("a thin seven leaning right", 7, [0, 2, -1]),
+    ("8, large, thin, upright", 8, [0, 1, 2]),
+    ("the number 3, small and bold", 3, [2, -1, 0]),
+    ("a medium-sized regular 0", 0, [1, -1, 1]),
+    ("three", 3, [-1, -1, -1]),
+    ("a 3 and a five leaning left and right", -1, [-1, -1, -1]),
+    ("a bold upright", -1, [2, 1, -1]),
+])
+def test_digits_and_attributes_read_off_captions(text, digit, classes):
+    assert caption_digit(text) == digit
+    assert caption_attributes(text).tolist() == classes
+
+
+def test_agreement_leaves_unnamed_attributes_out_and_states_chance():
+    r = agreement(np.array([0, 1, 2, -1]), np.array([0, 1, 0, 2]))
+    assert r["n"] == 3 and r["agreement"] == pytest.approx(2 / 3)
+    assert r["chance"] == pytest.approx(1 / 3 * 2 / 3 + 1 / 3 * 1 / 3 + 0)
+    assert agreement(np.array([-1, -1]), np.array([0, 1]))["agreement"] is None
+
+
+def test_attributes_measured_on_drawn_digits():
+    x = torch.zeros(3, 3, 28, 28)
+    x[0, :, 4:24, 13:14] = 1            # a thin upright bar
+    x[1, :, 4:24, 11:17] = 1            # a bold upright bar
+    for r in range(4, 24):              # a bar whose top leans right
+        c = 14 + (14 - r) // 2
+        x[2, :, r, c - 1:c + 2] = 1
+    classes = measured_attributes(x, [1, 1, 1])
+    assert classes[0, 0] == 0 and classes[1, 0] == 2
+    assert classes[0, 1] == 1 and classes[2, 1] == 2
+
+
+class FakeJudge:
+    """Reads every image as the same digit."""
+
+    def __init__(self, digit):
+        self.digit = digit
+
+    def predict(self, x):
+        return torch.full(x.shape[:2], self.digit), torch.ones(x.shape[:2])
+
+
+def test_every_number_of_a_tiny_run_is_the_known_answer(tmp_path, mnist_file, tiny_config):
+    MultimodalEBMVAE(replace(tiny_config, text=TextConfig(embed_dim=4, hidden=16))).save_pretrained(tmp_path / "m")
+    sampler = Sampler.from_pretrained(tmp_path / "m", device="cpu", latent_steps=1, ebm_latent_cond_steps=1,
+                                      ebm_latent_steps=1, data_steps=1)
+    sampler.decode = lambda t: ["a bold 3 leaning left"] * len(t)   # every generated caption
+    test = load_dataset("test", 3, 0, str(mnist_file), tmp_path / "cache", captions=True)
+    cfg = CaptionEvalConfig(checkpoint=str(tmp_path / "m"), out=str(tmp_path / "eval"), n=20, n_joint=10, batch=8,
+                            quiet=True)
+    r = caption_evaluate(cfg, sampler=sampler, judges={"A": FakeJudge(3), "B": FakeJudge(7)}, test=test)
+    idx = eval_indices(len(test), 20, 0)
+    y, classes = test.y.numpy()[idx], test.captions.classes[idx]
+    stages = ["proposal", "latent", "ebm_latent", "data"]
+    for wording in ("held_in", "held_out"):
+        assert list(r["caption_to_image"][wording]) == stages
+        for v in r["caption_to_image"][wording].values():
+            assert v["coherence"] == {"A": pytest.approx((y == 3).mean()), "B": pytest.approx((y == 7).mean())}
+    texts = test.captions.text[idx]
+    named = np.array([caption_attributes(t) for t in texts])
+    assert r["caption_to_image"]["held_in"]["data"]["attributes"]["slant"]["n"] == (named[:, 1] >= 0).sum()
+    for v in r["image_to_caption"].values():
+        assert v["coherence"] == pytest.approx((y == 3).mean()) and v["no_digit"] == 0
+        assert v["attributes"]["thickness"]["agreement"] == pytest.approx((classes[:, 0] == 2).mean())
+        assert v["attributes"]["slant"]["agreement"] == pytest.approx((classes[:, 1] == 0).mean())
+        assert v["attributes"]["size"]["n"] == 0
+    assert list(r["joint"]) == ["proposal", "ebm_latent", "data"]
+    for v in r["joint"].values():
+        assert v == {"images": {"A": 1.0, "B": 1.0}, "with_caption": {"A": 1.0, "B": 0.0}}
+    table = (tmp_path / "eval" / "caption_metrics.md").read_text()
+    assert "held-out" in table and "EBM data revision" in table
+
+
+def test_bad_checkpoints_are_one_line(tmp_path, tiny_config, capsys):
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(tmp_path / "missing"), "--quiet"])
+    assert capsys.readouterr().err.strip().count("\n") == 0
+    MultimodalEBMVAE(tiny_config).save_pretrained(tmp_path / "plain")
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(tmp_path / "plain"), "--quiet", "--device", "cpu"])
+    assert "no caption modality" in capsys.readouterr().err
