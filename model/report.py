@@ -191,3 +191,21 @@ def compare(paths, out, names=None, x=None, xlabel="training data-space Langevin
     return md
 
 
+
+
+def energy_markdown(r: dict) -> str:
+    """The table of one energy check (model.energy_check): every group's mean energy, its sd and the AUROC of the
+    energy separating real test tuples from it."""
+    st = r["settings"]
+    lines = [f"# Energy check: {r['checkpoint']}", "",
+             f"{st['n']} test tuples (seed {st['seed']}); as many samples and noise tuples per group. Joint samples "
+             f"from {'the ex-post prior' if st['prior_used'] == 'ex-post' else 'N(0, I)'}; conditional samples "
+             f"given one observed modality; data chains from uniform noise with the checkpoint's data step size "
+             f"{st['data_step_size']:g} and noise {st['data_noise']:g}.",
+             "AUROC: the share of (real, group) pairs in which the real tuple has the lower energy (1.0: every "
+             "real tuple lower; 0.0: every member of the group lower).", "",
+             "| group | n | mean energy | sd | AUROC real vs group |", "|---|---|---|---|---|"]
+    for name, g in r["groups"].items():
+        auc = "–" if g["auroc"] is None else f"{g['auroc']:.4f}"
+        lines.append(f"| {name} | {g['n']} | {g['mean']:.2f} | {g['sd']:.2f} | {auc} |")
+    return "\n".join(lines) + "\n"
