@@ -77,7 +77,8 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
-COMMANDS = ["model.train", "model.evaluate", "model.sample", "model.prior", "model.classifier", "model.publish"]
+COMMANDS = ["model.train", "model.evaluate", "model.sample", "model.prior", "model.classifier", "model.publish",
+            "model.energy_check"]
 
 
 def command_parser(module, monkeypatch, argv=()):
@@ -119,7 +120,8 @@ def test_the_same_flags_across_commands(monkeypatch):
         if "--device" in flags[m]:
             dev = flags[m]["--device"]
             assert dev.default == "auto" or "(default: auto)" in dev.help, m
-    for m in ("model.train", "model.evaluate", "model.sample", "model.prior", "model.classifier"):
+    for m in ("model.train", "model.evaluate", "model.sample", "model.prior", "model.classifier",
+              "model.energy_check"):
         assert {"--mnist", "--dataset", "--data-dir", "--cache-dir"} <= set(flags[m]), m
     assert flags["model.train"]["--out-dir"] is flags["model.train"]["--out"]   # one flag, two names
     assert flags["model.classifier"]["--out"].default.startswith("runs/")   # never the shipped judges by default
