@@ -8,8 +8,9 @@
 #      1,000 samples against 1,000 real test tuples).
 # CHECKPOINT=DIR (default checkpoints/mebm) and NAME (default mebm) choose the model and the output names.
 # Output: runs/eval/energy_NAME (energy.json, energy.md), runs/dumps/eNAME{,_gmm}.npz,
-# runs/eval/eNAME{,_gmm}_{A,B}/metrics.json. Run time on one thread: about 2 CPU-minutes for step 1 and
-# about 10 for steps 2-3 (measured on a busy 2-core machine).
+# runs/eval/eNAME{,_gmm}_{A,B}/metrics.json. Run time on one thread of the 2-core CPU machine, shared (load
+# average 10-15): step 1 about 7 wall-minutes (1.9 CPU-minutes), the dumps 13.5 and 9 wall-minutes, each
+# scoring under a wall-minute.
 #
 #   CHECKPOINT=runs/energy_ft/final NAME=energy_ft bash scripts/energy_eval.sh --mnist ../shared/data/mnist.npz
 set -euo pipefail
