@@ -214,6 +214,15 @@ class TrainConfig:
     ebm_latent_noise: float = 0.3     # training: EBM latent noise scale n
     text_data_step_size: float = 2.0  # training, caption modality: data step size of the captions' logits
     text_data_noise: float = 0.02     # training, caption modality: data noise scale of the captions' logits
+    # replay negatives (Du & Mordatch 2019): a share of the EBM's negatives comes from persistent chains kept in a
+    # buffer of past negatives, so that the EBM also sees (and raises) the energy of states far from the generator
+    ebm_replay_share: float = 0.0     # share of the EBM's negatives drawn from the replay buffer (0 = off: every
+                                      # negative is a revised generator sample, the paper's training)
+    ebm_replay_size: int = 10000      # tuples in the replay buffer (filled with uniform noise at the start; not
+                                      # saved in checkpoints: --resume starts it afresh from noise)
+    ebm_replay_reinit: float = 0.05   # chance that a drawn buffer entry restarts from uniform noise
+    ebm_replay_steps: int = 30        # data-space Langevin steps on the EBM for the drawn entries (training data step
+                                      # size and noise); the results go back into the buffer
     # loss weights
     teach_weight: float = 0.1         # lambda_S: generator pulled toward its EBM-revised samples
     inference_teach_weight: float = 0.1  # lambda_I: inference fits the latents behind revised samples
@@ -243,6 +252,12 @@ class TrainConfig:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.ebm_negatives not in ("data", "latent"):
             raise ValueError(f"ebm_negatives must be 'data' or 'latent', got {self.ebm_negatives!r}")
+        if not 0.0 <= self.ebm_replay_share <= 1.0 or not 0.0 <= self.ebm_replay_reinit <= 1.0:
+            raise ValueError(f"ebm_replay_share and ebm_replay_reinit are shares in [0, 1], got "
+                             f"{self.ebm_replay_share} and {self.ebm_replay_reinit}")
+        if self.ebm_replay_size < 1 or self.ebm_replay_steps < 0:
+            raise ValueError(f"ebm_replay_size must be >= 1 and ebm_replay_steps >= 0, got {self.ebm_replay_size} "
+                             f"and {self.ebm_replay_steps}")
         if any(p not in ("generator", "inference", "energy") for p in self.init_skip_parts):
             raise ValueError(f"init_skip: comma-separated parts of generator, inference, energy, "
                              f"got {self.init_skip!r}")

@@ -162,11 +162,30 @@ class DumpSampler:
 
 # ---------------------------------------------------------------- the metrics over a test set
 
+def fix_and_break(proposal: torch.Tensor, stage: torch.Tensor) -> np.ndarray:
+    """Counts [fixed, wrong at the proposal, broken, right at the proposal] of generated modalities, from their hits
+    (1.0 = read as the tuple's digit, model.metrics.hits) at the proposal and at a later stage."""
+    wrong, right = proposal == 0, proposal == 1
+    return np.array([(wrong & (stage == 1)).sum().item(), wrong.sum().item(), (right & (stage == 0)).sum().item(),
+                     right.sum().item()], np.int64)
+
+
+def fix_break_rates(counts) -> dict:
+    """{"fix_rate": fixed / wrong at the proposal, "break_rate": broken / right at the proposal, and their n}
+    (a rate of no proposal is None)."""
+    fixed, wrong, broken, right = (int(c) for c in counts)
+    return {"fix_rate": fixed / wrong if wrong else None, "n_wrong": wrong,
+            "break_rate": broken / right if right else None, "n_right": right}
+
+
 @torch.no_grad()
 def conditional_coherence(sampler, clf, test, idx, seed=0, batch=500, progress=True) -> dict:
-    """{stage: {"by_subset": {key: c}, "by_size": {k: mean}, "mean": mean over sizes}}."""
+    """{stage: {"by_subset": {key: c}, "by_size": {k: mean}, "mean": mean over sizes, "one_to_one": {"m>j": c of
+    modality j generated from modality m alone}, "one_to_one_mean", and against the proposal, pooled over every
+    generated modality of every subset: "fix_rate" (share of those the judge reads wrong at the proposal that it
+    reads right at this stage), "break_rate" (right at the proposal, wrong here), "n_wrong", "n_right"}}."""
     M = test.x.shape[1]
-    tally = {}
+    tally, one, fb = {}, {}, {}
     have = getattr(sampler, "subsets", None)   # a dump may hold only some subsets: sizes without any are left out
     todo = [(s, i) for s in subsets(M) if have is None or s in have for i in range(0, len(idx), batch)]
     for s, i in tqdm(todo, desc="conditional coherence", disable=not progress, dynamic_ncols=True):
@@ -174,19 +193,31 @@ def conditional_coherence(sampler, clf, test, idx, seed=0, batch=500, progress=T
         x, y = test.batch(torch.as_tensor(b))
         observed = observed_mask(s, M)
         out = sampler.conditional(b, x, observed, seeded_generator(seed, 1, *s, i))
-        for stage, xg in out.items():
-            digit, _ = clf.predict(xg)
+        proposal = None
+        for stage in ordered_stages(out):
+            digit, _ = clf.predict(out[stage])
             right = hits(digit, y, observed)
+            proposal = right if proposal is None else proposal
             h = tally.setdefault(stage, {}).setdefault(subset_key(s), [0.0, 0])
             h[0] += right.sum().item()
             h[1] += right.numel()
+            fb[stage] = fb.get(stage, 0) + fix_and_break(proposal, right)
+            if len(s) == 1:   # 1 -> 1: each generated modality from the single observed one
+                for k, j in enumerate(m for m in range(M) if m not in s):
+                    h = one.setdefault(stage, {}).setdefault(f"{s[0]}>{j}", [0.0, 0])
+                    h[0] += right[:, k].sum().item()
+                    h[1] += len(right)
     res = {}
     for stage, by in tally.items():
         by_subset = {k: v[0] / v[1] for k, v in by.items()}
         by_size = {str(k): float(np.mean([by_subset[subset_key(s)] for s in subsets(M)
                                           if len(s) == k and subset_key(s) in by_subset]))
                    for k in range(1, M) if any(len(s) == k and subset_key(s) in by_subset for s in subsets(M))}
-        res[stage] = {"by_subset": by_subset, "by_size": by_size, "mean": float(np.mean(list(by_size.values())))}
+        res[stage] = {"by_subset": by_subset, "by_size": by_size, "mean": float(np.mean(list(by_size.values()))),
+                      **fix_break_rates(fb[stage])}
+        if stage in one:
+            res[stage]["one_to_one"] = {k: v[0] / v[1] for k, v in one[stage].items()}
+            res[stage]["one_to_one_mean"] = float(np.mean(list(res[stage]["one_to_one"].values())))
     return res
 
 

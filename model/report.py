@@ -70,6 +70,21 @@ def markdown(r: dict) -> str:
     if "latent" in r["stages"]:
         lines += ["", "Prior samples have no latent revision (the posterior is the prior): their latent-revised "
                       "joint and FD are the proposal's."]
+    fixes = [(stage, c) for stage, c in r["conditional"].items() if c.get("n_wrong") is not None][1:]
+    if fixes:   # every stage against the proposal (older metrics.json files have no fix and break rates)
+        lines += ["", "Conditional generation against the proposal, over every generated modality: fix rate = share "
+                      "of those read wrong at the proposal that the stage reads right; break rate = the reverse.", "",
+                  "| stage | fix rate % | n wrong at the proposal | break rate % | n right at the proposal |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {stage_label(r, stage)} | {pct(c['fix_rate'])} | {c['n_wrong']} | {pct(c['break_rate'])} | "
+                  f"{c['n_right']} |" for stage, c in fixes]
+    ones = [(stage, c["one_to_one"]) for stage, c in r["conditional"].items() if c.get("one_to_one")]
+    if ones:
+        pairs = list(ones[0][1])
+        lines += ["", "1 -> 1 coherence % (modality m observed alone -> modality j):", "",
+                  "| stage | " + " | ".join(p.replace(">", " → ") for p in pairs) + " |", "|---|" + "---|" * len(pairs)]
+        lines += [f"| {stage_label(r, stage)} | " + " | ".join(pct(o.get(p)) for p in pairs) + " |"
+                  for stage, o in ones]
     lines += ["", "Fréchet distance per modality:", "",
               "| stage | " + " | ".join(f"m{m}" for m in range(M)) + " |", "|---|" + "---|" * M]
     for stage, p in r["prior"].items():
@@ -191,3 +206,21 @@ def compare(paths, out, names=None, x=None, xlabel="training data-space Langevin
     return md
 
 
+
+
+def energy_markdown(r: dict) -> str:
+    """The table of one energy check (model.energy_check): every group's mean energy, its sd and the AUROC of the
+    energy separating real test tuples from it."""
+    st = r["settings"]
+    lines = [f"# Energy check: {r['checkpoint']}", "",
+             f"{st['n']} test tuples (seed {st['seed']}); as many samples and noise tuples per group. Joint samples "
+             f"from {'the ex-post prior' if st['prior_used'] == 'ex-post' else 'N(0, I)'}; conditional samples "
+             f"given one observed modality; data chains from uniform noise with the checkpoint's data step size "
+             f"{st['data_step_size']:g} and noise {st['data_noise']:g}.",
+             "AUROC: the share of (real, group) pairs in which the real tuple has the lower energy (1.0: every "
+             "real tuple lower; 0.0: every member of the group lower).", "",
+             "| group | n | mean energy | sd | AUROC real vs group |", "|---|---|---|---|---|"]
+    for name, g in r["groups"].items():
+        auc = "–" if g["auroc"] is None else f"{g['auroc']:.4f}"
+        lines.append(f"| {name} | {g['n']} | {g['mean']:.2f} | {g['sd']:.2f} | {auc} |")
+    return "\n".join(lines) + "\n"

@@ -71,11 +71,50 @@ def moe_elbo(model, x, kl_weight=1.0, text=None, text_weight=1.0):
     return recon, kl
 
 
-def train_losses(model, x, cfg: TrainConfig, it: int, text=None) -> tuple[torch.Tensor, dict]:
+class ReplayBuffer:
+    """Past EBM negatives, as persistent chains (Du & Mordatch 2019; JEM's form): ``size`` tuples, first uniform
+    noise. ``sample`` draws tuples at random, each restarted from fresh uniform noise with chance ``reinit``;
+    the chain continues from them and ``update`` writes its ends back in their places."""
+
+    def __init__(self, size: int, shape, reinit: float, device="cpu"):
+        self.x = torch.rand(size, *shape, device=device)
+        self.reinit = reinit
+
+    @classmethod
+    def for_config(cls, cfg: TrainConfig, device="cpu") -> "ReplayBuffer | None":
+        """The buffer of a run (None when ``ebm_replay_share`` is 0)."""
+        if cfg.ebm_replay_share <= 0:
+            return None
+        return cls(cfg.ebm_replay_size, (cfg.model.n_modalities, 3, 28, 28), cfg.ebm_replay_reinit, device)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n chain starts [n, M, 3, 28, 28], their places in the buffer [n])."""
+        idx = torch.randint(len(self.x), (n,), device=self.x.device)
+        x = self.x[idx]
+        fresh = torch.rand(n, device=x.device) < self.reinit
+        x[fresh] = torch.rand_like(x[fresh])
+        return x, idx
+
+    def update(self, idx: torch.Tensor, x: torch.Tensor) -> None:
+        self.x[idx] = x.detach().to(self.x.dtype)
+
+
+def replay_count(cfg: TrainConfig, batch: int) -> int:
+    """How many of a batch's EBM negatives come from the replay buffer."""
+    return min(batch, round(cfg.ebm_replay_share * batch))
+
+
+def train_losses(model, x, cfg: TrainConfig, it: int, replay: ReplayBuffer | None = None, text=None
+                 ) -> tuple[torch.Tensor, dict]:
     """The losses of one iteration: (loss of G and q + loss of the EBM, named losses and diagnostics).
     The two parts touch disjoint parameters (the EBM sees X_rev detached, G and q never see E), so one
-    backward of their sum gives each network exactly its own gradient. ``text``: the tuples' captions as one-hot
-    [B, L, V] for a model with the caption modality (None: images alone)."""
+    backward of their sum gives each network exactly its own gradient. ``replay``: the buffer of past
+    negatives (``cfg.ebm_replay_share``); that share of the generator's revised samples is replaced, as EBM
+    negatives only, by buffer chains. ``text``: the tuples' captions as one-hot [B, L, V] for a model with the
+    caption modality (None: images alone; the replay buffer holds images only, so not both)."""
     G, I, E = model.generator, model.inference, model.energy
     v = cfg.variant
     warm = it < cfg.warmup_iters   # warm-up: the MoE VAE alone (see TrainConfig.warmup_iters)
@@ -142,14 +181,28 @@ def train_losses(model, x, cfg: TrainConfig, it: int, text=None) -> tuple[torch.
         log["loss_teach"], log["loss_infer_rev"] = teach_loss.mean().item(), infer_rev.mean().item()
         loss_gi = loss_gi + cfg.teach_weight * teach_loss.mean() + cfg.inference_teach_weight * infer_rev.mean()
 
-    # 5. EBM: maximum likelihood, data energy down, revised-sample energy up (one pass over both)
+    # 5. EBM: maximum likelihood, data energy down, revised-sample energy up (one pass over both); with a replay
+    #    buffer, a share of the negatives are buffer chains continued by ebm_replay_steps data steps
     loss = loss_gi
     if use_ebm:
-        both = torch.cat([x, x_rev])
+        n_rep = replay_count(cfg, b) if replay is not None else 0
+        if n_rep and text is not None:
+            raise ValueError("the replay buffer (--ebm-replay-share) holds images only: not for the caption modality")
+        neg = x_rev
+        if n_rep:
+            start, idx = replay.sample(n_rep)
+            x_rep = run(data_revision(E, start, cfg.ebm_replay_steps, cfg.data_step_size, cfg.data_noise)).x
+            replay.update(idx, x_rep)
+            neg = torch.cat([x_rev[:b - n_rep], x_rep])
+        both = torch.cat([x, neg])
         e_pos, e_neg = (E(both) if text is None else E(both, torch.cat([text, text_rev]))).float().split(b)
         loss_e = e_pos.mean() - e_neg.mean() + cfg.energy_l2 * (e_pos ** 2 + e_neg ** 2).mean()
         log["loss_energy"] = loss_e.item()
-        log["energy_data"], log["energy_revised"] = e_pos.mean().item(), e_neg.mean().item()
+        log["energy_data"] = e_pos.mean().item()
+        if n_rep < b:
+            log["energy_revised"] = e_neg[:b - n_rep].mean().item()
+        if n_rep:
+            log["energy_replay"] = e_neg[b - n_rep:].mean().item()
         loss = loss + loss_e
     return loss, log
 
@@ -157,12 +210,15 @@ def train_losses(model, x, cfg: TrainConfig, it: int, text=None) -> tuple[torch.
 class TrainStep(torch.nn.Module):
     """The model with ``train_losses`` as its forward: what DistributedDataParallel wraps under torchrun."""
 
-    def __init__(self, model, cfg: TrainConfig):
+    def __init__(self, model, cfg: TrainConfig, replay: ReplayBuffer | None = None):
         super().__init__()
         self.model, self.cfg = model, cfg
+        self.replay = replay
 
     def forward(self, x, it: int, text=None):
-        return train_losses(self.model, x, self.cfg, it, text)
+        if self.replay is None:
+            self.replay = ReplayBuffer.for_config(self.cfg, x.device)
+        return train_losses(self.model, x, self.cfg, it, self.replay, text)
 
 
 def train_step(model, opt, x, cfg: TrainConfig, it: int, step=None, amp: bool = False, text=None) -> dict:
@@ -529,14 +585,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.manual_seed(cfg.seed + 1000003 * rank + start)
     if device.type == "cuda":
         torch.cuda.manual_seed(cfg.seed + 1000003 * rank + start)
+    replay = ReplayBuffer.for_config(cfg, device)   # not saved: a resumed run starts it afresh from noise
+
     def wrap(it: int):
         """The training step, DDP-wrapped under torchrun. The EBM has no gradient during the warm-up and in the
         'vae' variant: only then must DDP look for unused parameters (else it warns on every process)."""
         if world == 1:
-            return TrainStep(model, cfg)
+            return TrainStep(model, cfg, replay)
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(TrainStep(model, cfg), device_ids=[device.index] if device.type == "cuda"
+        return DistributedDataParallel(TrainStep(model, cfg, replay), device_ids=[device.index] if device.type == "cuda"
                                        else None, find_unused_parameters=cfg.variant == "vae" or it < cfg.warmup_iters)
 
     step = wrap(start)

@@ -43,7 +43,8 @@ def test_training_and_test_time_chains_are_separate_groups():
     test_chain = next(t for t in groups if t.startswith("test-time chains"))
     assert set(groups[train_chain]) == {"data_steps", "data_step_size", "data_noise", "latent_steps",
                                         "latent_step_size", "latent_noise", "ebm_negatives", "ebm_latent_steps",
-                                        "ebm_latent_step_size", "ebm_latent_noise"}
+                                        "ebm_latent_step_size", "ebm_latent_noise", "text_data_step_size",
+                                        "text_data_noise"}
     assert set(groups[test_chain]) == {"model.latent_steps", "model.latent_step_size", "model.latent_noise",
                                        "model.data_steps", "model.data_step_size", "model.data_noise",
                                        "model.ebm_latent_steps", "model.ebm_latent_step_size",
@@ -77,7 +78,8 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
-COMMANDS = ["model.train", "model.evaluate", "model.sample", "model.prior", "model.classifier", "model.publish"]
+COMMANDS = ["model.train", "model.evaluate", "model.sample", "model.prior", "model.classifier", "model.publish",
+            "model.energy_check"]
 
 
 def command_parser(module, monkeypatch, argv=()):
@@ -119,7 +121,8 @@ def test_the_same_flags_across_commands(monkeypatch):
         if "--device" in flags[m]:
             dev = flags[m]["--device"]
             assert dev.default == "auto" or "(default: auto)" in dev.help, m
-    for m in ("model.train", "model.evaluate", "model.sample", "model.prior", "model.classifier"):
+    for m in ("model.train", "model.evaluate", "model.sample", "model.prior", "model.classifier",
+              "model.energy_check"):
         assert {"--mnist", "--dataset", "--data-dir", "--cache-dir"} <= set(flags[m]), m
     assert flags["model.train"]["--out-dir"] is flags["model.train"]["--out"]   # one flag, two names
     assert flags["model.classifier"]["--out"].default.startswith("runs/")   # never the shipped judges by default

@@ -241,3 +241,65 @@ def test_old_metrics_files_are_read_by_the_report(ckpt_run, tmp_path):
     compare([tmp_path / "old.json", tmp_path / "new.json"], tmp_path / "cmp", names=["old", "new"])
     both = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert both["old"]["revised"]["joint_coherence"] == both["new"]["revised"]["joint_coherence"]
+
+
+class _Digits:
+    """A judge that reads the digit written into an image's first pixel ((digit + 0.5) / 10)."""
+
+    def predict(self, x):
+        digit = (x[:, :, 0, 0, 0] * 10).floor().long().clamp(0, 9)
+        return digit, torch.ones(digit.shape)
+
+
+class _Split:
+    def __init__(self, y, M):
+        self.y, self.x = y, torch.zeros(len(y), M, 3, 28, 28)
+
+    def batch(self, idx):
+        return self.x[idx], self.y[idx]
+
+
+class _KnownSampler:
+    """Generated modalities of tuple j: right at the proposal when j is even; at the final stage when j % 4 == 1
+    (fixed) or j is even but not a multiple of 8 (j = 0 broken)."""
+    subsets = {(0,), (1,), (2,)}
+
+    def conditional(self, idx, x, observed, g):
+        j = torch.as_tensor(idx)
+        y = j % 10
+        wrong = (y + 1) % 10
+
+        def images(right):
+            digit = torch.where(right, y, wrong).float()
+            out = x.clone()
+            out[:, ~observed] = ((digit + 0.5) / 10).view(-1, 1, 1, 1, 1)
+            return out
+        return {"proposal": images(j % 2 == 0), "data": images((j % 4 == 1) | ((j % 2 == 0) & (j % 8 != 0)))}
+
+
+def test_fix_and_break_rates_on_a_known_case():
+    from model.evaluate import conditional_coherence
+
+    n, M = 8, 3
+    test = _Split(torch.arange(n) % 10, M)
+    r = conditional_coherence(_KnownSampler(), _Digits(), test, np.arange(n), progress=False)
+    p, d = r["proposal"], r["data"]
+    # 3 subsets x 2 generated modalities x 4 tuples wrong (odd j) and 4 right (even j) at the proposal
+    assert (p["n_wrong"], p["n_right"], p["fix_rate"], p["break_rate"]) == (24, 24, 0.0, 0.0)
+    assert (d["n_wrong"], d["n_right"]) == (24, 24)
+    assert d["fix_rate"] == pytest.approx(0.5)        # j = 1, 5 of 1, 3, 5, 7
+    assert d["break_rate"] == pytest.approx(0.25)     # j = 0 of 0, 2, 4, 6
+    assert p["mean"] == pytest.approx(0.5) and d["mean"] == pytest.approx(5 / 8)
+    assert set(d["one_to_one"]) == {"0>1", "0>2", "1>0", "1>2", "2>0", "2>1"}
+    assert all(v == pytest.approx(5 / 8) for v in d["one_to_one"].values())
+    assert d["one_to_one_mean"] == pytest.approx(d["by_size"]["1"])
+
+
+def test_report_shows_fix_break_and_one_to_one(setup, ckpt_run):
+    from model.report import markdown
+
+    md = markdown(ckpt_run)
+    assert "| stage | fix rate % |" in md and "| EBM data revision |" in md.split("fix rate %")[1]
+    assert "0 → 1" in md
+    c = ckpt_run["conditional"]["data"]
+    assert c["n_wrong"] + c["n_right"] == 4 * sum(M - len(s) for s in subsets(M))

@@ -156,3 +156,60 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path, tiny_config):
     with pytest.raises((MNISTError, OSError)):
         train(_cfg(tmp_path, tmp_path / "no_mnist.npz", tiny_config))
     assert not (tmp_path / "run").exists()
+
+
+def test_replay_buffer_draws_past_negatives_and_restarts_a_share_from_noise():
+    from model.train import ReplayBuffer
+
+    buf = ReplayBuffer(1000, (2, 3, 28, 28), reinit=0.0)
+    assert buf.x.shape == (1000, 2, 3, 28, 28) and len(buf) == 1000
+    x, idx = buf.sample(50)
+    assert x.shape == (50, 2, 3, 28, 28) and idx.shape == (50,)
+    assert torch.equal(x, buf.x[idx])                       # reinit 0: the stored chain states themselves
+    buf.update(idx, torch.zeros_like(x))
+    assert (buf.x[idx] == 0).all()                          # written back in their places
+    buf.reinit = 1.0
+    x, idx = buf.sample(50)
+    assert not (x == 0).all(dim=(1, 2, 3, 4)).any()         # reinit 1: every start is fresh noise
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    buf = ReplayBuffer(4000, (1, 3, 28, 28), reinit=0.25)
+    buf.x.zero_()
+    x, _ = buf.sample(4000)
+    fresh = (x != 0).any(dim=(1, 2, 3, 4)).float().mean().item()
+    assert abs(fresh - 0.25) < 0.04                         # about a quarter restarted (sd 0.007)
+
+
+def test_replay_share_replaces_that_share_of_the_ebm_negatives(tiny_config):
+    from model.train import ReplayBuffer, TrainStep, replay_count
+
+    cfg = TrainConfig(model=tiny_config, warmup_iters=0, data_steps=2, latent_steps=2, ebm_replay_share=0.25,
+                      ebm_replay_size=16, ebm_replay_steps=2)
+    assert replay_count(cfg, 8) == 2 and replay_count(TrainConfig(), 8) == 0
+    model = MultimodalEBMVAE(tiny_config)
+    step = TrainStep(model, cfg)
+    before = None
+    for it in range(2):
+        log = train_step(model, make_optimizers(model, cfg), torch.rand(8, 3, 3, 28, 28), cfg, it=it, step=step)
+        assert isinstance(step.replay, ReplayBuffer) and step.replay.x.shape == (16, 3, 3, 28, 28)
+        assert "energy_replay" in log and "energy_revised" in log
+        if before is not None:
+            assert (step.replay.x != before).any(dim=(1, 2, 3, 4)).sum() <= 2   # two chains per batch written back
+        before = step.replay.x.clone()
+    assert TrainConfig(model=tiny_config, warmup_iters=0).ebm_replay_share == 0.0   # off by default
+    with pytest.raises(ValueError):
+        TrainConfig(ebm_replay_share=1.5)
+
+
+def test_run_with_replay_negatives_saves_the_options_and_resumes(tmp_path, mnist_file, tiny_config):
+    cfg = _cfg(tmp_path, mnist_file, tiny_config, ebm_replay_share=0.5, ebm_replay_size=32, ebm_replay_steps=2)
+    train(cfg)
+    run = tmp_path / "run"
+    saved = json.loads((run / "train_config.json").read_text())
+    assert saved["ebm_replay_share"] == 0.5 and saved["ebm_replay_size"] == 32
+    lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert "energy_replay" in lines[-1] and "energy_replay" not in lines[0]     # after the 2-iteration warm-up
+    cfg, resume = parse_args(["--out", str(run), "--resume", "--iters", "6"])
+    assert resume and cfg.ebm_replay_share == 0.5
+    train(cfg, resume=True)
+    lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [l["iteration"] for l in lines][-2:] == [4, 5] and "energy_replay" in lines[-1]
