@@ -59,7 +59,7 @@ from model.preprocess import (InputError, check_drawing, decode_digit, digit_fro
                               encode_digit)
 from model.sampler import Sampler
 from model.serving import UploadSweeper, URLLengthLimit, trim_heap
-from demo.scheduler import Scheduler
+from demo.scheduler import Scheduler, wait_text
 from demo.zerogpu import gpu_function
 
 log = logging.getLogger("mebm.app")
@@ -241,11 +241,10 @@ def frame_interval(player) -> float:
 
 
 def time_left(player) -> str:
-    """' · N steps to go': the Langevin steps this chain still needs (exact). The page shows no estimate in
-    seconds: timed from the scheduler's rounds, it came out about 4x too short under a class's load
-    (docs/demo.md), and what the page says must hold."""
+    """' · N steps to go, about T s': the steps this chain still needs (exact) and the scheduler's estimate of
+    the time they take under the class's load as measured now (demo.scheduler.Scheduler.wait_estimate)."""
     job = getattr(player, "job", None)
-    return "" if job is None else f" · {job.steps_left()} steps to go"
+    return "" if job is None else wait_text(job, loaded().get("scheduler"))
 
 
 def loaded() -> dict:
@@ -671,13 +670,14 @@ def run_chain(source, sketch, upload, modality, n_samples, latent_steps, latent_
                     view.record(snap)
                 now = time.perf_counter()
                 slow = now - last_plot >= PLOT_INTERVAL
-                pic, caps = view.strip(snap, classify_now=slow)
+                few = frame_interval(player) < PLOT_INTERVAL   # else a class: read-outs and plots at stage ends
+                pic, caps = view.strip(snap, classify_now=slow and few)
                 plots, readout = (skip, skip, skip), skip
                 if slow:
                     last_plot = now
                 # the figures and the table cost the browser most: once a second, and as a stage ends
-                stage_end = snap.step == (player.totals.get(snap.stage) or 0) and snap.index > 0
-                if stage_end or (slow and now - last_figs >= FIGURE_INTERVAL):
+                stage_end = any(s.step == (player.totals.get(s.stage) or 0) and s.index > 0 for s in snaps)
+                if stage_end or (slow and few and now - last_figs >= FIGURE_INTERVAL):
                     last_figs = now
                     plots = tuple(gr.update(value=v, visible=True) for v in view.plots())
                     readout = gr.update(value=readout_table(view.pred(snap), player.modality, M), visible=True)

@@ -103,7 +103,7 @@ class Scheduler:
         self.jobs: list[Job] = []
         self.lock = threading.RLock()
         self.wake = threading.Condition(self.lock)
-        self.round_seconds: float | None = None   # measured time of a round (moving average)
+        self.clock = RoundClock()                  # a round's wall time against the samples it advances
         self.rounds = 0
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -127,11 +127,19 @@ class Scheduler:
         job.cancelled = True
 
     def wait_estimate(self, job: Job) -> float | None:
-        """Seconds until ``job`` ends, from the measured round time and the rounds it still needs (None before
-        the first round was measured)."""
-        if self.round_seconds is None:
+        """Seconds until ``job`` ends: the rounds it still needs, each timed by the measured round time for the
+        samples that round will advance (the chains now running that still need it: a class that ends together
+        speeds up together). None until a round of about this size was measured (the first rounds of a class
+        that just arrived: a round of 3 samples says little of one of 90)."""
+        with self.lock:
+            ahead = [(j.steps_left(), j.n) for j in self.jobs if not j.cancelled and j is not job]
+        left = job.steps_left()
+        sizes = [job.n + sum(n for k, n in ahead if k >= r) for r in range(1, left + 1)]
+        line = self.clock.line(max(sizes, default=0))
+        if line is None:
             return None
-        return job.steps_left() * self.round_seconds
+        a, b = line
+        return sum(a + b * x for x in sizes)
 
     # ------------------------------------------------------------ the rounds
     def start(self) -> "Scheduler":
@@ -157,7 +165,6 @@ class Scheduler:
     @torch.no_grad()
     def advance(self) -> int:
         """One round: every chain one step (a new one its proposal). Returns the chains that ran."""
-        t0 = time.perf_counter()
         with self.lock:
             for job in [j for j in self.jobs if j.cancelled]:
                 self._finish(job)
@@ -170,10 +177,11 @@ class Scheduler:
                 self._guard(job, self._propose, job)
             else:
                 groups.setdefault(self._group_key(job), []).append(job)
+        t1 = time.perf_counter()
         for group in groups.values():
             self._step(group)
-        dt = time.perf_counter() - t0
-        self.round_seconds = dt if self.round_seconds is None else 0.8 * self.round_seconds + 0.2 * dt
+        if groups:   # the clock times the steps (a burst of new visitors' proposals is no round of the chain)
+            self.clock.add(sum(j.n for g in groups.values() for j in g), time.perf_counter() - t1)
         self.rounds += 1
         return len(jobs)
 
@@ -320,8 +328,49 @@ class Scheduler:
         return x
 
 
+class RoundClock:
+    """A round's wall time against the samples it advances, as a line ``a + b * samples`` fitted by least squares
+    to the rounds measured, the recent ones weighing most (each earlier round counts ``decay`` times less): the
+    model's share of the machine under the pages' load, as it is now."""
+
+    def __init__(self, decay: float = 0.9, reach: float = 1.5):
+        self.decay, self.reach = decay, reach
+        self.sums = (0.0,) * 5   # weight, and the weighted sums of x, y, x^2, x*y (x: samples, y: seconds)
+        self.largest = 0.0       # the largest round measured lately (it fades by 2 % a round)
+
+    def add(self, samples: int, seconds: float):
+        x, y, d = float(samples), float(seconds), self.decay
+        w, sx, sy, sxx, sxy = self.sums
+        self.sums = (d * w + 1, d * sx + x, d * sy + y, d * sxx + x * x, d * sxy + x * y)
+        self.largest = max(x, 0.98 * self.largest)
+
+    def line(self, samples: float = 0.0) -> tuple[float, float] | None:
+        """(a, b), both at least 0; with rounds of one size only, the time is taken as proportional to the
+        samples (a = 0). None before the first round, and for rounds of more than ``reach`` times the samples of
+        the largest measured lately (the line would be a guess there)."""
+        w, sx, sy, sxx, sxy = self.sums
+        if w == 0 or samples > self.reach * self.largest:
+            return None
+        mx, my = sx / w, sy / w
+        var = sxx / w - mx * mx
+        if var > 1e-6 * max(mx * mx, 1.0):
+            b = (sxy / w - mx * my) / var
+            a = my - b * mx
+            if a >= 0 and b >= 0:
+                return a, b
+        return 0.0, my / max(mx, 1.0)
+
+
 def _split(sizes):
     start = 0
     for n in sizes:
         yield slice(start, start + n)
         start += n
+
+
+def wait_text(job: Job, scheduler: Scheduler | None) -> str:
+    """What a page says of the work ahead: ' · N steps to go, about T s' (the steps are exact; the seconds are
+    the scheduler's estimate, left out before a round was measured)."""
+    text = f" · {job.steps_left()} steps to go"
+    seconds = None if scheduler is None else scheduler.wait_estimate(job)
+    return text if seconds is None else text + f", about {max(1, round(seconds))} s"
