@@ -14,7 +14,8 @@ default 32), MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most
 Gradio's temp folder, default 200), MEBM_SWEEP_SECONDS (how often that folder is swept, default 10),
 MEBM_BATCH (1: every visitor's Run advanced together, one batched
 model pass per Langevin step, default; 0: each Run computes its own chain), MEBM_CLASS_FPS (frames per second
-for all the batched pages together, default 15), MEBM_GPU_SECONDS (on ZeroGPU: the
+for all the batched pages together, default 15), MEBM_SHOW_WAIT (1: the page also says about how many seconds
+its chain has to go, default 0), MEBM_GPU_SECONDS (on ZeroGPU: the
 longest a chain's GPU call may hold the GPU, default 20), HF_HUB_OFFLINE.
 
 Everything a visitor sends is treated as hostile: pictures are size-checked from their headers before they
@@ -218,7 +219,7 @@ def run_frames(player):
         yield from ([snap] for snap in player_frames(player))
         return
     job = player.job = scheduler.start().submit(player)
-    last = time.perf_counter()
+    last = time.perf_counter() - job.phase * frame_interval(player)   # the class's pages take turns
     try:
         for frames in job.stream():
             yield [player.take(f) for f in frames]
@@ -241,10 +242,12 @@ def frame_interval(player) -> float:
 
 
 def time_left(player) -> str:
-    """' · N steps to go, about T s': the steps this chain still needs (exact) and the scheduler's estimate of
-    the time they take under the class's load as measured now (demo.scheduler.Scheduler.wait_estimate)."""
+    """' · N steps to go': the steps this chain still needs (exact); with MEBM_SHOW_WAIT, also ', about T s', the
+    scheduler's estimate from its measured rounds (off by default: not within 30 % under a class's load on a
+    busy machine, docs/demo.md)."""
     job = getattr(player, "job", None)
-    return "" if job is None else wait_text(job, loaded().get("scheduler"))
+    return "" if job is None else wait_text(job, loaded().get("scheduler"), frame_interval(player),
+                                            _env_float("MEBM_SHOW_WAIT", 0) > 0)
 
 
 def loaded() -> dict:

@@ -62,10 +62,14 @@ def usage(folder: Path):
 
 
 def connect(url):
-    """A user's page, open before the class presses Run (an API client: the app's settings and endpoints)."""
+    """A user's page, open before the class presses Run: an API client that has sent one small event (a preset),
+    as a page does its load events, so that the server has made this visitor's session state (Gradio builds
+    every component's settings for a new session, ~0.1 s of CPU each) before the press, as for a browser."""
     from gradio_client import Client
 
-    return Client(url, verbose=False, download_files=False)
+    client = Client(url, verbose=False, download_files=False)
+    client.predict("Default", api_name="/preset")
+    return client
 
 
 def one_run(url, seed, timeout, out, client=None):
@@ -166,7 +170,8 @@ def measure(a, users, soak, batch):
     from helpers_app import start_app, stop_app
 
     tmp = Path(tempfile.mkdtemp(prefix="mebm_load_"))
-    env = {"MEBM_FPS": str(a.fps), "MEBM_MAX_QUEUE": str(max(64, users + 8)), "MEBM_BATCH": batch}
+    env = {"MEBM_FPS": str(a.fps), "MEBM_MAX_QUEUE": str(max(64, users + 8)), "MEBM_BATCH": batch,
+           "MEBM_SHOW_WAIT": "1"}   # the page's estimate in seconds, measured here (off by default)
     if a.concurrency:
         env["MEBM_CONCURRENCY"] = str(a.concurrency)
     proc, url = start_app(a.checkpoint, tmp, env)   # 127.0.0.1, a free port

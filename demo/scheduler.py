@@ -19,6 +19,7 @@ check_state and check_runaway, so a chain that diverges ends alone with ChainDiv
 from __future__ import annotations
 
 import queue
+from collections import deque
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from model.langevin import (ChainDiverged, Frame, fill_observed, check_runaway, 
 LATENT_MAX_ABS = 50.0   # the bound of latent_revision / ebm_latent_revision
 DATA_BOUNDS = (0.0, 1.0)
 END = object()          # the last item of a job's queue after its frames
+GOLDEN = (5 ** 0.5 - 1) / 2
 
 
 @dataclass(eq=False)
@@ -48,6 +50,7 @@ class Job:
     state: torch.Tensor | None = None   # z in the latent stages, x in the data stage
     keep: torch.Tensor | None = None    # the data stage's start: the observed modalities are held at it
     runaway: int = 0
+    phase: float = 0.0                  # in [0, 1): where this page's frames fall in the class's frame interval
     cancelled: bool = False
     error: BaseException | None = None
 
@@ -105,6 +108,7 @@ class Scheduler:
         self.wake = threading.Condition(self.lock)
         self.clock = RoundClock()                  # a round's wall time against the samples it advances
         self.rounds = 0
+        self.submitted = 0
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -118,6 +122,8 @@ class Scheduler:
         job = Job(player.x_in, player.observed, s.n_samples, self.sampler.chains.replace(**player.kw), player.prior,
                   torch.Generator(player.device).manual_seed(s.seed))
         with self.wake:
+            self.submitted += 1
+            job.phase = (self.submitted * GOLDEN) % 1.0   # spread evenly however many come: pages take turns
             self.jobs.append(job)
             self.wake.notify()
         return job
@@ -135,11 +141,8 @@ class Scheduler:
             ahead = [(j.steps_left(), j.n) for j in self.jobs if not j.cancelled and j is not job]
         left = job.steps_left()
         sizes = [job.n + sum(n for k, n in ahead if k >= r) for r in range(1, left + 1)]
-        line = self.clock.line(max(sizes, default=0))
-        if line is None:
-            return None
-        a, b = line
-        return sum(a + b * x for x in sizes)
+        times = {x: self.clock.seconds(x) for x in set(sizes)}
+        return None if None in times.values() else sum(times[x] for x in sizes)
 
     # ------------------------------------------------------------ the rounds
     def start(self) -> "Scheduler":
@@ -329,36 +332,36 @@ class Scheduler:
 
 
 class RoundClock:
-    """A round's wall time against the samples it advances, as a line ``a + b * samples`` fitted by least squares
-    to the rounds measured, the recent ones weighing most (each earlier round counts ``decay`` times less): the
-    model's share of the machine under the pages' load, as it is now."""
+    """A round's wall time for a given number of samples, from the rounds measured lately (the model's share of
+    the machine under the pages' load, as it is now): the weighted mean of their times, each scaled to the
+    samples asked for, over the rounds of a similar size (within ``reach`` times); the recent ones weigh most
+    (each earlier round ``decay`` times less). Rounds of a very different size are not extrapolated: a round of
+    3 samples says little of one of 90."""
 
-    def __init__(self, decay: float = 0.9, reach: float = 1.5):
+    def __init__(self, decay: float = 0.98, reach: float = 1.5, keep: int = 100):
         self.decay, self.reach = decay, reach
-        self.sums = (0.0,) * 5   # weight, and the weighted sums of x, y, x^2, x*y (x: samples, y: seconds)
-        self.largest = 0.0       # the largest round measured lately (it fades by 2 % a round)
+        self.rounds: deque = deque(maxlen=keep)   # (samples, seconds), the latest last
 
     def add(self, samples: int, seconds: float):
-        x, y, d = float(samples), float(seconds), self.decay
-        w, sx, sy, sxx, sxy = self.sums
-        self.sums = (d * w + 1, d * sx + x, d * sy + y, d * sxx + x * x, d * sxy + x * y)
-        self.largest = max(x, 0.98 * self.largest)
+        self.rounds.append((float(samples), float(seconds)))
 
-    def line(self, samples: float = 0.0) -> tuple[float, float] | None:
-        """(a, b), both at least 0; with rounds of one size only, the time is taken as proportional to the
-        samples (a = 0). None before the first round, and for rounds of more than ``reach`` times the samples of
-        the largest measured lately (the line would be a guess there)."""
-        w, sx, sy, sxx, sxy = self.sums
-        if w == 0 or samples > self.reach * self.largest:
+    def seconds(self, samples: float) -> float | None:
+        """The time of a round of ``samples``; None when no round of a similar size was measured lately (a
+        smaller round than any measured is timed from the smallest of them, unscaled)."""
+        if not self.rounds:
             return None
-        mx, my = sx / w, sy / w
-        var = sxx / w - mx * mx
-        if var > 1e-6 * max(mx * mx, 1.0):
-            b = (sxy / w - mx * my) / var
-            a = my - b * mx
-            if a >= 0 and b >= 0:
-                return a, b
-        return 0.0, my / max(mx, 1.0)
+        near = [(w, x, y) for w, (x, y) in self._weighted() if samples / self.reach <= x <= samples * self.reach]
+        if not near:
+            smallest = min(x for x, _ in self.rounds)
+            if samples > smallest:
+                return None
+            near = [(w, x, y) for w, (x, y) in self._weighted() if x == smallest]
+            samples = smallest
+        return sum(w * y * samples / x for w, x, y in near) / sum(w for w, _, _ in near)
+
+    def _weighted(self):
+        n = len(self.rounds)
+        return [(self.decay ** (n - 1 - i), r) for i, r in enumerate(self.rounds)]
 
 
 def _split(sizes):
@@ -368,9 +371,10 @@ def _split(sizes):
         start += n
 
 
-def wait_text(job: Job, scheduler: Scheduler | None) -> str:
-    """What a page says of the work ahead: ' · N steps to go, about T s' (the steps are exact; the seconds are
-    the scheduler's estimate, left out before a round was measured)."""
+def wait_text(job: Job, scheduler: Scheduler | None, lag: float = 0.0, seconds: bool = True) -> str:
+    """What a page says of the work ahead: ' · N steps to go, about T s'. The steps are exact; the seconds (when
+    ``seconds``) are the scheduler's estimate, left out until it has one, plus ``lag``: the page's own delay,
+    such as the time between its frames, which the end waits for too."""
     text = f" · {job.steps_left()} steps to go"
-    seconds = None if scheduler is None else scheduler.wait_estimate(job)
-    return text if seconds is None else text + f", about {max(1, round(seconds))} s"
+    seconds = None if scheduler is None or not seconds else scheduler.wait_estimate(job)
+    return text if seconds is None else text + f", about {max(1, round(seconds + lag))} s"
