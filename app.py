@@ -7,16 +7,15 @@ the inference model's proposal decoded by the generator, the latent revision on 
 the EBM's revisions), streamed frame by frame or stepped by hand; the chain itself lives in
 model/player.py, the pictures in model/render.py. This file is the page's layout and its events.
 
-Settings by environment (for Spaces and tests): MEBM_CHECKPOINT (bundled folder, default
-checkpoints/mebm), MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_ID, MEBM_REVISION,
-MEBM_FPS (most frames streamed per second, default 40; 0 = no pacing), MEBM_CONCURRENCY (chains at once,
-default 32), MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most megabytes of uploads kept in
-Gradio's temp folder, default 200), MEBM_SWEEP_SECONDS (how often that folder is swept, default 10),
-MEBM_BATCH (1: every visitor's Run advanced together, one batched
-model pass per Langevin step, default; 0: each Run computes its own chain), MEBM_CLASS_FPS (frames per second
-for all the batched pages together, default 15), MEBM_SHOW_WAIT (1: the page also says about how many seconds
-its chain has to go, default 0), MEBM_GPU_SECONDS (on ZeroGPU: the
-longest a chain's GPU call may hold the GPU, default 20), HF_HUB_OFFLINE.
+Settings by environment (for Spaces and tests): MEBM_CHECKPOINT (bundled folder, default checkpoints/mebm),
+MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_ID, MEBM_REVISION, MEBM_FPS (most frames streamed per
+second, default 40; 0 = no pacing), MEBM_CONCURRENCY (chains at once, default 64 batched, 32 unbatched),
+MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most megabytes of uploads kept in Gradio's temp
+folder, default 200), MEBM_SWEEP_SECONDS (how often that folder is swept, default 10), MEBM_BATCH (1: every
+visitor's Run advanced together, one batched model pass per Langevin step, default; 0: each Run computes its own
+chain), MEBM_CLASS_FPS (frames per second for all the batched pages together, default 15), MEBM_SHOW_WAIT (1: the
+page also says about how many seconds its chain has to go, default 0), MEBM_GPU_SECONDS (on ZeroGPU: the longest a
+chain's GPU call may hold the GPU, default 20), HF_HUB_OFFLINE.
 
 Everything a visitor sends is treated as hostile: pictures are size-checked from their headers before they
 are decoded, a shared link's digit is inflated to its 784 bytes and no further, and a visitor's text is never
@@ -96,13 +95,15 @@ def fps() -> float:
 
 
 def chain_concurrency() -> int:
-    """Chains computed at once (MEBM_CONCURRENCY, default 32), one torch thread each: a class shares the
-    CPU, every visitor's chain starts within seconds and streams more slowly, instead of the last
-    student waiting for all runs before theirs (benchmarks/load_app.py measures both)."""
+    """Chains computed at once (MEBM_CONCURRENCY, default 32, one torch thread each; 64 with the batched
+    scheduler, whose runs mostly wait for their frames): a class shares the CPU, every visitor's chain starts
+    within seconds and streams more slowly, instead of the last student waiting for all runs before theirs
+    (benchmarks/load_app.py measures both)."""
+    default = 64 if loaded().get("scheduler") is not None else 32
     try:
-        return max(1, int(os.environ.get("MEBM_CONCURRENCY", 32)))
+        return max(1, int(os.environ.get("MEBM_CONCURRENCY", default)))
     except ValueError:
-        return 32
+        return default
 
 
 _REPR = reprlib.Repr()
@@ -1178,7 +1179,7 @@ def launch_options() -> dict:
     """demo.launch's settings beyond the address: the look, the upload limit, the page states kept (Gradio
     keeps 10,000 by default, ~0.3 MB each: memory grew with every visitor) and the guard on long addresses."""
     return dict(css=CSS, theme=gr.themes.Default(text_size="lg"), max_file_size="10mb", footer_links=["api"],
-                state_session_capacity=SESSION_STATES,
+                state_session_capacity=SESSION_STATES, max_threads=max(40, 2 * chain_concurrency()),
                 app_kwargs={"middleware": [Middleware(URLLengthLimit, limit=MAX_URL_BYTES, message=LONG_URL)]})
 
 
