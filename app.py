@@ -9,15 +9,15 @@ model/player.py, the pictures in model/render.py, what the page shows of a run i
 a visitor's input in demo/inputs.py, the share link in demo/share.py, the words in demo/texts.py (with
 demo/explanation.md, demo/page.css and demo/page.js). This file is the page's layout and its events.
 
-Settings by environment (for Spaces and tests): MEBM_CHECKPOINT (bundled folder, default
-checkpoints/mebm), MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_ID, MEBM_REVISION,
-MEBM_FPS (most frames streamed per second, default 40; 0 = no pacing), MEBM_CONCURRENCY (chains at once,
-default 32), MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most megabytes of uploads kept in
-Gradio's temp folder, default 200), MEBM_SWEEP_SECONDS (how often that folder is swept, default 10),
-MEBM_BATCH (1: every visitor's Run advanced together, one batched
-model pass per Langevin step, default; 0: each Run computes its own chain), MEBM_CLASS_FPS (frames per second
-for all the batched pages together, default 15), MEBM_GPU_SECONDS (on ZeroGPU: the
-longest a chain's GPU call may hold the GPU, default 20), HF_HUB_OFFLINE.
+Settings by environment (for Spaces and tests): MEBM_CHECKPOINT (bundled folder, default checkpoints/mebm),
+MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_ID, MEBM_REVISION, MEBM_FPS (most frames streamed per
+second, default 40; 0 = no pacing), MEBM_CONCURRENCY (chains at once, default 64 batched, 32 unbatched),
+MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most megabytes of uploads kept in Gradio's temp
+folder, default 200), MEBM_SWEEP_SECONDS (how often that folder is swept, default 10), MEBM_BATCH (1: every
+visitor's Run advanced together, one batched model pass per Langevin step, default; 0: each Run computes its own
+chain), MEBM_CLASS_FPS (frames per second for all the batched pages together, default 15), MEBM_SHOW_WAIT (1: the
+page also says about how many seconds its chain has to go, default 0), MEBM_GPU_SECONDS (on ZeroGPU: the longest a
+chain's GPU call may hold the GPU, default 20), HF_HUB_OFFLINE.
 
 Everything a visitor sends is treated as hostile: pictures are size-checked from their headers before they
 are decoded, a shared link's digit is inflated to its 784 bytes and no further, and a visitor's text is never
@@ -55,7 +55,7 @@ from demo import texts
 from demo.components import Dropdown, LiveImage, NumberBox, Sketchpad, Slider, Textbox, data_url
 from demo.inputs import (CONTROLS, LIMITS, ChainInputs, as_text, chain_event, input_digit, model_input, number,
                          one_line, rejected, shown)
-from demo.scheduler import Scheduler
+from demo.scheduler import Scheduler, wait_text
 from demo.share import is_share_link, read_share_link, share_html
 from demo.view import PageRun, agreement, captions_html
 from demo.zerogpu import gpu_function
@@ -84,13 +84,15 @@ def fps() -> float:
 
 
 def chain_concurrency() -> int:
-    """Chains computed at once (MEBM_CONCURRENCY, default 32), one torch thread each: a class shares the
-    CPU, every visitor's chain starts within seconds and streams more slowly, instead of the last
-    student waiting for all runs before theirs (benchmarks/load_app.py measures both)."""
+    """Chains computed at once (MEBM_CONCURRENCY, default 32, one torch thread each; 64 with the batched
+    scheduler, whose runs mostly wait for their frames): a class shares the CPU, every visitor's chain starts
+    within seconds and streams more slowly, instead of the last student waiting for all runs before theirs
+    (benchmarks/load_app.py measures both)."""
+    default = 64 if loaded().get("scheduler") is not None else 32
     try:
-        return max(1, int(os.environ.get("MEBM_CONCURRENCY", 32)))
+        return max(1, int(os.environ.get("MEBM_CONCURRENCY", default)))
     except ValueError:
-        return 32
+        return default
 
 
 # ---------------------------------------------------------------- weights
@@ -173,7 +175,7 @@ def run_frames(run):
         yield from ([snap] for snap in player_frames(run))
         return
     job = run.job = scheduler.start().submit(player)
-    last = time.perf_counter()
+    last = time.perf_counter() - job.phase * frame_interval(run)   # the class's pages take turns
     try:
         for frames in job.stream():
             yield [player.take(f) for f in frames]
@@ -196,11 +198,12 @@ def frame_interval(run) -> float:
 
 
 def time_left(run) -> str:
-    """' · N steps to go': the Langevin steps this chain still needs (exact). The page shows no estimate in
-    seconds: timed from the scheduler's rounds, it came out about 4x too short under a class's load
-    (docs/demo.md), and what the page says must hold."""
+    """' · N steps to go': the steps this chain still needs (exact); with MEBM_SHOW_WAIT, also ', about T s', the
+    scheduler's estimate from its measured rounds (off by default: not within 30 % under a class's load on a
+    busy machine, docs/demo.md)."""
     job = run.job
-    return "" if job is None else f" · {job.steps_left()} steps to go"
+    return "" if job is None else wait_text(job, loaded().get("scheduler"), frame_interval(run),
+                                            _env_float("MEBM_SHOW_WAIT", 0) > 0)
 
 
 def loaded() -> dict:
@@ -335,20 +338,22 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                     run.record(snap)
                 now = time.perf_counter()
                 slow = now - last_plot >= PLOT_INTERVAL
-                pic, caps = run.strip(snap, classify_now=slow)
+                few = frame_interval(run) < PLOT_INTERVAL   # else a class: read-outs and plots at stage ends
+                pic, caps = run.strip(snap, classify_now=slow and few)
                 update = dict(grid=pic, captions=caps)
                 if slow:
                     last_plot = now
                 # the figures and the table cost the browser most: once a second, and as a stage ends
-                stage_end = snap.step == (player.totals.get(snap.stage) or 0) and snap.index > 0
-                if stage_end or (slow and now - last_figs >= FIGURE_INTERVAL):
+                stage_end = any(s.step == (player.totals.get(s.stage) or 0) and s.index > 0 for s in snaps)
+                if stage_end or (slow and few and now - last_figs >= FIGURE_INTERVAL):
                     last_figs = now
                     update |= figures(run, snap)
                 if player.settings.compare and snap.noise_x is not None:
                     update["noise_grid"] = run.noise_picture(snap)
-                if snap.index == 0:
+                first = snaps[0].index == 0   # the first look (under load it may hold several frames)
+                if first:
                     update["input_preview"] = run.preview
-                if slow or snap.index == 0 or stage_end:   # the captions carry the step; the status four times a second
+                if slow or first or stage_end:   # the captions carry the step; the status four times a second
                     update["status"] = (f"**{stage_title(snap.stage)}**, step {snap.step}/"
                                         f"{player.totals.get(snap.stage) or 0} · mean energy {snap.energy.mean():.3f}"
                                         + time_left(run))
@@ -756,7 +761,7 @@ def launch_options() -> dict:
     """demo.launch's settings beyond the address: the look, the upload limit, the page states kept (Gradio
     keeps 10,000 by default, ~0.3 MB each: memory grew with every visitor) and the guard on long addresses."""
     return dict(css=texts.PAGE_CSS, theme=gr.themes.Default(text_size="lg"), max_file_size="10mb", footer_links=["api"],
-                state_session_capacity=SESSION_STATES,
+                state_session_capacity=SESSION_STATES, max_threads=max(40, 2 * chain_concurrency()),
                 app_kwargs={"middleware": [Middleware(URLLengthLimit, limit=MAX_URL_BYTES, message=texts.LONG_URL)]})
 
 

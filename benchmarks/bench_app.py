@@ -1,7 +1,7 @@
 """Speed of the demo with its default settings (3 samples x M modalities, the chain from noise off).
 
     python -m benchmarks.bench_app [--checkpoint checkpoints/mebm] [--repeats 5] [--no-direct] [--no-http]
-                                   [--no-browser] [--compare] [--debug]
+                                   [--no-browser] [--compare] [--debug] [--batch env|both]
 
 Three measurements, each the median over --repeats runs of the default chain on MNIST example 7:
   direct   run_chain() called in-process: time to the first frame, to the final picture, and frames per
@@ -146,14 +146,22 @@ def main():
     p.add_argument("--compare", action="store_true", help="also run the data steps from noise (doubles the work)")
     p.add_argument("--no-direct", action="store_true", help="skip the in-process measurement")
     p.add_argument("--debug", action="store_true", help="print the page's requests and grid changes")
+    p.add_argument("--batch", choices=("env", "both"), default="env",
+                   help="in-process: the app's MEBM_BATCH as set (env), or the batched and the unbatched path "
+                        "alternated twice in this run, each with the load average (both) (default env)")
     a = p.parse_args()
     compare = a.compare
     print(f"default chain: 3 samples, chain from noise {'on' if compare else 'off'}, "
           f"MEBM_FPS={os.environ.get('MEBM_FPS', '40')}, "
           f"{os.cpu_count()} CPU cores, torch threads 1 per chain")
     if not a.no_direct:
-        rows, n = direct(a.checkpoint, a.repeats, compare)
-        report("direct", rows, n)
+        for batch in ([os.environ.get("MEBM_BATCH")] if a.batch == "env" else ["1", "0", "1", "0"]):
+            if batch is not None:
+                os.environ["MEBM_BATCH"] = batch
+            rows, n = direct(a.checkpoint, a.repeats, compare)
+            load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+            report("direct" if batch is None else f"direct, {'batched' if batch == '1' else 'unbatched'} "
+                   f"(load {load})", rows, n)
     if a.no_http:
         return
     rows, url, proc, tmp = http(a.checkpoint, a.repeats, compare, a.debug)

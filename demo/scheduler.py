@@ -19,6 +19,7 @@ check_state and check_runaway, so a chain that diverges ends alone with ChainDiv
 from __future__ import annotations
 
 import queue
+from collections import deque
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from model.langevin import (ChainDiverged, Frame, fill_observed, check_runaway, 
 LATENT_MAX_ABS = 50.0   # the bound of latent_revision / ebm_latent_revision
 DATA_BOUNDS = (0.0, 1.0)
 END = object()          # the last item of a job's queue after its frames
+GOLDEN = (5 ** 0.5 - 1) / 2
 
 
 @dataclass(eq=False)
@@ -48,6 +50,7 @@ class Job:
     state: torch.Tensor | None = None   # z in the latent stages, x in the data stage
     keep: torch.Tensor | None = None    # the data stage's start: the observed modalities are held at it
     runaway: int = 0
+    phase: float = 0.0                  # in [0, 1): where this page's frames fall in the class's frame interval
     cancelled: bool = False
     error: BaseException | None = None
 
@@ -103,8 +106,9 @@ class Scheduler:
         self.jobs: list[Job] = []
         self.lock = threading.RLock()
         self.wake = threading.Condition(self.lock)
-        self.round_seconds: float | None = None   # measured time of a round (moving average)
+        self.clock = RoundClock()                  # a round's wall time against the samples it advances
         self.rounds = 0
+        self.submitted = 0
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -118,6 +122,8 @@ class Scheduler:
         job = Job(player.x_in, player.observed, s.n_samples, self.sampler.chains.replace(**player.kw), player.prior,
                   torch.Generator(player.device).manual_seed(s.seed))
         with self.wake:
+            self.submitted += 1
+            job.phase = (self.submitted * GOLDEN) % 1.0   # spread evenly however many come: pages take turns
             self.jobs.append(job)
             self.wake.notify()
         return job
@@ -127,11 +133,16 @@ class Scheduler:
         job.cancelled = True
 
     def wait_estimate(self, job: Job) -> float | None:
-        """Seconds until ``job`` ends, from the measured round time and the rounds it still needs (None before
-        the first round was measured)."""
-        if self.round_seconds is None:
-            return None
-        return job.steps_left() * self.round_seconds
+        """Seconds until ``job`` ends: the rounds it still needs, each timed by the measured round time for the
+        samples that round will advance (the chains now running that still need it: a class that ends together
+        speeds up together). None until a round of about this size was measured (the first rounds of a class
+        that just arrived: a round of 3 samples says little of one of 90)."""
+        with self.lock:
+            ahead = [(j.steps_left(), j.n) for j in self.jobs if not j.cancelled and j is not job]
+        left = job.steps_left()
+        sizes = [job.n + sum(n for k, n in ahead if k >= r) for r in range(1, left + 1)]
+        times = {x: self.clock.seconds(x) for x in set(sizes)}
+        return None if None in times.values() else sum(times[x] for x in sizes)
 
     # ------------------------------------------------------------ the rounds
     def start(self) -> "Scheduler":
@@ -157,7 +168,6 @@ class Scheduler:
     @torch.no_grad()
     def advance(self) -> int:
         """One round: every chain one step (a new one its proposal). Returns the chains that ran."""
-        t0 = time.perf_counter()
         with self.lock:
             for job in [j for j in self.jobs if j.cancelled]:
                 self._finish(job)
@@ -170,10 +180,11 @@ class Scheduler:
                 self._guard(job, self._propose, job)
             else:
                 groups.setdefault(self._group_key(job), []).append(job)
+        t1 = time.perf_counter()
         for group in groups.values():
             self._step(group)
-        dt = time.perf_counter() - t0
-        self.round_seconds = dt if self.round_seconds is None else 0.8 * self.round_seconds + 0.2 * dt
+        if groups:   # the clock times the steps (a burst of new visitors' proposals is no round of the chain)
+            self.clock.add(sum(j.n for g in groups.values() for j in g), time.perf_counter() - t1)
         self.rounds += 1
         return len(jobs)
 
@@ -320,8 +331,50 @@ class Scheduler:
         return x
 
 
+class RoundClock:
+    """A round's wall time for a given number of samples, from the rounds measured lately (the model's share of
+    the machine under the pages' load, as it is now): the weighted mean of their times, each scaled to the
+    samples asked for, over the rounds of a similar size (within ``reach`` times); the recent ones weigh most
+    (each earlier round ``decay`` times less). Rounds of a very different size are not extrapolated: a round of
+    3 samples says little of one of 90."""
+
+    def __init__(self, decay: float = 0.98, reach: float = 1.5, keep: int = 100):
+        self.decay, self.reach = decay, reach
+        self.rounds: deque = deque(maxlen=keep)   # (samples, seconds), the latest last
+
+    def add(self, samples: int, seconds: float):
+        self.rounds.append((float(samples), float(seconds)))
+
+    def seconds(self, samples: float) -> float | None:
+        """The time of a round of ``samples``; None when no round of a similar size was measured lately (a
+        smaller round than any measured is timed from the smallest of them, unscaled)."""
+        if not self.rounds:
+            return None
+        near = [(w, x, y) for w, (x, y) in self._weighted() if samples / self.reach <= x <= samples * self.reach]
+        if not near:
+            smallest = min(x for x, _ in self.rounds)
+            if samples > smallest:
+                return None
+            near = [(w, x, y) for w, (x, y) in self._weighted() if x == smallest]
+            samples = smallest
+        return sum(w * y * samples / x for w, x, y in near) / sum(w for w, _, _ in near)
+
+    def _weighted(self):
+        n = len(self.rounds)
+        return [(self.decay ** (n - 1 - i), r) for i, r in enumerate(self.rounds)]
+
+
 def _split(sizes):
     start = 0
     for n in sizes:
         yield slice(start, start + n)
         start += n
+
+
+def wait_text(job: Job, scheduler: Scheduler | None, lag: float = 0.0, seconds: bool = True) -> str:
+    """What a page says of the work ahead: ' · N steps to go, about T s'. The steps are exact; the seconds (when
+    ``seconds``) are the scheduler's estimate, left out until it has one, plus ``lag``: the page's own delay,
+    such as the time between its frames, which the end waits for too."""
+    text = f" · {job.steps_left()} steps to go"
+    seconds = None if scheduler is None or not seconds else scheduler.wait_estimate(job)
+    return text if seconds is None else text + f", about {max(1, round(seconds + lag))} s"

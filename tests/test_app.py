@@ -62,7 +62,9 @@ def test_draw_upload_example_stream_the_stages():
     for kw in (dict(source="draw", sketch=stroke_sketch()), dict(source="upload", upload=EXAMPLE),
                dict(source="upload", upload=str(ROOT / "assets/example_paper_2.png"), modality=3)):
         outs = run(**kw)
-        assert len(outs) == 1 + 4 + 5 + 1        # one yield per frame, then the final picture
+        # at most one yield per frame, then the final picture (a page that reads slower than the chain's rounds
+        # gets the frames made meanwhile together: fewer yields, never fewer frames)
+        assert 3 <= len(outs) <= 1 + 4 + 5 + 1 and len(app.SESSIONS.get("s1").frames) == 1 + 4 + 5
         assert outs[0]["input_preview"].shape == (28, 58, 3)
         last = outs[-1]
         assert "Done" in last["status"] and "10 frames" in last["status"]
@@ -579,7 +581,7 @@ def test_zerogpu_runs_the_chain_in_a_gpu_function_with_the_same_frames(tiny_app,
     and Reset compute through it: the same frames as without ZeroGPU (same seed). Elsewhere nothing is wrapped."""
     calls = []
     monkeypatch.setitem(__import__("sys").modules, "spaces", fake_spaces(calls))
-    local = run(request=req("zg"), source="upload", upload=EXAMPLE)
+    run(request=req("zg"), source="upload", upload=EXAMPLE)
     local_frames = [f.x for f in chain("zg").frames]
     assert app.loaded()["chain_work"] is None and calls == []
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
@@ -588,7 +590,7 @@ def test_zerogpu_runs_the_chain_in_a_gpu_function_with_the_same_frames(tiny_app,
         app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
         assert calls == [("decorated", "chain_work", 15)]
         outs = run(request=req("zg"), source="upload", upload=EXAMPLE)
-        assert len(outs) == len(local) and "Done" in outs[-1]["status"]
+        assert len(outs) == len(local_frames) + 1 and "Done" in outs[-1]["status"]   # alone: every frame shown
         assert calls[1] == ("call", (0, None))
         player = chain("zg")
         assert player.finished and len(player.frames) == len(local_frames)

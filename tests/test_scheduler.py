@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from demo.scheduler import Scheduler
+from demo.scheduler import RoundClock, Scheduler, wait_text
 from model.config import ModelConfig
 from model.langevin import ChainDiverged
 from model.networks import MultimodalEBMVAE, observed_mask
@@ -167,3 +167,46 @@ def test_the_thread_streams_every_visitor(sampler):
 def test_compare_mode_is_left_to_the_player(sampler):
     with pytest.raises(ValueError, match="compare"):
         Scheduler(sampler).submit(make_player(sampler, 1, compare=True))
+
+
+def test_round_clock_times_rounds_of_a_similar_size_only():
+    """The clock scales the recent rounds' times to the samples asked for, and will not extrapolate from rounds
+    of a very different size (3 samples say little of 90); recent rounds weigh most."""
+    clock = RoundClock(decay=0.5)
+    assert clock.seconds(3) is None
+    clock.add(3, 0.03)
+    assert clock.seconds(90) is None
+    assert clock.seconds(3) == pytest.approx(0.03) and clock.seconds(1) == pytest.approx(0.03)
+    clock.add(90, 0.9)
+    clock.add(90, 1.8)
+    assert clock.seconds(90) == pytest.approx((0.5 * 0.9 + 1.8) / 1.5)
+    assert clock.seconds(60) == pytest.approx((0.5 * 0.9 + 1.8) / 1.5 * 60 / 90)
+
+
+def test_wait_estimate_times_each_round_ahead_by_the_chains_still_in_it(sampler):
+    """The page's estimate: every round the chain still needs, timed for the samples of the chains that will still
+    be running then (a short chain leaves, the rounds after it are smaller); none before a round of that size."""
+    scheduler = Scheduler(sampler)
+    long = scheduler.submit(make_player(sampler, 1, seed=3, n_samples=2))
+    short = scheduler.submit(make_player(sampler, 1, seed=4, n_samples=2, latent_steps=0, data_steps=1))
+    assert scheduler.wait_estimate(long) is None
+    scheduler.clock = RoundClock(decay=1.0)
+    scheduler.clock.add(4, 0.4)   # 0.1 s a sample
+    scheduler.clock.add(2, 0.2)
+    both = short.steps_left()
+    assert 0 < both < long.steps_left()
+    expected = both * 0.4 + (long.steps_left() - both) * 0.2
+    assert scheduler.wait_estimate(long) == pytest.approx(expected)
+    assert scheduler.wait_estimate(short) == pytest.approx(both * 0.4)
+    told = f"{long.steps_left()} steps to go, about {round(expected + 0.4)} s"
+    assert wait_text(long, scheduler, lag=0.4).endswith(told)
+    assert wait_text(long, scheduler, seconds=False) == f" · {long.steps_left()} steps to go"
+
+
+def test_pages_take_turns(sampler):
+    """Each job's phase in the class's frame interval: thirty pages that press Run together draw at thirty
+    different moments, not all at once."""
+    scheduler = Scheduler(sampler)
+    phases = sorted(scheduler.submit(make_player(sampler, 1, seed=s)).phase for s in range(30))
+    assert all(0 <= p < 1 for p in phases)
+    assert max(b - a for a, b in zip(phases, phases[1:])) < 3 / 30
