@@ -64,7 +64,7 @@ def test_draw_upload_example_stream_the_stages():
         outs = run(**kw)
         # at most one yield per frame, then the final picture (a page that reads slower than the chain's rounds
         # gets the frames made meanwhile together: fewer yields, never fewer frames)
-        assert 3 <= len(outs) <= 1 + 4 + 5 + 1 and len(app.SESSIONS.get("s1").frames) == 1 + 4 + 5
+        assert 3 <= len(outs) <= 1 + 4 + 5 + 1 and len(app.SESSIONS.get("s1").player.frames) == 1 + 4 + 5
         assert outs[0]["input_preview"].shape == (28, 58, 3)
         last = outs[-1]
         assert "Done" in last["status"] and "10 frames" in last["status"]
@@ -682,3 +682,19 @@ def test_pages_of_a_batched_class_share_the_frame_rate(monkeypatch):
     assert app.frame_interval(NS(job=None)) == pytest.approx(1 / 40)     # compare mode: its own chain
     monkeypatch.setenv("MEBM_FPS", "0")
     assert app.frame_interval(player) == 0.0
+
+
+def test_first_look_with_several_frames_still_shows_the_input(monkeypatch):
+    """Under load the scheduler hands a page the frames made since it last looked; when the first look holds
+    several frames (the proposal and the next steps), the page still gets the input picture and the status."""
+    real = app.run_frames
+
+    def bunched(run):
+        frames = [f for batch in real(run) for f in batch]
+        yield frames[:3]
+        yield from ([f] for f in frames[3:])
+
+    monkeypatch.setattr(app, "run_frames", bunched)
+    outs = run(source="upload", upload=EXAMPLE)
+    assert outs[0]["input_preview"].shape == (28, 58, 3)
+    assert "latent revision**, step 1/3" in outs[0]["status"] and "Done" in outs[-1]["status"]
