@@ -426,7 +426,29 @@ def quick_coherence(model, clf, test, n: int, seed=0, cfg: TrainConfig | None = 
         z = run(ebm_latent_revision(model.generator, model.energy, z, cfg.ebm_latent_steps,
                                     cfg.ebm_latent_step_size, cfg.ebm_latent_noise, generator=g)).x
         out["coherence_joint_ebm_latent"] = joint_coherence(clf, model.generator(z).cpu())
+    if model.config.text is not None:
+        out.update(quick_caption_coherence(model, clf, test, x, y, g))
     return out
+
+
+@torch.no_grad()
+def quick_caption_coherence(model, clf, test, x, y, g) -> dict:
+    """Generator proposals of a model with the caption modality, on the test tuples x, y: images from the caption
+    alone (coherence_caption_to_image, every modality judged) and captions from all the images
+    (coherence_image_to_caption: the caption names the digit). model.caption_eval gives the real table."""
+    from .caption_eval import caption_digit
+    from .captions import Tokenizer
+    from .metrics import coherence
+    from .networks import text_one_hot
+
+    text, M, dev = model.config.text, model.config.n_modalities, x.device
+    t = text_one_hot(test.caption_batch(range(len(y))), text.vocab_size).to(dev)
+    z = model.inference.sample(x, torch.tensor([False] * M + [True], device=dev), generator=g, text=t)
+    to_image = coherence(clf, model.generator(z).cpu(), y)
+    z = model.inference.sample(x, generator=g)
+    tok = Tokenizer(text.words, text.max_len)
+    named = torch.tensor([caption_digit(tok.decode(ids)) for ids in model.generator.text_logits(z).argmax(-1).tolist()])
+    return {"coherence_caption_to_image": to_image, "coherence_image_to_caption": (named == y).float().mean().item()}
 
 
 # ---------------------------------------------------------------- main loop
