@@ -658,7 +658,7 @@ def build_parser():
                         "an error if there is nothing to resume")
     p.add_argument("--captions", action="store_true",
                    help="train with the caption modality (ModelConfig.text with its defaults, docs/captions.md) "
-                        "unless --config or the resumed run sets one (default: off, images alone)")
+                        "unless --config or the resumed run sets one (off: images alone)")
     p.add_argument("--config", default=None, help="a train_config.json to start from (flags override it) "
                    "(default: none)")
     p.add_argument("--out", "--out-dir", dest="out_dir", default=argparse.SUPPRESS, metavar="OUT",
