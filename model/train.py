@@ -393,11 +393,12 @@ def save_samples(model, cfg: TrainConfig, path: Path, it: int, n=8, seed=1234):
         panels.append(render.sample_grid(x_rev))
         captions += [] if text is None else [("revised", last.text)]
     if captions:
-        from .captions import Tokenizer
+        from .captions import CaptionReader, Tokenizer
 
-        tok = Tokenizer(text.words, text.max_len)
-        path.with_suffix(".txt").write_text("".join(f"{i} {name}: {tok.decode(ids)}\n" for name, t in captions
-                                                    for i, ids in enumerate(t.argmax(-1).tolist())))
+        reader = CaptionReader(Tokenizer(text.words, text.max_len))
+        path.with_suffix(".txt").write_text("".join(
+            f"{i} {name}: {c}\n" for name, t in captions
+            for i, c in enumerate(reader.read((t if name == "revised" else t.softmax(-1)).cpu()))))
     Image.fromarray(render.side_by_side(panels)).resize((sum(p.shape[1] for p in panels) * 2, n * 56),
                                                       Image.NEAREST).save(path)
 
@@ -437,7 +438,7 @@ def quick_caption_coherence(model, clf, test, x, y, g) -> dict:
     alone (coherence_caption_to_image, every modality judged) and captions from all the images
     (coherence_image_to_caption: the caption names the digit). model.caption_eval gives the real table."""
     from .caption_eval import caption_digit
-    from .captions import Tokenizer
+    from .captions import CaptionReader, Tokenizer
     from .metrics import coherence
     from .networks import text_one_hot
 
@@ -446,8 +447,8 @@ def quick_caption_coherence(model, clf, test, x, y, g) -> dict:
     z = model.inference.sample(x, torch.tensor([False] * M + [True], device=dev), generator=g, text=t)
     to_image = coherence(clf, model.generator(z).cpu(), y)
     z = model.inference.sample(x, generator=g)
-    tok = Tokenizer(text.words, text.max_len)
-    named = torch.tensor([caption_digit(tok.decode(ids)) for ids in model.generator.text_logits(z).argmax(-1).tolist()])
+    reader = CaptionReader(Tokenizer(text.words, text.max_len))
+    named = torch.tensor([caption_digit(c) for c in reader.read(model.generator.text_logits(z).softmax(-1).cpu())])
     return {"coherence_caption_to_image": to_image, "coherence_image_to_caption": (named == y).float().mean().item()}
 
 
