@@ -249,6 +249,45 @@ def caption_key(seed: int = 0) -> str:
     return hashlib.sha1(recipe.encode()).hexdigest()[:10]
 
 
+def caption_language(held_out: bool = False) -> list[str]:
+    """Every caption the builder can write with the held-in templates (``held_out``: the held-out ones), each
+    once: every digit as word and numeral, every attribute word its template names."""
+    import itertools
+
+    out = {}
+    for name in (HELD_OUT if held_out else HELD_IN):
+        for label, numeral, classes in itertools.product(range(10), (False, True), itertools.product(range(3),
+                                                                                                      repeat=3)):
+            out[caption(label, classes, name, numeral)] = None
+    return list(out)
+
+
+class CaptionReader:
+    """Reads a caption off soft one-hot vectors [B, L, V] (a chain's state or a decoder's softmax): the most probable
+    caption of the training captions' language (``caption_language``) under independent positions,
+    sum_l log p_l(word_l). A position-wise arg-max would rarely name the digit: the wordings put it at different
+    positions, so at every position some filler or attribute word is likelier than any one digit's word. Rows
+    that are exactly one-hot (an observed caption) are read word by word, as typed."""
+
+    def __init__(self, tokenizer: "Tokenizer | None" = None):
+        self.tokenizer = tokenizer or Tokenizer()
+        self.texts = caption_language()
+        self.ids = self.tokenizer.encode_batch(self.texts)                       # [C, L]
+
+    def read(self, probs) -> list[str]:
+        probs = np.asarray(probs, np.float32)
+        out = []
+        positions = np.arange(self.ids.shape[1])[None, :]
+        for s in range(0, len(probs), 32):
+            p = probs[s:s + 32]
+            logp = np.log(np.maximum(p, 1e-12))
+            best = logp[:, positions, self.ids].sum(-1).argmax(1)               # [b, C, L] -> [b]
+            exact = (p.max(-1) == 1).all(-1)
+            out += [self.tokenizer.decode(row.argmax(-1)) if one else self.texts[k]
+                    for row, one, k in zip(p, exact, best)]
+        return out
+
+
 # ---------------------------------------------------------------- the tokenizer
 
 PAD = "<pad>"

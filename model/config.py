@@ -212,6 +212,7 @@ class TrainConfig:
                                       # line coherence log)
     ebm_latent_step_size: float = 0.3  # training: EBM latent step size s
     ebm_latent_noise: float = 0.3     # training: EBM latent noise scale n
+    # caption modality (--captions): the captions' logits in the training-time data chain
     text_data_step_size: float = 2.0  # training, caption modality: data step size of the captions' logits
     text_data_noise: float = 0.02     # training, caption modality: data noise scale of the captions' logits
     # replay negatives (Du & Mordatch 2019): a share of the EBM's negatives comes from persistent chains kept in a

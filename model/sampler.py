@@ -150,8 +150,13 @@ class Sampler:
         return torch.from_numpy(self.tokenizer.encode_batch([captions] if isinstance(captions, str) else captions))
 
     def decode(self, text: torch.Tensor) -> list[str]:
-        """The captions of soft one-hot vectors [B, L, V] (a chain's state): the arg-max word per position."""
-        return [self.tokenizer.decode(ids) for ids in text.argmax(-1).tolist()]
+        """The captions of soft one-hot vectors [B, L, V] (a chain's state): the most probable caption of the
+        training captions' language (model.captions.CaptionReader); an observed caption as typed."""
+        if getattr(self, "_reader", None) is None:
+            from .captions import CaptionReader
+
+            self._reader = CaptionReader(self.tokenizer)
+        return self._reader.read(text.detach().float().cpu().numpy())
 
     def _caption_inputs(self, observed, text, n_images):
         """(observed mask, observed caption as one-hot on the device or None): a mask [M] of a captioned model

@@ -449,11 +449,12 @@ def save_samples(model, cfg: TrainConfig, path: Path, it: int, n=8, seed=1234):
         panels.append(render.sample_grid(x_rev))
         captions += [] if text is None else [("revised", last.text)]
     if captions:
-        from .captions import Tokenizer
+        from .captions import CaptionReader, Tokenizer
 
-        tok = Tokenizer(text.words, text.max_len)
-        path.with_suffix(".txt").write_text("".join(f"{i} {name}: {tok.decode(ids)}\n" for name, t in captions
-                                                    for i, ids in enumerate(t.argmax(-1).tolist())))
+        reader = CaptionReader(Tokenizer(text.words, text.max_len))
+        path.with_suffix(".txt").write_text("".join(
+            f"{i} {name}: {c}\n" for name, t in captions
+            for i, c in enumerate(reader.read((t if name == "revised" else t.softmax(-1)).cpu()))))
     Image.fromarray(render.side_by_side(panels)).resize((sum(p.shape[1] for p in panels) * 2, n * 56),
                                                       Image.NEAREST).save(path)
 
@@ -482,7 +483,29 @@ def quick_coherence(model, clf, test, n: int, seed=0, cfg: TrainConfig | None = 
         z = run(ebm_latent_revision(model.generator, model.energy, z, cfg.ebm_latent_steps,
                                     cfg.ebm_latent_step_size, cfg.ebm_latent_noise, generator=g)).x
         out["coherence_joint_ebm_latent"] = joint_coherence(clf, model.generator(z).cpu())
+    if model.config.text is not None:
+        out.update(quick_caption_coherence(model, clf, test, x, y, g))
     return out
+
+
+@torch.no_grad()
+def quick_caption_coherence(model, clf, test, x, y, g) -> dict:
+    """Generator proposals of a model with the caption modality, on the test tuples x, y: images from the caption
+    alone (coherence_caption_to_image, every modality judged) and captions from all the images
+    (coherence_image_to_caption: the caption names the digit). model.caption_eval gives the real table."""
+    from .caption_eval import caption_digit
+    from .captions import CaptionReader, Tokenizer
+    from .metrics import coherence
+    from .networks import text_one_hot
+
+    text, M, dev = model.config.text, model.config.n_modalities, x.device
+    t = text_one_hot(test.caption_batch(range(len(y))), text.vocab_size).to(dev)
+    z = model.inference.sample(x, torch.tensor([False] * M + [True], device=dev), generator=g, text=t)
+    to_image = coherence(clf, model.generator(z).cpu(), y)
+    z = model.inference.sample(x, generator=g)
+    reader = CaptionReader(Tokenizer(text.words, text.max_len))
+    named = torch.tensor([caption_digit(c) for c in reader.read(model.generator.text_logits(z).softmax(-1).cpu())])
+    return {"coherence_caption_to_image": to_image, "coherence_image_to_caption": (named == y).float().mean().item()}
 
 
 # ---------------------------------------------------------------- main loop
@@ -694,7 +717,7 @@ def build_parser():
                         "an error if there is nothing to resume")
     p.add_argument("--captions", action="store_true",
                    help="train with the caption modality (ModelConfig.text with its defaults, docs/captions.md) "
-                        "unless --config or the resumed run sets one (default: off, images alone)")
+                        "unless --config or the resumed run sets one (off: images alone)")
     p.add_argument("--config", default=None, help="a train_config.json to start from (flags override it) "
                    "(default: none)")
     p.add_argument("--out", "--out-dir", dest="out_dir", default=argparse.SUPPRESS, metavar="OUT",

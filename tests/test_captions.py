@@ -246,3 +246,22 @@ def test_the_released_layout_gets_the_same_captions_from_its_labels_and_images(t
     assert len(list((tmp_path / "cache").glob("captions_polymnist_release_train_*.npz"))) == 1
     again = load_dataset("train", 5, dataset="polymnist", data_dir=root, cache_dir=tmp_path / "cache", captions=True)
     assert np.array_equal(again.captions.text, released.captions.text)
+
+
+def test_the_caption_reader_names_the_digit_where_a_word_by_word_arg_max_does_not():
+    from model.captions import VOCABULARY, CaptionReader, Tokenizer, caption_language
+
+    tok = Tokenizer()
+    reader = CaptionReader(tok)
+    assert len(reader.texts) == len(set(reader.texts)) and "a bold 3" in reader.texts
+    assert not set(reader.texts) & set(caption_language(held_out=True))
+
+    def one_hot(text):
+        return np.eye(len(VOCABULARY), dtype=np.float32)[tok.encode(text)]
+
+    mixture = 0.3 * one_hot("three") + 0.3 * one_hot("a three") + 0.4 * one_hot("a bold three")
+    assert tok.decode(mixture.argmax(-1)) == "a bold"                    # word by word: no digit
+    assert reader.read(mixture[None]) == ["a three"]                     # the likeliest caption of the language
+    noisy = 0.8 * one_hot("the number 8, large and thin") + 0.2 / len(VOCABULARY)
+    typed = one_hot("8, large, thin, upright")                           # a held-out wording, exactly one-hot
+    assert reader.read(np.stack([noisy, typed])) == ["the number 8, large and thin", "8, large, thin, upright"]

@@ -89,3 +89,31 @@ def test_a_model_with_another_vocabulary_is_refused_in_one_line(tmp_path, mnist_
                       cache_dir=str(tmp_path / "cache"), iters=1, classifier=None)
     with pytest.raises(DataError, match="not the data set's"):
         train(cfg)
+
+
+class FakeJudge:
+    """Reads every image as the same digit."""
+
+    def __init__(self, digit):
+        self.digit = digit
+
+    def predict(self, x):
+        return torch.full(x.shape[:2], self.digit), torch.ones(x.shape[:2])
+
+
+def test_the_quick_coherence_of_a_captioned_model_reads_both_directions(tmp_path, mnist_file, text_config):
+    from model.caption_eval import caption_digit
+    from model.data import load_dataset
+    from model.train import quick_coherence
+
+    test = load_dataset("test", 3, 0, str(mnist_file), tmp_path / "cache", captions=True)
+    model = MultimodalEBMVAE(text_config).eval()
+    out = quick_coherence(model, FakeJudge(3), test, 20)
+    y = test.y[:20]
+    assert out["coherence_caption_to_image"] == pytest.approx((y == 3).float().mean().item())
+    assert 0 <= out["coherence_image_to_caption"] <= 1
+    bias = model.generator.text_decoder.net[-1].bias.data.view(TEXT.max_len, -1)
+    bias[0, 4], bias[1:, 0] = 1e4, 1e4                                 # every caption: "three", then pads
+    assert caption_digit(Tokenizer().decode([4])) == 3
+    out = quick_coherence(model, FakeJudge(3), test, 20)
+    assert out["coherence_image_to_caption"] == pytest.approx((y == 3).float().mean().item())
