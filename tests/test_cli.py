@@ -43,8 +43,7 @@ def test_training_and_test_time_chains_are_separate_groups():
     test_chain = next(t for t in groups if t.startswith("test-time chains"))
     assert set(groups[train_chain]) == {"data_steps", "data_step_size", "data_noise", "latent_steps",
                                         "latent_step_size", "latent_noise", "ebm_negatives", "ebm_latent_steps",
-                                        "ebm_latent_step_size", "ebm_latent_noise", "text_data_step_size",
-                                        "text_data_noise"}
+                                        "ebm_latent_step_size", "ebm_latent_noise"}
     assert set(groups[test_chain]) == {"model.latent_steps", "model.latent_step_size", "model.latent_noise",
                                        "model.data_steps", "model.data_step_size", "model.data_noise",
                                        "model.ebm_latent_steps", "model.ebm_latent_step_size",
