@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import html
 import json
 import logging
 import math
@@ -68,6 +69,8 @@ SOURCE_LABELS = [("Drawing", "draw"), ("Upload", "upload"), ("None (unconditiona
 MODALITY_NAMES = ("plain ink", "orange blobs", "blue stripes", "yellow/green checks", "purple speckle", "sand rings")
 MAX_URL_BYTES = 16384       # a share link is under 2 kB; longer addresses get texts.LONG_URL (HTTP 414)
 TRIM_INTERVAL = 2.0        # seconds between hand-backs of freed heap to the OS (after runs, when visitors leave)
+LEAPING_STEP = 16          # the "too large" preset's latent step size, in the checkpoint's: large enough to leap off
+#                            the posterior at once, small enough to run on for a class to watch (shipped: 0.48)
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
 SESSIONS = Sessions(max_sessions=32)   # one run per visitor (demo.view.PageRun); frames uint8, at most 8 MB each
@@ -284,7 +287,7 @@ def session_key(request) -> str:
 # ---------------------------------------------------------------- events
 
 RUN_OUTPUTS = ("grid", "captions", "noise_grid", "input_preview", "energy_plot", "posterior_plot", "agreement_plot",
-               "readout", "status", "scrub", "share")
+               "readout", "status", "scrub", "share", "explain", "trace_plot", "changes", "changes_caps")
 
 
 def outputs(**updates) -> tuple:
@@ -302,13 +305,25 @@ def _pace(last_yield: float, interval: float) -> float:
     return time.perf_counter()
 
 
+def agreement_title(conditioned: bool, n: int, M: int) -> str:
+    """The agreement plot's title: its one measure (demo.view.agreement) and how many images it counts."""
+    if conditioned:
+        return f"Images agreeing with the input (%, n = {n * (M - 1)})"
+    return f"Samples with one digit in all rows (%, n = {n})"
+
+
 def figures(run, snap) -> dict:
-    """The plots and the read-out table, as they stand at ``snap``."""
+    """The plots, the read-out table and the "what changed" view, as they stand at ``snap``."""
     energy, posterior, agree = run.plots()
+    conditioned, n, M = run.player.conditioned, run.settings.n_samples, run.player.model.config.n_modalities
+    changes, changes_caps, _ = run.changes(snap)
     return dict(energy_plot=gr.update(value=energy, visible=True),
-                posterior_plot=gr.update(value=posterior, visible=True),
-                agreement_plot=gr.update(value=agree, visible=True),
-                readout=gr.update(value=run.readout(snap), visible=True))
+                posterior_plot=gr.update(value=posterior, visible=True,
+                                         title="log p(z | input)" if conditioned else "log p(z) (no input)"),
+                agreement_plot=gr.update(value=agree, visible=True, title=agreement_title(conditioned, n, M)),
+                readout=gr.update(value=run.readout(snap), visible=True),
+                trace_plot=gr.update(value=run.trace(), visible=True), changes=changes, changes_caps=changes_caps,
+                explain=run.explain(snap))
 
 
 def scrub_range(run) -> dict:
@@ -327,7 +342,7 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
     SESSIONS.put(session_key(request), run)
     interval = 1.0 / fps() if fps() > 0 else 0.0
     last_yield, last_plot, last_figs = 0.0, time.perf_counter(), time.perf_counter()
-    status, snap = "", None
+    status, snap, shown_stage = "", None, None
     with player.lock:
         try:
             for snaps in run_frames(run):
@@ -348,6 +363,9 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                     update["noise_grid"] = run.noise_picture(snap)
                 if snap.index == 0:
                     update["input_preview"] = run.preview
+                if snap.stage != shown_stage:   # the sentence beside the grid follows the running stage
+                    shown_stage = snap.stage
+                    update.setdefault("explain", run.explain(snap))
                 if slow or snap.index == 0 or stage_end:   # the captions carry the step; the status four times a second
                     update["status"] = (f"**{stage_title(snap.stage)}**, step {snap.step}/"
                                         f"{player.totals.get(snap.stage) or 0} · mean energy {snap.energy.mean():.3f}"
@@ -357,8 +375,8 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
             z = f", {run.z_source()}" if run.z_source() else ""
             status = f"**Done:** {snap.index + 1} frames{z}. " + run.coherence_line(snap)
         except ChainDiverged as e:
+            # in the status line, where the stage's step was (a toast would cover the buttons)
             status = f"**Stopped: {e}** The frames up to that point are kept: scrub through them."
-            gr.Warning(str(e))
     trim_heap(TRIM_INTERVAL)
     if snap is None:
         raise gr.Error(status or "The chain produced no frame.")
@@ -504,7 +522,7 @@ def presets(cfg: ModelConfig) -> dict:
     """name -> (latent_steps, latent_step_size, data_steps, data_step_size, noise, what to watch)."""
     lat, dat = cfg.chains.latent, cfg.chains.data
     settings = {"Default": (lat.steps, lat.step_size, dat.steps, dat.step_size, True),
-                "Step size too large": (lat.steps, 3.0, dat.steps, 30.0, True),
+                "Step size too large": (lat.steps, LEAPING_STEP * lat.step_size, dat.steps, 30 * dat.step_size, True),
                 "Step size too small": (lat.steps, lat.step_size / 100, dat.steps, dat.step_size / 100, True),
                 "No latent revision": (0, lat.step_size, dat.steps, dat.step_size, True)}
     return {name: (*v, texts.WATCH[name]) for name, v in settings.items()}
@@ -561,8 +579,8 @@ def modality_names(cfg: ModelConfig) -> list[str]:
 
 def build_demo() -> gr.Blocks:
     cfg = model_config()
-    M = cfg.n_modalities
     names = modality_names(cfg)
+    row_names = [f"{m}: {n}" for m, n in enumerate(names)]
     table = presets(cfg)
     pic0, caps0 = first_picture(cfg)
     prior = loaded().get("prior")
@@ -571,9 +589,9 @@ def build_demo() -> gr.Blocks:
                    f"the inferred latents of the training set); off: N(0, I)")
     # uploads (each Run sends the drawing) are bounded by upload_sweeper; streamed frames never become files
     with gr.Blocks(title="Multimodal EBM: MCMC revision, step by step") as demo:
-        gr.Markdown(texts.TITLE, elem_id="title")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
+                gr.Markdown(texts.TITLE, elem_id="title")
                 source = gr.Radio(SOURCE_LABELS, value="draw", label="Input", elem_id="source")
                 with gr.Tab("Draw"):
                     sketch = Sketchpad(type="numpy", canvas_size=(280, 280), elem_id="sketch", label="Draw a digit",
@@ -610,7 +628,7 @@ def build_demo() -> gr.Blocks:
                 modality = Dropdown([(f"{m}: {n}", m) for m, n in enumerate(names)], value=0,
                                        label="Modality of your input", elem_id="modality")
                 link_digit = Textbox("", visible=False, elem_id="link_digit")
-            with gr.Column(scale=3, min_width=600):
+            with gr.Column(scale=3, min_width=600, elem_id="stage_column"):
                 with gr.Row(elem_id="buttons"):
                     run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=2)
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
@@ -618,13 +636,23 @@ def build_demo() -> gr.Blocks:
                     step5_btn = gr.Button("Step ×5", elem_id="step5", scale=1)
                     reset_btn = gr.Button("Reset", elem_id="reset", scale=1)
                 status = gr.Markdown(texts.FIRST_STATUS, elem_id="status")
+                explain = gr.Markdown(texts.FIRST_EXPLAIN, elem_id="explain")
                 captions = gr.HTML(caps0, elem_id="captions")
                 grid = LiveImage(pic0, show_label=False, elem_id="grid", interactive=False, height=450, format="png",
                                  buttons=["fullscreen"])
-                gr.Markdown("Columns: samples. Rows: modalities 0-%d (your input's row framed in yellow, held fixed)."
-                            % (M - 1), elem_id="legend")
+                # the rows' names, placed beside the grid's rows by the page (demo/page.js)
+                gr.HTML(f'<div id="row_names" data-names="{html.escape(json.dumps(row_names))}"></div>',
+                        elem_id="rows", padding=False)
         scrub_slider = Slider(0, 1, value=0, step=1, label="Scrub through the kept frames (after a run)",
                                  interactive=False, elem_id="scrub")
+        with gr.Row(equal_height=False):
+            trace_plot = gr.LinePlot(None, x="step", y="change", color="chain", elem_id="trace_plot", visible=False,
+                                     title="What each stage descends: change since the stage began",
+                                     x_title="frame", y_title="change", height=280, color_map=texts.TRACE_COLORS)
+            with gr.Column(elem_id="changes_box"):
+                changes_caps = gr.HTML("", elem_id="changes_caps")
+                changes = LiveImage(None, show_label=False, elem_id="changes", interactive=False, height=220,
+                                    format="png", buttons=[])
         with gr.Row():
             energy_plot = gr.LinePlot(None, x="step", y="energy", color="chain", title="EBM energy (lower: data-like)",
                                       x_title="frame", y_title="energy", color_map=CHAIN_COLORS, height=260,
@@ -660,7 +688,8 @@ def build_demo() -> gr.Blocks:
                         ex_post_prior=ex_post_prior)
         chain_inputs = [controls[name] for name in CONTROLS]   # the order of ChainInputs (and of the HTTP API)
         chain_outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot,
-                         readout, status, scrub_slider, share]   # the order of RUN_OUTPUTS
+                         readout, status, scrub_slider, share, explain, trace_plot, changes, changes_caps]
+        assert len(chain_outputs) == len(RUN_OUTPUTS)   # in that order
         # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
         # after every stroke, hands the next event a blob id whose images never reach the server (the
         # first Run after drawing then saw an empty canvas). Without it, every event uploads what the

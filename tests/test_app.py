@@ -1,5 +1,6 @@
 """The app's event functions called directly, with every input kind and every bad input."""
 import urllib.parse
+import warnings
 from types import SimpleNamespace
 
 import gradio as gr
@@ -9,6 +10,7 @@ import torch
 from PIL import Image
 
 import app
+from demo import texts
 from demo.share import share_link
 from demo.view import agreement
 from helpers_app import EMPTY_SKETCH, ROOT, save_tiny_model, stroke_sketch
@@ -94,7 +96,7 @@ def test_plots_agreement_and_readout():
     assert set(energy["chain"]) == {"mean", "lowest", "highest"} and set(energy["stage"]) >= {"proposal", "data"}
     assert set(post["stage"]) == {"proposal", "latent"}
     stages = chain("s1").stages
-    assert list(agree["stage"]) == [f"{i + 1}. {app.stage_title(s)}" for i, s in enumerate(stages)]
+    assert list(agree["stage"]) == [f"{i + 1}. {texts.SHORT[s]}" for i, s in enumerate(stages)]
     assert agree["agreement"].between(0, 100).all()
     assert all(last[k]["visible"] for k in ("energy_plot", "posterior_plot", "agreement_plot", "readout"))
 
@@ -192,7 +194,9 @@ def test_share_link_round_trip():
 
 
 def test_diverging_chain_stops_with_message():
-    outs = run(source="upload", upload=EXAMPLE, latent_step_size=10.0, latent_steps=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no toast (gr.Warning) over the buttons: the message is in the status
+        outs = run(source="upload", upload=EXAMPLE, latent_step_size=10.0, latent_steps=50)
     assert "Stopped" in outs[-1]["status"] and "latent chain diverged" in outs[-1]["status"]
     assert len(chain("s1").frames) < 1 + 51 + 5
 
@@ -209,7 +213,7 @@ def test_presets(tiny_app):
     (a random model's energy is flat whatever the step size)."""
     app.setup(checkpoint=str(ROOT / "checkpoints/mebm"), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
     try:
-        effects = {}
+        effects, traces = {}, {}
         for name in app.presets(app.model_config()):
             ls, lss, ds, dss, noise, watch = app.apply_preset(name)
             assert watch.startswith("**What to watch:**") and len(watch) > 40
@@ -218,13 +222,18 @@ def test_presets(tiny_app):
             frames = chain(name).frames
             data = [f.energy.mean() for f in frames if f.stage == "data"]
             effects[name] = outs[-1]["status"], [f.stage for f in frames], data[0] - data[-1] if data else None
+            traces[name] = outs[-1]["trace_plot"]
     finally:
         app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
     status, stages, drop = effects["Default"]
     assert status.startswith("**Done:**") and stages[:2] == ["proposal", "latent"] and stages[-1] == "data"
     assert drop > 1.0                                                  # the data revision lowers the energy
     status, stages, _ = effects["Step size too large"]
-    assert "Stopped" in status and "diverged" in status and "data" not in stages   # it blows up and says so
+    assert "Stopped" in status and "diverged" in status              # it blows up and says so, in the status
+    assert stages.count("latent") > 10, stages                        # ... after frames a class can watch
+    trace = value(traces["Step size too large"])
+    latent = trace[trace["stage"] == "latent"]["change"]
+    assert latent.max() > 1000                                        # -log posterior shot up (measured: +2800)
     status, stages, small_drop = effects["Step size too small"]
     assert status.startswith("**Done:**") and "latent" in stages and abs(small_drop) < drop / 5   # flat energy
     status, stages, no_latent_drop = effects["No latent revision"]
@@ -362,7 +371,7 @@ def test_a_new_stage_is_shown_by_name(monkeypatch):
     assert caps.index("latent revision · step 3/3") < caps.index("EBM latent revision · step 2/2") < \
         caps.index("EBM data revision · step 4/4")
     assert outs[-1]["grid"].shape[1] == 4 * (2 * 29 + 1) + 3 * 4
-    assert list(value(outs[-1]["agreement_plot"])["stage"])[2] == "3. EBM latent revision"
+    assert list(value(outs[-1]["agreement_plot"])["stage"])[2] == "3. EBM latent"
 
 
 def test_the_real_ebm_latent_stage_runs_from_the_checkpoint_config(tmp_path, tiny_app):
@@ -680,3 +689,52 @@ def test_pages_of_a_batched_class_share_the_frame_rate(monkeypatch):
     assert app.frame_interval(NS(job=None)) == pytest.approx(1 / 40)     # compare mode: its own chain
     monkeypatch.setenv("MEBM_FPS", "0")
     assert app.frame_interval(player) == 0.0
+
+
+def test_trace_of_what_each_stage_descends_and_what_changed():
+    outs = run(source="upload", upload=EXAMPLE)
+    last, player = outs[-1], chain("s1")
+    trace = value(last["trace_plot"])
+    assert set(trace["stage"]) == {"latent", "data"} and last["trace_plot"]["visible"]
+    for stage, frames in (("latent", [f for f in player.frames if f.stage == "latent"]),
+                          ("data", [f for f in player.frames if f.stage == "data"])):
+        rows = trace[trace["stage"] == stage]
+        assert rows["change"].iloc[0] == 0.0 and list(rows["step"]) == [f.index for f in frames]
+        assert rows["chain"].iloc[0] == texts.TRACE_SERIES[stage]
+    data = [f for f in player.frames if f.stage == "data"]
+    assert trace[trace["stage"] == "data"]["change"].iloc[-1] == pytest.approx(
+        float(data[-1].energy.mean() - data[0].energy.mean()), abs=1e-5)
+    assert last["changes"].shape == last["grid"].shape                  # one panel per stage, as the grid
+    caps = last["changes_caps"]
+    assert "the start" in caps and caps.count("white = ") == 2 and "×" in caps
+    assert "Data revision" in last["explain"]
+
+
+def test_difference_gain_is_round_and_bounded():
+    from demo.view import gain_for
+    assert gain_for(0.3) == 2 and gain_for(1.0) == 1 and gain_for(0.04) == 20
+    assert gain_for(0.0) == gain_for(0.0023) == 100                   # at most MAX_GAIN
+
+
+def test_a_stage_that_barely_moves_is_said_so_with_how_much():
+    outs = run(source="upload", upload=EXAMPLE, latent_step_size=0.0001, data_step_size=0.001, noise=False)
+    explain = outs[-1]["explain"]
+    assert "latent revision barely changed the pictures" in explain and "per pixel on average" in explain
+    assert "data revision barely changed" in explain.lower()
+    moving = run(source="upload", upload=EXAMPLE, data_step_size=50.0)[-1]["explain"]
+    assert "data revision barely" not in moving.lower()
+
+
+def test_unconditional_has_its_own_labels_and_one_measure_with_n():
+    outs = run(source="unconditional", n_samples=3, sketch=EMPTY_SKETCH)
+    last = outs[-1]
+    assert last["posterior_plot"]["title"] == "log p(z) (no input)"
+    assert "n = 3" in last["agreement_plot"]["title"] and "one digit" in last["agreement_plot"]["title"]
+    agree = value(last["readout"])["agree"]
+    assert set(agree) <= {"one digit", "mixed"}
+    share = value(last["agreement_plot"])["agreement"].iloc[-1] / 100
+    assert f"{round(share * 3)} of the 3 samples show one digit" in last["status"]   # the table, the bars, the status
+    assert sum(a == "one digit" for a in agree) == round(share * 3)
+    assert "input" not in last["explain"]
+    cond = run(source="upload", upload=EXAMPLE)[-1]
+    assert cond["posterior_plot"]["title"] == "log p(z | input)" and "n = 8" in cond["agreement_plot"]["title"]
