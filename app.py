@@ -54,8 +54,9 @@ from model.sampler import Sampler
 from model.serving import UploadSweeper, URLLengthLimit, trim_heap
 from demo import texts
 from demo.components import Dropdown, LiveImage, NumberBox, Sketchpad, Slider, Textbox, data_url
-from demo.inputs import (CONTROLS, LIMITS, ChainInputs, as_text, chain_event, input_digit, model_input, number,
-                         one_line, rejected, shown)
+from demo.inputs import (CONTROLS, LIMITS, ChainInputs, as_text, chain_event, flag, input_digit, model_input,
+                         number, one_line, rejected, shown)
+from demo.pace import SPEEDS, Paces
 from demo.scheduler import Scheduler
 from demo.share import is_share_link, read_share_link, share_html
 from demo.view import PageRun, agreement, captions_html
@@ -73,6 +74,7 @@ LEAPING_STEP = 16          # the "too large" preset's latent step size, in the c
 #                            the posterior at once, small enough to run on for a class to watch (shipped: 0.48)
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
+PACES = Paces()            # each visitor's pace: speed, pause, lesson mode (demo.pace)
 SESSIONS = Sessions(max_sessions=32)   # one run per visitor (demo.view.PageRun); frames uint8, at most 8 MB each
 SESSION_STATES = 64        # visitors whose page state Gradio keeps (its default, 10,000, grows ~0.3 MB per visitor)
 SERIES = ("mean", "lowest", "highest", "from noise")
@@ -287,7 +289,7 @@ def session_key(request) -> str:
 # ---------------------------------------------------------------- events
 
 RUN_OUTPUTS = ("grid", "captions", "noise_grid", "input_preview", "energy_plot", "posterior_plot", "agreement_plot",
-               "readout", "status", "scrub", "share", "explain", "trace_plot", "changes", "changes_caps")
+               "readout", "status", "scrub", "share", "explain", "trace_plot", "changes", "changes_caps", "reveal")
 
 
 def outputs(**updates) -> tuple:
@@ -334,56 +336,90 @@ def scrub_range(run) -> dict:
 @chain_event()
 def run_chain(inputs: ChainInputs, request: gr.Request = None):
     """Stream the run frame by frame: one tuple per frame in the order of RUN_OUTPUTS, gr.skip() where an
-    output does not change. The run is kept for this visitor (scrub, step on, downloads)."""
+    output does not change. The run is kept for this visitor (scrub, step on, downloads). The visitor's pace
+    (demo.pace: speed, pause, lesson mode) is read at every frame."""
     run = new_run(inputs)
     player = run.player
     log.info("run: %s, modality %s, %d samples, seed %d", run.key[0], run.modality, player.settings.n_samples,
              player.settings.seed)
-    SESSIONS.put(session_key(request), run)
-    interval = 1.0 / fps() if fps() > 0 else 0.0
+    key = session_key(request)
+    SESSIONS.put(key, run)
+    pace = PACES.get(key)
+    server_interval = 1.0 / fps() if fps() > 0 else 0.0
     last_yield, last_plot, last_figs = 0.0, time.perf_counter(), time.perf_counter()
     status, snap, shown_stage = "", None, None
     with player.lock:
         try:
             for snaps in run_frames(run):
-                for snap in snaps:
+                for n, snap in enumerate(snaps):
                     run.record(snap)
-                now = time.perf_counter()
-                slow = now - last_plot >= PLOT_INTERVAL
-                pic, caps = run.strip(snap, classify_now=slow)
-                update = dict(grid=pic, captions=caps)
-                if slow:
-                    last_plot = now
-                # the figures and the table cost the browser most: once a second, and as a stage ends
-                stage_end = snap.step == (player.totals.get(snap.stage) or 0) and snap.index > 0
-                if stage_end or (slow and now - last_figs >= FIGURE_INTERVAL):
-                    last_figs = now
-                    update |= figures(run, snap)
-                if player.settings.compare and snap.noise_x is not None:
-                    update["noise_grid"] = run.noise_picture(snap)
-                if snap.index == 0:
-                    update["input_preview"] = run.preview
-                if snap.stage != shown_stage:   # the sentence beside the grid follows the running stage
-                    shown_stage = snap.stage
-                    update.setdefault("explain", run.explain(snap))
-                if slow or snap.index == 0 or stage_end:   # the captions carry the step; the status four times a second
-                    update["status"] = (f"**{stage_title(snap.stage)}**, step {snap.step}/"
-                                        f"{player.totals.get(snap.stage) or 0} · mean energy {snap.energy.mean():.3f}"
-                                        + time_left(run))
-                last_yield = _pace(last_yield, interval)
-                yield outputs(**update)
+                    if n < len(snaps) - 1 and not pace.every_frame():
+                        continue   # a busy page shows the latest of the frames made meanwhile
+                    if pace.lesson and shown_stage is not None and snap.stage != shown_stage:
+                        pace.ask()   # a stage boundary: the question first, the new stage once revealed
+                        yield outputs(explain=texts.question(snap.stage, question_row(run), player.conditioned),
+                                      status=f"**Before the {stage_title(snap.stage)}.** " + texts.REVEAL_HINT,
+                                      reveal=gr.update(visible=True))
+                    yield from held(pace)
+                    now = time.perf_counter()
+                    slow = now - last_plot >= PLOT_INTERVAL
+                    pic, caps = run.strip(snap, classify_now=slow)
+                    update = dict(grid=pic, captions=caps, status=streaming_status(run, snap))
+                    if slow:
+                        last_plot = now
+                    # the figures and the table cost the browser most: once a second, and as a stage ends
+                    stage_end = snap.step == (player.totals.get(snap.stage) or 0) and snap.index > 0
+                    if stage_end or (slow and now - last_figs >= FIGURE_INTERVAL):
+                        last_figs = now
+                        update |= figures(run, snap)
+                    if player.settings.compare and snap.noise_x is not None:
+                        update["noise_grid"] = run.noise_picture(snap)
+                    if snap.index == 0:
+                        update["input_preview"] = run.preview
+                    if snap.stage != shown_stage:   # the sentence beside the grid follows the running stage
+                        shown_stage = snap.stage
+                        update["explain"] = run.explain(snap)
+                        update["reveal"] = gr.update(visible=False)
+                    last_yield = _pace(last_yield, max(server_interval, pace.interval()))
+                    run.shown = snap.index
+                    yield outputs(**update)
             z = f", {run.z_source()}" if run.z_source() else ""
             status = f"**Done:** {snap.index + 1} frames{z}. " + run.coherence_line(snap)
         except ChainDiverged as e:
             # in the status line, where the stage's step was (a toast would cover the buttons)
             status = f"**Stopped: {e}** The frames up to that point are kept: scrub through them."
+        except GeneratorExit:   # Stop (or the page closed): Step goes on from the last frame the page showed
+            run.stopped = True
+            raise
     trim_heap(TRIM_INTERVAL)
     if snap is None:
         raise gr.Error(status or "The chain produced no frame.")
     pic, caps = run.strip(None, classify_now=True)
-    _pace(last_yield, interval)
+    _pace(last_yield, server_interval)
     yield outputs(grid=pic, captions=caps, **figures(run, snap), status=status, scrub=scrub_range(run),
-                  share=share_html(run))
+                  share=share_html(run), reveal=gr.update(visible=False))
+
+
+def streaming_status(run, snap) -> str:
+    """The status line while a run streams: the same stage and step as the running stage's caption."""
+    total = run.player.totals.get(snap.stage) or 0
+    return (f"**{stage_title(snap.stage)}**, step {snap.step}/{total} · mean energy {snap.energy.mean():.3f}"
+            + time_left(run))
+
+
+def held(pace):
+    """While the visitor's pace holds the run (paused, or a lesson question not yet revealed): empty updates
+    twice a second, so that Stop still ends the run at once."""
+    while pace.held():
+        time.sleep(0.5)
+        yield outputs()
+
+
+def question_row(run) -> str:
+    """The modality row a lesson question asks about: one that is generated (not the input's)."""
+    names = modality_names(run.player.model.config)
+    m = 2 % len(names) if run.modality is None or len(names) < 2 else (run.modality + 2) % len(names)
+    return names[m]
 
 
 def stepped(run, snaps, note=""):
@@ -410,6 +446,7 @@ def stepped(run, snaps, note=""):
                   f"({steps} step{'s' if steps != 1 else ''}): the images moved by {upd:.4f} (RMS, pixels 0-1); "
                   f"mean energy {snap.energy.mean() - de:.3f} → {snap.energy.mean():.3f} (Δ {de:+.4f})."
                   + (" **Last step.**" if player.finished or _at_end(player) else ""))
+    run.shown = snap.index if snap is not None else -1
     update = dict(grid=pic, captions=caps, input_preview=run.preview, status=(note + " " + status) if note else status,
                   scrub=scrub_range(run), share=share_html(run))
     if snap is not None:
@@ -417,6 +454,15 @@ def stepped(run, snaps, note=""):
         if player.settings.compare and snap.noise_x is not None:
             update["noise_grid"] = run.noise_picture(snap)
     return outputs(**update)
+
+
+def replay(run, upto: int):
+    """``run``'s chain advanced, computed here and recorded, up to its frame number ``upto``."""
+    while run.player.current is None or run.player.current.index < upto:
+        snap = run.player.next()
+        if snap is None:
+            return
+        run.record(snap)
 
 
 def _at_end(player) -> bool:
@@ -438,6 +484,11 @@ def step_chain(k, inputs: ChainInputs, request: gr.Request = None):
         run = fresh
         SESSIONS.put(key, run)
         k = 0
+    elif run.stopped:   # a stopped Run: the same chain again (same seed), silently up to the last frame shown
+        replay(fresh, run.shown)
+        k = k if fresh.player.current is not None else 0
+        run = fresh
+        SESSIONS.put(key, run)
     else:
         fresh.close()
     if not run.player.lock.acquire(blocking=False):
@@ -493,9 +544,32 @@ def downloads(request: gr.Request = None):
             f'Stages as PNG ({len(png) // 1024} kB)</a>')
 
 
+def set_pace(speed, lesson, request: gr.Request = None):
+    """The visitor's speed (steps per second) and lesson mode, also while a run streams: the explanation box
+    says what lesson mode does when it is switched on."""
+    pace = PACES.get(session_key(request))
+    pace.speed, pace.lesson = number("speed", speed, False, SPEEDS), flag("lesson", lesson)
+    if not pace.lesson:
+        pace.reveal()   # a question on screen goes away with lesson mode
+    return texts.LESSON if pace.lesson else gr.skip()
+
+
+def toggle_pause(request: gr.Request = None):
+    """Pause or resume the visitor's streaming run: (the button's label, the status)."""
+    pace = PACES.get(session_key(request))
+    pace.paused = not pace.paused
+    return gr.update(value="Resume" if pace.paused else "Pause"), texts.PAUSED if pace.paused else gr.skip()
+
+
+def reveal(request: gr.Request = None):
+    """Lesson mode: the question on screen answered, the run goes on."""
+    PACES.get(session_key(request)).reveal()
+
+
 def forget(request: gr.Request = None):
     """The visitor left: drop their chain and frames at once, and hand the freed memory back."""
     SESSIONS.drop(session_key(request))
+    PACES.drop(session_key(request))
     trim_heap(TRIM_INTERVAL)
 
 
@@ -602,6 +676,12 @@ def build_demo() -> gr.Blocks:
                                      elem_id="upload")
                     gr.Examples(example_paths(), inputs=[upload], label="Examples (MNIST test digits)",
                                 cache_examples=False)
+                with gr.Tab("Lesson"):
+                    lesson = gr.Checkbox(False, label="Lesson mode: stop before each stage with a question for the "
+                                                      "class (Reveal or key N goes on)", elem_id="lesson")
+                    speed = gr.Slider(*SPEEDS, value=SPEEDS[1], step=1, label="Speed of a Run (steps per second; "
+                                      f"{SPEEDS[1]:g} = full speed)", elem_id="speed")
+                    pause_btn = gr.Button("Pause", elem_id="pause", size="sm")
                 with gr.Tab("Settings"):
                     preset = gr.Radio(list(table), value="Default", label="Classroom presets", elem_id="preset")
                     watch = gr.Markdown(f"**What to watch:** {table['Default'][5]}", elem_id="watch")
@@ -635,8 +715,10 @@ def build_demo() -> gr.Blocks:
                     step_btn = gr.Button("Step", elem_id="step", scale=1)
                     step5_btn = gr.Button("Step ×5", elem_id="step5", scale=1)
                     reset_btn = gr.Button("Reset", elem_id="reset", scale=1)
+                    reveal_btn = gr.Button("Reveal (N)", variant="primary", elem_id="reveal", scale=1, visible=False)
                 status = gr.Markdown(texts.FIRST_STATUS, elem_id="status")
                 explain = gr.Markdown(texts.FIRST_EXPLAIN, elem_id="explain")
+                gr.HTML('<span id="key_hint_text"></span>', elem_id="key_hint", padding=False)
                 captions = gr.HTML(caps0, elem_id="captions")
                 grid = LiveImage(pic0, show_label=False, elem_id="grid", interactive=False, height=450, format="png",
                                  buttons=["fullscreen"])
@@ -688,7 +770,7 @@ def build_demo() -> gr.Blocks:
                         ex_post_prior=ex_post_prior)
         chain_inputs = [controls[name] for name in CONTROLS]   # the order of ChainInputs (and of the HTTP API)
         chain_outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot,
-                         readout, status, scrub_slider, share, explain, trace_plot, changes, changes_caps]
+                         readout, status, scrub_slider, share, explain, trace_plot, changes, changes_caps, reveal_btn]
         assert len(chain_outputs) == len(RUN_OUTPUTS)   # in that order
         # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
         # after every stroke, hands the next event a blob id whose images never reach the server (the
@@ -717,6 +799,11 @@ def build_demo() -> gr.Blocks:
                              show_progress="hidden")
         scrub_slider.input(scrub, scrub_slider, [grid, captions, noise_grid], api_visibility="private",
                            show_progress="hidden", trigger_mode="always_last")
+        # the pace is the visitor's own and changes while a run streams: not queued behind the chains
+        for control in (speed, lesson):
+            control.change(set_pace, [speed, lesson], explain, queue=False, api_visibility="private")
+        pause_btn.click(toggle_pause, None, [pause_btn, status], queue=False, api_visibility="private")
+        reveal_btn.click(reveal, None, None, queue=False, api_visibility="private")
         get_downloads.click(downloads, None, links, api_name="downloads", **chain)
         preset.change(apply_preset, preset, [latent_steps, latent_step_size, data_steps, data_step_size, noise, watch],
                       api_name="preset")

@@ -6,14 +6,24 @@
     if (!e.target.closest || !e.target.closest('#sketch canvas')) return;
     const r = document.querySelector('#source input[value=draw]');
     if (r && !r.checked) r.click(); }, true);
-  document.addEventListener('keydown', (e) => {       // S: one step, Shift+S: five, R: reset to the proposal
+  // S: one step, Shift+S: five, R: reset to the proposal, N: reveal (lesson mode). Also with a radio button, a
+  // checkbox or the modality dropdown focused (captured before the dropdown's filter sees the letter); in a box
+  // for text or numbers the letters are typed, and the status line says how to get the keys back.
+  document.addEventListener('keydown', (e) => {
     const t = e.target, tag = (t && t.tagName || '').toLowerCase();
-    if (tag === 'input' || tag === 'textarea' || (t && t.isContentEditable)) return;
     if (e.ctrlKey || e.metaKey || e.altKey) return;
-    const id = e.key === 's' ? 'step' : e.key === 'S' ? 'step5' : (e.key === 'r' || e.key === 'R') ? 'reset' : null;
+    const id = e.key === 's' ? 'step' : e.key === 'S' ? 'step5' : (e.key === 'r' || e.key === 'R') ? 'reset'
+      : (e.key === 'n' || e.key === 'N') ? 'reveal'
+      : (e.key === 'p' || e.key === 'P') ? 'pause' : null;
     if (!id) return;
-    e.preventDefault();
-    document.querySelector('#' + id)?.click(); });
+    const choice = tag === 'input' && ['radio', 'checkbox'].includes((t.type || '').toLowerCase());
+    const dropdown = t && t.closest && t.closest('#modality');
+    if ((tag === 'input' || tag === 'textarea' || (t && t.isContentEditable)) && !choice && !dropdown) {
+      const hint = document.querySelector('#key_hint_text');
+      if (hint) hint.textContent = 'Keys are typed into the box that has the focus: click beside it to use S, R, N and P.';
+      return; }
+    e.preventDefault(); e.stopPropagation();
+    document.querySelector('#' + id)?.click(); }, true);
   // the modalities' names beside the grid's rows: row m of every panel spans natural pixels 1 + 29 m .. + 28
   // (model.render.stage_strip); the picture is scaled to fit its box (object-fit: contain)
   const placeRows = () => {

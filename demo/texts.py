@@ -9,7 +9,7 @@ PAGE_CSS = (HERE / "page.css").read_text(encoding="utf-8")
 PAGE_JS = (HERE / "page.js").read_text(encoding="utf-8")
 
 TITLE = ("**Multimodal EBM + VAE: watch the MCMC revisions, stage by stage** · keys: S = one step, "
-         "Shift+S = five, R = back to the proposal")
+         "Shift+S = five, R = back to the proposal, N = reveal (lesson mode), P = pause")
 FIRST_STATUS = "Draw a digit (or pick an example) and press **Run**, or **Step** through it."
 RUN_PRESSED = "**Run pressed:** starting the chain…"
 STOPPED = "**Stopped.** The frames so far are kept: scrub through them, or press **Run** again."
@@ -54,3 +54,19 @@ SHORT = {"proposal": "proposal", "latent": "latent", "ebm_latent": "EBM latent",
 TRACE_SERIES = {st: f"{SHORT[st]}: {q}" for st, q in DESCENDS.items()}
 TRACE_COLORS = dict(zip(TRACE_SERIES.values(), ("#1f4e9c", "#9467bd", "#d62728")))
 BARELY = 0.01   # mean absolute change per pixel (0-1) under which a stage "barely changed the pictures"
+
+LESSON = ("**Lesson mode:** the run stops before each stage with a question for the class; press **Reveal** "
+          "(key N) to go on.")
+PAUSED = "**Paused.** Press **Resume** (key P) to go on."
+REVEAL_HINT = "Press **Reveal** (key N) to see the answer."
+
+
+def question(stage: str, row: str, conditioned: bool) -> str:
+    """The question asked before ``stage`` (lesson mode), about the modality row named ``row``."""
+    q = {"latent": f"The latent revision starts: will the digit in the **{row}** row change, and how much?",
+         "ebm_latent": f"The EBM revises z next: which digit will the **{row}** row show after it?",
+         "data": f"The EBM revises the pixels next: which digit will the **{row}** row show, and will it look "
+                 f"sharper or noisier?"}.get(stage, f"What will the {row} row look like after the next stage?")
+    if not conditioned and stage != "data":
+        q = q.replace("the digit in", "the digit of")
+    return f"**Predict:** {q} {REVEAL_HINT}"

@@ -110,7 +110,8 @@ class PageRun:
         self.job = None
         self.energy_rows, self.post_rows, self.trace_rows = [], [], []
         self.trace_start: dict[str, float] = {}
-        self.shown = -1   # the index of the last frame the page was sent (Step after Stop goes on from there)
+        self.shown = -1         # the index of the last frame the page was sent (Step after Stop goes on from there)
+        self.stopped = False    # a streamed run ended by Stop (or the page leaving) before its end
         self._pred: dict[int, tuple] = {}
 
     # what Sessions needs of what it keeps

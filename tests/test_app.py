@@ -738,3 +738,71 @@ def test_unconditional_has_its_own_labels_and_one_measure_with_n():
     assert "input" not in last["explain"]
     cond = run(source="upload", upload=EXAMPLE)[-1]
     assert cond["posterior_plot"]["title"] == "log p(z | input)" and "n = 8" in cond["agreement_plot"]["title"]
+
+
+def test_status_and_captions_agree_on_the_step_while_streaming():
+    outs = run(source="upload", upload=EXAMPLE, latent_steps=5, data_steps=6)
+    for out in outs[:-1]:
+        running = out["captions"].split('class="cap running"')[1].split("<b>")[1].split("</b>")[0]  # "... · step 2/5"
+        if "step" in running:
+            assert running.split("step ")[1] in out["status"], (running, out["status"])
+            assert stage_of(running) in out["status"].lower()
+
+
+def stage_of(title: str) -> str:
+    return title.split(" · ")[0].lower()
+
+
+def test_first_step_after_stop_shows_the_next_frame():
+    kw = dict(source="upload", upload=EXAMPLE, data_steps=8)
+    gen = app.run_chain(*args(**kw), request=req("stopstep"))
+    for _ in range(4):
+        next(gen)
+    shown = app.SESSIONS.get("stopstep").shown
+    gen.close()                                     # Stop
+    assert app.SESSIONS.get("stopstep").stopped
+    out = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *args(**kw), request=req("stopstep"))))
+    current = chain("stopstep").current
+    assert current.index == shown + 1 and "step" in out["status"]     # no frame skipped, none repeated
+    list(app.run_chain(*args(**kw), request=req("alone")))
+    assert (chain("alone").frames[shown + 1].x == current.x).all()   # the same chain (same seed)
+
+
+def test_pace_speed_and_pause():
+    pace = app.PACES.get("pace")
+    assert pace.interval() == 0.0 and not pace.every_frame() and not pace.held()
+    app.set_pace(2, False, request=req("pace"))
+    assert pace.interval() == pytest.approx(0.5) and pace.every_frame()
+    label, status = app.toggle_pause(request=req("pace"))
+    assert label["value"] == "Resume" and "Paused" in status and pace.held()
+    app.toggle_pause(request=req("pace"))
+    assert not pace.held()
+    with pytest.raises(gr.Error, match="speed"):
+        app.set_pace(1000, False, request=req("pace"))
+
+
+def test_lesson_mode_holds_the_run_at_each_stage_boundary_until_revealed():
+    import threading
+    app.set_pace(40, True, request=req("lesson"))
+    outs, gen = [], app.run_chain(*args(source="upload", upload=EXAMPLE), request=req("lesson"))
+    done = threading.Event()
+
+    def drive():
+        for out in gen:
+            outs.append(dict(zip(app.RUN_OUTPUTS, out)))
+        done.set()
+
+    threading.Thread(target=drive, daemon=True).start()
+    for boundary in ("latent revision", "EBM data revision"):
+        for _ in range(200):
+            if any("Predict" in str(o["explain"]) and boundary in str(o["status"]) for o in outs):
+                break
+            done.wait(0.05)
+        asked = next(o for o in outs if "Predict" in str(o["explain"]) and boundary in str(o["status"]))
+        assert asked["reveal"]["visible"] and "Reveal" in asked["explain"]
+        n = len(outs)
+        done.wait(1.2)                                   # held: nothing but empty updates meanwhile
+        assert all(all(is_skip(v) for v in o.values()) for o in outs[n:]) and not done.is_set()
+        app.reveal(request=req("lesson"))
+    assert done.wait(30) and "Done" in outs[-1]["status"]
+    app.set_pace(40, False, request=req("lesson"))
