@@ -558,7 +558,8 @@ def toggle_pause(request: gr.Request = None):
     """Pause or resume the visitor's streaming run: (the button's label, the status)."""
     pace = PACES.get(session_key(request))
     pace.paused = not pace.paused
-    return gr.update(value="Resume" if pace.paused else "Pause"), texts.PAUSED if pace.paused else gr.skip()
+    return gr.update(value="Resume (key P)" if pace.paused else "Pause (key P)"), \
+        texts.PAUSED if pace.paused else gr.skip()
 
 
 def reveal(request: gr.Request = None):
@@ -676,13 +677,12 @@ def build_demo() -> gr.Blocks:
                                      elem_id="upload")
                     gr.Examples(example_paths(), inputs=[upload], label="Examples (MNIST test digits)",
                                 cache_examples=False)
-                with gr.Tab("Lesson"):
+                with gr.Tab("Settings"):
                     lesson = gr.Checkbox(False, label="Lesson mode: stop before each stage with a question for the "
                                                       "class (Reveal or key N goes on)", elem_id="lesson")
                     speed = gr.Slider(*SPEEDS, value=SPEEDS[1], step=1, label="Speed of a Run (steps per second; "
                                       f"{SPEEDS[1]:g} = full speed)", elem_id="speed")
-                    pause_btn = gr.Button("Pause", elem_id="pause", size="sm")
-                with gr.Tab("Settings"):
+                    pause_btn = gr.Button("Pause (key P)", elem_id="pause", size="sm")
                     preset = gr.Radio(list(table), value="Default", label="Classroom presets", elem_id="preset")
                     watch = gr.Markdown(f"**What to watch:** {table['Default'][5]}", elem_id="watch")
                     n_samples = Slider(*LIMITS["n_samples"], value=default_samples(cfg), step=1,
