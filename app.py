@@ -54,7 +54,7 @@ from model.sampler import Sampler
 from model.serving import UploadSweeper, URLLengthLimit, trim_heap
 from demo import texts
 from demo.components import Dropdown, LiveImage, NumberBox, Sketchpad, Slider, Textbox, data_url
-from demo.inputs import (CONTROLS, LIMITS, ChainInputs, as_text, chain_event, flag, input_digit, model_input,
+from demo.inputs import (CONTROLS, LIMITS, ChainInputs, chain_event, flag, input_digit, model_input,
                          number, one_line, rejected, shown)
 from demo.pace import SPEEDS, Paces
 from demo.scheduler import Scheduler
@@ -297,6 +297,8 @@ def outputs(**updates) -> tuple:
     gr.skip() for an output that does not change)."""
     unknown = set(updates) - set(RUN_OUTPUTS)
     assert not unknown, unknown
+    if isinstance(updates.get("status"), str):
+        updates["status"] = texts.status_html(updates["status"])
     return tuple(updates.get(name, gr.skip()) for name in RUN_OUTPUTS)
 
 
@@ -558,8 +560,8 @@ def toggle_pause(request: gr.Request = None):
     """Pause or resume the visitor's streaming run: (the button's label, the status)."""
     pace = PACES.get(session_key(request))
     pace.paused = not pace.paused
-    return gr.update(value="Resume (key P)" if pace.paused else "Pause (key P)"), \
-        texts.PAUSED if pace.paused else gr.skip()
+    return (gr.update(value="Resume (key P)" if pace.paused else "Pause (key P)"),
+            texts.status_html(texts.PAUSED) if pace.paused else gr.skip())
 
 
 def reveal(request: gr.Request = None):
@@ -584,11 +586,12 @@ def restore(request: gr.Request = None):
         cfg = model_config()
         src, m, s, digit = read_share_link(params, cfg, default_samples(cfg))
     except (gr.Error, InputError, ValueError) as e:
-        msg = e.message if isinstance(e, gr.Error) else str(e)   # the visitor's values in it are HTML-escaped
-        return (*(gr.skip(),) * (n_out - 1), texts.NOT_RESTORED + as_text(one_line(msg)))
+        # gr.Error's message has the visitor's values HTML-escaped already (demo.inputs.shown)
+        msg = one_line(e.message) if isinstance(e, gr.Error) else html.escape(one_line(str(e)), quote=False)
+        return (*(gr.skip(),) * (n_out - 1), texts.status_html(texts.NOT_RESTORED) + msg)
     has_prior = loaded().get("prior") is not None
     return (src, m, s.n_samples, s.latent_steps, s.latent_step_size, s.data_steps, s.data_step_size, s.noise, s.seed,
-            s.compare, digit, s.ex_post_prior and has_prior, texts.RESTORED)
+            s.compare, digit, s.ex_post_prior and has_prior, texts.status_html(texts.RESTORED))
 
 
 # ---------------------------------------------------------------- presets
@@ -716,8 +719,8 @@ def build_demo() -> gr.Blocks:
                     step5_btn = gr.Button("Step ×5", elem_id="step5", scale=1)
                     reset_btn = gr.Button("Reset", elem_id="reset", scale=1)
                     reveal_btn = gr.Button("Reveal (N)", variant="primary", elem_id="reveal", scale=1, visible=False)
-                status = gr.Markdown(texts.FIRST_STATUS, elem_id="status")
-                explain = gr.Markdown(texts.FIRST_EXPLAIN, elem_id="explain")
+                status = gr.HTML(texts.status_html(texts.FIRST_STATUS), elem_id="status", padding=False)
+                explain = gr.Markdown(texts.FIRST_EXPLAIN, elem_id="explain", latex_delimiters=[])
                 gr.HTML('<span id="key_hint_text"></span>', elem_id="key_hint", padding=False)
                 captions = gr.HTML(caps0, elem_id="captions")
                 grid = LiveImage(pic0, show_label=False, elem_id="grid", interactive=False, height=450, format="png",
@@ -780,15 +783,17 @@ def build_demo() -> gr.Blocks:
         # lowest one pushed into it, so one Step with the default limit would cut the runs at once to 4
         chain = dict(concurrency_id="chain", concurrency_limit=chain_concurrency())
         # in the page at once, before the server answers: the previous run's "Done" must not stand for this one
-        pressed = f"() => {{ window.mebmStopped = false; return {json.dumps(texts.RUN_PRESSED)}; }}"
+        said = {name: json.dumps(texts.status_html(getattr(texts, name)))
+                for name in ("RUN_PRESSED", "STOPPED", "NOT_RUN")}
+        pressed = f"() => {{ window.mebmStopped = false; return {said['RUN_PRESSED']}; }}"
         run_btn.click(None, None, status, js=pressed, queue=False, api_visibility="private")
         run_event = run_btn.click(run_chain, chain_inputs, chain_outputs, api_name="run", show_progress="hidden",
                                   trigger_mode="always_last", **chain)
         # a refused input and a Stop both end the event as a failure: the status says which (not Gradio's "Error")
-        run_event.failure(None, None, status, js=f"() => window.mebmStopped ? {json.dumps(texts.STOPPED)} : "
-                                                 f"{json.dumps(texts.NOT_RUN)}", queue=False)
+        run_event.failure(None, None, status, js=f"() => window.mebmStopped ? {said['STOPPED']} : {said['NOT_RUN']}",
+                          queue=False)
         stop_btn.click(None, None, status, cancels=[run_event],
-                       js=f"() => {{ window.mebmStopped = true; return {json.dumps(texts.STOPPED)}; }}")
+                       js=f"() => {{ window.mebmStopped = true; return {said['STOPPED']}; }}")
         one, five = gr.Number(1, visible=False), gr.Number(5, visible=False)
         step_btn.click(step_chain, [one, *chain_inputs], chain_outputs, api_name="step", show_progress="hidden",
                        trigger_mode="always_last", **chain)

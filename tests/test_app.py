@@ -226,7 +226,7 @@ def test_presets(tiny_app):
     finally:
         app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
     status, stages, drop = effects["Default"]
-    assert status.startswith("**Done:**") and stages[:2] == ["proposal", "latent"] and stages[-1] == "data"
+    assert status.startswith("<b>Done:</b>") and stages[:2] == ["proposal", "latent"] and stages[-1] == "data"
     assert drop > 1.0                                                  # the data revision lowers the energy
     status, stages, _ = effects["Step size too large"]
     assert "Stopped" in status and "diverged" in status              # it blows up and says so, in the status
@@ -235,9 +235,9 @@ def test_presets(tiny_app):
     latent = trace[trace["stage"] == "latent"]["change"]
     assert latent.max() > 1000                                        # -log posterior shot up (measured: +2800)
     status, stages, small_drop = effects["Step size too small"]
-    assert status.startswith("**Done:**") and "latent" in stages and abs(small_drop) < drop / 5   # flat energy
+    assert status.startswith("<b>Done:</b>") and "latent" in stages and abs(small_drop) < drop / 5   # flat energy
     status, stages, no_latent_drop = effects["No latent revision"]
-    assert status.startswith("**Done:**") and "latent" not in stages and no_latent_drop > 1.0   # straight to the EBM
+    assert status.startswith("<b>Done:</b>") and "latent" not in stages and no_latent_drop > 1.0   # straight to the EBM
     with pytest.raises(gr.Error, match="Unknown preset"):
         app.apply_preset("nope")
 
@@ -274,7 +274,7 @@ def test_bad_files(tmp_path):
     Image.new("L", (9000, 5000)).save(huge)
     with pytest.raises(gr.Error, match="too large"):
         run(source="upload", upload=str(huge))
-    assert run(source="upload", upload=EXAMPLE)[-1]["status"].startswith("**Done")  # still serving
+    assert run(source="upload", upload=EXAMPLE)[-1]["status"].startswith("<b>Done")  # still serving
 
 
 def test_missing_classifier_missing_model_and_mismatched_checkpoint(tiny_app, tmp_path):
@@ -427,14 +427,13 @@ def test_share_link_decoder_is_bounded():
                                "![](http://evil.example?victim=1)", "<img src=http://evil.example/x.png>",
                                "x www.evil.example user@evil.example `code` $$x$$"])
 def test_a_visitors_text_is_never_markdown_or_html(m):
-    """A rejected value is quoted in the status (Markdown) as plain text: no character of it can start a link,
-    an image, emphasis or a tag."""
+    """A rejected value is quoted in the status (HTML) as plain text: no tag of it, no Markdown rendering."""
     import re
     status = app.restore(SimpleNamespace(session_hash="r", query_params={"src": "unconditional", "seed": "1", "m": m}))
     status = status[-1]
-    assert status.startswith("**This shared link could not be restored:** ")
-    quoted = status.split(":** ", 1)[1]
-    assert not re.search(r"(?<!\\)[][()!*<>`_@.:$]", quoted), quoted   # each one escaped (or an HTML entity)
+    assert status.startswith("<b>This shared link could not be restored:</b> ")
+    quoted = status.split(":</b> ", 1)[1]
+    assert not re.search(r"[<>]", quoted), quoted                       # < and > as HTML entities: no tag
     with pytest.raises(gr.Error) as e:                                  # the error popup (HTML): escaped as well
         run(modality=m, sketch=stroke_sketch())
     assert "<" not in e.value.message and "(got '" in e.value.message and len(e.value.message) < 100
@@ -455,7 +454,7 @@ def test_messages_print_whole_numbers_and_accept_documented_modalities():
     with pytest.raises(gr.Error, match=r"whole number \(got 2.5\)"):
         run(n_samples=2.5, sketch=stroke_sketch())
     for m in ("0", "4", 1, 2.0, np.int64(3)):
-        assert run(modality=m, sketch=stroke_sketch())[-1]["status"].startswith("**Done")
+        assert run(modality=m, sketch=stroke_sketch())[-1]["status"].startswith("<b>Done")
     for m in ("1.5", True, "5", [1], None):
         with pytest.raises(gr.Error, match="modality between 0 and 4"):
             run(modality=m, sketch=stroke_sketch())
