@@ -200,12 +200,13 @@ def frame_interval(run) -> float:
     return max(1.0 / fps(), (busy - 1) / max(_env_float("MEBM_CLASS_FPS", 15), 0.1))   # alone: MEBM_FPS
 
 
-def time_left(run) -> str:
-    """' · N steps to go': the Langevin steps this chain still needs (exact). The page shows no estimate in
-    seconds: timed from the scheduler's rounds, it came out about 4x too short under a class's load
-    (docs/demo.md), and what the page says must hold."""
-    job = run.job
-    return "" if job is None else f" · {job.steps_left()} steps to go"
+def time_left(run, snap) -> str:
+    """' · N steps to go': the Langevin steps after the frame ``snap`` that the page shows (exact; with a slowed
+    run the chain itself may be further on). The page shows no estimate in seconds: timed from the scheduler's
+    rounds, it came out about 4x too short under a class's load (docs/demo.md), and what the page says must hold."""
+    totals, stages = run.player.totals, run.expected_stages()
+    later = stages[stages.index(snap.stage) + 1:] if snap.stage in stages else []
+    return f" · {(totals.get(snap.stage) or 0) - snap.step + sum(totals.get(st) or 0 for st in later)} steps to go"
 
 
 def loaded() -> dict:
@@ -365,7 +366,8 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                     yield from held(pace)
                     now = time.perf_counter()
                     slow = now - last_plot >= PLOT_INTERVAL
-                    pic, caps = run.strip(snap, classify_now=slow)
+                    # a frame made before the latest (slow motion, lessons): the grid as the run stood then
+                    pic, caps = run.strip(snap, classify_now=slow, upto=snap if n < len(snaps) - 1 else None)
                     update = dict(grid=pic, captions=caps, status=streaming_status(run, snap))
                     if slow:
                         last_plot = now
@@ -406,7 +408,7 @@ def streaming_status(run, snap) -> str:
     """The status line while a run streams: the same stage and step as the running stage's caption."""
     total = run.player.totals.get(snap.stage) or 0
     return (f"**{stage_title(snap.stage)}**, step {snap.step}/{total} · mean energy {snap.energy.mean():.3f}"
-            + time_left(run))
+            + time_left(run, snap))
 
 
 def held(pace):

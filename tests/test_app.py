@@ -805,3 +805,9 @@ def test_lesson_mode_holds_the_run_at_each_stage_boundary_until_revealed():
         app.reveal(request=req("lesson"))
     assert done.wait(30) and "Done" in outs[-1]["status"]
     app.set_pace(40, False, request=req("lesson"))
+
+
+def test_steps_to_go_count_from_the_frame_shown():
+    outs = run(source="upload", upload=EXAMPLE, latent_steps=3, data_steps=4)
+    statuses = [o["status"] for o in outs[:-1]]
+    assert "7 steps to go" in statuses[0] and "0 steps to go" in statuses[-1]   # proposal: 3 + 4 steps ahead
