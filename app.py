@@ -385,6 +385,7 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                         update["explain"] = run.explain(snap)
                         update["reveal"] = gr.update(visible=False)
                     last_yield = _pace(last_yield, max(server_interval, pace.interval()))
+                    yield from held(pace)   # paused while this frame waited its turn: not shown until resumed
                     run.shown = snap.index
                     yield outputs(**update)
             z = f", {run.z_source()}" if run.z_source() else ""
@@ -660,7 +661,7 @@ def modality_names(cfg: ModelConfig) -> list[str]:
 def build_demo() -> gr.Blocks:
     cfg = model_config()
     names = modality_names(cfg)
-    row_names = [f"{m}: {n}" for m, n in enumerate(names)]
+    row_names = [f"{m}: {n}".replace("/", "/\u200b") for m, n in enumerate(names)]   # may wrap after a slash
     table = presets(cfg)
     pic0, caps0 = first_picture(cfg)
     prior = loaded().get("prior")
