@@ -386,8 +386,8 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                         update["reveal"] = gr.update(visible=False)
                     last_yield = _pace(last_yield, max(server_interval, pace.interval()))
                     yield from held(pace)   # paused while this frame waited its turn: not shown until resumed
-                    run.shown = snap.index
                     yield outputs(**update)
+                    run.shown = snap.index   # taken by Gradio (a Stop during the yield leaves the frame before)
             z = f", {run.z_source()}" if run.z_source() else ""
             status = f"**Done:** {snap.index + 1} frames{z}. " + run.coherence_line(snap)
         except ChainDiverged as e:

@@ -757,7 +757,7 @@ def test_first_step_after_stop_shows_the_next_frame():
     gen = app.run_chain(*args(**kw), request=req("stopstep"))
     for _ in range(4):
         next(gen)
-    shown = app.SESSIONS.get("stopstep").shown
+    shown = app.SESSIONS.get("stopstep").shown   # the frame before the one Stop met in flight
     gen.close()                                     # Stop
     assert app.SESSIONS.get("stopstep").stopped
     out = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *args(**kw), request=req("stopstep"))))
