@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import html
 import json
 import logging
 import math
@@ -53,8 +54,9 @@ from model.sampler import Sampler
 from model.serving import UploadSweeper, URLLengthLimit, trim_heap
 from demo import texts
 from demo.components import Dropdown, LiveImage, NumberBox, Sketchpad, Slider, Textbox, data_url
-from demo.inputs import (CONTROLS, LIMITS, ChainInputs, as_text, chain_event, input_digit, model_input, number,
-                         one_line, rejected, shown)
+from demo.inputs import (CONTROLS, LIMITS, ChainInputs, chain_event, flag, input_digit, model_input,
+                         number, one_line, rejected, shown)
+from demo.pace import SPEEDS, Paces
 from demo.scheduler import Scheduler, wait_text
 from demo.share import is_share_link, read_share_link, share_html
 from demo.view import PageRun, agreement, captions_html
@@ -68,8 +70,11 @@ SOURCE_LABELS = [("Drawing", "draw"), ("Upload", "upload"), ("None (unconditiona
 MODALITY_NAMES = ("plain ink", "orange blobs", "blue stripes", "yellow/green checks", "purple speckle", "sand rings")
 MAX_URL_BYTES = 16384       # a share link is under 2 kB; longer addresses get texts.LONG_URL (HTTP 414)
 TRIM_INTERVAL = 2.0        # seconds between hand-backs of freed heap to the OS (after runs, when visitors leave)
+LEAPING_STEP = 16          # the "too large" preset's latent step size, in the checkpoint's: large enough to leap off
+#                            the posterior at once, small enough to run on for a class to watch (shipped: 0.48)
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
+PACES = Paces()            # each visitor's pace: speed, pause, lesson mode (demo.pace)
 SESSIONS = Sessions(max_sessions=32)   # one run per visitor (demo.view.PageRun); frames uint8, at most 8 MB each
 SESSION_STATES = 64        # visitors whose page state Gradio keeps (its default, 10,000, grows ~0.3 MB per visitor)
 SERIES = ("mean", "lowest", "highest", "from noise")
@@ -197,13 +202,16 @@ def frame_interval(run) -> float:
     return max(1.0 / fps(), (busy - 1) / max(_env_float("MEBM_CLASS_FPS", 15), 0.1))   # alone: MEBM_FPS
 
 
-def time_left(run) -> str:
-    """' · N steps to go': the steps this chain still needs (exact); with MEBM_SHOW_WAIT, also ', about T s', the
-    scheduler's estimate from its measured rounds (off by default: not within 30 % under a class's load on a
-    busy machine, docs/demo.md)."""
-    job = run.job
-    return "" if job is None else wait_text(job, loaded().get("scheduler"), frame_interval(run),
-                                            _env_float("MEBM_SHOW_WAIT", 0) > 0)
+def time_left(run, snap) -> str:
+    """' · N steps to go': the Langevin steps after the frame ``snap`` that the page shows (exact; with a slowed
+    run the chain itself may be further on). With MEBM_SHOW_WAIT, the scheduler's count and its estimate in seconds
+    instead (off by default: timed from the scheduler's rounds, it was not within 30 % for most of a class on a
+    busy machine, docs/demo.md, and what the page says must hold)."""
+    if run.job is not None and _env_float("MEBM_SHOW_WAIT", 0) > 0:
+        return wait_text(run.job, loaded().get("scheduler"), frame_interval(run))
+    totals, stages = run.player.totals, run.expected_stages()
+    later = stages[stages.index(snap.stage) + 1:] if snap.stage in stages else []
+    return f" · {(totals.get(snap.stage) or 0) - snap.step + sum(totals.get(st) or 0 for st in later)} steps to go"
 
 
 def loaded() -> dict:
@@ -287,7 +295,7 @@ def session_key(request) -> str:
 # ---------------------------------------------------------------- events
 
 RUN_OUTPUTS = ("grid", "captions", "noise_grid", "input_preview", "energy_plot", "posterior_plot", "agreement_plot",
-               "readout", "status", "scrub", "share")
+               "readout", "status", "scrub", "share", "explain", "trace_plot", "changes", "changes_caps", "reveal")
 
 
 def outputs(**updates) -> tuple:
@@ -295,6 +303,8 @@ def outputs(**updates) -> tuple:
     gr.skip() for an output that does not change)."""
     unknown = set(updates) - set(RUN_OUTPUTS)
     assert not unknown, unknown
+    if isinstance(updates.get("status"), str):
+        updates["status"] = texts.status_html(updates["status"])
     return tuple(updates.get(name, gr.skip()) for name in RUN_OUTPUTS)
 
 
@@ -305,13 +315,25 @@ def _pace(last_yield: float, interval: float) -> float:
     return time.perf_counter()
 
 
+def agreement_title(conditioned: bool, n: int, M: int) -> str:
+    """The agreement plot's title: its one measure (demo.view.agreement) and how many images it counts."""
+    if conditioned:
+        return f"Images agreeing with the input (%, n = {n * (M - 1)})"
+    return f"Samples with one digit in all rows (%, n = {n})"
+
+
 def figures(run, snap) -> dict:
-    """The plots and the read-out table, as they stand at ``snap``."""
+    """The plots, the read-out table and the "what changed" view, as they stand at ``snap``."""
     energy, posterior, agree = run.plots()
+    conditioned, n, M = run.player.conditioned, run.settings.n_samples, run.player.model.config.n_modalities
+    changes, changes_caps, _ = run.changes(snap)
     return dict(energy_plot=gr.update(value=energy, visible=True),
-                posterior_plot=gr.update(value=posterior, visible=True),
-                agreement_plot=gr.update(value=agree, visible=True),
-                readout=gr.update(value=run.readout(snap), visible=True))
+                posterior_plot=gr.update(value=posterior, visible=True,
+                                         title="log p(z | input)" if conditioned else "log p(z) (no input)"),
+                agreement_plot=gr.update(value=agree, visible=True, title=agreement_title(conditioned, n, M)),
+                readout=gr.update(value=run.readout(snap), visible=True),
+                trace_plot=gr.update(value=run.trace(), visible=True), changes=changes, changes_caps=changes_caps,
+                explain=run.explain(snap))
 
 
 def scrub_range(run) -> dict:
@@ -322,55 +344,97 @@ def scrub_range(run) -> dict:
 @chain_event()
 def run_chain(inputs: ChainInputs, request: gr.Request = None):
     """Stream the run frame by frame: one tuple per frame in the order of RUN_OUTPUTS, gr.skip() where an
-    output does not change. The run is kept for this visitor (scrub, step on, downloads)."""
+    output does not change. The run is kept for this visitor (scrub, step on, downloads). The visitor's pace
+    (demo.pace: speed, pause, lesson mode) is read at every frame."""
     run = new_run(inputs)
     player = run.player
     log.info("run: %s, modality %s, %d samples, seed %d", run.key[0], run.modality, player.settings.n_samples,
              player.settings.seed)
-    SESSIONS.put(session_key(request), run)
-    interval = 1.0 / fps() if fps() > 0 else 0.0
+    key = session_key(request)
+    SESSIONS.put(key, run)
+    pace = PACES.get(key)
+    server_interval = 1.0 / fps() if fps() > 0 else 0.0
     last_yield, last_plot, last_figs = 0.0, time.perf_counter(), time.perf_counter()
-    status, snap = "", None
+    status, snap, shown_stage, preview_sent = "", None, None, False
     with player.lock:
         try:
             for snaps in run_frames(run):
-                for snap in snaps:
+                for n, snap in enumerate(snaps):
                     run.record(snap)
-                now = time.perf_counter()
-                slow = now - last_plot >= PLOT_INTERVAL
-                few = frame_interval(run) < PLOT_INTERVAL   # else a class: read-outs and plots at stage ends
-                pic, caps = run.strip(snap, classify_now=slow and few)
-                update = dict(grid=pic, captions=caps)
-                if slow:
-                    last_plot = now
-                # the figures and the table cost the browser most: once a second, and as a stage ends
-                stage_end = any(s.step == (player.totals.get(s.stage) or 0) and s.index > 0 for s in snaps)
-                if stage_end or (slow and few and now - last_figs >= FIGURE_INTERVAL):
-                    last_figs = now
-                    update |= figures(run, snap)
-                if player.settings.compare and snap.noise_x is not None:
-                    update["noise_grid"] = run.noise_picture(snap)
-                first = snaps[0].index == 0   # the first look (under load it may hold several frames)
-                if first:
-                    update["input_preview"] = run.preview
-                if slow or first or stage_end:   # the captions carry the step; the status four times a second
-                    update["status"] = (f"**{stage_title(snap.stage)}**, step {snap.step}/"
-                                        f"{player.totals.get(snap.stage) or 0} · mean energy {snap.energy.mean():.3f}"
-                                        + time_left(run))
-                last_yield = _pace(last_yield, interval)
-                yield outputs(**update)
+                    last_of_look = n == len(snaps) - 1
+                    if not last_of_look and not pace.every_frame():
+                        continue   # a busy page shows the latest of the frames made meanwhile
+                    if pace.lesson and shown_stage is not None and snap.stage != shown_stage:
+                        pace.ask()   # a stage boundary: the question first, the new stage once revealed
+                        yield outputs(explain=texts.question(snap.stage, question_row(run), player.conditioned),
+                                      status=f"**Before the {stage_title(snap.stage)}.** " + texts.REVEAL_HINT,
+                                      reveal=gr.update(visible=True))
+                    yield from held(pace)
+                    now = time.perf_counter()
+                    slow = now - last_plot >= PLOT_INTERVAL
+                    few = frame_interval(run) < PLOT_INTERVAL   # else a class: read-outs and plots at stage ends
+                    # a frame made before the latest (slow motion, lessons): the grid as the run stood then
+                    pic, caps = run.strip(snap, classify_now=slow and few, upto=None if last_of_look else snap)
+                    update = dict(grid=pic, captions=caps, status=streaming_status(run, snap))
+                    if slow:
+                        last_plot = now
+                    # the figures and the table cost the browser most: once a second, and as a stage ends
+                    # (a stage that ended in the frames this look skipped counts too)
+                    stage_end = any(s.step == (player.totals.get(s.stage) or 0) and s.index > 0
+                                    for s in (snaps if last_of_look and not pace.every_frame() else [snap]))
+                    if stage_end or (slow and few and now - last_figs >= FIGURE_INTERVAL):
+                        last_figs = now
+                        update |= figures(run, snap)
+                    if player.settings.compare and snap.noise_x is not None:
+                        update["noise_grid"] = run.noise_picture(snap)
+                    if snaps[0].index == 0 and (n == 0 or last_of_look) and not preview_sent:
+                        update["input_preview"] = run.preview   # the first look (under load: several frames)
+                        preview_sent = True
+                    if snap.stage != shown_stage:   # the sentence beside the grid follows the running stage
+                        shown_stage = snap.stage
+                        update["explain"] = run.explain(snap)
+                        update["reveal"] = gr.update(visible=False)
+                    last_yield = _pace(last_yield, max(server_interval, pace.interval()))
+                    yield from held(pace)   # paused while this frame waited its turn: not shown until resumed
+                    yield outputs(**update)
+                    run.shown = snap.index   # taken by Gradio (a Stop during the yield leaves the frame before)
             z = f", {run.z_source()}" if run.z_source() else ""
             status = f"**Done:** {snap.index + 1} frames{z}. " + run.coherence_line(snap)
         except ChainDiverged as e:
+            # in the status line, where the stage's step was (a toast would cover the buttons)
             status = f"**Stopped: {e}** The frames up to that point are kept: scrub through them."
-            gr.Warning(str(e))
+        except GeneratorExit:   # Stop (or the page closed): Step goes on from the last frame the page showed
+            run.stopped = True
+            raise
     trim_heap(TRIM_INTERVAL)
     if snap is None:
         raise gr.Error(status or "The chain produced no frame.")
     pic, caps = run.strip(None, classify_now=True)
-    _pace(last_yield, interval)
+    _pace(last_yield, server_interval)
     yield outputs(grid=pic, captions=caps, **figures(run, snap), status=status, scrub=scrub_range(run),
-                  share=share_html(run))
+                  share=share_html(run), reveal=gr.update(visible=False))
+
+
+def streaming_status(run, snap) -> str:
+    """The status line while a run streams: the same stage and step as the running stage's caption."""
+    total = run.player.totals.get(snap.stage) or 0
+    return (f"**{stage_title(snap.stage)}**, step {snap.step}/{total} · mean energy {snap.energy.mean():.3f}"
+            + time_left(run, snap))
+
+
+def held(pace):
+    """While the visitor's pace holds the run (paused, or a lesson question not yet revealed): empty updates
+    twice a second, so that Stop still ends the run at once."""
+    while pace.held():
+        time.sleep(0.5)
+        yield outputs()
+
+
+def question_row(run) -> str:
+    """The modality row a lesson question asks about: one that is generated (not the input's)."""
+    names = modality_names(run.player.model.config)
+    m = 2 % len(names) if run.modality is None or len(names) < 2 else (run.modality + 2) % len(names)
+    return names[m]
 
 
 def stepped(run, snaps, note=""):
@@ -397,6 +461,7 @@ def stepped(run, snaps, note=""):
                   f"({steps} step{'s' if steps != 1 else ''}): the images moved by {upd:.4f} (RMS, pixels 0-1); "
                   f"mean energy {snap.energy.mean() - de:.3f} → {snap.energy.mean():.3f} (Δ {de:+.4f})."
                   + (" **Last step.**" if player.finished or _at_end(player) else ""))
+    run.shown = snap.index if snap is not None else -1
     update = dict(grid=pic, captions=caps, input_preview=run.preview, status=(note + " " + status) if note else status,
                   scrub=scrub_range(run), share=share_html(run))
     if snap is not None:
@@ -404,6 +469,15 @@ def stepped(run, snaps, note=""):
         if player.settings.compare and snap.noise_x is not None:
             update["noise_grid"] = run.noise_picture(snap)
     return outputs(**update)
+
+
+def replay(run, upto: int):
+    """``run``'s chain advanced, computed here and recorded, up to its frame number ``upto``."""
+    while run.player.current is None or run.player.current.index < upto:
+        snap = run.player.next()
+        if snap is None:
+            return
+        run.record(snap)
 
 
 def _at_end(player) -> bool:
@@ -425,6 +499,11 @@ def step_chain(k, inputs: ChainInputs, request: gr.Request = None):
         run = fresh
         SESSIONS.put(key, run)
         k = 0
+    elif run.stopped:   # a stopped Run: the same chain again (same seed), silently up to the last frame shown
+        replay(fresh, run.shown)
+        k = k if fresh.player.current is not None else 0
+        run = fresh
+        SESSIONS.put(key, run)
     else:
         fresh.close()
     if not run.player.lock.acquire(blocking=False):
@@ -480,9 +559,33 @@ def downloads(request: gr.Request = None):
             f'Stages as PNG ({len(png) // 1024} kB)</a>')
 
 
+def set_pace(speed, lesson, request: gr.Request = None):
+    """The visitor's speed (steps per second) and lesson mode, also while a run streams: the explanation box
+    says what lesson mode does when it is switched on."""
+    pace = PACES.get(session_key(request))
+    pace.speed, pace.lesson = number("speed", speed, False, SPEEDS), flag("lesson", lesson)
+    if not pace.lesson:
+        pace.reveal()   # a question on screen goes away with lesson mode
+    return texts.LESSON if pace.lesson else gr.skip()
+
+
+def toggle_pause(request: gr.Request = None):
+    """Pause or resume the visitor's streaming run: (the button's label, the status)."""
+    pace = PACES.get(session_key(request))
+    pace.paused = not pace.paused
+    return (gr.update(value="Resume (key P)" if pace.paused else "Pause (key P)"),
+            texts.status_html(texts.PAUSED) if pace.paused else gr.skip())
+
+
+def reveal(request: gr.Request = None):
+    """Lesson mode: the question on screen answered, the run goes on."""
+    PACES.get(session_key(request)).reveal()
+
+
 def forget(request: gr.Request = None):
     """The visitor left: drop their chain and frames at once, and hand the freed memory back."""
     SESSIONS.drop(session_key(request))
+    PACES.drop(session_key(request))
     trim_heap(TRIM_INTERVAL)
 
 
@@ -496,11 +599,12 @@ def restore(request: gr.Request = None):
         cfg = model_config()
         src, m, s, digit = read_share_link(params, cfg, default_samples(cfg))
     except (gr.Error, InputError, ValueError) as e:
-        msg = e.message if isinstance(e, gr.Error) else str(e)   # the visitor's values in it are HTML-escaped
-        return (*(gr.skip(),) * (n_out - 1), texts.NOT_RESTORED + as_text(one_line(msg)))
+        # gr.Error's message has the visitor's values HTML-escaped already (demo.inputs.shown)
+        msg = one_line(e.message) if isinstance(e, gr.Error) else html.escape(one_line(str(e)), quote=False)
+        return (*(gr.skip(),) * (n_out - 1), texts.status_html(texts.NOT_RESTORED) + msg)
     has_prior = loaded().get("prior") is not None
     return (src, m, s.n_samples, s.latent_steps, s.latent_step_size, s.data_steps, s.data_step_size, s.noise, s.seed,
-            s.compare, digit, s.ex_post_prior and has_prior, texts.RESTORED)
+            s.compare, digit, s.ex_post_prior and has_prior, texts.status_html(texts.RESTORED))
 
 
 # ---------------------------------------------------------------- presets
@@ -509,7 +613,7 @@ def presets(cfg: ModelConfig) -> dict:
     """name -> (latent_steps, latent_step_size, data_steps, data_step_size, noise, what to watch)."""
     lat, dat = cfg.chains.latent, cfg.chains.data
     settings = {"Default": (lat.steps, lat.step_size, dat.steps, dat.step_size, True),
-                "Step size too large": (lat.steps, 3.0, dat.steps, 30.0, True),
+                "Step size too large": (lat.steps, LEAPING_STEP * lat.step_size, dat.steps, 30 * dat.step_size, True),
                 "Step size too small": (lat.steps, lat.step_size / 100, dat.steps, dat.step_size / 100, True),
                 "No latent revision": (0, lat.step_size, dat.steps, dat.step_size, True)}
     return {name: (*v, texts.WATCH[name]) for name, v in settings.items()}
@@ -566,8 +670,8 @@ def modality_names(cfg: ModelConfig) -> list[str]:
 
 def build_demo() -> gr.Blocks:
     cfg = model_config()
-    M = cfg.n_modalities
     names = modality_names(cfg)
+    row_names = [f"{m}: {n}".replace("/", "/\u200b") for m, n in enumerate(names)]   # may wrap after a slash
     table = presets(cfg)
     pic0, caps0 = first_picture(cfg)
     prior = loaded().get("prior")
@@ -576,9 +680,9 @@ def build_demo() -> gr.Blocks:
                    f"the inferred latents of the training set); off: N(0, I)")
     # uploads (each Run sends the drawing) are bounded by upload_sweeper; streamed frames never become files
     with gr.Blocks(title="Multimodal EBM: MCMC revision, step by step") as demo:
-        gr.Markdown(texts.TITLE, elem_id="title")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
+                gr.Markdown(texts.TITLE, elem_id="title")
                 source = gr.Radio(SOURCE_LABELS, value="draw", label="Input", elem_id="source")
                 with gr.Tab("Draw"):
                     sketch = Sketchpad(type="numpy", canvas_size=(280, 280), elem_id="sketch", label="Draw a digit",
@@ -593,6 +697,11 @@ def build_demo() -> gr.Blocks:
                     gr.Examples(example_paths(), inputs=[upload], label="Examples (MNIST test digits)",
                                 cache_examples=False)
                 with gr.Tab("Settings"):
+                    lesson = gr.Checkbox(False, label="Lesson mode: stop before each stage with a question for the "
+                                                      "class (Reveal or key N goes on)", elem_id="lesson")
+                    speed = gr.Slider(*SPEEDS, value=SPEEDS[1], step=1, label="Speed of a Run (steps per second; "
+                                      f"{SPEEDS[1]:g} = full speed)", elem_id="speed")
+                    pause_btn = gr.Button("Pause (key P)", elem_id="pause", size="sm")
                     preset = gr.Radio(list(table), value="Default", label="Classroom presets", elem_id="preset")
                     watch = gr.Markdown(f"**What to watch:** {table['Default'][5]}", elem_id="watch")
                     n_samples = Slider(*LIMITS["n_samples"], value=default_samples(cfg), step=1,
@@ -618,21 +727,33 @@ def build_demo() -> gr.Blocks:
                 modality = Dropdown([(f"{m}: {n}", m) for m, n in enumerate(names)], value=0,
                                        label="Modality of your input", elem_id="modality")
                 link_digit = Textbox("", visible=False, elem_id="link_digit")
-            with gr.Column(scale=3, min_width=600):
+            with gr.Column(scale=3, min_width=600, elem_id="stage_column"):
                 with gr.Row(elem_id="buttons"):
                     run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=2)
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
                     step_btn = gr.Button("Step", elem_id="step", scale=1)
                     step5_btn = gr.Button("Step ×5", elem_id="step5", scale=1)
                     reset_btn = gr.Button("Reset", elem_id="reset", scale=1)
-                status = gr.Markdown(texts.FIRST_STATUS, elem_id="status")
+                    reveal_btn = gr.Button("Reveal (N)", variant="primary", elem_id="reveal", scale=1, visible=False)
+                status = gr.HTML(texts.status_html(texts.FIRST_STATUS), elem_id="status", padding=False)
+                explain = gr.Markdown(texts.FIRST_EXPLAIN, elem_id="explain", latex_delimiters=[])
+                gr.HTML('<span id="key_hint_text"></span>', elem_id="key_hint", padding=False)
                 captions = gr.HTML(caps0, elem_id="captions")
                 grid = LiveImage(pic0, show_label=False, elem_id="grid", interactive=False, height=450, format="png",
                                  buttons=["fullscreen"])
-                gr.Markdown("Columns: samples. Rows: modalities 0-%d (your input's row framed in yellow, held fixed)."
-                            % (M - 1), elem_id="legend")
+                # the rows' names, placed beside the grid's rows by the page (demo/page.js)
+                gr.HTML(f'<div id="row_names" data-names="{html.escape(json.dumps(row_names))}"></div>',
+                        elem_id="rows", padding=False)
         scrub_slider = Slider(0, 1, value=0, step=1, label="Scrub through the kept frames (after a run)",
                                  interactive=False, elem_id="scrub")
+        with gr.Row(equal_height=False):
+            trace_plot = gr.LinePlot(None, x="step", y="change", color="chain", elem_id="trace_plot", visible=False,
+                                     title="What each stage descends: change since the stage began",
+                                     x_title="frame", y_title="change", height=280, color_map=texts.TRACE_COLORS)
+            with gr.Column(elem_id="changes_box"):
+                changes_caps = gr.HTML("", elem_id="changes_caps")
+                changes = LiveImage(None, show_label=False, elem_id="changes", interactive=False, height=220,
+                                    format="png", buttons=[])
         with gr.Row():
             energy_plot = gr.LinePlot(None, x="step", y="energy", color="chain", title="EBM energy (lower: data-like)",
                                       x_title="frame", y_title="energy", color_map=CHAIN_COLORS, height=260,
@@ -668,7 +789,8 @@ def build_demo() -> gr.Blocks:
                         ex_post_prior=ex_post_prior)
         chain_inputs = [controls[name] for name in CONTROLS]   # the order of ChainInputs (and of the HTTP API)
         chain_outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot,
-                         readout, status, scrub_slider, share]   # the order of RUN_OUTPUTS
+                         readout, status, scrub_slider, share, explain, trace_plot, changes, changes_caps, reveal_btn]
+        assert len(chain_outputs) == len(RUN_OUTPUTS)   # in that order
         # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
         # after every stroke, hands the next event a blob id whose images never reach the server (the
         # first Run after drawing then saw an empty canvas). The switch to "drawing" happens in the page (PAGE_JS).
@@ -683,15 +805,17 @@ def build_demo() -> gr.Blocks:
         # lowest one pushed into it, so one Step with the default limit would cut the runs at once to 4
         chain = dict(concurrency_id="chain", concurrency_limit=chain_concurrency())
         # in the page at once, before the server answers: the previous run's "Done" must not stand for this one
-        pressed = f"() => {{ window.mebmStopped = false; return {json.dumps(texts.RUN_PRESSED)}; }}"
+        said = {name: json.dumps(texts.status_html(getattr(texts, name)))
+                for name in ("RUN_PRESSED", "STOPPED", "NOT_RUN")}
+        pressed = f"() => {{ window.mebmStopped = false; return {said['RUN_PRESSED']}; }}"
         run_btn.click(None, None, status, js=pressed, queue=False, api_visibility="private")
         run_event = run_btn.click(**relay).then(run_chain, chain_inputs, chain_outputs, api_name="run",
                                                 show_progress="hidden", trigger_mode="always_last", **chain)
         # a refused input and a Stop both end the event as a failure: the status says which (not Gradio's "Error")
-        run_event.failure(None, None, status, js=f"() => window.mebmStopped ? {json.dumps(texts.STOPPED)} : "
-                                                 f"{json.dumps(texts.NOT_RUN)}", queue=False)
+        run_event.failure(None, None, status, js=f"() => window.mebmStopped ? {said['STOPPED']} : {said['NOT_RUN']}",
+                          queue=False)
         stop_btn.click(None, None, status, cancels=[run_event],
-                       js=f"() => {{ window.mebmStopped = true; return {json.dumps(texts.STOPPED)}; }}")
+                       js=f"() => {{ window.mebmStopped = true; return {said['STOPPED']}; }}")
         one, five = gr.Number(1, visible=False), gr.Number(5, visible=False)
         step_btn.click(**relay).then(step_chain, [one, *chain_inputs], chain_outputs, api_name="step",
                                      show_progress="hidden", trigger_mode="always_last", **chain)
@@ -703,6 +827,11 @@ def build_demo() -> gr.Blocks:
                              show_progress="hidden")
         scrub_slider.input(scrub, scrub_slider, [grid, captions, noise_grid], api_visibility="private",
                            show_progress="hidden", trigger_mode="always_last")
+        # the pace is the visitor's own and changes while a run streams: not queued behind the chains
+        for control in (speed, lesson):
+            control.change(set_pace, [speed, lesson], explain, queue=False, api_visibility="private")
+        pause_btn.click(toggle_pause, None, [pause_btn, status], queue=False, api_visibility="private")
+        reveal_btn.click(reveal, None, None, queue=False, api_visibility="private")
         get_downloads.click(downloads, None, links, api_name="downloads", **chain)
         preset.change(apply_preset, preset, [latent_steps, latent_step_size, data_steps, data_step_size, noise, watch],
                       api_name="preset")

@@ -16,6 +16,10 @@ from model.metrics import hits, one_digit
 from model.networks import observed_mask
 from model.player import ChainPlayer
 
+from . import texts
+
+MAX_GAIN = 100   # the "what changed" view amplifies a stage's change at most this much
+
 
 def agreement(pred, observed: int | None) -> float | None:
     """Conditional: the share of generated images read as the input's digit. Unconditional: the share of
@@ -36,8 +40,10 @@ def readout_table(pred, observed: int | None, n_modalities: int) -> pd.DataFrame
     for m in range(n_modalities):
         name = f"m{m} (given)" if m == observed else f"m{m}"
         cols[name] = [f"{d} · {c:.0%}" for d, c in zip(digits[:, m], conf[:, m])]
-    majority = [np.bincount(row, minlength=10).argmax() for row in digits]
-    cols["agree"] = [f"{(row == d).sum()}/{n_modalities}" for row, d in zip(digits, majority)]
+    if observed is not None:   # the measure of agreement(): generated images read as the input's digit
+        cols["agree"] = [f"{(np.delete(row, observed) == row[observed]).sum()}/{n_modalities - 1}" for row in digits]
+    else:                      # and, with no input, whether the sample shows one digit in every modality
+        cols["agree"] = ["one digit" if (row == row[0]).all() else "mixed" for row in digits]
     return pd.DataFrame(cols)
 
 
@@ -45,9 +51,12 @@ def coherence_line(pred, observed: int | None) -> str:
     if pred is None:
         return "Classifier unavailable: no read-out."
     a = agreement(pred, observed)
+    B, M = pred[0].shape
     if observed is not None:
-        return f"The input reads as **{int(pred[0][0, observed])}**; {a:.0%} of the generated images agree."
-    return f"{a:.0%} of the samples show one digit in every modality."
+        n = B * (M - 1)
+        return (f"The input reads as **{int(pred[0][0, observed])}**; {round(a * n)} of the {n} generated images "
+                f"agree ({a:.0%}).")
+    return f"{round(a * B)} of the {B} samples show one digit in every modality ({a:.0%})."
 
 
 def captions_html(caps, B) -> str:
@@ -58,6 +67,28 @@ def captions_html(caps, B) -> str:
         cols.append(f'<div class="{cls}" style="flex: {B * 29 + 1} 1 0"><b>{html.escape(title)}</b>'
                     f'<br>{html.escape(line)}</div>')
     return '<div class="caps">' + '<div class="capgap"></div>'.join(cols) + "</div>"
+
+
+def descended(snap) -> float | None:
+    """The mean over the samples of the quantity ``snap``'s stage descends: -log p(z | input) in the latent
+    revision, U(z) in the EBM latent revision, the EBM energy in the data revision (None for the proposal)."""
+    if snap.stage == "latent" and snap.log_posterior is not None:
+        return float(-snap.log_posterior.mean())
+    if snap.stage == "ebm_latent" and snap.log_posterior is not None:
+        return float((snap.energy - snap.log_posterior).mean())   # model.langevin: log_posterior = E - U
+    if snap.stage == "data":
+        return float(snap.energy.mean())
+    return None
+
+
+def gain_for(largest: float) -> float:
+    """The amplification of a change whose largest value is ``largest`` (pixels 0-1): a round number (1, 2, 5,
+    10, 20, ...) that makes it nearly white, at most MAX_GAIN."""
+    gain = 1.0
+    for g in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000):
+        if g <= MAX_GAIN and g * largest <= 1.0:
+            gain = float(g)
+    return gain
 
 
 def long_df(rows, value):
@@ -77,7 +108,10 @@ class PageRun:
         self.modality = modality if digit is not None else None
         self.x_obs, self.observed, self.classify = x_obs, observed, classify
         self.job = None
-        self.energy_rows, self.post_rows = [], []
+        self.energy_rows, self.post_rows, self.trace_rows = [], [], []
+        self.trace_start: dict[str, float] = {}
+        self.shown = -1         # the index of the last frame the page was sent (Step after Stop goes on from there)
+        self.stopped = False    # a streamed run ended by Stop (or the page leaving) before its end
         self._pred: dict[int, tuple] = {}
 
     # what Sessions needs of what it keeps
@@ -119,6 +153,10 @@ class PageRun:
                              snap.stage), (snap.index, float(e.max()), "highest", snap.stage)]
         if snap.noise_energy is not None:
             self.energy_rows.append((snap.index, snap.noise_energy, "from noise", snap.stage))
+        v = descended(snap)
+        if v is not None:
+            start = self.trace_start.setdefault(snap.stage, v)
+            self.trace_rows.append((snap.index, v - start, texts.TRACE_SERIES[snap.stage], snap.stage))
         if snap.log_posterior is not None:
             lp = snap.log_posterior
             self.post_rows += [(snap.index, float(lp.mean()), "mean", snap.stage),
@@ -163,11 +201,51 @@ class PageRun:
         for i, (st, snap) in enumerate(self.player.stage_last.items()):
             a = agreement(self.pred(snap), self.modality)
             if a is not None:   # numbered: the bars keep the stages' order
-                rows.append((f"{i + 1}. {stage_title(st)}", 100 * a))
+                rows.append((f"{i + 1}. {texts.SHORT.get(st, st)}", 100 * a))
         return pd.DataFrame(rows, columns=["stage", "agreement"]).astype({"stage": "object", "agreement": "float64"})
 
     def plots(self):
         return long_df(self.energy_rows, "energy"), long_df(self.post_rows, "log_posterior"), self.agreement_df()
+
+    def trace(self) -> pd.DataFrame:
+        """The change, since its stage began, of the quantity each stage descends (one series per stage)."""
+        return long_df(self.trace_rows, "change")
+
+    def changes(self, upto=None):
+        """The "what changed" view: (strip, captions HTML, sentences). Each stage after the proposal shows how
+        much every pixel moved from the stage before (|difference|, amplified; the captions state how much)."""
+        p = self.player
+        B, M = p.settings.n_samples, p.model.config.n_modalities
+        lasts = self.lasts(upto)
+        stages = self.expected_stages()
+        xs, caps, words, prev = [], [], [], None
+        for st in stages:
+            snap = lasts.get(st)
+            if snap is None or prev is None:
+                xs.append(None)
+                caps.append((stage_title(st), "the start" if snap is not None else "not reached yet", False))
+                prev = snap if snap is not None else prev
+                continue
+            d = np.abs(snap.x.astype(np.float32) - prev.x.astype(np.float32)) / 255
+            gain = gain_for(float(d.max()))
+            xs.append(np.round(np.clip(d * gain, 0, 1) * 255).astype(np.uint8))
+            caps.append((f"{stage_title(st)}: ×{gain:g}", f"white = {1 / gain:.3g} · mean {d.mean():.4f}", False))
+            if d.mean() < texts.BARELY:
+                q = self.trace_start.get(st), descended(snap)
+                moved = (f" while {texts.DESCENDS[st]} went {q[0]:.0f} → {q[1]:.0f}"
+                         if None not in q and st in texts.DESCENDS else "")
+                by = f"{d.mean():.4f}" if d.mean() >= 1e-4 else "less than 0.0001"
+                words.append(f"The {stage_title(st)} barely changed the pictures ({by} per pixel on average, "
+                             f"pixels 0-1){moved}.")
+            prev = snap
+        pic = render.stage_strip(xs, self.modality, (B, M))
+        return pic, captions_html(caps, B), " ".join(words)
+
+    def explain(self, snap) -> str:
+        """One or two plain sentences for the stage of ``snap``, what barely moved, and how to read the grid."""
+        conditioned = self.player.conditioned
+        says = texts.STAGE_SAYS.get(snap.stage, ("", ""))[0 if conditioned else 1] if snap is not None else ""
+        return " ".join(t for t in (says, self.changes(snap)[2]) if t)
 
     def readout(self, snap) -> pd.DataFrame:
         return readout_table(self.pred(snap), self.modality, self.player.model.config.n_modalities)

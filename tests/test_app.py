@@ -1,5 +1,6 @@
 """The app's event functions called directly, with every input kind and every bad input."""
 import urllib.parse
+import warnings
 from types import SimpleNamespace
 
 import gradio as gr
@@ -9,6 +10,7 @@ import torch
 from PIL import Image
 
 import app
+from demo import texts
 from demo.share import share_link
 from demo.view import agreement
 from helpers_app import EMPTY_SKETCH, ROOT, save_tiny_model, stroke_sketch
@@ -96,7 +98,7 @@ def test_plots_agreement_and_readout():
     assert set(energy["chain"]) == {"mean", "lowest", "highest"} and set(energy["stage"]) >= {"proposal", "data"}
     assert set(post["stage"]) == {"proposal", "latent"}
     stages = chain("s1").stages
-    assert list(agree["stage"]) == [f"{i + 1}. {app.stage_title(s)}" for i, s in enumerate(stages)]
+    assert list(agree["stage"]) == [f"{i + 1}. {texts.SHORT[s]}" for i, s in enumerate(stages)]
     assert agree["agreement"].between(0, 100).all()
     assert all(last[k]["visible"] for k in ("energy_plot", "posterior_plot", "agreement_plot", "readout"))
 
@@ -194,7 +196,9 @@ def test_share_link_round_trip():
 
 
 def test_diverging_chain_stops_with_message():
-    outs = run(source="upload", upload=EXAMPLE, latent_step_size=10.0, latent_steps=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no toast (gr.Warning) over the buttons: the message is in the status
+        outs = run(source="upload", upload=EXAMPLE, latent_step_size=10.0, latent_steps=50)
     assert "Stopped" in outs[-1]["status"] and "latent chain diverged" in outs[-1]["status"]
     assert len(chain("s1").frames) < 1 + 51 + 5
 
@@ -211,7 +215,7 @@ def test_presets(tiny_app):
     (a random model's energy is flat whatever the step size)."""
     app.setup(checkpoint=str(ROOT / "checkpoints/mebm"), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
     try:
-        effects = {}
+        effects, traces = {}, {}
         for name in app.presets(app.model_config()):
             ls, lss, ds, dss, noise, watch = app.apply_preset(name)
             assert watch.startswith("**What to watch:**") and len(watch) > 40
@@ -220,17 +224,22 @@ def test_presets(tiny_app):
             frames = chain(name).frames
             data = [f.energy.mean() for f in frames if f.stage == "data"]
             effects[name] = outs[-1]["status"], [f.stage for f in frames], data[0] - data[-1] if data else None
+            traces[name] = outs[-1]["trace_plot"]
     finally:
         app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
     status, stages, drop = effects["Default"]
-    assert status.startswith("**Done:**") and stages[:2] == ["proposal", "latent"] and stages[-1] == "data"
+    assert status.startswith("<b>Done:</b>") and stages[:2] == ["proposal", "latent"] and stages[-1] == "data"
     assert drop > 1.0                                                  # the data revision lowers the energy
     status, stages, _ = effects["Step size too large"]
-    assert "Stopped" in status and "diverged" in status and "data" not in stages   # it blows up and says so
+    assert "Stopped" in status and "diverged" in status              # it blows up and says so, in the status
+    assert stages.count("latent") > 10, stages                        # ... after frames a class can watch
+    trace = value(traces["Step size too large"])
+    latent = trace[trace["stage"] == "latent"]["change"]
+    assert latent.max() > 1000                                        # -log posterior shot up (measured: +2800)
     status, stages, small_drop = effects["Step size too small"]
-    assert status.startswith("**Done:**") and "latent" in stages and abs(small_drop) < drop / 5   # flat energy
+    assert status.startswith("<b>Done:</b>") and "latent" in stages and abs(small_drop) < drop / 5   # flat energy
     status, stages, no_latent_drop = effects["No latent revision"]
-    assert status.startswith("**Done:**") and "latent" not in stages and no_latent_drop > 1.0   # straight to the EBM
+    assert status.startswith("<b>Done:</b>") and "latent" not in stages and no_latent_drop > 1.0   # straight to the EBM
     with pytest.raises(gr.Error, match="Unknown preset"):
         app.apply_preset("nope")
 
@@ -267,7 +276,7 @@ def test_bad_files(tmp_path):
     Image.new("L", (9000, 5000)).save(huge)
     with pytest.raises(gr.Error, match="too large"):
         run(source="upload", upload=str(huge))
-    assert run(source="upload", upload=EXAMPLE)[-1]["status"].startswith("**Done")  # still serving
+    assert run(source="upload", upload=EXAMPLE)[-1]["status"].startswith("<b>Done")  # still serving
 
 
 def test_missing_classifier_missing_model_and_mismatched_checkpoint(tiny_app, tmp_path):
@@ -364,7 +373,7 @@ def test_a_new_stage_is_shown_by_name(monkeypatch):
     assert caps.index("latent revision · step 3/3") < caps.index("EBM latent revision · step 2/2") < \
         caps.index("EBM data revision · step 4/4")
     assert outs[-1]["grid"].shape[1] == 4 * (2 * 29 + 1) + 3 * 4
-    assert list(value(outs[-1]["agreement_plot"])["stage"])[2] == "3. EBM latent revision"
+    assert list(value(outs[-1]["agreement_plot"])["stage"])[2] == "3. EBM latent"
 
 
 def test_the_real_ebm_latent_stage_runs_from_the_checkpoint_config(tmp_path, tiny_app):
@@ -420,14 +429,13 @@ def test_share_link_decoder_is_bounded():
                                "![](http://evil.example?victim=1)", "<img src=http://evil.example/x.png>",
                                "x www.evil.example user@evil.example `code` $$x$$"])
 def test_a_visitors_text_is_never_markdown_or_html(m):
-    """A rejected value is quoted in the status (Markdown) as plain text: no character of it can start a link,
-    an image, emphasis or a tag."""
+    """A rejected value is quoted in the status (HTML) as plain text: no tag of it, no Markdown rendering."""
     import re
     status = app.restore(SimpleNamespace(session_hash="r", query_params={"src": "unconditional", "seed": "1", "m": m}))
     status = status[-1]
-    assert status.startswith("**This shared link could not be restored:** ")
-    quoted = status.split(":** ", 1)[1]
-    assert not re.search(r"(?<!\\)[][()!*<>`_@.:$]", quoted), quoted   # each one escaped (or an HTML entity)
+    assert status.startswith("<b>This shared link could not be restored:</b> ")
+    quoted = status.split(":</b> ", 1)[1]
+    assert not re.search(r"[<>]", quoted), quoted                       # < and > as HTML entities: no tag
     with pytest.raises(gr.Error) as e:                                  # the error popup (HTML): escaped as well
         run(modality=m, sketch=stroke_sketch())
     assert "<" not in e.value.message and "(got '" in e.value.message and len(e.value.message) < 100
@@ -448,7 +456,7 @@ def test_messages_print_whole_numbers_and_accept_documented_modalities():
     with pytest.raises(gr.Error, match=r"whole number \(got 2.5\)"):
         run(n_samples=2.5, sketch=stroke_sketch())
     for m in ("0", "4", 1, 2.0, np.int64(3)):
-        assert run(modality=m, sketch=stroke_sketch())[-1]["status"].startswith("**Done")
+        assert run(modality=m, sketch=stroke_sketch())[-1]["status"].startswith("<b>Done")
     for m in ("1.5", True, "5", [1], None):
         with pytest.raises(gr.Error, match="modality between 0 and 4"):
             run(modality=m, sketch=stroke_sketch())
@@ -684,6 +692,129 @@ def test_pages_of_a_batched_class_share_the_frame_rate(monkeypatch):
     assert app.frame_interval(player) == 0.0
 
 
+def test_trace_of_what_each_stage_descends_and_what_changed():
+    outs = run(source="upload", upload=EXAMPLE)
+    last, player = outs[-1], chain("s1")
+    trace = value(last["trace_plot"])
+    assert set(trace["stage"]) == {"latent", "data"} and last["trace_plot"]["visible"]
+    for stage, frames in (("latent", [f for f in player.frames if f.stage == "latent"]),
+                          ("data", [f for f in player.frames if f.stage == "data"])):
+        rows = trace[trace["stage"] == stage]
+        assert rows["change"].iloc[0] == 0.0 and list(rows["step"]) == [f.index for f in frames]
+        assert rows["chain"].iloc[0] == texts.TRACE_SERIES[stage]
+    data = [f for f in player.frames if f.stage == "data"]
+    assert trace[trace["stage"] == "data"]["change"].iloc[-1] == pytest.approx(
+        float(data[-1].energy.mean() - data[0].energy.mean()), abs=1e-5)
+    assert last["changes"].shape == last["grid"].shape                  # one panel per stage, as the grid
+    caps = last["changes_caps"]
+    assert "the start" in caps and caps.count("white = ") == 2 and "×" in caps
+    assert "Data revision" in last["explain"]
+
+
+def test_difference_gain_is_round_and_bounded():
+    from demo.view import gain_for
+    assert gain_for(0.3) == 2 and gain_for(1.0) == 1 and gain_for(0.04) == 20
+    assert gain_for(0.0) == gain_for(0.0023) == 100                   # at most MAX_GAIN
+
+
+def test_a_stage_that_barely_moves_is_said_so_with_how_much():
+    outs = run(source="upload", upload=EXAMPLE, latent_step_size=0.0001, data_step_size=0.001, noise=False)
+    explain = outs[-1]["explain"]
+    assert "latent revision barely changed the pictures" in explain and "per pixel on average" in explain
+    assert "data revision barely changed" in explain.lower()
+    moving = run(source="upload", upload=EXAMPLE, data_step_size=50.0)[-1]["explain"]
+    assert "data revision barely" not in moving.lower()
+
+
+def test_unconditional_has_its_own_labels_and_one_measure_with_n():
+    outs = run(source="unconditional", n_samples=3, sketch=EMPTY_SKETCH)
+    last = outs[-1]
+    assert last["posterior_plot"]["title"] == "log p(z) (no input)"
+    assert "n = 3" in last["agreement_plot"]["title"] and "one digit" in last["agreement_plot"]["title"]
+    agree = value(last["readout"])["agree"]
+    assert set(agree) <= {"one digit", "mixed"}
+    share = value(last["agreement_plot"])["agreement"].iloc[-1] / 100
+    assert f"{round(share * 3)} of the 3 samples show one digit" in last["status"]   # the table, the bars, the status
+    assert sum(a == "one digit" for a in agree) == round(share * 3)
+    assert "input" not in last["explain"]
+    cond = run(source="upload", upload=EXAMPLE)[-1]
+    assert cond["posterior_plot"]["title"] == "log p(z | input)" and "n = 8" in cond["agreement_plot"]["title"]
+
+
+def test_status_and_captions_agree_on_the_step_while_streaming():
+    outs = run(source="upload", upload=EXAMPLE, latent_steps=5, data_steps=6)
+    for out in outs[:-1]:
+        running = out["captions"].split('class="cap running"')[1].split("<b>")[1].split("</b>")[0]  # "... · step 2/5"
+        if "step" in running:
+            assert running.split("step ")[1] in out["status"], (running, out["status"])
+            assert stage_of(running) in out["status"].lower()
+
+
+def stage_of(title: str) -> str:
+    return title.split(" · ")[0].lower()
+
+
+def test_first_step_after_stop_shows_the_next_frame():
+    kw = dict(source="upload", upload=EXAMPLE, data_steps=8)
+    gen = app.run_chain(*args(**kw), request=req("stopstep"))
+    for _ in range(4):
+        next(gen)
+    shown = app.SESSIONS.get("stopstep").shown   # the frame before the one Stop met in flight
+    gen.close()                                     # Stop
+    assert app.SESSIONS.get("stopstep").stopped
+    out = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *args(**kw), request=req("stopstep"))))
+    current = chain("stopstep").current
+    assert current.index == shown + 1 and "step" in out["status"]     # no frame skipped, none repeated
+    list(app.run_chain(*args(**kw), request=req("alone")))
+    assert (chain("alone").frames[shown + 1].x == current.x).all()   # the same chain (same seed)
+
+
+def test_pace_speed_and_pause():
+    pace = app.PACES.get("pace")
+    assert pace.interval() == 0.0 and not pace.every_frame() and not pace.held()
+    app.set_pace(2, False, request=req("pace"))
+    assert pace.interval() == pytest.approx(0.5) and pace.every_frame()
+    label, status = app.toggle_pause(request=req("pace"))
+    assert label["value"].startswith("Resume") and "Paused" in status and pace.held()
+    app.toggle_pause(request=req("pace"))
+    assert not pace.held()
+    with pytest.raises(gr.Error, match="speed"):
+        app.set_pace(1000, False, request=req("pace"))
+
+
+def test_lesson_mode_holds_the_run_at_each_stage_boundary_until_revealed():
+    import threading
+    app.set_pace(40, True, request=req("lesson"))
+    outs, gen = [], app.run_chain(*args(source="upload", upload=EXAMPLE), request=req("lesson"))
+    done = threading.Event()
+
+    def drive():
+        for out in gen:
+            outs.append(dict(zip(app.RUN_OUTPUTS, out)))
+        done.set()
+
+    threading.Thread(target=drive, daemon=True).start()
+    for boundary in ("latent revision", "EBM data revision"):
+        for _ in range(200):
+            if any("Predict" in str(o["explain"]) and boundary in str(o["status"]) for o in outs):
+                break
+            done.wait(0.05)
+        asked = next(o for o in outs if "Predict" in str(o["explain"]) and boundary in str(o["status"]))
+        assert asked["reveal"]["visible"] and "Reveal" in asked["explain"]
+        n = len(outs)
+        done.wait(1.2)                                   # held: nothing but empty updates meanwhile
+        assert all(all(is_skip(v) for v in o.values()) for o in outs[n:]) and not done.is_set()
+        app.reveal(request=req("lesson"))
+    assert done.wait(30) and "Done" in outs[-1]["status"]
+    app.set_pace(40, False, request=req("lesson"))
+
+
+def test_steps_to_go_count_from_the_frame_shown():
+    outs = run(source="upload", upload=EXAMPLE, latent_steps=3, data_steps=4)
+    statuses = [o["status"] for o in outs[:-1]]
+    assert "7 steps to go" in statuses[0] and "0 steps to go" in statuses[-1]   # proposal: 3 + 4 steps ahead
+
+
 def test_first_look_with_several_frames_still_shows_the_input(monkeypatch):
     """Under load the scheduler hands a page the frames made since it last looked; when the first look holds
     several frames (the proposal and the next steps), the page still gets the input picture and the status."""
@@ -697,4 +828,4 @@ def test_first_look_with_several_frames_still_shows_the_input(monkeypatch):
     monkeypatch.setattr(app, "run_frames", bunched)
     outs = run(source="upload", upload=EXAMPLE)
     assert outs[0]["input_preview"].shape == (28, 58, 3)
-    assert "latent revision**, step 1/3" in outs[0]["status"] and "Done" in outs[-1]["status"]
+    assert "step 1/3" in outs[0]["status"] and "Done" in outs[-1]["status"]
