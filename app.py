@@ -755,8 +755,9 @@ def build_demo() -> gr.Blocks:
                 changes = LiveImage(None, show_label=False, elem_id="changes", interactive=False, height=220,
                                     format="png", buttons=[])
         with gr.Row():
-            energy_plot = gr.LinePlot(None, x="step", y="energy", color="chain", title="EBM energy (lower: data-like)",
-                                      x_title="frame", y_title="energy", color_map=CHAIN_COLORS, height=260,
+            energy_plot = gr.LinePlot(None, x="step", y="energy", color="chain",
+                                      title="EBM energy (lower: data-like, near generated tuples)", x_title="frame",
+                                      y_title="energy", color_map=CHAIN_COLORS, height=260,
                                       elem_id="energy_plot", visible=False)
             posterior_plot = gr.LinePlot(None, x="step", y="log_posterior", color="chain", title="log p(z | input)",
                                          x_title="frame", y_title="log-posterior", color_map=CHAIN_COLORS, height=260,

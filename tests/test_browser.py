@@ -206,7 +206,7 @@ def test_layout_at_1280x720(served, browser, record_property):
     for sel in ("#energy_plot", "#posterior_plot", "#agreement_plot", "#readout"):
         expect(page.locator(sel)).to_be_visible()
     titles = page.locator("#energy_plot, #posterior_plot, #agreement_plot").all_inner_texts()
-    assert "EBM energy (lower: data-like)" in " ".join(titles)  # the titles are not cut
+    assert "EBM energy (lower: data-like, near generated tuples)" in " ".join(titles)  # the titles are not cut
     shot = os.environ.get("MEBM_SCREENSHOT")  # the README's picture: what a projector shows after a run
     if shot:
         page.mouse.move(0, 0)
