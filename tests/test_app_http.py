@@ -5,6 +5,7 @@ links, drawings of gigapixels, floods of uploads, over-long addresses)."""
 import base64
 import io
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -80,11 +81,14 @@ def test_api_lists_the_events(client):
     assert {"/run", "/step", "/reset", "/scrub", "/preset", "/downloads"} <= set(api["named_endpoints"])
 
 
-def test_upload_streams_every_frame_as_data_urls(client):
+def test_upload_streams_frames_as_data_urls(client):
     c, _ = client
     _, outputs = stream(c, upload=handle_file(EXAMPLE))
-    assert len(outputs) >= 1 + 4 + 5 - 1   # every frame streamed (the client may coalesce the odd one), then final
+    # frames streamed, then the final picture; a page that reads slower than the chain's rounds is handed the
+    # frames made meanwhile and shows the latest (the scheduler's design), so not every frame need arrive
+    assert 2 <= len(outputs) <= 1 + 4 + 5 + 1
     final = outputs[-1]
+    assert "10 frames" in final[OUT["status"]]
     grid = picture(final[OUT["grid"]])
     assert grid.shape == (5 * 29 + 1, 3 * (2 * 29 + 1) + 8, 3)
     assert "Done" in final[OUT["status"]] and "EBM data revision" in final[OUT["captions"]]
@@ -272,7 +276,7 @@ def test_disk_is_bounded_by_design(served):
         p = sketch_files[r % 3]
         sketch = {"background": None, "layers": [], "composite": handle_file(p), "id": None}
         updates, outputs = stream(c, source="draw", sketch=sketch, data_steps=8, seed=r)
-        frames += len(outputs)
+        frames += int(re.search(r"(\d+) frames", outputs[-1][OUT["status"]]).group(1))   # made and shown
     time.sleep(2)  # the app's sweeper (every second here) removes Gradio's empty upload leftovers older than 10 s
     n_files, n_bytes = folder_usage(tmp / "gradio")
     assert frames >= 31 * 12
