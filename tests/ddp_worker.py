@@ -10,8 +10,8 @@ trained = {}
 _init = mt.TrainStep.__init__
 
 
-def _remember(self, model, cfg):  # the model this process trains
-    _init(self, model, cfg)
+def _remember(self, model, cfg, *rest):  # the model this process trains
+    _init(self, model, cfg, *rest)
     trained["model"] = model
 
 

@@ -60,7 +60,7 @@ def test_clients_at_once_get_their_own_runs(url):
         t.join(300)
     assert not errors and sorted(results) == [5, 6, 7, 8, 9]
     done = {seed: final[OUT["status"]] for seed, (_, final) in results.items()}
-    assert all(s.startswith("**Done:** 23 frames") for s in done.values()), done
+    assert all(s.startswith("<b>Done:</b> 23 frames") for s in done.values()), done
     told = [u[OUT["status"]] for updates, _ in results.values() for u in updates if isinstance(u[OUT["status"]], str)]
     assert any("steps to go" in s for s in told)
     _, alone = run(clients[0], 5, latent_steps=10, data_steps=10)
@@ -83,4 +83,4 @@ def test_one_clients_stop_leaves_the_others_whole(url):
     for job in jobs[1:]:
         job.result()
         final = job.outputs()[-1]
-        assert final[OUT["status"]].startswith("**Done:** 123 frames"), final[OUT["status"]]
+        assert final[OUT["status"]].startswith("<b>Done:</b> 123 frames"), final[OUT["status"]]
