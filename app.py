@@ -53,6 +53,7 @@ from model.preprocess import InputError
 from model.sampler import Sampler
 from model.serving import UploadSweeper, URLLengthLimit, trim_heap
 from demo import texts
+from demo.energy import histogram, load_energy_check, sentence, where_from
 from demo.components import Dropdown, LiveImage, NumberBox, Sketchpad, Slider, Textbox, data_url
 from demo.inputs import (CONTROLS, LIMITS, ChainInputs, chain_event, flag, input_digit, model_input,
                          number, one_line, rejected, shown)
@@ -122,10 +123,11 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
                                          (ROOT / "checkpoints/mebm").resolve() else ""))
         sampler = Sampler(lm.model, lm.prior, source=lm.describe(), notes=lm.notes).to(device)
         _LOADED.update(sampler=sampler, model=sampler.model, prior=sampler.prior, error=None,
-                       weights=f"{lm.source}: {where}" if lm.source != "bundled" else where)
+                       weights=f"{lm.source}: {where}" if lm.source != "bundled" else where,
+                       energy_check=load_energy_check(lm.location if Path(lm.location).is_dir() else None))
         log.info("weights in use: %s", lm.describe())
     except CheckpointUnavailable as e:
-        _LOADED.update(sampler=None, model=None, weights=None, prior=None, error=one_line(e, 400))
+        _LOADED.update(sampler=None, model=None, weights=None, prior=None, error=one_line(e, 400), energy_check=None)
         log.error("%s", one_line(e, 2000))
     # on ZeroGPU the chain's model work runs in a spaces.GPU function (None elsewhere: it runs here)
     _LOADED["chain_work"] = gpu_function(chain_work, _env_float("MEBM_GPU_SECONDS", 20))
@@ -295,7 +297,8 @@ def session_key(request) -> str:
 # ---------------------------------------------------------------- events
 
 RUN_OUTPUTS = ("grid", "captions", "noise_grid", "input_preview", "energy_plot", "posterior_plot", "agreement_plot",
-               "readout", "status", "scrub", "share", "explain", "trace_plot", "changes", "changes_caps", "reveal")
+               "readout", "status", "scrub", "share", "explain", "trace_plot", "changes", "changes_caps", "reveal",
+               "energy_hist")
 
 
 def outputs(**updates) -> tuple:
@@ -334,6 +337,13 @@ def figures(run, snap) -> dict:
                 readout=gr.update(value=run.readout(snap), visible=True),
                 trace_plot=gr.update(value=run.trace(), visible=True), changes=changes, changes_caps=changes_caps,
                 explain=run.explain(snap))
+
+
+def energy_histogram(snap=None):
+    """The shipped energy check's histogram, with the final energies of ``snap`` (a run's last frame) marked
+    (gr.skip() when these weights have no check)."""
+    check = loaded().get("energy_check")
+    return gr.skip() if check is None else histogram(check, None if snap is None else snap.energy)
 
 
 def scrub_range(run) -> dict:
@@ -412,7 +422,7 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
     pic, caps = run.strip(None, classify_now=True)
     _pace(last_yield, server_interval)
     yield outputs(grid=pic, captions=caps, **figures(run, snap), status=status, scrub=scrub_range(run),
-                  share=share_html(run), reveal=gr.update(visible=False))
+                  share=share_html(run), reveal=gr.update(visible=False), energy_hist=energy_histogram(snap))
 
 
 def streaming_status(run, snap) -> str:
@@ -468,6 +478,8 @@ def stepped(run, snaps, note=""):
         update |= figures(run, snap)
         if player.settings.compare and snap.noise_x is not None:
             update["noise_grid"] = run.noise_picture(snap)
+        if player.finished or _at_end(player):
+            update["energy_hist"] = energy_histogram(snap)
     return outputs(**update)
 
 
@@ -765,6 +777,13 @@ def build_demo() -> gr.Blocks:
             agreement_plot = gr.BarPlot(None, x="stage", y="agreement", title="Classifier agreement (%)",
                                         y_lim=[0, 100], x_title="stage", y_title="%", height=260, sort=None,
                                         elem_id="agreement_plot", visible=False)
+        check = loaded().get("energy_check")
+        with gr.Accordion("Does a lower energy mean data-like? The energy check" + (
+                f" ({check.n} test tuples)" if check is not None else ""), open=False, elem_id="energy_check"):
+            gr.Markdown(sentence(check) + " " + where_from(check), elem_id="energy_words", latex_delimiters=[])
+            energy_hist = gr.Image(None if check is None else histogram(check), show_label=False,
+                                   elem_id="energy_hist", interactive=False, format="png", buttons=[],
+                                   visible=check is not None)
         readout = gr.Dataframe(label="Classifier read-out: digit · confidence per image", elem_id="readout",
                                interactive=False, wrap=True, visible=False)
         with gr.Row():
@@ -790,7 +809,8 @@ def build_demo() -> gr.Blocks:
                         ex_post_prior=ex_post_prior)
         chain_inputs = [controls[name] for name in CONTROLS]   # the order of ChainInputs (and of the HTTP API)
         chain_outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot,
-                         readout, status, scrub_slider, share, explain, trace_plot, changes, changes_caps, reveal_btn]
+                         readout, status, scrub_slider, share, explain, trace_plot, changes, changes_caps, reveal_btn,
+                         energy_hist]
         assert len(chain_outputs) == len(RUN_OUTPUTS)   # in that order
         # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
         # after every stroke, hands the next event a blob id whose images never reach the server (the

@@ -829,3 +829,27 @@ def test_first_look_with_several_frames_still_shows_the_input(monkeypatch):
     outs = run(source="upload", upload=EXAMPLE)
     assert outs[0]["input_preview"].shape == (28, 58, 3)
     assert "step 1/3" in outs[0]["status"] and "Done" in outs[-1]["status"]
+
+
+def test_energy_check_beside_the_weights_marks_the_runs_final_energies(tiny_app, monkeypatch):
+    import shutil
+
+    from demo.energy import ENERGY_FILE
+    assert app.loaded()["energy_check"] is None        # none beside these weights: the histogram is left alone
+    assert all(is_skip(o["energy_hist"]) for o in run(source="upload", upload=EXAMPLE))
+    shutil.copy(ROOT / "checkpoints/mebm" / ENERGY_FILE, tiny_app / ENERGY_FILE)
+    try:
+        app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+        check = app.loaded()["energy_check"]
+        assert check is not None and check.n >= 100
+        outs = run(source="upload", upload=EXAMPLE)
+        assert all(is_skip(o["energy_hist"]) for o in outs[:-1])     # drawn once, at the end of the run
+        marked = outs[-1]["energy_hist"]
+        assert isinstance(marked, np.ndarray) and not np.array_equal(marked, app.histogram(check))
+        r = req("hist")
+        outs = [dict(zip(app.RUN_OUTPUTS, app.step_chain(k, *args(source="upload", upload=EXAMPLE), request=r)))
+                for k in (1, 1, 100)]
+        assert is_skip(outs[1]["energy_hist"]) and isinstance(outs[2]["energy_hist"], np.ndarray)   # at the end
+    finally:
+        (tiny_app / ENERGY_FILE).unlink()
+        app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
