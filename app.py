@@ -59,6 +59,7 @@ from demo.inputs import (CONTROLS, LIMITS, ChainInputs, chain_event, flag, input
                          number, one_line, rejected, shown)
 from demo.pace import SPEEDS, Paces
 from demo.scheduler import Scheduler, wait_text
+from demo import stats
 from demo.share import is_share_link, read_share_link, share_html
 from demo.view import PageRun, agreement, captions_html
 from demo.zerogpu import gpu_function
@@ -571,6 +572,46 @@ def downloads(request: gr.Request = None):
             f'Stages as PNG ({len(png) // 1024} kB)</a>')
 
 
+STATS_RUNNING: set[str] = set()   # visitors whose 50 samples are being counted (one at a time each)
+
+
+@chain_event()
+def fifty_samples(inputs: ChainInputs, request: gr.Request = None):
+    """The "50 samples" button: the current input (or none) run with demo.stats.N_STATS samples, each stage's
+    agreement with n and a 95 % interval; unconditional: from the ex-post prior and from N(0, I). Yields (the
+    progress or the summary line, the table)."""
+    run = new_run(inputs)
+    run.close()
+    key = session_key(request)
+    if key in STATS_RUNNING:
+        raise rejected(texts.STATS_BUSY)
+    STATS_RUNNING.add(key)
+    try:
+        p, n = run.player, stats.N_STATS
+        if p.conditioned:
+            chains = [("given your input: ", "normal")]
+        else:
+            ex_post = [("ex-post prior: ", "ex-post")] if p.sampler.prior is not None else []
+            chains = ex_post + [("N(0, I): ", "normal")]
+        rows, last = [], 0.0
+        for label, prior in chains:
+            for line, got in stats.stage_rows(p.sampler, classify, run.x_obs, run.observed, run.modality,
+                                              p.settings.seed, p.kw, prior, label):
+                if got is not None:
+                    rows += got
+                elif line and time.perf_counter() - last >= PLOT_INTERVAL:
+                    last = time.perf_counter()
+                    yield f"**Counting {n} samples:** {line}", gr.skip()
+                elif not line:
+                    raise rejected("No classifier is loaded, so nothing can be counted.")
+        M = p.model.config.n_modalities
+        words = (texts.STATS_CONDITIONAL.format(n=n, m=M - 1, images=n * (M - 1)) if p.conditioned else
+                 texts.STATS_UNCONDITIONAL.format(n=n))
+        yield f"**{n} samples, seed {p.settings.seed}.** " + words, gr.update(value=stats.table(rows), visible=True)
+    finally:
+        STATS_RUNNING.discard(key)
+
+
 def set_pace(speed, lesson, request: gr.Request = None):
     """The visitor's speed (steps per second) and lesson mode, also while a run streams: the explanation box
     says what lesson mode does when it is switched on."""
@@ -786,6 +827,12 @@ def build_demo() -> gr.Blocks:
                                    visible=check is not None)
         readout = gr.Dataframe(label="Classifier read-out: digit · confidence per image", elem_id="readout",
                                interactive=False, wrap=True, visible=False)
+        with gr.Row(equal_height=False):
+            stats_btn = gr.Button(f"{stats.N_STATS} samples: each stage's agreement with n and a 95 % interval",
+                                  elem_id="stats", size="sm", scale=1)
+            stats_words = gr.Markdown("", elem_id="stats_words", latex_delimiters=[])
+        stats_table = gr.Dataframe(label=f"Agreement over {stats.N_STATS} samples", elem_id="stats_table",
+                                   interactive=False, wrap=True, visible=False)
         with gr.Row():
             share = gr.HTML("", elem_id="share")
             get_downloads = gr.Button("Make the GIF and PNG downloads", elem_id="get_downloads", size="sm")
@@ -854,6 +901,8 @@ def build_demo() -> gr.Blocks:
         pause_btn.click(toggle_pause, None, [pause_btn, status], queue=False, api_visibility="private")
         reveal_btn.click(reveal, None, None, queue=False, api_visibility="private")
         get_downloads.click(downloads, None, links, api_name="downloads", **chain)
+        stats_btn.click(**relay).then(fifty_samples, chain_inputs, [stats_words, stats_table], api_name="fifty_samples",
+                                      show_progress="minimal", **chain)
         preset.change(apply_preset, preset, [latent_steps, latent_step_size, data_steps, data_step_size, noise, watch],
                       api_name="preset")
         upload.change(None, upload, source, js="(f) => f ? 'upload' : 'draw'")

@@ -853,3 +853,35 @@ def test_energy_check_beside_the_weights_marks_the_runs_final_energies(tiny_app,
     finally:
         (tiny_app / ENERGY_FILE).unlink()
         app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+
+
+def test_fifty_samples_count_each_stage_with_n_and_an_interval(monkeypatch):
+    from demo import stats
+    monkeypatch.setattr(stats, "N_STATS", 6)   # the tiny model: few samples, the same arithmetic
+    outs = list(app.fifty_samples(*args(source="upload", upload=EXAMPLE, latent_steps=12, data_steps=12),
+                                  request=req("st")))
+    assert len(outs) >= 2 and all("Counting 6 samples" in w and is_skip(t) for w, t in outs[:-1])
+    words, table = outs[-1]
+    df = value(table)
+    assert list(df["stage"]) == ["proposal", "latent revision", "EBM data revision"]
+    M = app.model_config().n_modalities
+    for _, r in df.iterrows():
+        k, n = map(int, r["agree"].split("/"))
+        lo, hi = (float(v) for v in r["95 % interval"].rstrip(" %").split("–"))
+        assert n == 6 * (M - 1) and lo <= 100 * k / n <= hi and r["%"] == round(100 * k / n, 1)
+    assert f"6 samples × {M - 1} generated modalities" in words
+    unconditional = args(source="unconditional", sketch=EMPTY_SKETCH)
+    joint = value(list(app.fifty_samples(*unconditional, request=req("st")))[-1][1])
+    assert set(joint["chain"]) == {"N(0, I)"}           # these weights have no ex-post prior
+    from model.prior import GaussianMixture
+    d = app.model_config().latent_dim
+    monkeypatch.setattr(app.loaded()["sampler"], "prior",
+                        GaussianMixture(torch.ones(2) / 2, torch.randn(2, d), torch.eye(d).expand(2, d, d)))
+    joint = value(list(app.fifty_samples(*unconditional, request=req("st")))[-1][1])
+    assert list(joint["chain"].unique()) == ["ex-post prior", "N(0, I)"]   # both, on the same count
+    assert set(joint["agree"].str.split("/").str[1]) == {"6"}
+    app.STATS_RUNNING.add("busy")      # one at a time per visitor
+    with pytest.raises(gr.Error, match="still being counted"):
+        next(app.fifty_samples(*args(source="upload", upload=EXAMPLE), request=req("busy")))
+    app.STATS_RUNNING.discard("busy")
+    assert not app.STATS_RUNNING
