@@ -54,6 +54,7 @@ from model.sampler import Sampler
 from model.serving import UploadSweeper, URLLengthLimit, trim_heap
 from demo import texts
 from demo.energy import histogram, load_energy_check, sentence, where_from
+from demo.latent import latent_view, picture
 from demo.components import Dropdown, LiveImage, NumberBox, Sketchpad, Slider, Textbox, data_url
 from demo.inputs import (CONTROLS, LIMITS, ChainInputs, chain_event, flag, input_digit, model_input,
                          number, one_line, rejected, shown)
@@ -125,10 +126,12 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
         sampler = Sampler(lm.model, lm.prior, source=lm.describe(), notes=lm.notes).to(device)
         _LOADED.update(sampler=sampler, model=sampler.model, prior=sampler.prior, error=None,
                        weights=f"{lm.source}: {where}" if lm.source != "bundled" else where,
-                       energy_check=load_energy_check(lm.location if Path(lm.location).is_dir() else None))
+                       energy_check=load_energy_check(lm.location if Path(lm.location).is_dir() else None),
+                       latent_view=latent_view(sampler.prior, sampler.config.latent_dim))
         log.info("weights in use: %s", lm.describe())
     except CheckpointUnavailable as e:
-        _LOADED.update(sampler=None, model=None, weights=None, prior=None, error=one_line(e, 400), energy_check=None)
+        _LOADED.update(sampler=None, model=None, weights=None, prior=None, error=one_line(e, 400), energy_check=None,
+                       latent_view=None)
         log.error("%s", one_line(e, 2000))
     # on ZeroGPU the chain's model work runs in a spaces.GPU function (None elsewhere: it runs here)
     _LOADED["chain_work"] = gpu_function(chain_work, _env_float("MEBM_GPU_SECONDS", 20))
@@ -268,7 +271,9 @@ def new_run(inputs: ChainInputs) -> PageRun:
         raise rejected(str(e)) from None
     x_obs, observed, preview = model_input(digit, modality, s.seed, cfg)
     key = (source, modality, s, None if digit is None else hashlib.sha1(digit.tobytes()).hexdigest())
-    return PageRun(ChainPlayer(sampler, x_obs, observed, s), digit, modality, preview, key, x_obs, observed, classify)
+    view = loaded().get("latent_view")
+    return PageRun(ChainPlayer(sampler, x_obs, observed, s), digit, modality, preview, key, x_obs, observed, classify,
+                   None if view is None else view.project)
 
 
 def upload_sweeper() -> UploadSweeper:
@@ -299,7 +304,7 @@ def session_key(request) -> str:
 
 RUN_OUTPUTS = ("grid", "captions", "noise_grid", "input_preview", "energy_plot", "posterior_plot", "agreement_plot",
                "readout", "status", "scrub", "share", "explain", "trace_plot", "changes", "changes_caps", "reveal",
-               "energy_hist")
+               "energy_hist", "latent_view")
 
 
 def outputs(**updates) -> tuple:
@@ -337,7 +342,13 @@ def figures(run, snap) -> dict:
                 agreement_plot=gr.update(value=agree, visible=True, title=agreement_title(conditioned, n, M)),
                 readout=gr.update(value=run.readout(snap), visible=True),
                 trace_plot=gr.update(value=run.trace(), visible=True), changes=changes, changes_caps=changes_caps,
-                explain=run.explain(snap))
+                explain=run.explain(snap), latent_view=latent_picture(run))
+
+
+def latent_picture(run):
+    """The latent view with ``run``'s paths so far (gr.skip() without a view)."""
+    view = loaded().get("latent_view")
+    return gr.skip() if view is None else gr.update(value=picture(view, run.z_rows), visible=True)
 
 
 def energy_histogram(snap=None):
@@ -822,11 +833,15 @@ def build_demo() -> gr.Blocks:
         with gr.Accordion("Does a lower energy mean data-like? The energy check" + (
                 f" ({check.n} test tuples)" if check is not None else ""), open=False, elem_id="energy_check"):
             gr.Markdown(sentence(check) + " " + where_from(check), elem_id="energy_words", latex_delimiters=[])
-            energy_hist = gr.Image(None if check is None else histogram(check), show_label=False,
+            energy_hist = LiveImage(None if check is None else histogram(check), show_label=False,
                                    elem_id="energy_hist", interactive=False, format="png", buttons=[],
                                    visible=check is not None)
-        readout = gr.Dataframe(label="Classifier read-out: digit · confidence per image", elem_id="readout",
-                               interactive=False, wrap=True, visible=False)
+        with gr.Row(equal_height=False):
+            latent_pic = LiveImage(None, label="The latent space: each sample's z from its proposal through the latent "
+                                   "revisions", elem_id="latent_view", interactive=False, height=380, format="png",
+                                   buttons=[], visible=False, scale=1)
+            readout = gr.Dataframe(label="Classifier read-out: digit · confidence per image", elem_id="readout",
+                                   interactive=False, wrap=True, visible=False, scale=1)
         with gr.Row(equal_height=False):
             stats_btn = gr.Button(f"{stats.N_STATS} samples: each stage's agreement with n and a 95 % interval",
                                   elem_id="stats", size="sm", scale=1)
@@ -857,7 +872,7 @@ def build_demo() -> gr.Blocks:
         chain_inputs = [controls[name] for name in CONTROLS]   # the order of ChainInputs (and of the HTTP API)
         chain_outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot,
                          readout, status, scrub_slider, share, explain, trace_plot, changes, changes_caps, reveal_btn,
-                         energy_hist]
+                         energy_hist, latent_pic]
         assert len(chain_outputs) == len(RUN_OUTPUTS)   # in that order
         # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
         # after every stroke, hands the next event a blob id whose images never reach the server (the

@@ -885,3 +885,15 @@ def test_fifty_samples_count_each_stage_with_n_and_an_interval(monkeypatch):
         next(app.fifty_samples(*args(source="upload", upload=EXAMPLE), request=req("busy")))
     app.STATS_RUNNING.discard("busy")
     assert not app.STATS_RUNNING
+
+
+def test_latent_view_draws_a_path_per_sample_as_the_run_streams():
+    outs = run(source="upload", upload=EXAMPLE, n_samples=2, latent_steps=3, data_steps=2)
+    pictures = [o["latent_view"] for o in outs if not is_skip(o["latent_view"])]
+    assert pictures and all(p["visible"] for p in pictures)
+    rows = app.SESSIONS.get("s1").z_rows
+    assert [st for st, _ in rows] == ["proposal"] + ["latent"] * 4 and all(z.shape == (2, 2) for _, z in rows)
+    p = chain()
+    assert all((f.z is None) == (f.stage == "data") for f in p.frames)
+    assert np.allclose(rows[0][1], app.loaded()["latent_view"].project(p.frames[0].z))
+    assert not np.array_equal(pictures[-1]["value"], app.picture(app.loaded()["latent_view"], []))

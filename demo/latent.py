@@ -1,0 +1,101 @@
+"""The latent view: a fixed 2-D projection of z per checkpoint (the principal axes of the ex-post prior's component
+means, weighted by the components' weights; without an ex-post prior, z's first two coordinates), the prior's
+components (means and 1-sd ellipses) and each sample's path from its proposal through the latent revisions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from model.render import font
+
+SAMPLE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+                 "#7f7f7f")
+
+
+@dataclass
+class LatentView:
+    """A projection z -> 2-D (``center``, ``axes`` [2, d]) and the prior's components seen through it."""
+
+    center: np.ndarray
+    axes: np.ndarray
+    means: np.ndarray            # [K, 2]
+    ellipses: list[np.ndarray]   # K closed outlines [P, 2]: each component's 1-sd ellipse
+    weights: np.ndarray          # [K]
+    what: str                    # the projection, in words
+
+    def project(self, z) -> np.ndarray:
+        """z [..., d] -> [..., 2] (float32)."""
+        return ((np.asarray(z, np.float64) - self.center) @ self.axes.T).astype(np.float32)
+
+
+def ellipse(mean2: np.ndarray, cov2: np.ndarray, points: int = 48) -> np.ndarray:
+    """The 1-sd outline of N(mean2, cov2) in 2-D: [points + 1, 2], closed."""
+    w, v = np.linalg.eigh(cov2)
+    t = np.linspace(0, 2 * np.pi, points + 1)
+    circle = np.stack([np.cos(t), np.sin(t)], 1)
+    return mean2 + (circle * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def latent_view(prior, dim: int) -> LatentView:
+    """The checkpoint's fixed projection (deterministic: computed from the prior's parameters alone). ``prior``: a
+    model.prior.GaussianMixture, or None (N(0, I): the first two coordinates, the unit circle)."""
+    if prior is None or dim < 2:
+        axes = np.eye(2, max(dim, 2))[:, :dim] if dim >= 2 else np.ones((2, dim))
+        return LatentView(np.zeros(dim), axes, np.zeros((1, 2)), [ellipse(np.zeros(2), np.eye(2))], np.ones(1),
+                          "axes: z's first two coordinates (no ex-post prior)\ngrey: N(0, I) at 1 sd")
+    w = prior.weights.cpu().double().numpy()
+    mu = prior.means.cpu().double().numpy()
+    cov = prior.covariances.cpu().double().numpy()
+    center = w @ mu
+    spread = (w[:, None] * (mu - center)).T @ (mu - center)            # the weighted covariance of the means
+    vals, vecs = np.linalg.eigh(spread)
+    axes = vecs[:, ::-1][:, :2].T.copy()                                # the two principal axes
+    axes *= np.sign(axes[np.arange(2), np.abs(axes).argmax(1)])[:, None]   # a fixed sign: the largest entry > 0
+    means = (mu - center) @ axes.T
+    outlines = [ellipse(m, axes @ c @ axes.T) for m, c in zip(means, cov)]
+    return LatentView(center, axes, means, outlines, w, f"axes: PCA of the ex-post prior's {len(w)} component means"
+                                                        f" (weighted)\ngrey: its components at 1 sd (+: means)")
+
+
+def picture(view: LatentView, paths: list[tuple[str, np.ndarray]], size: tuple[int, int] = (600, 460)) -> np.ndarray:
+    """The view (RGB uint8): the components in grey, each sample's path (``paths``: (stage, points [B, 2]) per
+    frame, in order) in its colour, a ring at its proposal and a dot where it is now."""
+    W, H = size
+    top, left, margin, bottom = 34, 16, 12, 44
+    pts = [p for _, p in paths]
+    every = np.concatenate([*view.ellipses, *pts]) if pts else np.concatenate(view.ellipses)
+    lo, hi = every.min(0), every.max(0)
+    span = np.maximum(hi - lo, 1e-6) * 1.08
+    mid = (lo + hi) / 2
+    scale = min((W - left - 2 * margin) / span[0], (H - top - 2 * margin - bottom) / span[1])
+
+    def px(p):
+        p = np.asarray(p, np.float64)
+        return np.stack([left + margin + (W - left - 2 * margin) / 2 + (p[..., 0] - mid[0]) * scale,
+                         top + margin + (H - top - 2 * margin - bottom) / 2 - (p[..., 1] - mid[1]) * scale], -1)
+
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    strongest = view.weights.max()
+    for outline, w in zip(view.ellipses, view.weights):
+        grey = int(215 - 95 * w / strongest)
+        d.line([tuple(q) for q in px(outline)], fill=(grey, grey, grey), width=2)
+    for m in px(view.means):
+        d.line([(m[0] - 4, m[1]), (m[0] + 4, m[1])], fill=(120, 120, 120), width=2)
+        d.line([(m[0], m[1] - 4), (m[0], m[1] + 4)], fill=(120, 120, 120), width=2)
+    if pts:
+        track = np.stack([px(p) for p in pts], 1)                        # [B, T, 2]
+        for b, line in enumerate(track):
+            color = SAMPLE_COLORS[b % len(SAMPLE_COLORS)]
+            if len(line) > 1:
+                d.line([tuple(q) for q in line], fill=color, width=2)
+            x0, y0 = line[0]
+            d.ellipse([x0 - 6, y0 - 6, x0 + 6, y0 + 6], outline=color, width=2)
+            x1, y1 = line[-1]
+            d.ellipse([x1 - 5, y1 - 5, x1 + 5, y1 + 5], fill=color)
+    f = font(15)
+    d.text((8, 6), "z, seen from above: ring = proposal, dot = now, line = the revision's path", fill="black", font=f)
+    d.multiline_text((8, H - bottom), view.what, fill=(90, 90, 90), font=font(14), spacing=4)
+    return np.asarray(img)
