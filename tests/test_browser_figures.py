@@ -46,12 +46,12 @@ def image_of(page, selector) -> np.ndarray:
 
 def test_latent_view_energy_check_and_fifty_samples(served, browser):
     page = open_page(browser, served)
-    page.get_by_text("Does a lower energy mean data-like?").click()
+    draw(page, DIGITS["7"])
+    page.get_by_text("Does a lower energy mean data-like?").click()   # below the fold: drawn first
     expect(page.locator("#energy_words")).to_contain_text("Holds:")
     expect(page.locator("#energy_words")).to_contain_text("Does not hold:")
     expect(page.locator("#energy_words")).to_contain_text("100 test tuples")
     before = image_of(page, "#energy_hist")
-    draw(page, DIGITS["7"])
     page.locator("#run").click()
     expect(page.locator("#status")).to_contain_text("Done", timeout=60000)
     view = page.locator("#latent_view img").first
