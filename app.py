@@ -837,9 +837,9 @@ def build_demo() -> gr.Blocks:
                                    elem_id="energy_hist", interactive=False, format="png", buttons=[],
                                    visible=check is not None)
         with gr.Row(equal_height=False):
-            latent_pic = LiveImage(None, label="The latent space: each sample's z from its proposal through the latent "
-                                   "revisions", elem_id="latent_view", interactive=False, height=380, format="png",
-                                   buttons=[], visible=False, scale=1)
+            # the latent space: each sample's z from its proposal through the latent revisions (titled inside)
+            latent_pic = LiveImage(None, show_label=False, elem_id="latent_view", interactive=False, height=500,
+                                   format="png", buttons=[], visible=False, scale=1)
             readout = gr.Dataframe(label="Classifier read-out: digit · confidence per image", elem_id="readout",
                                    interactive=False, wrap=True, visible=False, scale=1)
         with gr.Row(equal_height=False):

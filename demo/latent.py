@@ -59,11 +59,11 @@ def latent_view(prior, dim: int) -> LatentView:
                                                         f" (weighted)\ngrey: its components at 1 sd (+: means)")
 
 
-def picture(view: LatentView, paths: list[tuple[str, np.ndarray]], size: tuple[int, int] = (600, 460)) -> np.ndarray:
+def picture(view: LatentView, paths: list[tuple[str, np.ndarray]], size: tuple[int, int] = (720, 540)) -> np.ndarray:
     """The view (RGB uint8): the components in grey, each sample's path (``paths``: (stage, points [B, 2]) per
     frame, in order) in its colour, a ring at its proposal and a dot where it is now."""
     W, H = size
-    top, left, margin, bottom = 34, 16, 12, 44
+    top, left, margin, bottom = 40, 16, 12, 52
     pts = [p for _, p in paths]
     every = np.concatenate([*view.ellipses, *pts]) if pts else np.concatenate(view.ellipses)
     lo, hi = every.min(0), every.max(0)
@@ -90,12 +90,12 @@ def picture(view: LatentView, paths: list[tuple[str, np.ndarray]], size: tuple[i
         for b, line in enumerate(track):
             color = SAMPLE_COLORS[b % len(SAMPLE_COLORS)]
             if len(line) > 1:
-                d.line([tuple(q) for q in line], fill=color, width=2)
+                d.line([tuple(q) for q in line], fill=color, width=3)
             x0, y0 = line[0]
-            d.ellipse([x0 - 6, y0 - 6, x0 + 6, y0 + 6], outline=color, width=2)
+            d.ellipse([x0 - 7, y0 - 7, x0 + 7, y0 + 7], outline=color, width=3)
             x1, y1 = line[-1]
-            d.ellipse([x1 - 5, y1 - 5, x1 + 5, y1 + 5], fill=color)
-    f = font(15)
-    d.text((8, 6), "z, seen from above: ring = proposal, dot = now, line = the revision's path", fill="black", font=f)
-    d.multiline_text((8, H - bottom), view.what, fill=(90, 90, 90), font=font(14), spacing=4)
+            d.ellipse([x1 - 6, y1 - 6, x1 + 6, y1 + 6], fill=color)
+    # 20 and 18 px: 14 px or more where the page shows the picture 600 px wide
+    d.text((8, 8), "z from above: ring = proposal, dot = now, line = its path", fill="black", font=font(20))
+    d.multiline_text((8, H - bottom), view.what, fill=(90, 90, 90), font=font(18), spacing=4)
     return np.asarray(img)

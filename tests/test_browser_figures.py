@@ -60,8 +60,8 @@ def test_latent_view_energy_check_and_fifty_samples(served, browser):
     for b in range(3):   # the default run's three samples: a path each, in its colour
         rgb = np.array([int(SAMPLE_COLORS[b][i:i + 2], 16) for i in (1, 3, 5)])
         assert (np.abs(latent.astype(int) - rgb).sum(-1) < 10).sum() > 20, b
-    box = view.bounding_box()
-    assert box["width"] >= 300 and box["height"] >= 250
+    box = view.bounding_box()   # its 18-20 px text at 14 px or more
+    assert box["width"] >= 300 and box["height"] >= 250 and box["width"] / latent.shape[1] >= 14 / 18, box
     expect(page.locator("#energy_hist img").first).to_be_visible()
     after = image_of(page, "#energy_hist")
     assert after.shape == before.shape and not np.array_equal(after, before)    # the run's energies marked

@@ -35,7 +35,7 @@ def test_picture_draws_each_samples_path_in_its_colour():
     empty = picture(view, [])
     z = np.stack([np.linspace(-3, 3, 10)[:, None] * np.eye(5)[2] + b for b in range(2)], 1)   # [T, B, d]
     drawn = picture(view, [("latent", view.project(f)) for f in z])
-    assert empty.shape == drawn.shape == (460, 600, 3)
+    assert empty.shape == drawn.shape == (540, 720, 3)
     for b in range(2):
         rgb = np.array([int(SAMPLE_COLORS[b][i:i + 2], 16) for i in (1, 3, 5)])
         assert not (np.abs(empty.astype(int) - rgb).sum(-1) < 10).any()
