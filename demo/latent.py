@@ -61,20 +61,48 @@ def latent_view(prior, dim: int) -> LatentView:
 
 def picture(view: LatentView, paths: list[tuple[str, np.ndarray]], size: tuple[int, int] = (720, 540)) -> np.ndarray:
     """The view (RGB uint8): the components in grey, each sample's path (``paths``: (stage, points [B, 2]) per
-    frame, in order) in its colour, a ring at its proposal and a dot where it is now."""
+    frame, in order) in its colour, a ring at its proposal and a dot where it is now. The axes are fixed by the
+    components (a point beyond them is drawn at the edge); the components are drawn once per view."""
+    base, px = _background(view, size)
+    if not paths:
+        return base.copy()
+    img = Image.fromarray(base)
+    d = ImageDraw.Draw(img)
+    track = np.stack([px(p) for _, p in paths], 1)                        # [B, T, 2]
+    for b, line in enumerate(track):
+        color = SAMPLE_COLORS[b % len(SAMPLE_COLORS)]
+        if len(line) > 1:
+            d.line([tuple(q) for q in line], fill=color, width=3)
+        x0, y0 = line[0]
+        d.ellipse([x0 - 7, y0 - 7, x0 + 7, y0 + 7], outline=color, width=3)
+        x1, y1 = line[-1]
+        d.ellipse([x1 - 6, y1 - 6, x1 + 6, y1 + 6], fill=color)
+    return np.asarray(img)
+
+
+_BACKGROUNDS: dict[tuple, tuple] = {}
+
+
+def _background(view: LatentView, size: tuple[int, int]):
+    """(the components drawn, points -> pixels within the plot), once per view and size."""
+    key = (id(view), size)
+    if key in _BACKGROUNDS and _BACKGROUNDS[key][0] is view:
+        return _BACKGROUNDS[key][1]
     W, H = size
     top, left, margin, bottom = 40, 16, 12, 52
-    pts = [p for _, p in paths]
-    every = np.concatenate([*view.ellipses, *pts]) if pts else np.concatenate(view.ellipses)
+    every = np.concatenate(view.ellipses)
     lo, hi = every.min(0), every.max(0)
-    span = np.maximum(hi - lo, 1e-6) * 1.08
+    span = np.maximum(hi - lo, 1e-6) * 1.15
     mid = (lo + hi) / 2
     scale = min((W - left - 2 * margin) / span[0], (H - top - 2 * margin - bottom) / span[1])
+    box_lo = np.array([left + margin, top + margin])
+    box_hi = np.array([W - margin, H - margin - bottom])
 
     def px(p):
         p = np.asarray(p, np.float64)
-        return np.stack([left + margin + (W - left - 2 * margin) / 2 + (p[..., 0] - mid[0]) * scale,
-                         top + margin + (H - top - 2 * margin - bottom) / 2 - (p[..., 1] - mid[1]) * scale], -1)
+        q = np.stack([left + margin + (W - left - 2 * margin) / 2 + (p[..., 0] - mid[0]) * scale,
+                      top + margin + (H - top - 2 * margin - bottom) / 2 - (p[..., 1] - mid[1]) * scale], -1)
+        return np.clip(np.nan_to_num(q, nan=0.0), box_lo, box_hi)
 
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
@@ -85,17 +113,10 @@ def picture(view: LatentView, paths: list[tuple[str, np.ndarray]], size: tuple[i
     for m in px(view.means):
         d.line([(m[0] - 4, m[1]), (m[0] + 4, m[1])], fill=(120, 120, 120), width=2)
         d.line([(m[0], m[1] - 4), (m[0], m[1] + 4)], fill=(120, 120, 120), width=2)
-    if pts:
-        track = np.stack([px(p) for p in pts], 1)                        # [B, T, 2]
-        for b, line in enumerate(track):
-            color = SAMPLE_COLORS[b % len(SAMPLE_COLORS)]
-            if len(line) > 1:
-                d.line([tuple(q) for q in line], fill=color, width=3)
-            x0, y0 = line[0]
-            d.ellipse([x0 - 7, y0 - 7, x0 + 7, y0 + 7], outline=color, width=3)
-            x1, y1 = line[-1]
-            d.ellipse([x1 - 6, y1 - 6, x1 + 6, y1 + 6], fill=color)
     # 20 and 18 px: 14 px or more where the page shows the picture 600 px wide
     d.text((8, 8), "z from above: ring = proposal, dot = now, line = its path", fill="black", font=font(20))
     d.multiline_text((8, H - bottom), view.what, fill=(90, 90, 90), font=font(18), spacing=4)
-    return np.asarray(img)
+    out = (np.asarray(img), px)
+    _BACKGROUNDS.clear()   # one view per process
+    _BACKGROUNDS[key] = (view, out)
+    return out
