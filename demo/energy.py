@@ -165,7 +165,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m demo.energy", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("report", help="an energy.json written by python -m model.energy_check (with --noise-steps 30,100)")
     p.add_argument("--out", required=True, help=f"the file to write, e.g. checkpoints/mebm/{ENERGY_FILE}")
-    p.add_argument("--source", default=None, help="the command that made the report, kept in the file (default: "
+    p.add_argument("--source", default=None, help="the command that made the report, kept in the file (none = "
                                                    "rebuilt from the report's settings)")
     a = p.parse_args(argv)
     try:
