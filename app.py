@@ -53,11 +53,14 @@ from model.preprocess import InputError
 from model.sampler import Sampler
 from model.serving import UploadSweeper, URLLengthLimit, trim_heap
 from demo import texts
+from demo.energy import histogram, load_energy_check, sentence, where_from
+from demo.latent import latent_view, picture
 from demo.components import Dropdown, LiveImage, NumberBox, Sketchpad, Slider, Textbox, data_url
 from demo.inputs import (CONTROLS, LIMITS, ChainInputs, chain_event, flag, input_digit, model_input,
                          number, one_line, rejected, shown)
 from demo.pace import SPEEDS, Paces
 from demo.scheduler import Scheduler, wait_text
+from demo import stats
 from demo.share import is_share_link, read_share_link, share_html
 from demo.view import PageRun, agreement, captions_html
 from demo.zerogpu import gpu_function
@@ -122,10 +125,13 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
                                          (ROOT / "checkpoints/mebm").resolve() else ""))
         sampler = Sampler(lm.model, lm.prior, source=lm.describe(), notes=lm.notes).to(device)
         _LOADED.update(sampler=sampler, model=sampler.model, prior=sampler.prior, error=None,
-                       weights=f"{lm.source}: {where}" if lm.source != "bundled" else where)
+                       weights=f"{lm.source}: {where}" if lm.source != "bundled" else where,
+                       energy_check=load_energy_check(lm.location if Path(lm.location).is_dir() else None),
+                       latent_view=latent_view(sampler.prior, sampler.config.latent_dim))
         log.info("weights in use: %s", lm.describe())
     except CheckpointUnavailable as e:
-        _LOADED.update(sampler=None, model=None, weights=None, prior=None, error=one_line(e, 400))
+        _LOADED.update(sampler=None, model=None, weights=None, prior=None, error=one_line(e, 400), energy_check=None,
+                       latent_view=None)
         log.error("%s", one_line(e, 2000))
     # on ZeroGPU the chain's model work runs in a spaces.GPU function (None elsewhere: it runs here)
     _LOADED["chain_work"] = gpu_function(chain_work, _env_float("MEBM_GPU_SECONDS", 20))
@@ -265,7 +271,9 @@ def new_run(inputs: ChainInputs) -> PageRun:
         raise rejected(str(e)) from None
     x_obs, observed, preview = model_input(digit, modality, s.seed, cfg)
     key = (source, modality, s, None if digit is None else hashlib.sha1(digit.tobytes()).hexdigest())
-    return PageRun(ChainPlayer(sampler, x_obs, observed, s), digit, modality, preview, key, x_obs, observed, classify)
+    view = loaded().get("latent_view")
+    return PageRun(ChainPlayer(sampler, x_obs, observed, s), digit, modality, preview, key, x_obs, observed, classify,
+                   None if view is None else view.project)
 
 
 def upload_sweeper() -> UploadSweeper:
@@ -295,7 +303,8 @@ def session_key(request) -> str:
 # ---------------------------------------------------------------- events
 
 RUN_OUTPUTS = ("grid", "captions", "noise_grid", "input_preview", "energy_plot", "posterior_plot", "agreement_plot",
-               "readout", "status", "scrub", "share", "explain", "trace_plot", "changes", "changes_caps", "reveal")
+               "readout", "status", "scrub", "share", "explain", "trace_plot", "changes", "changes_caps", "reveal",
+               "energy_hist", "latent_view")
 
 
 def outputs(**updates) -> tuple:
@@ -333,7 +342,20 @@ def figures(run, snap) -> dict:
                 agreement_plot=gr.update(value=agree, visible=True, title=agreement_title(conditioned, n, M)),
                 readout=gr.update(value=run.readout(snap), visible=True),
                 trace_plot=gr.update(value=run.trace(), visible=True), changes=changes, changes_caps=changes_caps,
-                explain=run.explain(snap))
+                explain=run.explain(snap), latent_view=latent_picture(run))
+
+
+def latent_picture(run):
+    """The latent view with ``run``'s paths so far (gr.skip() without a view)."""
+    view = loaded().get("latent_view")
+    return gr.skip() if view is None else gr.update(value=picture(view, run.z_rows), visible=True)
+
+
+def energy_histogram(snap=None):
+    """The shipped energy check's histogram, with the final energies of ``snap`` (a run's last frame) marked
+    (gr.skip() when these weights have no check)."""
+    check = loaded().get("energy_check")
+    return gr.skip() if check is None else histogram(check, None if snap is None else snap.energy)
 
 
 def scrub_range(run) -> dict:
@@ -412,7 +434,7 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
     pic, caps = run.strip(None, classify_now=True)
     _pace(last_yield, server_interval)
     yield outputs(grid=pic, captions=caps, **figures(run, snap), status=status, scrub=scrub_range(run),
-                  share=share_html(run), reveal=gr.update(visible=False))
+                  share=share_html(run), reveal=gr.update(visible=False), energy_hist=energy_histogram(snap))
 
 
 def streaming_status(run, snap) -> str:
@@ -468,6 +490,8 @@ def stepped(run, snaps, note=""):
         update |= figures(run, snap)
         if player.settings.compare and snap.noise_x is not None:
             update["noise_grid"] = run.noise_picture(snap)
+        if player.finished or _at_end(player):
+            update["energy_hist"] = energy_histogram(snap)
     return outputs(**update)
 
 
@@ -557,6 +581,46 @@ def downloads(request: gr.Request = None):
             f'Chain as animated GIF ({len(gif) // 1024} kB)</a> · '
             f'<a download="mebm_stages_seed{player.settings.seed}.png" href="{data_url(png)}">'
             f'Stages as PNG ({len(png) // 1024} kB)</a>')
+
+
+STATS_RUNNING: set[str] = set()   # visitors whose 50 samples are being counted (one at a time each)
+
+
+@chain_event()
+def fifty_samples(inputs: ChainInputs, request: gr.Request = None):
+    """The "50 samples" button: the current input (or none) run with demo.stats.N_STATS samples, each stage's
+    agreement with n and a 95 % interval; unconditional: from the ex-post prior and from N(0, I). Yields (the
+    progress or the summary line, the table)."""
+    run = new_run(inputs)
+    run.close()
+    key = session_key(request)
+    if key in STATS_RUNNING:
+        raise rejected(texts.STATS_BUSY)
+    STATS_RUNNING.add(key)
+    try:
+        p, n = run.player, stats.N_STATS
+        if p.conditioned:
+            chains = [("given your input: ", "normal")]
+        else:
+            ex_post = [("ex-post prior: ", "ex-post")] if p.sampler.prior is not None else []
+            chains = ex_post + [("N(0, I): ", "normal")]
+        rows, last = [], 0.0
+        for label, prior in chains:
+            for line, got in stats.stage_rows(p.sampler, classify, run.x_obs, run.observed, run.modality,
+                                              p.settings.seed, p.kw, prior, label):
+                if got is not None:
+                    rows += got
+                elif line and time.perf_counter() - last >= PLOT_INTERVAL:
+                    last = time.perf_counter()
+                    yield f"**Counting {n} samples:** {line}", gr.skip()
+                elif not line:
+                    raise rejected("No classifier is loaded, so nothing can be counted.")
+        M = p.model.config.n_modalities
+        words = (texts.STATS_CONDITIONAL.format(n=n, m=M - 1, images=n * (M - 1)) if p.conditioned else
+                 texts.STATS_UNCONDITIONAL.format(n=n))
+        yield f"**{n} samples, seed {p.settings.seed}.** " + words, gr.update(value=stats.table(rows), visible=True)
+    finally:
+        STATS_RUNNING.discard(key)
 
 
 def set_pace(speed, lesson, request: gr.Request = None):
@@ -765,8 +829,25 @@ def build_demo() -> gr.Blocks:
             agreement_plot = gr.BarPlot(None, x="stage", y="agreement", title="Classifier agreement (%)",
                                         y_lim=[0, 100], x_title="stage", y_title="%", height=260, sort=None,
                                         elem_id="agreement_plot", visible=False)
-        readout = gr.Dataframe(label="Classifier read-out: digit · confidence per image", elem_id="readout",
-                               interactive=False, wrap=True, visible=False)
+        check = loaded().get("energy_check")
+        with gr.Accordion("Does a lower energy mean data-like? The energy check" + (
+                f" ({check.n} test tuples)" if check is not None else ""), open=False, elem_id="energy_check"):
+            gr.Markdown(sentence(check) + " " + where_from(check), elem_id="energy_words", latex_delimiters=[])
+            energy_hist = LiveImage(None if check is None else histogram(check), show_label=False,
+                                   elem_id="energy_hist", interactive=False, format="png", buttons=[],
+                                   visible=check is not None)
+        with gr.Row(equal_height=False):
+            # the latent space: each sample's z from its proposal through the latent revisions (titled inside)
+            latent_pic = LiveImage(None, show_label=False, elem_id="latent_view", interactive=False, height=500,
+                                   format="png", buttons=[], visible=False, scale=1)
+            readout = gr.Dataframe(label="Classifier read-out: digit · confidence per image", elem_id="readout",
+                                   interactive=False, wrap=True, visible=False, scale=1)
+        with gr.Row(equal_height=False):
+            stats_btn = gr.Button(f"{stats.N_STATS} samples: each stage's agreement with n and a 95 % interval",
+                                  elem_id="stats", size="sm", scale=1)
+            stats_words = gr.Markdown("", elem_id="stats_words", latex_delimiters=[])
+        stats_table = gr.Dataframe(label=f"Agreement over {stats.N_STATS} samples", elem_id="stats_table",
+                                   interactive=False, wrap=True, visible=False)
         with gr.Row():
             share = gr.HTML("", elem_id="share")
             get_downloads = gr.Button("Make the GIF and PNG downloads", elem_id="get_downloads", size="sm")
@@ -790,7 +871,8 @@ def build_demo() -> gr.Blocks:
                         ex_post_prior=ex_post_prior)
         chain_inputs = [controls[name] for name in CONTROLS]   # the order of ChainInputs (and of the HTTP API)
         chain_outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot,
-                         readout, status, scrub_slider, share, explain, trace_plot, changes, changes_caps, reveal_btn]
+                         readout, status, scrub_slider, share, explain, trace_plot, changes, changes_caps, reveal_btn,
+                         energy_hist, latent_pic]
         assert len(chain_outputs) == len(RUN_OUTPUTS)   # in that order
         # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
         # after every stroke, hands the next event a blob id whose images never reach the server (the
@@ -834,6 +916,8 @@ def build_demo() -> gr.Blocks:
         pause_btn.click(toggle_pause, None, [pause_btn, status], queue=False, api_visibility="private")
         reveal_btn.click(reveal, None, None, queue=False, api_visibility="private")
         get_downloads.click(downloads, None, links, api_name="downloads", **chain)
+        stats_btn.click(**relay).then(fifty_samples, chain_inputs, [stats_words, stats_table], api_name="fifty_samples",
+                                      show_progress="minimal", **chain)
         preset.change(apply_preset, preset, [latent_steps, latent_step_size, data_steps, data_step_size, noise, watch],
                       api_name="preset")
         upload.change(None, upload, source, js="(f) => f ? 'upload' : 'draw'")

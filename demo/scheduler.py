@@ -233,7 +233,7 @@ class Scheduler:
         x = self._decoded(z, job.x_obs, job.observed)
         if logp is None:
             logp = G.log_posterior(z, job.x_obs, job.observed)
-        job.frames.put(Frame("proposal", 0, x.cpu(), E(x).cpu(), logp.cpu()))
+        job.frames.put(Frame("proposal", 0, x.cpu(), E(x).cpu(), logp.cpu(), z=z.cpu()))
         job.state = z
         self._next_stage(job, "new")
 
@@ -292,10 +292,10 @@ class Scheduler:
                 self._finish(job)
                 continue
             if stage == "latent":
-                frame = Frame("latent", job.k, shown[sl].cpu(), shown_energy[sl].cpu(), (-es).cpu())
+                frame = Frame("latent", job.k, shown[sl].cpu(), shown_energy[sl].cpu(), (-es).cpu(), z=xs.cpu())
             elif stage == "ebm_latent":
                 e = shown_energy[sl]
-                frame = Frame("ebm_latent", job.k, shown[sl].cpu(), e.cpu(), (e - es).cpu())
+                frame = Frame("ebm_latent", job.k, shown[sl].cpu(), e.cpu(), (e - es).cpu(), z=xs.cpu())
             else:
                 frame = Frame("data", job.k, xs.cpu(), es.cpu(), None)
             updates.append((job, xs, gs, fr, frame))

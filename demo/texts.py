@@ -24,6 +24,12 @@ RESTORED = "**Shared run restored** (input, settings, seed): press **Run** to se
 NOT_RESTORED = "**This shared link could not be restored:** "
 NEW_CHAIN = "*New chain (the input or the settings changed).*"
 STEPPING_WHILE_RUNNING = "A run is streaming in this page: press Stop first, then Step."
+STATS_BUSY = "Your 50 samples are still being counted: wait for them, then press the button again."
+STATS_CONDITIONAL = ("Images read as the input's digit, {n} samples × {m} generated modalities = {images} images per "
+                     "stage. The images of one sample are not independent, so the 95 % interval (Wilson) is narrower "
+                     "than it should be.")
+STATS_UNCONDITIONAL = ("Samples with one digit in every modality, {n} per chain, the same chain settings and seed "
+                       "from the ex-post prior and from N(0, I); 95 % intervals (Wilson).")
 
 WATCH = {   # preset -> what to watch
     "Default": "The proposal already shows the digit; the latent revision pulls every sample towards the "

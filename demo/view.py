@@ -103,12 +103,14 @@ class PageRun:
     presses the same chain), ``job`` (the scheduler's, while it streams there), and the page's pictures of it."""
 
     def __init__(self, player: ChainPlayer, digit, modality, preview, key, x_obs, observed,
-                 classify: Callable[[np.ndarray], tuple | None]):
+                 classify: Callable[[np.ndarray], tuple | None], project: Callable | None = None):
         self.player, self.digit, self.preview, self.key = player, digit, preview, key
         self.modality = modality if digit is not None else None
         self.x_obs, self.observed, self.classify = x_obs, observed, classify
         self.job = None
         self.energy_rows, self.post_rows, self.trace_rows = [], [], []
+        self.project = project   # z [B, d] -> [B, 2]: the checkpoint's latent view (demo.latent), or None
+        self.z_rows: list[tuple[str, np.ndarray]] = []   # (stage, projected z [B, 2]) per latent frame
         self.trace_start: dict[str, float] = {}
         self.shown = -1         # the index of the last frame the page was sent (Step after Stop goes on from there)
         self.stopped = False    # a streamed run ended by Stop (or the page leaving) before its end
@@ -153,6 +155,8 @@ class PageRun:
                              snap.stage), (snap.index, float(e.max()), "highest", snap.stage)]
         if snap.noise_energy is not None:
             self.energy_rows.append((snap.index, snap.noise_energy, "from noise", snap.stage))
+        if snap.z is not None and self.project is not None:
+            self.z_rows.append((snap.stage, self.project(snap.z)))
         v = descended(snap)
         if v is not None:
             start = self.trace_start.setdefault(snap.stage, v)

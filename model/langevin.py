@@ -272,6 +272,8 @@ class Frame:
                                         # in the latent stages, None in the data stage
     text: torch.Tensor | None = None    # with a caption modality: the caption at this step, soft one-hot [B, L, V]
                                         # (the observed one, or the generated one's relaxation); else None
+    z: torch.Tensor | None = None       # the latent state [B, d] in the proposal and the latent stages, None in the
+                                        # data stage
 
 
 STAGES = ("proposal", "latent", "ebm_latent", "data")
@@ -360,14 +362,14 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     x, t = decoded(z), caption(z)
     logp = (G.log_posterior(z, x_obs, observed) if text is None else G.log_posterior(z, x_obs, observed, text)) \
         if conditioned else log_prior(z)
-    yield Frame("proposal", 0, x, energy(x, t), logp, t)
+    yield Frame("proposal", 0, x, energy(x, t), logp, t, z)
     if conditioned and latent.steps > 0:
         for st in latent_revision(G, z, x_obs, latent.steps, latent.step_size, latent.noise, observed,
                                   generator=generator, text=text):
             z = st.x
             if st.step % every == 0 or st.step == latent.steps:
                 x, t = decoded(z), caption(z)
-                yield Frame("latent", st.step, x, energy(x, t), -st.energy, t)
+                yield Frame("latent", st.step, x, energy(x, t), -st.energy, t, z)
     if ebm.steps > 0:
         for st in ebm_latent_revision(G, E, z, ebm.steps, ebm.step_size, ebm.noise, x_obs, observed,
                                       generator=generator, prior=prior, text=text):
@@ -375,7 +377,7 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
             if st.step % every == 0 or st.step == ebm.steps:
                 x, t = decoded(z), caption(z)
                 e = energy(x, t)
-                yield Frame("ebm_latent", st.step, x, e, e - st.energy, t)  # U = E - log p(z | x_S)
+                yield Frame("ebm_latent", st.step, x, e, e - st.energy, t, z)  # U = E - log p(z | x_S)
     x = decoded(z)
     if data.steps > 0:
         text_state = None if text_cfg is None else text if text_observed else G.text_logits(z)

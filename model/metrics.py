@@ -30,6 +30,17 @@ def joint_coherence(clf, x: torch.Tensor) -> float:
     return one_digit(digit).float().mean().item()
 
 
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a share k / n (95 % for z = 1.96): (low, high) within [0, 1]; (0, 1) for n = 0.
+    It assumes the n trials independent."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def digit_entropy(counts: torch.Tensor) -> float:
     """The entropy of a histogram of the 10 digits, divided by log 10: 1 = every digit equally often, 0 = one digit
     (or none at all)."""

@@ -47,10 +47,11 @@ class Snapshot:
     energy_change: float | None    # change of the mean EBM energy since the previous frame
     noise_x: np.ndarray | None = None      # the chain from noise at the same data step (compare)
     noise_energy: float | None = None
+    z: np.ndarray | None = None            # the latent state [B, d] (float32) in the proposal and latent stages
 
     @property
     def nbytes(self) -> int:
-        return self.x.nbytes + (0 if self.noise_x is None else self.noise_x.nbytes)
+        return self.x.nbytes + sum(0 if a is None else a.nbytes for a in (self.noise_x, self.z))
 
 
 class ChainPlayer:
@@ -142,8 +143,9 @@ class ChainPlayer:
             update = float(np.sqrt(np.mean((x.astype(np.float32) - prev.x.astype(np.float32)) ** 2)) / 255)
             energy_change = float(energy.mean() - prev.energy.mean())
         lp = None if frame.log_posterior is None else frame.log_posterior.detach().float().cpu().numpy()
+        z = None if getattr(frame, "z", None) is None else frame.z.detach().float().cpu().numpy()
         snap = Snapshot(self._count, frame.stage, frame.step, x, energy, lp, update, energy_change, noise_x,
-                        noise_energy)
+                        noise_energy, z)
         self.record(snap)
         return snap
 

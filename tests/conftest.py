@@ -48,8 +48,8 @@ def _seed():
 # end-to-end train / evaluate / sample runs, commands run in a subprocess. `python -m pytest -q` runs
 # everything; `python -m pytest -q -m "not slow"` is the quick check while developing. (Chromium, torchrun and
 # the released-PolyMNIST run carry @pytest.mark.slow in their own files.)
-SLOW_MODULES = {"test_app_http.py", "test_browser_security.py", "test_browser_lesson.py", "test_evaluate.py",
-                "test_sample.py"}
+SLOW_MODULES = {"test_app_http.py", "test_browser_security.py", "test_browser_lesson.py", "test_browser_figures.py",
+                "test_evaluate.py", "test_sample.py"}
 SLOW_TESTS = {
     "test_app.py": {"test_ex_post_prior_of_the_shipped_checkpoint", "test_share_link_decoder_is_bounded",
                     "test_missing_classifier_missing_model_and_mismatched_checkpoint"},

@@ -829,3 +829,71 @@ def test_first_look_with_several_frames_still_shows_the_input(monkeypatch):
     outs = run(source="upload", upload=EXAMPLE)
     assert outs[0]["input_preview"].shape == (28, 58, 3)
     assert "step 1/3" in outs[0]["status"] and "Done" in outs[-1]["status"]
+
+
+def test_energy_check_beside_the_weights_marks_the_runs_final_energies(tiny_app, monkeypatch):
+    import shutil
+
+    from demo.energy import ENERGY_FILE
+    assert app.loaded()["energy_check"] is None        # none beside these weights: the histogram is left alone
+    assert all(is_skip(o["energy_hist"]) for o in run(source="upload", upload=EXAMPLE))
+    shutil.copy(ROOT / "checkpoints/mebm" / ENERGY_FILE, tiny_app / ENERGY_FILE)
+    try:
+        app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+        check = app.loaded()["energy_check"]
+        assert check is not None and check.n >= 100
+        outs = run(source="upload", upload=EXAMPLE)
+        assert all(is_skip(o["energy_hist"]) for o in outs[:-1])     # drawn once, at the end of the run
+        marked = outs[-1]["energy_hist"]
+        assert isinstance(marked, np.ndarray) and not np.array_equal(marked, app.histogram(check))
+        r = req("hist")
+        outs = [dict(zip(app.RUN_OUTPUTS, app.step_chain(k, *args(source="upload", upload=EXAMPLE), request=r)))
+                for k in (1, 1, 100)]
+        assert is_skip(outs[1]["energy_hist"]) and isinstance(outs[2]["energy_hist"], np.ndarray)   # at the end
+    finally:
+        (tiny_app / ENERGY_FILE).unlink()
+        app.setup(checkpoint=str(tiny_app), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+
+
+def test_fifty_samples_count_each_stage_with_n_and_an_interval(monkeypatch):
+    from demo import stats
+    monkeypatch.setattr(stats, "N_STATS", 6)   # the tiny model: few samples, the same arithmetic
+    outs = list(app.fifty_samples(*args(source="upload", upload=EXAMPLE, latent_steps=12, data_steps=12),
+                                  request=req("st")))
+    assert len(outs) >= 2 and all("Counting 6 samples" in w and is_skip(t) for w, t in outs[:-1])
+    words, table = outs[-1]
+    df = value(table)
+    assert list(df["stage"]) == ["proposal", "latent revision", "EBM data revision"]
+    M = app.model_config().n_modalities
+    for _, r in df.iterrows():
+        k, n = map(int, r["agree"].split("/"))
+        lo, hi = (float(v) for v in r["95 % interval"].rstrip(" %").split("–"))
+        assert n == 6 * (M - 1) and lo <= 100 * k / n <= hi and r["%"] == round(100 * k / n, 1)
+    assert f"6 samples × {M - 1} generated modalities" in words
+    unconditional = args(source="unconditional", sketch=EMPTY_SKETCH)
+    joint = value(list(app.fifty_samples(*unconditional, request=req("st")))[-1][1])
+    assert set(joint["chain"]) == {"N(0, I)"}           # these weights have no ex-post prior
+    from model.prior import GaussianMixture
+    d = app.model_config().latent_dim
+    monkeypatch.setattr(app.loaded()["sampler"], "prior",
+                        GaussianMixture(torch.ones(2) / 2, torch.randn(2, d), torch.eye(d).expand(2, d, d)))
+    joint = value(list(app.fifty_samples(*unconditional, request=req("st")))[-1][1])
+    assert list(joint["chain"].unique()) == ["ex-post prior", "N(0, I)"]   # both, on the same count
+    assert set(joint["agree"].str.split("/").str[1]) == {"6"}
+    app.STATS_RUNNING.add("busy")      # one at a time per visitor
+    with pytest.raises(gr.Error, match="still being counted"):
+        next(app.fifty_samples(*args(source="upload", upload=EXAMPLE), request=req("busy")))
+    app.STATS_RUNNING.discard("busy")
+    assert not app.STATS_RUNNING
+
+
+def test_latent_view_draws_a_path_per_sample_as_the_run_streams():
+    outs = run(source="upload", upload=EXAMPLE, n_samples=2, latent_steps=3, data_steps=2)
+    pictures = [o["latent_view"] for o in outs if not is_skip(o["latent_view"])]
+    assert pictures and all(p["visible"] for p in pictures)
+    rows = app.SESSIONS.get("s1").z_rows
+    assert [st for st, _ in rows] == ["proposal"] + ["latent"] * 4 and all(z.shape == (2, 2) for _, z in rows)
+    p = chain()
+    assert all((f.z is None) == (f.stage == "data") for f in p.frames)
+    assert np.allclose(rows[0][1], app.loaded()["latent_view"].project(p.frames[0].z))
+    assert not np.array_equal(pictures[-1]["value"], app.picture(app.loaded()["latent_view"], []))

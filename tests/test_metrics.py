@@ -5,7 +5,7 @@ import torch
 
 from model.evaluate import conditional_coherence, subsets
 from model.data import PolyMNIST
-from model.metrics import coherence, frechet_distance, joint_coherence
+from model.metrics import coherence, frechet_distance, joint_coherence, wilson_interval
 
 M = 5
 
@@ -127,3 +127,11 @@ def test_prior_metrics_flag_a_collapsed_generator():
                           progress=False)["proposal"]
     assert ideal["joint_coherence"] == 1.0 and ideal["digit_entropy"] == pytest.approx(1.0)
     assert len(ideal["fd"]) == M and ideal["fd_mean"] >= 0
+
+
+def test_wilson_interval_covers_the_share_and_narrows_with_n():
+    lo, hi = wilson_interval(40, 50)
+    assert lo < 0.8 < hi and (lo, hi) == pytest.approx((0.6696, 0.8876), abs=1e-3)   # the textbook values
+    lo2, hi2 = wilson_interval(400, 500)
+    assert lo < lo2 < 0.8 < hi2 < hi
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 0) == (0, 1)

@@ -56,6 +56,8 @@ def assert_same_frames(batched, alone):
         diff = np.abs(a.x.astype(int) - b.x.astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3, (a.stage, a.step, diff.max(), (diff > 0).mean())
         assert np.allclose(a.energy, b.energy, rtol=1e-4, atol=1e-4)
+        assert (a.z is None) == (b.z is None) == (a.stage == "data")   # the latent state, for the latent view
+        assert a.z is None or np.allclose(a.z, b.z, rtol=1e-4, atol=1e-4)
 
 
 def run_all(scheduler, limit=200):
