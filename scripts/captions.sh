@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The captioned model (docs/captions.md): the five image modalities and a caption, trained as the shipped
 # five-image model is, then scored by model.caption_eval beside its baseline.
-#   1. the MoE VAE with the caption modality (--variant vae --captions), 13,409 iterations;
+#   1. the MoE VAE with the caption modality (--variant vae --captions), 3,000 iterations, its image networks
+#      started from the shipped five-image model (checkpoints/mebm: generator and inference; the caption's
+#      decoder and expert fresh), so that the iterations go to the caption;
 #   2. the full method from its generator and inference weights, with a fresh EBM 32 channels wide over the
 #      images and the caption (--init-skip energy --model.ebm-width 32), 299 iterations (30 data-space and 10
 #      latent Langevin steps per iteration, batch 64; the captions' logits revised beside the images);
@@ -25,10 +27,12 @@ source "$(dirname "$0")/lib.sh"
 parse_args 0 "$@"
 DEV=(); [[ -n ${DEVICE:-} ]] && DEV=(--device "$DEVICE")
 LOG=(--eval-every 250 --eval-samples 500 --ckpt-every 100 --sample-every 250)
+VAE_ITERS=${VAE_ITERS:-3000}   # iterations of step 1
 VAE_EXTRA=${VAE_EXTRA:-1800}   # iterations of the baseline at the CPU time of step 2 (299 x 6.1 / 1.04)
 N_EVAL=${N_EVAL:-1000}         # test tuples per direction and prior samples of the evaluation
 
-train runs/captions/vae --variant vae --captions --iters 13409 "${LOG[@]}" "${DEV[@]}"
+train runs/captions/vae --variant vae --captions --init-from checkpoints/mebm --init-skip energy --warmup-iters 0 \
+  --iters "$VAE_ITERS" "${LOG[@]}" "${DEV[@]}"
 train runs/captions/full --variant full --captions --init-from runs/captions/vae/final --init-skip energy \
   --model.ebm-width 32 --model.ebm-latent-cond-steps 0 --warmup-iters 0 --iters 299 "${LOG[@]}" "${DEV[@]}"
 train runs/captions/vae_equal --variant vae --captions --init-from runs/captions/vae/final --warmup-iters 0 \
