@@ -126,7 +126,7 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
         sampler = Sampler(lm.model, lm.prior, source=lm.describe(), notes=lm.notes).to(device)
         _LOADED.update(sampler=sampler, model=sampler.model, prior=sampler.prior, error=None,
                        weights=f"{lm.source}: {where}" if lm.source != "bundled" else where,
-                       energy_check=load_energy_check(lm.location if Path(lm.location).is_dir() else None),
+                       energy_check=load_energy_check(lm.folder),
                        latent_view=latent_view(sampler.prior, sampler.config.latent_dim))
         log.info("weights in use: %s", lm.describe())
     except CheckpointUnavailable as e:

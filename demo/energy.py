@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from model.cli import HelpFormatter
+from model.hub import ENERGY_CHECK_FILE
 
-ENERGY_FILE = "energy_check.json"
+ENERGY_FILE = ENERGY_CHECK_FILE
 MAX_BYTES = 2 ** 20        # a larger file is not read (it is a few kB)
 COND = "conditional (1 observed)"
 # the groups the page shows: energy.json's name -> the page's

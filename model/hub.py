@@ -25,6 +25,8 @@ from .prior import PRIOR_FILE, GaussianMixture, load_prior
 
 log = logging.getLogger("mebm.hub")
 FILES = ("config.json", "model.safetensors")
+ENERGY_CHECK_FILE = "energy_check.json"   # the energy check the demo draws as a histogram (demo/energy.py)
+OPTIONAL_FILES = (PRIOR_FILE, ENERGY_CHECK_FILE)   # beside the weights when the checkpoint has them
 BUNDLED = "checkpoints/mebm"
 
 
@@ -54,6 +56,7 @@ class LoadedModel:
     location: str                 # repo@revision or folder
     notes: list[str] = field(default_factory=list)  # what was tried, for the log and the app
     prior: GaussianMixture | None = None  # the ex-post prior beside the weights (None: N(0, I) only)
+    folder: Path | None = None    # the local folder the files were read from (a Hub cache snapshot or a checkout's)
 
     def describe(self) -> str:
         return f"{self.source} ({self.location})"
@@ -68,10 +71,11 @@ def _download(repo_id, revision, cache_dir, local_only) -> Path:
 
     paths = [hf_hub_download(repo_id, f, revision=revision, cache_dir=cache_dir, local_files_only=local_only)
              for f in FILES]
-    try:  # optional: a repo (or a cache) without the ex-post prior still gives the model
-        hf_hub_download(repo_id, PRIOR_FILE, revision=revision, cache_dir=cache_dir, local_files_only=local_only)
-    except Exception as e:
-        log.info("no ex-post prior from %s: %s", repo_id, type(e).__name__)
+    for name in OPTIONAL_FILES:  # a repo (or a cache) without them still gives the model
+        try:
+            hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir, local_files_only=local_only)
+        except Exception as e:
+            log.info("no %s from %s: %s", name, repo_id, type(e).__name__)
     return Path(paths[0]).parent
 
 
@@ -102,7 +106,7 @@ def load_folder(path: str | Path, source: str = "folder", location: str | None =
     model = MultimodalEBMVAE.from_pretrained(str(path), strict=True).eval()
     prior, prior_note = load_prior(path / PRIOR_FILE, model.config.latent_dim)
     return LoadedModel(model, source, location or str(path),
-                       [f"weights in use: {source} ({location or path})", prior_note], prior)
+                       [f"weights in use: {source} ({location or path})", prior_note], prior, path)
 
 
 def load_model(repo_id: str | None = None, revision: str | None = None, bundled: str | Path | None = BUNDLED,

@@ -5,11 +5,12 @@
 
 The folder (``--out``, default ``hub/<NAME>``) holds what the Hub repo needs: ``model.safetensors`` and
 ``config.json`` (loadable with ``MultimodalEBMVAE.from_pretrained``), ``train_config.json``, the evaluation's
-``metrics.json`` when there is one, the ex-post prior (``prior.safetensors`` + ``prior.json``) when it is beside
-the weights, and ``README.md``: the checkpoint's own model card when it has one (CHECKPOINT/README.md written
-by hand, as the bundled checkpoints have: it is published as it is), else a card made from the run: that
-checkpoint's metrics table, the training and evaluation commands, the data recipe and the licence. The upload uses
-huggingface_hub (``create_repo`` + ``upload_folder``; log in first with ``hf auth login`` or set ``HF_TOKEN``).
+``metrics.json`` when there is one, the ex-post prior (``prior.safetensors`` + ``prior.json``) and the demo's
+energy check (``energy_check.json``) when they are beside the weights, and ``README.md``: the checkpoint's own
+model card when it has one (CHECKPOINT/README.md written by hand, as the bundled checkpoints have: it is
+published as it is), else a card made from the run: that checkpoint's metrics table, the training and
+evaluation commands, the data recipe and the licence. The upload uses huggingface_hub (``create_repo`` +
+``upload_folder``; log in first with ``hf auth login`` or set ``HF_TOKEN``).
 
 Metrics are read from ``--metrics FILE`` or else the first of CHECKPOINT/metrics.json,
 CHECKPOINT/eval/metrics.json, CHECKPOINT/../eval/metrics.json (where ``model.evaluate`` writes by default).
@@ -24,6 +25,7 @@ import sys
 from pathlib import Path
 
 from .config import TrainConfig
+from .hub import OPTIONAL_FILES
 from .prior import PRIOR_FILE
 
 LICENSE = "mit"
@@ -181,7 +183,8 @@ def build_folder(checkpoint: str | Path, repo_id: str, out: str | Path, metrics:
         cfg.to_json(out / "train_config.json")
     if mpath:
         shutil.copyfile(mpath, out / "metrics.json")
-    for name in (PRIOR_FILE, Path(PRIOR_FILE).with_suffix(".json").name):   # the ex-post prior and its fit record
+    for name in (*OPTIONAL_FILES, Path(PRIOR_FILE).with_suffix(".json").name):   # the prior, its fit record, the
+                                                                                 # energy check
         if (checkpoint / name).is_file():
             shutil.copyfile(checkpoint / name, out / name)
     card = own_card(checkpoint) or model_card(repo_id, model.config, cfg, r, str(checkpoint))

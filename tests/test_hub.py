@@ -21,7 +21,7 @@ def make_hub_cache(cache, src, repo=REPO, commit=COMMIT):
     (root / "refs" / "main").write_text(commit)
     snap = root / "snapshots" / commit
     snap.mkdir(parents=True)
-    for f in ("config.json", "model.safetensors", PRIOR_FILE):
+    for f in ("config.json", "model.safetensors", PRIOR_FILE, "energy_check.json"):
         if (src / f).is_file():
             shutil.copy(src / f, snap / f)
     return snap
@@ -39,6 +39,7 @@ def test_hub_cache_offline(tmp_path, tiny, monkeypatch):
     assert lm.source == "Hub cache" and lm.location == f"{REPO}@main"
     assert any("HF_HUB_OFFLINE" in n for n in lm.notes)
     assert lm.model.config.width == 8
+    assert lm.folder is not None and lm.folder.is_dir()   # where the optional files (energy check) are read from
 
 
 def test_pinned_revision_read_from_cache_first(tmp_path, tiny, monkeypatch):

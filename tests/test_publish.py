@@ -79,6 +79,7 @@ def test_the_bundled_checkpoint_publishes_its_own_card(tmp_path, capsys):
     MultimodalEBMVAE.from_pretrained(str(tmp_path / "h"), strict=True)
     assert (tmp_path / "h" / "prior.json").is_file()                         # the ex-post prior goes up with it
     assert GaussianMixture.load(tmp_path / "h" / PRIOR_FILE).n_components == 20
+    assert (tmp_path / "h" / "energy_check.json").read_bytes() == (BUNDLED / "energy_check.json").read_bytes()
 
 
 def test_a_run_without_a_card_gets_one_from_its_record(tmp_path, capsys):
