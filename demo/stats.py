@@ -35,15 +35,17 @@ def row(label: str, stage: str, k: int, n: int) -> dict:
 
 
 def stage_rows(sampler, classify: Callable, x_obs, observed, modality: int | None, seed: int, kw: dict,
-               prior: str = "ex-post", label: str = "") -> Iterator[tuple[str, list[dict] | None]]:
-    """Run N_STATS samples (the input ``x_obs`` [1, M, ...] given in ``modality``, or none) with the chain settings
-    ``kw`` (by flat name) and yield (progress line, None) as it goes, then ("", the stages' rows)."""
+               prior: str = "ex-post", label: str = "", text=None) -> Iterator[tuple[str, list[dict] | None]]:
+    """Run N_STATS samples (the input ``x_obs`` [1, M, ...] given in ``modality``, a typed caption's ids ``text``
+    [1, L] with ``observed`` its mask [M + 1], or none) with the chain settings ``kw`` (by flat name) and yield
+    (progress line, None) as it goes, then ("", the stages' rows)."""
     x = None if modality is None else x_obs.expand(N_STATS, -1, -1, -1, -1).to(sampler.device)
-    obs = None if modality is None else observed.to(sampler.device)
+    obs = None if modality is None and text is None else observed.to(sampler.device)
+    text = None if text is None else text.expand(N_STATS, -1)
     g = torch.Generator(sampler.device).manual_seed(int(seed))
     lasts, total = {}, sum(kw.get(k, 0) for k in ("latent_steps", "data_steps"))
     done = 0
-    for frame in sampler.frames(x, obs, n=N_STATS, prior=prior, generator=g, every=EVERY, **kw):
+    for frame in sampler.frames(x, obs, n=N_STATS, prior=prior, generator=g, every=EVERY, text=text, **kw):
         if frame.step > 0 and frame.stage in ("latent", "data"):
             done = frame.step + (kw.get("latent_steps", 0) if frame.stage == "data" else 0)
         lasts[frame.stage] = frame.x

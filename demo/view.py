@@ -103,10 +103,13 @@ class PageRun:
     presses the same chain), ``job`` (the scheduler's, while it streams there), and the page's pictures of it."""
 
     def __init__(self, player: ChainPlayer, digit, modality, preview, key, x_obs, observed,
-                 classify: Callable[[np.ndarray], tuple | None], project: Callable | None = None):
+                 classify: Callable[[np.ndarray], tuple | None], project: Callable | None = None,
+                 model: str = "images", text=None, caption: str = ""):
         self.player, self.digit, self.preview, self.key = player, digit, preview, key
         self.modality = modality if digit is not None else None
         self.x_obs, self.observed, self.classify = x_obs, observed, classify
+        # the model chosen (demo.captions: "images" or "captions"); a typed caption: its ids [1, L] and its text
+        self.model, self.text, self.caption = model, text, caption
         self.job = None
         self.energy_rows, self.post_rows, self.trace_rows = [], [], []
         self.project = project   # z [B, d] -> [B, 2]: the checkpoint's latent view (demo.latent), or None
