@@ -58,7 +58,7 @@ def caption_ids(text, tokenizer: Tokenizer) -> torch.Tensor:
         raise rejected(f"The caption is too long: {len(text)} characters, at most {MAX_CHARS}.")
     if not text.strip():
         raise rejected("The caption is empty: type a few words, e.g. 'a bold 3'.")
-    odd = sorted({c for c in text if not c.isascii()})
+    odd = list(dict.fromkeys(c for c in text if not c.isascii()))   # in order of appearance
     if odd:
         raise rejected(f"The caption may use plain English letters, digits and commas only (found "
                        f"{shown(''.join(odd[:5]))}).")

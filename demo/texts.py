@@ -56,6 +56,14 @@ STAGE_SAYS = {
     "data": ("**Data revision:** every generated pixel moves down the EBM's energy; your digit's row stays fixed.",
              "**Data revision:** every pixel moves down the EBM's energy."),
 }
+# the same for a typed caption (the model with captions): the caption is the input, every image is generated
+CAPTION_SAYS = {
+    "proposal": "**Proposal:** the inference model guesses a latent code z from your caption; the generator draws "
+                "every image from that z.",
+    "latent": "**Latent revision:** z is nudged to explain your caption better (−log p(z | caption) falls in the "
+              "trace below).",
+    "data": "**Data revision:** every pixel moves down the EBM's energy; your caption stays fixed.",
+}
 # what each stage descends, for the trace under the grid (its series: stage, quantity, colour)
 DESCENDS = {"latent": "−log p(z | input)", "ebm_latent": "U(z)", "data": "EBM energy"}
 SHORT = {"proposal": "proposal", "latent": "latent", "ebm_latent": "EBM latent", "data": "data"}

@@ -252,6 +252,8 @@ class PageRun:
         """One or two plain sentences for the stage of ``snap``, what barely moved, and how to read the grid."""
         conditioned = self.player.conditioned
         says = texts.STAGE_SAYS.get(snap.stage, ("", ""))[0 if conditioned else 1] if snap is not None else ""
+        if snap is not None and self.text is not None:   # a typed caption is the input
+            says = texts.CAPTION_SAYS.get(snap.stage, says)
         return " ".join(t for t in (says, self.changes(snap)[2]) if t)
 
     def readout(self, snap) -> pd.DataFrame:
