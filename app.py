@@ -192,7 +192,8 @@ def player_frames(run, steps: int | None = None):
         yield from (player if steps is None else player.step(steps))
         return
     start, got = (0 if player.current is None else player.current.index + 1), 0
-    for snap in work(run.x_obs, run.observed, player.settings, start, steps, run.model, run.text):
+    extra = {} if run.model == IMAGES else dict(model=run.model, text=run.text)   # the model with captions
+    for snap in work(run.x_obs, run.observed, player.settings, start, steps, **extra):
         player.record(snap)
         got += 1
         yield snap
