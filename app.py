@@ -1043,8 +1043,8 @@ def build_demo() -> gr.Blocks:
                       api_name="preset")
         upload.change(None, upload, source, js="(f) => f ? 'upload' : 'draw'")
         demo.load(None, None, None, js=texts.PAGE_JS)
-        demo.load(restore, None, [c for name, c in controls.items() if name not in ("sketch", "upload")] + [status],
-                  api_visibility="private")
+        restored = [c for name, c in controls.items() if name not in ("sketch", "upload", "model", "caption")]
+        demo.load(restore, None, restored + [status], api_visibility="private")
         demo.load(weights_banner, None, banner, api_visibility="private")
         if caption_tokenizer is not None:
             demo.load(restore_caption, None, [model, caption, caption_box, stage_text], api_visibility="private")

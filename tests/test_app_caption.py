@@ -138,6 +138,11 @@ def test_captions_model_absent_the_page_is_the_five_image_page(folders, monkeypa
     def model_radio():
         demo = app.build_demo()
         blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+        # the page's load events get as many values as they have outputs
+        link = {"src": "caption", "mdl": "captions", "cap": "a 3", "seed": "1"}
+        for fn in (app.restore, app.restore_caption):
+            outputs = [f.outputs for f in demo.fns.values() if getattr(f.fn, "__name__", "") == fn.__name__]
+            assert (outputs or fn is app.restore_caption) and all(len(o) == len(fn(req(query=link))) for o in outputs)
         return blocks["model"], blocks["source"], blocks["caption_box"], blocks["stage_captions"]
 
     model, source, box, text = model_radio()
