@@ -59,4 +59,16 @@ def test_a_typed_caption_runs_and_every_stage_shows_captions(served):
             timeout=20000)
         expect(page.locator("#status")).to_contain_text("Not run", timeout=10000)
         assert box.input_value() == "a purple seven"
+        # a shared link of a caption run opens with the model, the input and the caption set, and runs
+        link = page.locator("#share_link").get_attribute("href")
+        page.close()
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(served.rstrip("/") + "/" + link.replace("src=unconditional", "src=caption&cap=the+digit+3%2C+bold"))
+        expect(page.locator("#status")).to_contain_text("restored", timeout=30000)
+        expect(page.locator("#caption input, #caption textarea").first).to_have_value("the digit 3, bold")
+        expect(page.locator("#model input[value=captions]")).to_be_checked()
+        expect(page.locator("#source input[value=caption]")).to_be_checked()
+        page.locator("#run").click()
+        expect(page.locator("#stage_captions textarea")).to_have_value(re.compile("Given caption: the digit 3, bold"),
+                                                                       timeout=60000)
         browser.close()
