@@ -55,8 +55,8 @@ from model.serving import UploadSweeper, URLLengthLimit, trim_heap
 from demo import texts
 from demo.energy import histogram, load_energy_check, sentence, where_from
 from demo.latent import latent_view, picture
-from demo.captions import (CAPTIONS, EXAMPLES, IMAGES, MODEL_CHOICES, caption_checkpoint, caption_ids, caption_mask,
-                           model_choice, stage_captions, vocabulary)
+from demo.captions import (CAPTIONS, EXAMPLES, HELD_IN, IMAGES, MODEL_CHOICES, caption_checkpoint, caption_ids,
+                           caption_mask, model_choice, stage_captions, vocabulary)
 from demo.components import Dropdown, LiveImage, NumberBox, Radio, Sketchpad, Slider, Textbox, data_url
 from demo.inputs import (CONTROLS, LIMITS, ChainInputs, chain_event, flag, input_digit, model_input,
                          number, one_line, rejected, shown)
@@ -854,8 +854,9 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(visible=False, elem_id="caption_box") as caption_box:
                     caption = Textbox("", label="Caption (the input when 'Caption' is chosen above)",
                                       placeholder="e.g. a thin seven leaning right", elem_id="caption", lines=1)
-                    gr.Examples([[c] for c in EXAMPLES], inputs=[caption], label="Example captions (the last three in "
-                                "wordings never seen in training)", cache_examples=False)
+                    gr.Examples([[c] for c in EXAMPLES], inputs=[caption], cache_examples=False,
+                                label=f"Example captions (the first {HELD_IN} worded as in training, the others in "
+                                      "wordings never seen in training)")
                     gr.Textbox(vocabulary(caption_tokenizer) if caption_tokenizer else "", interactive=False,
                                label=f"The words a caption may use ({len(caption_tokenizer or ()) - 1})",
                                elem_id="vocabulary", lines=2)

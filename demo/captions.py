@@ -17,9 +17,10 @@ from .inputs import rejected, shown
 IMAGES, CAPTIONS = "images", "captions"
 MODEL_CHOICES = [("Five images", IMAGES), ("Five images + caption", CAPTIONS)]
 FOLDER = "mebm_captions"      # the captioned checkpoint's folder, beside the five-image one
-# examples for the caption box: held-in wordings (as in training) and held-out ones (never seen in training)
-EXAMPLES = ["a thin seven leaning right", "the digit 3, bold", "a large bold zero", "an 8 with a thin stroke",
-            "bold and leaning left, a two", "the small number 4", "a 6 that is large and thin"]
+# examples for the caption box: HELD_IN wordings of the training captions, then wordings never seen in training
+EXAMPLES = ["a thin seven leaning right", "a large bold zero", "an 8 with a thin stroke",
+            "the digit 3, bold", "bold and leaning left, a two", "the small number 4", "a 6 that is large and thin"]
+HELD_IN = 3
 
 
 def caption_checkpoint(explicit: str | None, checkpoint: str | Path) -> Path | None:

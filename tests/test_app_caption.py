@@ -238,3 +238,12 @@ def test_stage_captions_of_a_run_are_plain_text():
     text = stage_captions(app.SESSIONS.get("c1"))
     assert "<" not in text and text.startswith("proposal")
     assert demo_captions.vocabulary(Tokenizer()).split() == list(Tokenizer().words[1:])
+
+
+def test_example_captions_are_worded_as_labelled():
+    from model.captions import caption_language
+
+    seen = set(caption_language())
+    assert all(c in seen for c in demo_captions.EXAMPLES[:demo_captions.HELD_IN])
+    assert not any(c in seen for c in demo_captions.EXAMPLES[demo_captions.HELD_IN:])
+    assert all(demo_captions.caption_ids(c, Tokenizer()).shape == (1, 16) for c in demo_captions.EXAMPLES)
