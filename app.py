@@ -1,6 +1,7 @@
 """Gradio demo: draw or upload a digit, pick its modality, and watch the MCMC revisions, stage by stage.
 
     python app.py [--port 7860] [--share] [--repo-id ORG/NAME --revision COMMIT] [--checkpoint DIR]
+                  [--caption-checkpoint DIR]
 
 The page shows the stages of conditional generation side by side for the same samples (model/langevin.py:
 the inference model's proposal decoded by the generator, the latent revision on the generator posterior,
@@ -10,6 +11,8 @@ a visitor's input in demo/inputs.py, the share link in demo/share.py, the words 
 demo/explanation.md, demo/page.css and demo/page.js). This file is the page's layout and its events.
 
 Settings by environment (for Spaces and tests): MEBM_CHECKPOINT (bundled folder, default checkpoints/mebm),
+MEBM_CAPTION_CHECKPOINT (the model with captions, offered as a second model; default mebm_captions beside the
+bundled folder, when it exists),
 MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_ID, MEBM_REVISION, MEBM_FPS (most frames streamed per
 second, default 40; 0 = no pacing), MEBM_CONCURRENCY (chains at once, default 64 batched, 32 unbatched),
 MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most megabytes of uploads kept in Gradio's temp

@@ -71,7 +71,8 @@ def caption_ids(text, tokenizer: Tokenizer) -> torch.Tensor:
                                                                         if len(e.unknown) > 5 else "")
             raise rejected(f"Unknown word{'s' if len(e.unknown) > 1 else ''} in the caption: {words}. The model "
                            f"knows {len(tokenizer) - 1} words, listed under the caption box.") from None
-        raise rejected(f"The caption cannot be read: {html.escape(str(e), quote=False)}.") from None
+        said = html.escape(str(e), quote=False)      # e.g. "the caption has 17 words; at most 16"
+        raise rejected(said[:1].upper() + said[1:] + ".") from None
 
 
 def caption_mask(n_images: int) -> torch.Tensor:

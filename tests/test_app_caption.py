@@ -116,7 +116,7 @@ def test_the_five_image_model_runs_as_before_with_no_captions():
     ("a <b>bold</b> 3", "Unknown word in the caption: '&lt;b&gt;bold&lt;/b&gt;'"),
     ("x" * 201, "The caption is too long: 201 characters, at most 200"),
     ("a bold 3 – café", "plain English letters, digits and commas only .found '–é'"),
-    ("a " * 17, "the caption has 17 words; at most 16"),
+    ("a " * 17, "The caption has 17 words; at most 16"),
     (["a", "3"], "The caption must be text"),
 ])
 def test_bad_captions_get_one_line(caption, msg):
