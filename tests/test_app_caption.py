@@ -247,3 +247,31 @@ def test_example_captions_are_worded_as_labelled():
     assert all(c in seen for c in demo_captions.EXAMPLES[:demo_captions.HELD_IN])
     assert not any(c in seen for c in demo_captions.EXAMPLES[demo_captions.HELD_IN:])
     assert all(demo_captions.caption_ids(c, Tokenizer()).shape == (1, 16) for c in demo_captions.EXAMPLES)
+
+
+def test_step_mode_shows_the_captions_of_the_stages_reached():
+    values = list({**BASE, "source": "upload", "upload": EXAMPLE, "caption": ""}.values())
+    first = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *values, request=req("st"))))
+    assert "proposal\n  1: " in first["stage_captions"] and "not reached yet" in first["stage_captions"]
+    later = dict(zip(app.RUN_OUTPUTS, app.step_chain(2, *values, request=req("st"))))
+    assert "latent revision · step 2/3\n  1: " in later["stage_captions"]
+
+
+def test_zerogpu_computes_a_caption_run_with_the_model_with_captions(folders, monkeypatch):
+    """On ZeroGPU the GPU function is handed the model chosen and the typed caption: the same frames as here."""
+    from test_app import fake_spaces
+
+    run(request=req("zg"))
+    here = [f.x for f in app.SESSIONS.get("zg").player.frames]
+    calls = []
+    monkeypatch.setitem(__import__("sys").modules, "spaces", fake_spaces(calls))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    try:
+        app.setup(checkpoint=str(folders[0]), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
+        assert "Done" in run(request=req("zg"))[-1]["status"]
+        frames = app.SESSIONS.get("zg").player.frames
+        assert len(frames) == len(here) and all((f.x == x).all() for f, x in zip(frames, here))
+        assert [c[0] for c in calls] == ["decorated", "call"]
+    finally:
+        monkeypatch.delenv("SPACES_ZERO_GPU")
+        app.setup(checkpoint=str(folders[0]), classifier=str(ROOT / "checkpoints/classifier"), offline=True)
