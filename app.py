@@ -368,8 +368,11 @@ def _pace(last_yield: float, interval: float) -> float:
     return time.perf_counter()
 
 
-def agreement_title(conditioned: bool, n: int, M: int) -> str:
-    """The agreement plot's title: its one measure (demo.view.agreement) and how many images it counts."""
+def agreement_title(conditioned: bool, n: int, M: int, target: int | None = None) -> str:
+    """The agreement plot's title: its one measure (demo.view.agreement) and how many images it counts
+    (``target``: the digit a typed caption names)."""
+    if target is not None:
+        return f"Images read as the caption's {target} (%, n = {n * M})"
     if conditioned:
         return f"Images agreeing with the input (%, n = {n * (M - 1)})"
     return f"Samples with one digit in all rows (%, n = {n})"
@@ -383,7 +386,8 @@ def figures(run, snap) -> dict:
     return dict(energy_plot=gr.update(value=energy, visible=True),
                 posterior_plot=gr.update(value=posterior, visible=True,
                                          title="log p(z | input)" if conditioned else "log p(z) (no input)"),
-                agreement_plot=gr.update(value=agree, visible=True, title=agreement_title(conditioned, n, M)),
+                agreement_plot=gr.update(value=agree, visible=True,   # the measure of the input given, if an image
+                                         title=agreement_title(run.modality is not None, n, M, run.target)),
                 readout=gr.update(value=run.readout(snap), visible=True),
                 trace_plot=gr.update(value=run.trace(), visible=True), changes=changes, changes_caps=changes_caps,
                 explain=run.explain(snap), latent_view=latent_picture(run))
@@ -631,8 +635,8 @@ def downloads(request: gr.Request = None):
     gif = render.gif_bytes(frames)
     stages = [st for st in run.expected_stages() if st in player.stage_last]
     lasts = [player.stage_last[st] for st in stages]
-    lines = [[f"energy {s.energy.mean():.3f}"] + ([f"agree {a:.0%}"] if (a := agreement(run.pred(s), obs)) is not None
-                                                 else []) for s in lasts]
+    lines = [[f"energy {s.energy.mean():.3f}"] + ([f"agree {a:.0%}"] if (a := agreement(run.pred(s), obs, run.target))
+                                                 is not None else []) for s in lasts]
     png = render.png_bytes(render.labelled_strip([stage_title(st) for st in stages], [s.x for s in lasts], lines, obs),
                            level=6)
     return (f'<a download="mebm_chain_seed{player.settings.seed}.gif" href="{data_url(gif, "image/gif")}">'
@@ -665,7 +669,8 @@ def fifty_samples(inputs: ChainInputs, request: gr.Request = None):
         rows, last = [], 0.0
         for label, prior in chains:
             for line, got in stats.stage_rows(p.sampler, classify, run.x_obs, run.observed, run.modality,
-                                              p.settings.seed, p.kw, prior, label, text=run.text):
+                                              p.settings.seed, p.kw, prior, label, text=run.text,
+                                              target=run.target):
                 if got is not None:
                     rows += got
                 elif line and time.perf_counter() - last >= PLOT_INTERVAL:
@@ -674,8 +679,9 @@ def fifty_samples(inputs: ChainInputs, request: gr.Request = None):
                 elif not line:
                     raise rejected("No classifier is loaded, so nothing can be counted.")
         M = p.model.config.n_modalities
-        words = (texts.STATS_CONDITIONAL.format(n=n, m=M - 1, images=n * (M - 1)) if p.conditioned else
-                 texts.STATS_UNCONDITIONAL.format(n=n))
+        words = (texts.STATS_CAPTION.format(n=n, m=M, images=n * M, digit=run.target) if run.target is not None else
+                 texts.STATS_CONDITIONAL.format(n=n, m=M - 1, images=n * (M - 1)) if p.conditioned and run.text is None
+                 else texts.STATS_UNCONDITIONAL.format(n=n))
         yield f"**{n} samples, seed {p.settings.seed}.** " + words, gr.update(value=stats.table(rows), visible=True)
     finally:
         STATS_RUNNING.discard(key)

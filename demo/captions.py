@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from model.captions import MAX_CHARS, CaptionError, Tokenizer
+from model.captions import DIGIT_WORDS, MAX_CHARS, NUMERALS, CaptionError, Tokenizer
 from model.langevin import stage_title
 
 from .inputs import rejected, shown
@@ -73,6 +73,13 @@ def caption_ids(text, tokenizer: Tokenizer) -> torch.Tensor:
                            f"knows {len(tokenizer) - 1} words, listed under the caption box.") from None
         said = html.escape(str(e), quote=False)      # e.g. "the caption has 17 words; at most 16"
         raise rejected(said[:1].upper() + said[1:] + ".") from None
+
+
+def caption_digit(caption: str) -> int | None:
+    """The digit a caption names (as a word or a numeral), or None when it names none or two."""
+    named = {DIGIT_WORDS.index(w) if w in DIGIT_WORDS else NUMERALS.index(w) for w in Tokenizer().split(caption)
+             if w in DIGIT_WORDS or w in NUMERALS}
+    return named.pop() if len(named) == 1 else None
 
 
 def caption_mask(n_images: int) -> torch.Tensor:

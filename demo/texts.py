@@ -28,6 +28,9 @@ STATS_BUSY = "Your 50 samples are still being counted: wait for them, then press
 STATS_CONDITIONAL = ("Images read as the input's digit, {n} samples × {m} generated modalities = {images} images per "
                      "stage. The images of one sample are not independent, so the 95 % interval (Wilson) is narrower "
                      "than it should be.")
+STATS_CAPTION = ("Images read as the caption's digit ({digit}), {n} samples × {m} generated modalities = {images} "
+                 "images per stage. The images of one sample are not independent, so the 95 % interval (Wilson) is "
+                 "narrower than it should be.")
 STATS_UNCONDITIONAL = ("Samples with one digit in every modality, {n} per chain, the same chain settings and seed "
                        "from the ex-post prior and from N(0, I); 95 % intervals (Wilson).")
 

@@ -49,6 +49,10 @@ def run(request=None, **kw):
     return [dict(zip(app.RUN_OUTPUTS, out)) for out in app.run_chain(*values, request=request or req())]
 
 
+def value(v):
+    return v["value"] if isinstance(v, dict) and "value" in v else v
+
+
 def words_known(text: str) -> bool:
     return all(w in Tokenizer().index for w in Tokenizer().split(text))
 
@@ -71,6 +75,10 @@ def test_a_typed_caption_streams_the_images_and_stays_as_typed():
     last = outs[-1]
     assert "Done" in last["status"] and "10 frames" in last["status"]
     assert "a thin seven leaning right" in last["stage_captions"]
+    # the agreement: the share of the images read as the caption's digit, in the status, the bars and the table
+    assert "The caption names <b>7</b>;" in last["status"] and " of the 10 images read as it" in last["status"]
+    assert last["agreement_plot"]["title"] == "Images read as the caption's 7 (%, n = 10)"
+    assert value(last["readout"])["agree"].str.fullmatch(r"\d/5").all()
     streamed = [o["stage_captions"] for o in outs if isinstance(o["stage_captions"], str)]
     assert streamed and all("a thin seven leaning right" in t for t in streamed)
     player = app.SESSIONS.get("c1").player
@@ -230,7 +238,21 @@ def test_fifty_samples_of_a_caption():
     values = list(BASE.values())
     out = list(app.fifty_samples(*values, request=req("stats")))
     words, table = out[-1]
-    assert "50 samples" in words and len(table["value"]) >= 2
+    assert "50 samples" in words and "read as the caption's digit (7)" in words
+    assert len(table["value"]) >= 2 and (table["value"]["agree"].str.split("/").str[1] == "250").all()
+
+
+@pytest.mark.parametrize("caption,digit", [("a thin seven leaning right", 7), ("the digit 3, bold", 3),
+                                           ("An 8.", 8), ("thin and upright", None), ("a 3 or a four", None),
+                                           ("one, 1", 1)])
+def test_the_digit_a_caption_names(caption, digit):
+    assert demo_captions.caption_digit(caption) == digit
+
+
+def test_a_caption_naming_no_digit_counts_samples_of_one_digit():
+    last = run(caption="thin and upright")[-1]
+    assert "of the 2 samples show one digit in every modality" in last["status"]
+    assert last["agreement_plot"]["title"] == "Samples with one digit in all rows (%, n = 2)"
 
 
 def test_stage_captions_of_a_run_are_plain_text():
