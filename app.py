@@ -866,8 +866,8 @@ def build_demo() -> gr.Blocks:
                     gr.Examples([[c] for c in EXAMPLES], inputs=[caption], cache_examples=False,
                                 label=f"Example captions (the first {HELD_IN} worded as in training, the others in "
                                       "wordings never seen in training)")
-                    gr.Textbox(vocabulary(caption_tokenizer) if caption_tokenizer else "", interactive=False,
-                               label=f"The words a caption may use ({len(caption_tokenizer or ()) - 1})",
+                    words = vocabulary(caption_tokenizer) if caption_tokenizer else ""
+                    gr.Textbox(words, interactive=False, label=f"The words a caption may use ({len(words.split())})",
                                elem_id="vocabulary", lines=2)
                 with gr.Tab("Draw"):
                     sketch = Sketchpad(type="numpy", canvas_size=(280, 280), elem_id="sketch", label="Draw a digit",

@@ -6,6 +6,7 @@ to the proposal with the same seed, so a run streamed frame by frame and a run s
 same frames. Stages are handled by name, in the order the sampler yields them ("proposal", "latent",
 "ebm_latent", "data", whichever ran), run by a ``model.Sampler``. Unconditional chains draw z from the sampler's
 ex-post prior when it has one and ``settings.ex_post_prior`` is on, else from N(0, I).
+A sampler with the caption modality also takes a typed caption (token ids); its frames carry each sample's caption.
 Frames are kept as uint8, thinned to stay under ``max_bytes``.
 ``Sessions`` keeps one player per visitor, at most ``max_sessions`` (the least recently used goes first).
 """
