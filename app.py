@@ -305,7 +305,7 @@ def new_run(inputs: ChainInputs) -> PageRun:
     if source == "caption":
         if model != CAPTIONS:
             raise rejected("A typed caption needs the model with captions: choose 'Five images + caption'.")
-        text, caption = caption_ids(inputs.caption, sampler.tokenizer), str(inputs.caption).strip()
+        text, caption = caption_ids(inputs.caption, sampler.tokenizer), " ".join(inputs.caption.split())
     try:
         digit = input_digit(inputs, source)
     except InputError as e:

@@ -63,4 +63,4 @@ def read_caption_link(params: dict, tokenizer) -> tuple[str, str]:
         raise ValueError("a typed caption needs the model with captions (mdl=captions)")
     caption = params.get("cap", "")
     caption_ids(caption, tokenizer)
-    return model, caption.strip()
+    return model, " ".join(caption.split())

@@ -71,7 +71,7 @@ def test_the_checkpoint_is_found_beside_the_five_image_one_or_named(folders, tmp
 
 
 def test_a_typed_caption_streams_the_images_and_stays_as_typed():
-    outs = run()
+    outs = run(caption=" a thin seven\n leaning right ")   # white space of any kind, as in the API
     last = outs[-1]
     assert "Done" in last["status"] and "10 frames" in last["status"]
     assert "a thin seven leaning right" in last["stage_captions"]
