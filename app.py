@@ -1,6 +1,7 @@
 """Gradio demo: draw or upload a digit, pick its modality, and watch the MCMC revisions, stage by stage.
 
     python app.py [--port 7860] [--share] [--repo-id ORG/NAME --revision COMMIT] [--checkpoint DIR]
+                  [--caption-checkpoint DIR]
 
 The page shows the stages of conditional generation side by side for the same samples (model/langevin.py:
 the inference model's proposal decoded by the generator, the latent revision on the generator posterior,
@@ -10,6 +11,8 @@ a visitor's input in demo/inputs.py, the share link in demo/share.py, the words 
 demo/explanation.md, demo/page.css and demo/page.js). This file is the page's layout and its events.
 
 Settings by environment (for Spaces and tests): MEBM_CHECKPOINT (bundled folder, default checkpoints/mebm),
+MEBM_CAPTION_CHECKPOINT (the model with captions, offered as a second model; default mebm_captions beside the
+bundled folder, when it exists),
 MEBM_CLASSIFIER (default checkpoints/classifier), MEBM_REPO_ID, MEBM_REVISION, MEBM_FPS (most frames streamed per
 second, default 40; 0 = no pacing), MEBM_CONCURRENCY (chains at once, default 64 batched, 32 unbatched),
 MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most megabytes of uploads kept in Gradio's temp
@@ -55,13 +58,15 @@ from model.serving import UploadSweeper, URLLengthLimit, trim_heap
 from demo import texts
 from demo.energy import histogram, load_energy_check, sentence, where_from
 from demo.latent import latent_view, picture
-from demo.components import Dropdown, LiveImage, NumberBox, Sketchpad, Slider, Textbox, data_url
+from demo.captions import (CAPTIONS, EXAMPLES, HELD_IN, IMAGES, MODEL_CHOICES, caption_checkpoint, caption_ids,
+                           caption_mask, model_choice, stage_captions, vocabulary)
+from demo.components import Dropdown, LiveImage, NumberBox, Radio, Sketchpad, Slider, Textbox, data_url
 from demo.inputs import (CONTROLS, LIMITS, ChainInputs, chain_event, flag, input_digit, model_input,
                          number, one_line, rejected, shown)
 from demo.pace import SPEEDS, Paces
 from demo.scheduler import Scheduler, wait_text
 from demo import stats
-from demo.share import is_share_link, read_share_link, share_html
+from demo.share import is_share_link, read_caption_link, read_share_link, share_html
 from demo.view import PageRun, agreement, captions_html
 from demo.zerogpu import gpu_function
 
@@ -70,6 +75,7 @@ ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT / "assets"
 SOURCE_LABELS = [("Drawing", "draw"), ("Upload", "upload"), ("None (unconditional)", "unconditional"),
                  ("Shared link", "link")]
+CAPTION_SOURCES = SOURCE_LABELS + [("Caption (typed below)", "caption")]   # with the model with captions
 MODALITY_NAMES = ("plain ink", "orange blobs", "blue stripes", "yellow/green checks", "purple speckle", "sand rings")
 MAX_URL_BYTES = 16384       # a share link is under 2 kB; longer addresses get texts.LONG_URL (HTTP 414)
 TRIM_INTERVAL = 2.0        # seconds between hand-backs of freed heap to the OS (after runs, when visitors leave)
@@ -108,9 +114,11 @@ def chain_concurrency() -> int:
 _LOADED: dict = {}
 
 
-def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline=None, device="cpu") -> dict:
-    """Load the model (Hub, Hub cache or bundled) onto ``device`` and the classifiers (CPU); never raises.
-    Arguments default to the MEBM_* environment variables."""
+def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline=None, device="cpu",
+          caption_checkpoint=None) -> dict:
+    """Load the model (Hub, Hub cache or bundled) onto ``device``, the model with captions when there is one
+    (demo.captions.caption_checkpoint), and the classifiers (CPU); never raises. Arguments default to the MEBM_*
+    environment variables."""
     checkpoint = checkpoint or os.environ.get("MEBM_CHECKPOINT", str(ROOT / "checkpoints/mebm"))
     repo_id = repo_id or os.environ.get("MEBM_REPO_ID") or None
     revision = revision or os.environ.get("MEBM_REVISION") or None
@@ -133,6 +141,7 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
         _LOADED.update(sampler=None, model=None, weights=None, prior=None, error=one_line(e, 400), energy_check=None,
                        latent_view=None)
         log.error("%s", one_line(e, 2000))
+    _LOADED["caption_sampler"] = load_caption_model(caption_checkpoint, checkpoint, device)
     # on ZeroGPU the chain's model work runs in a spaces.GPU function (None elsewhere: it runs here)
     _LOADED["chain_work"] = gpu_function(chain_work, _env_float("MEBM_GPU_SECONDS", 20))
     # elsewhere every visitor's Run is advanced together (the scheduler's thread starts with the first Run)
@@ -147,11 +156,30 @@ def setup(checkpoint=None, repo_id=None, revision=None, classifier=None, offline
     return _LOADED
 
 
-def chain_work(x_obs, observed, settings: ChainSettings, start: int = 0, steps: int | None = None):
+def load_caption_model(explicit, checkpoint, device) -> Sampler | None:
+    """The model with the caption modality (demo.captions.caption_checkpoint), or None: absent, or unreadable
+    (then the log says why in one line, and the page shows the five-image model alone)."""
+    path = caption_checkpoint(explicit, checkpoint)
+    if path is None:
+        return None
+    try:
+        sampler = Sampler.from_pretrained(path, device=device)
+        if sampler.tokenizer is None:
+            raise ValueError("its config.json has no caption modality (no \"text\" block)")
+        log.info("model with captions: %s", sampler.source)
+        return sampler
+    except Exception as e:
+        log.warning("the model with captions in %s is not used: %s", path.name, one_line(e))
+        return None
+
+
+def chain_work(x_obs, observed, settings: ChainSettings, start: int = 0, steps: int | None = None,
+               model: str = IMAGES, text=None):
     """The chain's model work, from plain inputs to plain frames (on ZeroGPU: the function that holds the GPU,
     in a process of its own): the run's frames from frame number ``start`` on, all of them (``steps`` None) or as
-    far as ``steps`` Langevin steps (``ChainPlayer.step``). The same seed replays the same frames before ``start``."""
-    player = ChainPlayer(sampler_or_error(), x_obs, observed, settings)
+    far as ``steps`` Langevin steps (``ChainPlayer.step``). The same seed replays the same frames before ``start``.
+    ``model``, ``text``: the model chosen and the typed caption's ids (demo.captions)."""
+    player = ChainPlayer(sampler_or_error(model), x_obs, observed, settings, text=text)
     for _ in range(start):
         if player.next() is None:
             return
@@ -167,7 +195,8 @@ def player_frames(run, steps: int | None = None):
         yield from (player if steps is None else player.step(steps))
         return
     start, got = (0 if player.current is None else player.current.index + 1), 0
-    for snap in work(run.x_obs, run.observed, player.settings, start, steps):
+    extra = {} if run.model == IMAGES else dict(model=run.model, text=run.text)   # the model with captions
+    for snap in work(run.x_obs, run.observed, player.settings, start, steps, **extra):
         player.record(snap)
         got += 1
         yield snap
@@ -181,7 +210,9 @@ def run_frames(run):
     with every other visitor's; the compare mode and ZeroGPU compute it alone. ``run.job``: the scheduler's job."""
     player = run.player
     scheduler = loaded().get("scheduler")
-    if scheduler is None or player.settings.compare:
+    # chains of different models never share a batch: the scheduler holds the five-image model's; the model with
+    # captions computes each run alone
+    if scheduler is None or player.settings.compare or player.sampler is not scheduler.sampler:
         run.job = None
         yield from ([snap] for snap in player_frames(run))
         return
@@ -224,8 +255,12 @@ def loaded() -> dict:
     return _LOADED if _LOADED else setup()
 
 
-def sampler_or_error() -> Sampler:
+def sampler_or_error(model: str = IMAGES) -> Sampler:
+    """The sampler of the model chosen (demo.captions: IMAGES or CAPTIONS)."""
     state = loaded()
+    if model == CAPTIONS:
+        model_choice(model, state.get("caption_sampler") is not None)
+        return state["caption_sampler"]
     if state["sampler"] is None:
         raise gr.Error("No model checkpoint could be loaded, so nothing can be generated. "
                        + (state["error"] or ""), duration=None)
@@ -262,18 +297,27 @@ def classify(x: np.ndarray):
 
 def new_run(inputs: ChainInputs) -> PageRun:
     """Check the inputs and set up a chain for them (nothing computed yet)."""
-    sampler = sampler_or_error()
+    model = model_choice(inputs.model, loaded().get("caption_sampler") is not None)
+    sampler = sampler_or_error(model)
     cfg = sampler.config
     source, modality, s = inputs.checked(cfg.n_modalities)
+    text, caption = None, ""
+    if source == "caption":
+        if model != CAPTIONS:
+            raise rejected("A typed caption needs the model with captions: choose 'Five images + caption'.")
+        text, caption = caption_ids(inputs.caption, sampler.tokenizer), " ".join(inputs.caption.split())
     try:
         digit = input_digit(inputs, source)
     except InputError as e:
         raise rejected(str(e)) from None
     x_obs, observed, preview = model_input(digit, modality, s.seed, cfg)
-    key = (source, modality, s, None if digit is None else hashlib.sha1(digit.tobytes()).hexdigest())
-    view = loaded().get("latent_view")
-    return PageRun(ChainPlayer(sampler, x_obs, observed, s), digit, modality, preview, key, x_obs, observed, classify,
-                   None if view is None else view.project)
+    if text is not None:
+        observed = caption_mask(cfg.n_modalities)
+    key = (model, source, modality, s, None if digit is None else hashlib.sha1(digit.tobytes()).hexdigest(),
+           None if text is None else tuple(text[0].tolist()))
+    view = loaded().get("latent_view") if model == IMAGES else None   # the latent view is the five-image model's
+    return PageRun(ChainPlayer(sampler, x_obs, observed, s, text=text), digit, modality, preview, key, x_obs, observed,
+                   classify, None if view is None else view.project, model=model, text=text, caption=caption)
 
 
 def upload_sweeper() -> UploadSweeper:
@@ -304,7 +348,7 @@ def session_key(request) -> str:
 
 RUN_OUTPUTS = ("grid", "captions", "noise_grid", "input_preview", "energy_plot", "posterior_plot", "agreement_plot",
                "readout", "status", "scrub", "share", "explain", "trace_plot", "changes", "changes_caps", "reveal",
-               "energy_hist", "latent_view")
+               "energy_hist", "latent_view", "stage_captions")
 
 
 def outputs(**updates) -> tuple:
@@ -324,8 +368,11 @@ def _pace(last_yield: float, interval: float) -> float:
     return time.perf_counter()
 
 
-def agreement_title(conditioned: bool, n: int, M: int) -> str:
-    """The agreement plot's title: its one measure (demo.view.agreement) and how many images it counts."""
+def agreement_title(conditioned: bool, n: int, M: int, target: int | None = None) -> str:
+    """The agreement plot's title: its one measure (demo.view.agreement) and how many images it counts
+    (``target``: the digit a typed caption names)."""
+    if target is not None:
+        return f"Images read as the caption's {target} (%, n = {n * M})"
     if conditioned:
         return f"Images agreeing with the input (%, n = {n * (M - 1)})"
     return f"Samples with one digit in all rows (%, n = {n})"
@@ -339,7 +386,8 @@ def figures(run, snap) -> dict:
     return dict(energy_plot=gr.update(value=energy, visible=True),
                 posterior_plot=gr.update(value=posterior, visible=True,
                                          title="log p(z | input)" if conditioned else "log p(z) (no input)"),
-                agreement_plot=gr.update(value=agree, visible=True, title=agreement_title(conditioned, n, M)),
+                agreement_plot=gr.update(value=agree, visible=True,   # the measure of the input given, if an image
+                                         title=agreement_title(run.modality is not None, n, M, run.target)),
                 readout=gr.update(value=run.readout(snap), visible=True),
                 trace_plot=gr.update(value=run.trace(), visible=True), changes=changes, changes_caps=changes_caps,
                 explain=run.explain(snap), latent_view=latent_picture(run))
@@ -348,14 +396,19 @@ def figures(run, snap) -> dict:
 def latent_picture(run):
     """The latent view with ``run``'s paths so far (gr.skip() without a view)."""
     view = loaded().get("latent_view")
-    return gr.skip() if view is None else gr.update(value=picture(view, run.z_rows), visible=True)
+    if view is None or run.model != IMAGES:   # the view and its axes are the five-image model's
+        return gr.skip()
+    return gr.update(value=picture(view, run.z_rows), visible=True)
 
 
-def energy_histogram(snap=None):
+def energy_histogram(snap=None, run=None):
     """The shipped energy check's histogram, with the final energies of ``snap`` (a run's last frame) marked
-    (gr.skip() when these weights have no check)."""
+    (gr.skip() when these weights have no check, or ``run`` is of the model with captions, whose energies it does
+    not measure)."""
     check = loaded().get("energy_check")
-    return gr.skip() if check is None else histogram(check, None if snap is None else snap.energy)
+    if check is None or (run is not None and run.model != IMAGES):
+        return gr.skip()
+    return histogram(check, None if snap is None else snap.energy)
 
 
 def scrub_range(run) -> dict:
@@ -398,6 +451,8 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                     # a frame made before the latest (slow motion, lessons): the grid as the run stood then
                     pic, caps = run.strip(snap, classify_now=slow and few, upto=None if last_of_look else snap)
                     update = dict(grid=pic, captions=caps, status=streaming_status(run, snap))
+                    if run.model == CAPTIONS:
+                        update["stage_captions"] = stage_captions(run, None if last_of_look else snap)
                     if slow:
                         last_plot = now
                     # the figures and the table cost the browser most: once a second, and as a stage ends
@@ -434,7 +489,8 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
     pic, caps = run.strip(None, classify_now=True)
     _pace(last_yield, server_interval)
     yield outputs(grid=pic, captions=caps, **figures(run, snap), status=status, scrub=scrub_range(run),
-                  share=share_html(run), reveal=gr.update(visible=False), energy_hist=energy_histogram(snap))
+                  share=share_html(run), reveal=gr.update(visible=False), energy_hist=energy_histogram(snap, run),
+                  **caption_update(run))
 
 
 def streaming_status(run, snap) -> str:
@@ -485,14 +541,20 @@ def stepped(run, snaps, note=""):
                   + (" **Last step.**" if player.finished or _at_end(player) else ""))
     run.shown = snap.index if snap is not None else -1
     update = dict(grid=pic, captions=caps, input_preview=run.preview, status=(note + " " + status) if note else status,
-                  scrub=scrub_range(run), share=share_html(run))
+                  scrub=scrub_range(run), share=share_html(run), **caption_update(run))
     if snap is not None:
         update |= figures(run, snap)
         if player.settings.compare and snap.noise_x is not None:
             update["noise_grid"] = run.noise_picture(snap)
         if player.finished or _at_end(player):
-            update["energy_hist"] = energy_histogram(snap)
+            update["energy_hist"] = energy_histogram(snap, run)
     return outputs(**update)
+
+
+def caption_update(run, upto=None) -> dict:
+    """The generated captions of every stage (demo.captions.stage_captions) for a run of the model with captions;
+    nothing for the five-image model's."""
+    return {"stage_captions": stage_captions(run, upto)} if run.model == CAPTIONS else {}
 
 
 def replay(run, upto: int):
@@ -573,8 +635,8 @@ def downloads(request: gr.Request = None):
     gif = render.gif_bytes(frames)
     stages = [st for st in run.expected_stages() if st in player.stage_last]
     lasts = [player.stage_last[st] for st in stages]
-    lines = [[f"energy {s.energy.mean():.3f}"] + ([f"agree {a:.0%}"] if (a := agreement(run.pred(s), obs)) is not None
-                                                 else []) for s in lasts]
+    lines = [[f"energy {s.energy.mean():.3f}"] + ([f"agree {a:.0%}"] if (a := agreement(run.pred(s), obs, run.target))
+                                                 is not None else []) for s in lasts]
     png = render.png_bytes(render.labelled_strip([stage_title(st) for st in stages], [s.x for s in lasts], lines, obs),
                            level=6)
     return (f'<a download="mebm_chain_seed{player.settings.seed}.gif" href="{data_url(gif, "image/gif")}">'
@@ -607,7 +669,8 @@ def fifty_samples(inputs: ChainInputs, request: gr.Request = None):
         rows, last = [], 0.0
         for label, prior in chains:
             for line, got in stats.stage_rows(p.sampler, classify, run.x_obs, run.observed, run.modality,
-                                              p.settings.seed, p.kw, prior, label):
+                                              p.settings.seed, p.kw, prior, label, text=run.text,
+                                              target=run.target):
                 if got is not None:
                     rows += got
                 elif line and time.perf_counter() - last >= PLOT_INTERVAL:
@@ -616,8 +679,9 @@ def fifty_samples(inputs: ChainInputs, request: gr.Request = None):
                 elif not line:
                     raise rejected("No classifier is loaded, so nothing can be counted.")
         M = p.model.config.n_modalities
-        words = (texts.STATS_CONDITIONAL.format(n=n, m=M - 1, images=n * (M - 1)) if p.conditioned else
-                 texts.STATS_UNCONDITIONAL.format(n=n))
+        words = (texts.STATS_CAPTION.format(n=n, m=M, images=n * M, digit=run.target) if run.target is not None else
+                 texts.STATS_CONDITIONAL.format(n=n, m=M - 1, images=n * (M - 1)) if p.conditioned and run.text is None
+                 else texts.STATS_UNCONDITIONAL.format(n=n))
         yield f"**{n} samples, seed {p.settings.seed}.** " + words, gr.update(value=stats.table(rows), visible=True)
     finally:
         STATS_RUNNING.discard(key)
@@ -660,6 +724,7 @@ def restore(request: gr.Request = None):
     if not is_share_link(params):
         return (gr.skip(),) * n_out
     try:
+        model, _ = read_caption_link(params, caption_tokenizer())
         cfg = model_config()
         src, m, s, digit = read_share_link(params, cfg, default_samples(cfg))
     except (gr.Error, InputError, ValueError) as e:
@@ -667,8 +732,50 @@ def restore(request: gr.Request = None):
         msg = one_line(e.message) if isinstance(e, gr.Error) else html.escape(one_line(str(e)), quote=False)
         return (*(gr.skip(),) * (n_out - 1), texts.status_html(texts.NOT_RESTORED) + msg)
     has_prior = loaded().get("prior") is not None
+    if model == CAPTIONS:   # the model with captions: its sources, the caption box (restore_caption)
+        src = gr.update(choices=CAPTION_SOURCES, value=src)
     return (src, m, s.n_samples, s.latent_steps, s.latent_step_size, s.data_steps, s.data_step_size, s.noise, s.seed,
             s.compare, digit, s.ex_post_prior and has_prior, texts.status_html(texts.RESTORED))
+
+
+def restore_caption(request: gr.Request = None):
+    """Open a shared link of the model with captions: (model, caption, caption box, stage captions); gr.skip()
+    for every other link (a bad one: restore says why)."""
+    params = dict(getattr(request, "query_params", None) or {})
+    try:
+        model, caption = read_caption_link(params, caption_tokenizer()) if is_share_link(params) else (IMAGES, "")
+    except (gr.Error, ValueError):
+        model = IMAGES
+    if model != CAPTIONS:
+        return (gr.skip(),) * 4
+    return CAPTIONS, caption, gr.update(visible=True), gr.update(visible=True)
+
+
+def caption_tokenizer():
+    """The tokenizer of the model with captions (None without that model)."""
+    sampler = loaded().get("caption_sampler")
+    return None if sampler is None else sampler.tokenizer
+
+
+def choose_model(model):
+    """The visitor chose a model: the sources (a typed caption with the model with captions), the caption box, the
+    stage captions and the chain settings of its checkpoint."""
+    model = model_choice(model, caption_tokenizer() is not None)
+    chains = sampler_or_error(model).chains
+    with_captions = model == CAPTIONS
+    source = gr.update(choices=CAPTION_SOURCES) if with_captions else gr.update(choices=SOURCE_LABELS, value="draw")
+    return (source, gr.update(visible=with_captions), gr.update(visible=with_captions, value=""),
+            chains.latent.steps, chains.latent.step_size, chains.data.steps, chains.data.step_size)
+
+
+def scrub_captions(index, request: gr.Request = None):
+    """The stage captions as they stood at a kept frame of this visitor's run of the model with captions."""
+    run = SESSIONS.get(session_key(request))
+    if run is None or not run.player.frames or run.model != CAPTIONS:
+        return gr.skip()
+    frames = run.player.frames
+    i = int(number("frame", index, False, (-math.inf, math.inf)))
+    return stage_captions(run, frames[min(max(i, 0), len(frames) - 1)])
 
 
 # ---------------------------------------------------------------- presets
@@ -739,6 +846,8 @@ def build_demo() -> gr.Blocks:
     table = presets(cfg)
     pic0, caps0 = first_picture(cfg)
     prior = loaded().get("prior")
+    caption_sampler = loaded().get("caption_sampler")
+    caption_tokenizer = caption_sampler.tokenizer if caption_sampler is not None else None
     prior_label = ("Unconditional: z ~ N(0, I) (this checkpoint has no ex-post prior)" if prior is None else
                    f"Unconditional: draw z from the ex-post prior (a {prior.n_components}-component mixture fitted to "
                    f"the inferred latents of the training set); off: N(0, I)")
@@ -747,7 +856,19 @@ def build_demo() -> gr.Blocks:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 gr.Markdown(texts.TITLE, elem_id="title")
-                source = gr.Radio(SOURCE_LABELS, value="draw", label="Input", elem_id="source")
+                # the model with captions, when there is one: chosen here (hidden otherwise: the page as before)
+                model = Radio(MODEL_CHOICES if caption_tokenizer else MODEL_CHOICES[:1], value=IMAGES, label="Model",
+                              elem_id="model", visible=caption_tokenizer is not None)
+                source = Radio(SOURCE_LABELS, value="draw", label="Input", elem_id="source")
+                with gr.Column(visible=False, elem_id="caption_box") as caption_box:
+                    caption = Textbox("", label="Caption (the input when 'Caption' is chosen above)",
+                                      placeholder="e.g. a thin seven leaning right", elem_id="caption", lines=1)
+                    gr.Examples([[c] for c in EXAMPLES], inputs=[caption], cache_examples=False,
+                                label=f"Example captions (the first {HELD_IN} worded as in training, the others in "
+                                      "wordings never seen in training)")
+                    words = vocabulary(caption_tokenizer) if caption_tokenizer else ""
+                    gr.Textbox(words, interactive=False, label=f"The words a caption may use ({len(words.split())})",
+                               elem_id="vocabulary", lines=2)
                 with gr.Tab("Draw"):
                     sketch = Sketchpad(type="numpy", canvas_size=(280, 280), elem_id="sketch", label="Draw a digit",
                                           brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
@@ -808,6 +929,10 @@ def build_demo() -> gr.Blocks:
                 # the rows' names, placed beside the grid's rows by the page (demo/page.js)
                 gr.HTML(f'<div id="row_names" data-names="{html.escape(json.dumps(row_names))}"></div>',
                         elem_id="rows", padding=False)
+                # the model with captions: each sample's caption after every stage, as plain text
+                stage_text = gr.Textbox("", label="Captions, per stage (sample 1, 2, ... as the grid's columns)",
+                                        interactive=False, lines=6, max_lines=40, elem_id="stage_captions",
+                                        visible=False)
         scrub_slider = Slider(0, 1, value=0, step=1, label="Scrub through the kept frames (after a run)",
                                  interactive=False, elem_id="scrub")
         with gr.Row(equal_height=False):
@@ -868,11 +993,11 @@ def build_demo() -> gr.Blocks:
         controls = dict(source=source, sketch=drawing, upload=upload, modality=modality, n_samples=n_samples,
                         latent_steps=latent_steps, latent_step_size=latent_step_size, data_steps=data_steps,
                         data_step_size=data_step_size, noise=noise, seed=seed, compare=compare, link_digit=link_digit,
-                        ex_post_prior=ex_post_prior)
+                        ex_post_prior=ex_post_prior, model=model, caption=caption)
         chain_inputs = [controls[name] for name in CONTROLS]   # the order of ChainInputs (and of the HTTP API)
         chain_outputs = [grid, captions, noise_grid, input_preview, energy_plot, posterior_plot, agreement_plot,
                          readout, status, scrub_slider, share, explain, trace_plot, changes, changes_caps, reveal_btn,
-                         energy_hist, latent_pic]
+                         energy_hist, latent_pic, stage_text]
         assert len(chain_outputs) == len(RUN_OUTPUTS)   # in that order
         # No .change/.input listener on the sketchpad: with one, Gradio 6.31's editor turns "realtime" and,
         # after every stroke, hands the next event a blob id whose images never reach the server (the
@@ -910,6 +1035,12 @@ def build_demo() -> gr.Blocks:
                              show_progress="hidden")
         scrub_slider.input(scrub, scrub_slider, [grid, captions, noise_grid], api_visibility="private",
                            show_progress="hidden", trigger_mode="always_last")
+        if caption_tokenizer is not None:   # the captions of the scrubbed frame
+            for listen in (scrub_slider.release, scrub_slider.input):
+                listen(scrub_captions, scrub_slider, stage_text, api_visibility="private", show_progress="hidden",
+                       trigger_mode="always_last")
+            model.input(choose_model, model, [source, caption_box, stage_text, latent_steps, latent_step_size,
+                                              data_steps, data_step_size], queue=False, api_visibility="private")
         # the pace is the visitor's own and changes while a run streams: not queued behind the chains
         for control in (speed, lesson):
             control.change(set_pace, [speed, lesson], explain, queue=False, api_visibility="private")
@@ -922,9 +1053,11 @@ def build_demo() -> gr.Blocks:
                       api_name="preset")
         upload.change(None, upload, source, js="(f) => f ? 'upload' : 'draw'")
         demo.load(None, None, None, js=texts.PAGE_JS)
-        demo.load(restore, None, [c for name, c in controls.items() if name not in ("sketch", "upload")] + [status],
-                  api_visibility="private")
+        restored = [c for name, c in controls.items() if name not in ("sketch", "upload", "model", "caption")]
+        demo.load(restore, None, restored + [status], api_visibility="private")
         demo.load(weights_banner, None, banner, api_visibility="private")
+        if caption_tokenizer is not None:
+            demo.load(restore_caption, None, [model, caption, caption_box, stage_text], api_visibility="private")
         demo.unload(forget)
     return demo
 
@@ -950,6 +1083,10 @@ def main(argv=None):
     p.add_argument("--revision", default=None, help="Hub revision, ideally a 40-hex commit (or MEBM_REVISION)")
     p.add_argument("--checkpoint", default=None, help="bundled weights folder (or MEBM_CHECKPOINT)")
     p.add_argument("--classifier", default=None, help="classifier folder (or MEBM_CLASSIFIER)")
+    p.add_argument("--caption-checkpoint", default=None,
+                   help="weights folder of the model with captions, offered as a second model in the page (or "
+                        "MEBM_CAPTION_CHECKPOINT; default: mebm_captions beside the --checkpoint folder, used when "
+                        "it exists)")
     p.add_argument("--device", default=os.environ.get("MEBM_DEVICE", "auto"),
                    help="where the chains run: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps "
                         "(or MEBM_DEVICE; default auto)")
@@ -963,7 +1100,7 @@ def main(argv=None):
         device = resolve_device(a.device)
     except DeviceError as e:
         p.exit(2, f"error: {e}\n")
-    setup(a.checkpoint, a.repo_id, a.revision, a.classifier, device=device)
+    setup(a.checkpoint, a.repo_id, a.revision, a.classifier, device=device, caption_checkpoint=a.caption_checkpoint)
     warm_up()
     demo = build_demo()
     upload_sweeper().start()

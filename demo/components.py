@@ -42,6 +42,10 @@ class Textbox(_Checked, gr.Textbox):
     pass
 
 
+class Radio(_Checked, gr.Radio):
+    pass
+
+
 class Sketchpad(gr.Sketchpad):
     """gr.Sketchpad that checks a drawing's image count and size from the files' headers before Gradio
     decodes them (model.preprocess.check_drawing): a tiny request cannot make the server decode gigapixels."""

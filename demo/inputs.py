@@ -11,7 +11,7 @@ import numbers
 import os
 import re
 import reprlib
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from model.preprocess import decode_digit, digit_from_sketch, digit_from_upload
 
 log = logging.getLogger("mebm.app")
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("draw", "upload", "unconditional", "link")
+SOURCES = ("draw", "upload", "unconditional", "link", "caption")
 LIMITS = {  # name: (min, max) accepted from the controls and from API callers
     "n_samples": (1, 16), "latent_steps": (0, 100), "latent_step_size": (0.0, 10.0),
     "data_steps": (0, 100), "data_step_size": (0.0, 100.0), "seed": (0, 2 ** 31 - 1)}
@@ -121,6 +121,8 @@ class ChainInputs:
     compare: object
     link_digit: object = ""
     ex_post_prior: object = True
+    model: object = "images"      # demo.captions: "images", or "captions" (the model with the caption modality)
+    caption: object = ""          # the typed caption (source "caption")
 
     def checked(self, n_modalities: int) -> tuple[str, int, ChainSettings]:
         """(source, modality, settings), every control checked (API callers can send anything)."""
@@ -171,7 +173,8 @@ def chain_event(*leading: str):
         functools.update_wrapper(event, fn)
         del event.__wrapped__
         params = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in (*leading, *CONTROLS)]
-        params[-2:] = [p.replace(default=d) for p, d in zip(params[-2:], ("", True))]
+        defaults = [f.default for f in fields(ChainInputs) if f.default is not MISSING]
+        params[-len(defaults):] = [p.replace(default=d) for p, d in zip(params[-len(defaults):], defaults)]
         params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
                                         annotation=gr.Request))
         event.__signature__ = inspect.Signature(params)
@@ -181,8 +184,9 @@ def chain_event(*leading: str):
 
 
 def input_digit(inputs: ChainInputs, source: str) -> np.ndarray | None:
-    """The 28x28 digit the model is given (None: unconditional); InputError says what is wrong."""
-    if source == "unconditional":
+    """The 28x28 digit the model is given (None: unconditional, or a caption alone); InputError says what is
+    wrong."""
+    if source in ("unconditional", "caption"):
         return None
     if source == "draw":
         return digit_from_sketch(inputs.sketch)

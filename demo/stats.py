@@ -18,10 +18,13 @@ N_STATS = 50      # samples per statistics run
 EVERY = 10        # a progress line every this many Langevin steps
 
 
-def counts(digits: np.ndarray, modality: int | None) -> tuple[int, int]:
+def counts(digits: np.ndarray, modality: int | None, target: int | None = None) -> tuple[int, int]:
     """(agreeing, counted) of predicted digits [B, M] by the page's one measure (demo.view.agreement):
-    generated images read as the input's digit, or samples with one digit in every modality."""
+    generated images read as the input's digit, images read as the digit a caption names (``target``), or samples
+    with one digit in every modality."""
     d = torch.from_numpy(np.asarray(digits))
+    if target is not None:
+        return int((d == target).sum()), d.numel()
     if modality is not None:
         h = hits(d, d[:, modality], observed_mask([modality], d.shape[1]))
         return int(h.sum()), h.numel()
@@ -35,15 +38,18 @@ def row(label: str, stage: str, k: int, n: int) -> dict:
 
 
 def stage_rows(sampler, classify: Callable, x_obs, observed, modality: int | None, seed: int, kw: dict,
-               prior: str = "ex-post", label: str = "") -> Iterator[tuple[str, list[dict] | None]]:
-    """Run N_STATS samples (the input ``x_obs`` [1, M, ...] given in ``modality``, or none) with the chain settings
+               prior: str = "ex-post", label: str = "", text=None,
+               target: int | None = None) -> Iterator[tuple[str, list[dict] | None]]:
+    """Run N_STATS samples (the input ``x_obs`` [1, M, ...] given in ``modality``, a typed caption's ids ``text``
+    [1, L] with ``observed`` its mask [M + 1] and ``target`` the digit it names, or none) with the chain settings
     ``kw`` (by flat name) and yield (progress line, None) as it goes, then ("", the stages' rows)."""
     x = None if modality is None else x_obs.expand(N_STATS, -1, -1, -1, -1).to(sampler.device)
-    obs = None if modality is None else observed.to(sampler.device)
+    obs = None if modality is None and text is None else observed.to(sampler.device)
+    text = None if text is None else text.expand(N_STATS, -1)
     g = torch.Generator(sampler.device).manual_seed(int(seed))
     lasts, total = {}, sum(kw.get(k, 0) for k in ("latent_steps", "data_steps"))
     done = 0
-    for frame in sampler.frames(x, obs, n=N_STATS, prior=prior, generator=g, every=EVERY, **kw):
+    for frame in sampler.frames(x, obs, n=N_STATS, prior=prior, generator=g, every=EVERY, text=text, **kw):
         if frame.step > 0 and frame.stage in ("latent", "data"):
             done = frame.step + (kw.get("latent_steps", 0) if frame.stage == "data" else 0)
         lasts[frame.stage] = frame.x
@@ -54,7 +60,7 @@ def stage_rows(sampler, classify: Callable, x_obs, observed, modality: int | Non
         if pred is None:
             yield "", None
             return
-        rows.append(row(label.rstrip(": "), stage, *counts(pred[0], modality)))
+        rows.append(row(label.rstrip(": "), stage, *counts(pred[0], modality, target)))
     yield "", rows
 
 

@@ -28,6 +28,9 @@ STATS_BUSY = "Your 50 samples are still being counted: wait for them, then press
 STATS_CONDITIONAL = ("Images read as the input's digit, {n} samples × {m} generated modalities = {images} images per "
                      "stage. The images of one sample are not independent, so the 95 % interval (Wilson) is narrower "
                      "than it should be.")
+STATS_CAPTION = ("Images read as the caption's digit ({digit}), {n} samples × {m} generated modalities = {images} "
+                 "images per stage. The images of one sample are not independent, so the 95 % interval (Wilson) is "
+                 "narrower than it should be.")
 STATS_UNCONDITIONAL = ("Samples with one digit in every modality, {n} per chain, the same chain settings and seed "
                        "from the ex-post prior and from N(0, I); 95 % intervals (Wilson).")
 
@@ -55,6 +58,14 @@ STAGE_SAYS = {
                    "**EBM latent revision:** z is nudged so that the EBM finds the tuple more data-like (U(z) falls)."),
     "data": ("**Data revision:** every generated pixel moves down the EBM's energy; your digit's row stays fixed.",
              "**Data revision:** every pixel moves down the EBM's energy."),
+}
+# the same for a typed caption (the model with captions): the caption is the input, every image is generated
+CAPTION_SAYS = {
+    "proposal": "**Proposal:** the inference model guesses a latent code z from your caption; the generator draws "
+                "every image from that z.",
+    "latent": "**Latent revision:** z is nudged to explain your caption better (−log p(z | caption) falls in the "
+              "trace below).",
+    "data": "**Data revision:** every pixel moves down the EBM's energy; your caption stays fixed.",
 }
 # what each stage descends, for the trace under the grid (its series: stage, quantity, colour)
 DESCENDS = {"latent": "−log p(z | input)", "ebm_latent": "U(z)", "data": "EBM energy"}

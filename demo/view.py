@@ -17,22 +17,27 @@ from model.networks import observed_mask
 from model.player import ChainPlayer
 
 from . import texts
+from .captions import caption_digit
 
 MAX_GAIN = 100   # the "what changed" view amplifies a stage's change at most this much
 
 
-def agreement(pred, observed: int | None) -> float | None:
+def agreement(pred, observed: int | None, target: int | None = None) -> float | None:
     """Conditional: the share of generated images read as the input's digit. Unconditional: the share of
-    samples whose modalities all read as one digit (joint coherence). ``pred``: (digits, confidences) [B, M]."""
+    samples whose modalities all read as one digit (joint coherence). ``target``: the digit a typed caption names
+    (demo.captions.caption_digit): the share of the images (all generated) read as it. ``pred``: (digits,
+    confidences) [B, M]."""
     if pred is None:
         return None
     digits = torch.from_numpy(np.asarray(pred[0]))
+    if target is not None:
+        return (digits == target).float().mean().item()
     if observed is not None:
         return hits(digits, digits[:, observed], observed_mask([observed], digits.shape[1])).mean().item()
     return one_digit(digits).float().mean().item()
 
 
-def readout_table(pred, observed: int | None, n_modalities: int) -> pd.DataFrame:
+def readout_table(pred, observed: int | None, n_modalities: int, target: int | None = None) -> pd.DataFrame:
     if pred is None:
         return pd.DataFrame({"classifier": ["unavailable: no digit read-out"]})
     digits, conf = pred
@@ -40,18 +45,22 @@ def readout_table(pred, observed: int | None, n_modalities: int) -> pd.DataFrame
     for m in range(n_modalities):
         name = f"m{m} (given)" if m == observed else f"m{m}"
         cols[name] = [f"{d} · {c:.0%}" for d, c in zip(digits[:, m], conf[:, m])]
-    if observed is not None:   # the measure of agreement(): generated images read as the input's digit
+    if target is not None:     # the measure of agreement(): images read as the caption's digit
+        cols["agree"] = [f"{(row == target).sum()}/{n_modalities}" for row in digits]
+    elif observed is not None:   # generated images read as the input's digit
         cols["agree"] = [f"{(np.delete(row, observed) == row[observed]).sum()}/{n_modalities - 1}" for row in digits]
     else:                      # and, with no input, whether the sample shows one digit in every modality
         cols["agree"] = ["one digit" if (row == row[0]).all() else "mixed" for row in digits]
     return pd.DataFrame(cols)
 
 
-def coherence_line(pred, observed: int | None) -> str:
+def coherence_line(pred, observed: int | None, target: int | None = None) -> str:
     if pred is None:
         return "Classifier unavailable: no read-out."
-    a = agreement(pred, observed)
+    a = agreement(pred, observed, target)
     B, M = pred[0].shape
+    if target is not None:
+        return f"The caption names **{target}**; {round(a * B * M)} of the {B * M} images read as it ({a:.0%})."
     if observed is not None:
         n = B * (M - 1)
         return (f"The input reads as **{int(pred[0][0, observed])}**; {round(a * n)} of the {n} generated images "
@@ -103,10 +112,14 @@ class PageRun:
     presses the same chain), ``job`` (the scheduler's, while it streams there), and the page's pictures of it."""
 
     def __init__(self, player: ChainPlayer, digit, modality, preview, key, x_obs, observed,
-                 classify: Callable[[np.ndarray], tuple | None], project: Callable | None = None):
+                 classify: Callable[[np.ndarray], tuple | None], project: Callable | None = None,
+                 model: str = "images", text=None, caption: str = ""):
         self.player, self.digit, self.preview, self.key = player, digit, preview, key
         self.modality = modality if digit is not None else None
         self.x_obs, self.observed, self.classify = x_obs, observed, classify
+        # the model chosen (demo.captions: "images" or "captions"); a typed caption: its ids [1, L] and its text
+        self.model, self.text, self.caption = model, text, caption
+        self.target = caption_digit(caption) if text is not None else None   # the digit the caption names, if one
         self.job = None
         self.energy_rows, self.post_rows, self.trace_rows = [], [], []
         self.project = project   # z [B, d] -> [B, 2]: the checkpoint's latent view (demo.latent), or None
@@ -193,7 +206,8 @@ class PageRun:
             if snap is None:
                 caps.append((title, "not reached yet", st == (current.stage if current else None)))
                 continue
-            a = agreement(self.pred(snap), self.modality) if (classify_now or snap.index in self._pred) else None
+            a = (agreement(self.pred(snap), self.modality, self.target) if (classify_now or snap.index in self._pred)
+                 else None)
             line = f"energy {snap.energy.mean():.3f}" + ("" if a is None else f" · agree {a:.0%}")
             caps.append((title, line, current is not None and st == current.stage))
         hl = stages.index(current.stage) if current is not None and current.stage in stages else None
@@ -203,7 +217,7 @@ class PageRun:
     def agreement_df(self) -> pd.DataFrame:
         rows = []
         for i, (st, snap) in enumerate(self.player.stage_last.items()):
-            a = agreement(self.pred(snap), self.modality)
+            a = agreement(self.pred(snap), self.modality, self.target)
             if a is not None:   # numbered: the bars keep the stages' order
                 rows.append((f"{i + 1}. {texts.SHORT.get(st, st)}", 100 * a))
         return pd.DataFrame(rows, columns=["stage", "agreement"]).astype({"stage": "object", "agreement": "float64"})
@@ -249,10 +263,12 @@ class PageRun:
         """One or two plain sentences for the stage of ``snap``, what barely moved, and how to read the grid."""
         conditioned = self.player.conditioned
         says = texts.STAGE_SAYS.get(snap.stage, ("", ""))[0 if conditioned else 1] if snap is not None else ""
+        if snap is not None and self.text is not None:   # a typed caption is the input
+            says = texts.CAPTION_SAYS.get(snap.stage, says)
         return " ".join(t for t in (says, self.changes(snap)[2]) if t)
 
     def readout(self, snap) -> pd.DataFrame:
-        return readout_table(self.pred(snap), self.modality, self.player.model.config.n_modalities)
+        return readout_table(self.pred(snap), self.modality, self.player.model.config.n_modalities, self.target)
 
     def noise_picture(self, snap):
         if snap is None or snap.noise_x is None:
@@ -260,4 +276,4 @@ class PageRun:
         return render.upscale(render.cells(snap.noise_x, self.modality, gap=1, by_modality=True), 1)
 
     def coherence_line(self, snap) -> str:
-        return coherence_line(self.pred(snap), self.modality)
+        return coherence_line(self.pred(snap), self.modality, self.target)

@@ -6,6 +6,7 @@ to the proposal with the same seed, so a run streamed frame by frame and a run s
 same frames. Stages are handled by name, in the order the sampler yields them ("proposal", "latent",
 "ebm_latent", "data", whichever ran), run by a ``model.Sampler``. Unconditional chains draw z from the sampler's
 ex-post prior when it has one and ``settings.ex_post_prior`` is on, else from N(0, I).
+A sampler with the caption modality also takes a typed caption (token ids); its frames carry each sample's caption.
 Frames are kept as uint8, thinned to stay under ``max_bytes``.
 ``Sessions`` keeps one player per visitor, at most ``max_sessions`` (the least recently used goes first).
 """
@@ -48,6 +49,7 @@ class Snapshot:
     noise_x: np.ndarray | None = None      # the chain from noise at the same data step (compare)
     noise_energy: float | None = None
     z: np.ndarray | None = None            # the latent state [B, d] (float32) in the proposal and latent stages
+    captions: list[str] | None = None      # with a caption modality: each sample's caption at this frame
 
     @property
     def nbytes(self) -> int:
@@ -56,16 +58,20 @@ class Snapshot:
 
 class ChainPlayer:
     def __init__(self, sampler, x_obs: torch.Tensor | None, observed: torch.Tensor | None, settings: ChainSettings,
-                 max_bytes: int = 8 * 2 ** 20):
-        """One run of ``sampler`` (a model.Sampler) with the demo's ``settings`` over its chain settings."""
+                 max_bytes: int = 8 * 2 ** 20, text: torch.Tensor | None = None):
+        """One run of ``sampler`` (a model.Sampler) with the demo's ``settings`` over its chain settings. A sampler
+        with the caption modality also takes an observed caption ``text`` (token ids [1, L]; ``x_obs`` may then be
+        None and ``observed`` is [M + 1], the caption last); its frames carry each sample's caption."""
         self.sampler, self.settings, self.max_bytes = sampler, settings, max_bytes
         s = settings
         self.conditioned = observed is not None and bool(observed.any())
         # None: z ~ N(0, I) (or inferred)
         self.prior = sampler.prior if s.ex_post_prior and not self.conditioned else None
         self.device = sampler.device   # the chains run where the model is; frames come back to the CPU
-        self.x_in = x_obs.expand(s.n_samples, -1, -1, -1, -1).contiguous().to(self.device) if self.conditioned else None
+        self.x_in = (x_obs.expand(s.n_samples, -1, -1, -1, -1).contiguous().to(self.device)
+                     if self.conditioned and x_obs is not None else None)
         self.observed = observed.to(self.device) if self.conditioned else None
+        self.text = None if text is None else text.expand(s.n_samples, -1).contiguous()
         chains = sampler.chains
         self.kw = dict(latent_steps=s.latent_steps, latent_step_size=s.latent_step_size,
                        latent_noise=chains.latent.noise if s.noise else 0.0, data_steps=s.data_steps,
@@ -87,13 +93,13 @@ class ChainPlayer:
         """Back to before the proposal, with the same seed: the next frame is the proposal again."""
         s = self.settings
         prior = "ex-post" if self.prior is not None else "normal"
-        self._chain = self.sampler.frames(self.x_in, self.observed, n=s.n_samples, prior=prior,
+        self._chain = self.sampler.frames(self.x_in, self.observed, n=s.n_samples, prior=prior, text=self.text,
                                           generator=torch.Generator(self.device).manual_seed(s.seed), **self.kw)
         self._noise = None
         if s.compare:   # starts from noise, not from z: no prior, so it is the same chain whichever z the other uses
             kw = {**self.kw, "latent_steps": 0, "ebm_latent_steps": 0, "ebm_latent_cond_steps": 0}
             self._noise = self.sampler.frames(self.x_in, self.observed, n=s.n_samples, data_init="noise",
-                                              prior="normal", **kw,
+                                              prior="normal", text=self.text, **kw,
                                               generator=torch.Generator(self.device).manual_seed(s.seed))
             self._noise_frames = (f for f in self._noise if f.stage == "data")
         self.frames: list[Snapshot] = []       # kept for scrubbing (thinned under max_bytes)
@@ -144,8 +150,10 @@ class ChainPlayer:
             energy_change = float(energy.mean() - prev.energy.mean())
         lp = None if frame.log_posterior is None else frame.log_posterior.detach().float().cpu().numpy()
         z = None if getattr(frame, "z", None) is None else frame.z.detach().float().cpu().numpy()
+        text = getattr(frame, "text", None)
+        captions = None if text is None else self.sampler.decode(text)
         snap = Snapshot(self._count, frame.stage, frame.step, x, energy, lp, update, energy_change, noise_x,
-                        noise_energy, z)
+                        noise_energy, z, captions)
         self.record(snap)
         return snap
 

@@ -28,6 +28,12 @@ def save_tiny_model(path, **config) -> Path:
     return Path(path)
 
 
+def save_tiny_caption_model(path, **config) -> Path:
+    """A tiny random model with the caption modality (the folder ``mebm_captions`` the app finds beside
+    ``mebm``)."""
+    return save_tiny_model(path, text={"embed_dim": 4, "hidden": 16}, **config)
+
+
 def stroke_sketch(size=(280, 280), transparent=True, thickness=12) -> dict:
     """What gr.Sketchpad returns after drawing a '7': strokes in layers[0]'s alpha, composite black on white."""
     h, w = size
