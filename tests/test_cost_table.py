@@ -14,6 +14,15 @@ from model.networks import MultimodalEBMVAE, observed_mask
 M = 3
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread, as the command runs (and restored after): on a busy machine more threads only wait."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, mnist_file):
     tmp = tmp_path_factory.mktemp("cost")
