@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The captioned model (docs/captions.md): the five image modalities and a caption, trained as the shipped
 # five-image model is, then scored by model.caption_eval beside its baseline.
-#   1. the MoE VAE with the caption modality (--variant vae --captions), 3,000 iterations, its image networks
+#   1. the MoE VAE with the caption modality (--variant vae --captions), 1,500 iterations, its image networks
 #      started from the shipped five-image model (checkpoints/mebm: generator and inference; the caption's
 #      decoder and expert fresh), so that the iterations go to the caption;
 #   2. the full method from its generator and inference weights, with a fresh EBM 32 channels wide over the
@@ -9,7 +9,9 @@
 #      latent Langevin steps per iteration, batch 64; the captions' logits revised beside the images);
 #   3. the baseline, the MoE VAE with the caption modality at equal budget: step 1's weights trained on by the
 #      MoE ELBO for VAE_EXTRA iterations, the CPU time that step 2 takes (measured ratio, below);
-#   4. model.caption_eval of 2 and 3 (judges A and B; held-in and held-out wordings; every stage).
+#   4. model.caption_eval of 2 and 3 (judges A and B; held-in and held-out wordings; every stage);
+#   5. the ex-post prior of 2 (model.prior, 20 components), and with --install the weights, the prior and the
+#      training record copied into checkpoints/mebm_captions (the demo's second model).
 # Run time on one thread of the 2-core CPU machine, from 20 iterations of each phase timed back to back with
 # --threads 1 on a machine shared by four jobs (load average 6 to 16 on 2 cores, so CPU time is inflated and wall
 # time far longer): the MoE VAE 1.04 CPU-s per iteration with the caption, 0.88 for images alone (1.18x, same
@@ -21,13 +23,13 @@
 #
 # Output: runs/captions/{vae,full,vae_equal}/final, runs/captions/eval/{full,vae_equal}/caption_metrics.md.
 #
-#   bash scripts/captions.sh --mnist ../shared/data/mnist.npz
+#   bash scripts/captions.sh --mnist ../shared/data/mnist.npz [--install]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-parse_args 0 "$@"
+parse_args 1 "$@"
 DEV=(); [[ -n ${DEVICE:-} ]] && DEV=(--device "$DEVICE")
 LOG=(--eval-every 250 --eval-samples 500 --ckpt-every 100 --sample-every 250)
-VAE_ITERS=${VAE_ITERS:-3000}   # iterations of step 1
+VAE_ITERS=${VAE_ITERS:-1500}   # iterations of step 1
 VAE_EXTRA=${VAE_EXTRA:-1800}   # iterations of the baseline at the CPU time of step 2 (299 x 6.1 / 1.04)
 N_EVAL=${N_EVAL:-1000}         # test tuples per direction and prior samples of the evaluation
 
@@ -43,3 +45,7 @@ for name in full vae_equal; do
     --n "$N_EVAL" --n-joint "$N_EVAL" --threads "$THREADS" --quiet --name "$name" "${DEV[@]}" \
     --out "runs/captions/eval/$name"
 done
+step runs/captions/full/final/prior.safetensors "$PY" -m model.prior --checkpoint runs/captions/full/final "${DATA[@]}" \
+  --components 20 --threads "$THREADS" --out runs/captions/full/final/prior.safetensors "${DEV[@]}"
+install_to runs/captions/full/final checkpoints/mebm_captions model.safetensors config.json train_config.json \
+  prior.safetensors prior.json

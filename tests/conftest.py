@@ -63,6 +63,7 @@ SLOW_TESTS = {
                        "test_recipe_steps_use_known_flags"},
     "test_render_player.py": {"test_model_package_does_not_import_gradio"},
     "test_cli.py": {"test_variant_bogus_from_the_shell_has_no_traceback"},
+    "test_cost_table.py": {"test_cells_rows_and_counts", "test_command_writes_one_row_per_cell"},
 }
 
 
