@@ -7,19 +7,14 @@
 #   2. the full method from its generator and inference weights, with a fresh EBM 32 channels wide over the
 #      images and the caption (--init-skip energy --model.ebm-width 32), 299 iterations (30 data-space and 10
 #      latent Langevin steps per iteration, batch 64; the captions' logits revised beside the images);
-#   3. the baseline, the MoE VAE with the caption modality at equal budget: step 1's weights trained on by the
-#      MoE ELBO for VAE_EXTRA iterations, the CPU time that step 2 takes (measured ratio, below);
+#   3. the baseline, the MoE VAE with the caption modality at about equal budget: step 1's weights trained on
+#      by the MoE ELBO for VAE_EXTRA iterations (1,800: 82 % of step 2's CPU time as measured);
 #   4. model.caption_eval of 2 and 3 (judges A and B; held-in and held-out wordings; every stage);
 #   5. the ex-post prior of 2 (model.prior, 20 components), and with --install the weights, the prior and the
 #      training record copied into checkpoints/mebm_captions (the demo's second model).
-# Run time on one thread of the 2-core CPU machine, from 20 iterations of each phase timed back to back with
-# --threads 1 on a machine shared by four jobs (load average 6 to 16 on 2 cores, so CPU time is inflated and wall
-# time far longer): the MoE VAE 1.04 CPU-s per iteration with the caption, 0.88 for images alone (1.18x, same
-# load); the full method 6.1 CPU-s per iteration with the caption (6.8 for images alone, timed at a higher load:
-# not comparable; the caption adds 6 % to the data chain's state and small MLP branches). Scaled from the shipped recipe's 120 + 20 CPU-minutes for images alone: about
-# 142 CPU-minutes (step 1) + 21 (step 2) + 21 (step 3); at this measurement's own rates 233 + 30 + 30. The
-# evaluation: 12 CPU-seconds for 10 tuples per direction and 10 prior samples with start-up, so roughly 10 to
-# 15 CPU-minutes per checkpoint at N_EVAL=1000. On a GPU add DEVICE=cuda.
+# Run time, measured on one thread of the 2-core CPU machine (other jobs shared it, load average 1-13): step 1
+# 25.8 CPU-minutes, step 2 31.5, step 3 25.8, each evaluation 1-5 minutes, the prior 0.6. On a GPU add
+# DEVICE=cuda.
 #
 # Output: runs/captions/{vae,full,vae_equal}/final, runs/captions/eval/{full,vae_equal}/caption_metrics.md.
 #
@@ -30,7 +25,7 @@ parse_args 1 "$@"
 DEV=(); [[ -n ${DEVICE:-} ]] && DEV=(--device "$DEVICE")
 LOG=(--eval-every 250 --eval-samples 500 --ckpt-every 100 --sample-every 250)
 VAE_ITERS=${VAE_ITERS:-1500}   # iterations of step 1
-VAE_EXTRA=${VAE_EXTRA:-1800}   # iterations of the baseline at the CPU time of step 2 (299 x 6.1 / 1.04)
+VAE_EXTRA=${VAE_EXTRA:-1800}   # iterations of the baseline (82 % of step 2's CPU time as measured)
 N_EVAL=${N_EVAL:-1000}         # test tuples per direction and prior samples of the evaluation
 
 train runs/captions/vae --variant vae --captions --init-from checkpoints/mebm --init-skip energy --warmup-iters 0 \
