@@ -55,7 +55,7 @@ from model.serving import UploadSweeper, URLLengthLimit, trim_heap
 from demo import texts
 from demo.energy import histogram, load_energy_check, sentence, where_from
 from demo.latent import latent_view, picture
-from demo.components import Dropdown, LiveImage, NumberBox, Sketchpad, Slider, Textbox, data_url
+from demo.components import Dropdown, LiveImage, NumberBox, Page, Sketchpad, Slider, Textbox, data_url
 from demo.inputs import (CONTROLS, LIMITS, ChainInputs, chain_event, flag, input_digit, model_input,
                          number, one_line, rejected, shown)
 from demo.pace import SPEEDS, Paces
@@ -775,7 +775,7 @@ def build_demo() -> gr.Blocks:
                    f"Unconditional: draw z from the ex-post prior (a {prior.n_components}-component mixture fitted to "
                    f"the inferred latents of the training set); off: N(0, I)")
     # uploads (each Run sends the drawing) are bounded by upload_sweeper; streamed frames never become files
-    with gr.Blocks(title="Multimodal EBM: MCMC revision, step by step") as demo:
+    with Page(title="Multimodal EBM: MCMC revision, step by step") as demo:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 gr.Markdown(texts.TITLE, elem_id="title")

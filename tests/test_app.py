@@ -959,3 +959,25 @@ def test_a_page_is_sent_only_what_it_lacks():
     uncond = run(request=req("lacks"), source="unconditional", sketch=EMPTY_SKETCH)   # other titles: sent
     titled = [o["posterior_plot"] for o in uncond if is_update(o["posterior_plot"]) and len(o["posterior_plot"]) > 1]
     assert titled and titled[0]["title"] == "log p(z) (no input)"
+
+
+def test_skipped_outputs_are_answered_as_gradio_does_without_a_new_component():
+    """The page's Blocks (demo.components.Page) answers a streamed frame exactly as Gradio's own does, but builds
+    no new component for an output the frame skips (Gradio 6.31 did, for each: most of a frame's server time)."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+    demo = app.build_demo()
+    fn = next(f for f in demo.fns.values() if f.api_name == "run")
+    pic, caps = app.first_picture(app.model_config())
+    for frame in (app.outputs(grid=pic, captions=caps, status="step 1", reveal=gr.update(visible=True)),
+                  app.outputs(status="one output"), app.outputs()):
+        ours = asyncio.run(demo.postprocess_data(fn, list(frame), SessionState(demo)))
+        theirs = asyncio.run(gr.Blocks.postprocess_data(demo, fn, list(frame), SessionState(demo)))
+        assert ours == theirs
+    state, status = SessionState(demo), fn.outputs[app.RUN_OUTPUTS.index("status")]._id
+    kept = {b._id: state[b._id] for b in fn.outputs if b._id != status}
+    asyncio.run(demo.postprocess_data(fn, list(app.outputs(status="x")), state))
+    assert all(state[k] is c for k, c in kept.items())
+    asyncio.run(gr.Blocks.postprocess_data(demo, fn, list(app.outputs(status="x")), state))
+    assert not any(state[k] is c for k, c in kept.items())      # what Gradio itself does with a skip
