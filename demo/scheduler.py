@@ -357,20 +357,22 @@ class RoundClock:
     def seconds(self, samples: float) -> float | None:
         """The time of a round of ``samples``; None when no round of a similar size was measured lately (a
         smaller round than any measured is timed from the smallest of them, unscaled)."""
-        if not self.rounds:
+        rounds = list(self.rounds)   # a copy: the scheduler's thread adds rounds while the pages ask
+        if not rounds:
             return None
-        near = [(w, x, y) for w, (x, y) in self._weighted() if samples / self.reach <= x <= samples * self.reach]
+        weighted = self._weighted(rounds)
+        near = [(w, x, y) for w, (x, y) in weighted if samples / self.reach <= x <= samples * self.reach]
         if not near:
-            smallest = min(x for x, _ in self.rounds)
+            smallest = min(x for x, _ in rounds)
             if samples > smallest:
                 return None
-            near = [(w, x, y) for w, (x, y) in self._weighted() if x == smallest]
+            near = [(w, x, y) for w, (x, y) in weighted if x == smallest]
             samples = smallest
         return sum(w * y * samples / x for w, x, y in near) / sum(w for w, _, _ in near)
 
-    def _weighted(self):
-        n = len(self.rounds)
-        return [(self.decay ** (n - 1 - i), r) for i, r in enumerate(self.rounds)]
+    def _weighted(self, rounds):
+        n = len(rounds)
+        return [(self.decay ** (n - 1 - i), r) for i, r in enumerate(rounds)]
 
 
 def _split(sizes):
