@@ -127,10 +127,11 @@ def main(argv=None):
     p.add_argument("--split", default=None, help="sum a py-spy raw profile by what it was doing, and stop")
     a = p.parse_args(argv)
     if a.split:
-        parts = split(a.split)
-        total = sum(n for _, n in parts) or 1
-        total -= dict(parts).get(PARTS[0][0], 0)
-        for what, n in parts:
+        parts = dict(split(a.split))
+        start = parts.pop(PARTS[0][0], 0)
+        total = sum(parts.values()) or 1
+        print(f"{total} busy samples of the class ({start} more at start-up, not counted):")
+        for what, n in sorted(parts.items(), key=lambda kv: -kv[1]):
             print(f"{100 * n / total:5.1f} %  {what}")
         return
     os.environ.update(MEBM_BATCH="1" if a.batch == "on" else "0", MEBM_FPS=str(a.fps))
