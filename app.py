@@ -334,8 +334,7 @@ def agreement_title(conditioned: bool, n: int, M: int) -> str:
 def changed(run, name: str, key, make, **props) -> dict:
     """{name: its update} where the page lacks it: the value ``make()``, unless ``key`` says it is the one this run
     sent last (None: send it anyway); with ``props`` (visible, title) only where the page does not show them yet:
-    for a change of props Gradio builds a new component and its page config, about 20 ms a time, which thirty
-    pages at once felt."""
+    for a change of props Gradio builds a new component and its page config (a few ms each, on its event loop)."""
     if not run.sent.wants(name, key):
         return {}
     value = make()
