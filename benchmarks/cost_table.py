@@ -49,6 +49,7 @@ from model.device import DeviceError
 from model.evaluate import (EvalError, ModelSampler, conditional_coherence, eval_indices, load_classifier,
                             load_sampler, ordered_stages, prior_metrics, real_features)
 from model.metrics import ClassifierFeatures, wilson_interval
+from model.report import write_report
 
 NETWORKS = ("generator", "energy", "inference")
 NO_REVISION = {"latent_steps": 0, "ebm_latent_steps": 0, "ebm_latent_cond_steps": 0, "data_steps": 0}
@@ -337,8 +338,7 @@ def main(argv=None):
                      "seed": a.seed, "n_modalities": M, "data_grid": a.data_grid, "ebm_latent_grid": a.ebm_latent_grid}
     r["machine"] = {**machine(sampler.device), "load_average_start": load0, "load_average_end": os.getloadavg()[0]}
     r["minutes"] = (time.time() - t0) / 60
-    (out / "cost_table.json").write_text(json.dumps(r, indent=2))
-    (out / "cost_table.md").write_text(markdown(r))
+    write_report(out, "cost_table", r, markdown(r))
     print(markdown(r))
     print(f"wrote {out}/cost_table.json, cost_table.md")
 

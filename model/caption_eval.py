@@ -22,7 +22,6 @@ Outputs in --out: caption_metrics.json (every number) and caption_metrics.md (th
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -38,6 +37,7 @@ from .cli import ConfigParser, HelpFormatter, add_dataclass_args
 from .config import DATASETS, VARIANTS
 from .device import DeviceError
 from .langevin import stage_title
+from .report import write_report
 from .sampler import PRIORS, seeded_generator
 
 WORDINGS = ("held_in", "held_out")
@@ -299,10 +299,7 @@ def caption_evaluate(cfg: CaptionEvalConfig, sampler=None, judges: dict | None =
          "image_to_caption": image_to_caption(sampler, test, idx, cfg.seed, cfg.batch, progress) if len(idx) else {},
          "joint": joint(sampler, judges, cfg.n_joint, cfg.prior, cfg.seed, cfg.batch, progress) if cfg.n_joint else {}}
     r["minutes"] = (time.time() - t0) / 60
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "caption_metrics.json").write_text(json.dumps(r, indent=2))
-    (out / "caption_metrics.md").write_text(markdown(r))
+    write_report(cfg.out, "caption_metrics", r, markdown(r))
     return r
 
 

@@ -18,11 +18,9 @@ real tuple. Outputs in --out: energy.json (every energy and figure) and energy.m
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,7 +33,7 @@ from .device import DeviceError
 from .evaluate import EvalError, eval_indices, load_sampler
 from .langevin import data_revision, stage_title
 from .networks import observed_mask
-from .report import energy_markdown
+from .report import energy_markdown, write_report
 from .sampler import seeded_generator
 
 
@@ -150,10 +148,7 @@ def energy_check(cfg: EnergyCheckConfig) -> dict:
                 "data_noise": chains.data.noise, "chains": chains.flat()}
     r = {"checkpoint": str(cfg.checkpoint), "settings": settings, "groups": summarize(energies),
          "energies": {k: v.tolist() for k, v in energies.items()}, "minutes": (time.time() - t0) / 60}
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "energy.json").write_text(json.dumps(r, indent=2))
-    (out / "energy.md").write_text(energy_markdown(r))
+    write_report(cfg.out, "energy", r, energy_markdown(r))
     return r
 
 

@@ -45,7 +45,7 @@ from .paths import find_checkpoint
 from .langevin import STAGES, data_revision, latent_revision, run
 from .metrics import ClassifierFeatures, InceptionFeatures, digit_entropy, frechet_distance, hits, one_digit
 from .networks import observed_mask
-from .report import compare, markdown, plot_curve, save_sample_grid
+from .report import compare, markdown, plot_curve, save_sample_grid, write_report
 from .sampler import PRIORS, Sampler, seeded_generator
 
 
@@ -509,10 +509,7 @@ def evaluate(cfg: EvalConfig) -> dict:
          "conditional": cond, "prior": prior, "reference": reference, "curve": curve,
          "minutes": (time.time() - t0) / 60}
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(r, indent=2))
-    (out / "metrics.md").write_text(markdown(r))
+    out = write_report(cfg.out, "metrics", r, markdown(r))
     if curve:
         plot_curve(curve, out / "curve.png")
     n_grid = min(8, sampler.n_prior) if isinstance(sampler, DumpSampler) else 8

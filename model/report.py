@@ -24,6 +24,15 @@ def stage_label(r: dict, stage: str) -> str:
     return stage_title(stage)
 
 
+def write_report(folder, stem: str, r: dict, md: str) -> Path:
+    """A command's result ``r`` as FOLDER/STEM.json and its tables ``md`` as FOLDER/STEM.md (the folder created)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(r, indent=2))
+    (out / f"{stem}.md").write_text(md)
+    return out
+
+
 def read_metrics(path) -> dict:
     """A metrics.json, its summary in the current keys (``joint_coherence``; earlier files: ``coherence_joint``)."""
     if not Path(path).is_file():
