@@ -89,6 +89,9 @@ class Chains:
         return self.ebm_latent_cond if conditioned else self.ebm_latent
 
 
+READERS = ("positions", "conv")   # TextConfig.reader
+
+
 @dataclass(frozen=True)
 class TextConfig:
     """The caption modality (docs/captions.md): a caption of ``max_len`` positions over ``words`` (id = position
@@ -101,9 +104,15 @@ class TextConfig:
     data_step_size: float = 2.0   # test-time data revision: step size of the caption's logits (the images' is
                                   # chains.data.step_size; logits and pixels have different scales)
     data_noise: float = 0.02      # test-time data revision: noise scale of the caption's logits
+    reader: str = "positions"     # how the text expert and the EBM's text branch read a caption: positions = word
+                                  # embeddings flattened with their positions into an MLP; conv = a convolution over
+                                  # neighbouring words (kernel 3), max-pooled over the words, then an MLP (the same
+                                  # features wherever the words stand)
 
     def __post_init__(self):
         object.__setattr__(self, "words", tuple(self.words))   # a list from config.json
+        if self.reader not in READERS:
+            raise ValueError(f"text reader {self.reader!r}: must be one of {', '.join(READERS)}")
 
     @property
     def vocab_size(self) -> int:

@@ -86,8 +86,32 @@ def text_relaxation(logits: torch.Tensor) -> torch.Tensor:
     return logits.softmax(-1)
 
 
-def _text_trunk(text: TextConfig, out: int, sn=lambda m: m) -> nn.Sequential:
-    """Soft one-hot [B, L, V] -> features [B, out]: word embeddings (t @ W), flattened with their positions, an MLP."""
+class ConvReader(nn.Module):
+    """Soft one-hot [B, L, V] -> features [B, out], the same wherever the caption's words stand: word embeddings
+    (t @ W, the pad embedding fixed at zero), a convolution over each word and its neighbours (kernel 3, so that
+    "leaning left" is read as a pair), ReLU, max-pooled over the word positions, an MLP.
+
+    Shifting the words (the pads moved) changes nothing: a pad neighbour embeds to zero like the convolution's
+    padding at the caption's ends, and a pad position's features are multiplied by 1 - p(pad), so that they are 0
+    (no more than any ReLU feature) and drop out of the max. The mask is the pad probability itself, not a
+    threshold, so the energy stays differentiable in a chain's soft captions (max and ReLU almost everywhere)."""
+
+    def __init__(self, text: TextConfig, out: int, sn=lambda m: m):
+        super().__init__()
+        self.embed = nn.Linear(text.vocab_size - 1, text.embed_dim, bias=False)   # words 1..V-1; the pad is 0
+        self.conv = sn(nn.Conv1d(text.embed_dim, text.hidden, 3, padding=1))
+        self.mlp = nn.Sequential(sn(nn.Linear(text.hidden, text.hidden)), nn.SiLU(), sn(nn.Linear(text.hidden, out)))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(self.embed(t[..., 1:]).transpose(1, 2)))   # [B, hidden, L], >= 0
+        return self.mlp((h * (1 - t[..., 0]).unsqueeze(1)).amax(2))
+
+
+def _text_trunk(text: TextConfig, out: int, sn=lambda m: m) -> nn.Module:
+    """Soft one-hot [B, L, V] -> features [B, out], as ``text.reader`` says: "positions" = word embeddings (t @ W),
+    flattened with their positions, an MLP; "conv" = ``ConvReader``."""
+    if text.reader == "conv":
+        return ConvReader(text, out, sn)
     return nn.Sequential(
         nn.Linear(text.vocab_size, text.embed_dim, bias=False), nn.Flatten(1),
         sn(nn.Linear(text.max_len * text.embed_dim, text.hidden)), nn.SiLU(),

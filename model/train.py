@@ -705,7 +705,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
 def build_parser():
     from .cli import ConfigParser, HelpFormatter, add_dataclass_args, field_docs
-    from .config import DATASETS, VARIANTS
+    from .config import DATASETS, READERS, VARIANTS
 
     p = ConfigParser(prog="python -m model.train", description=__doc__,
                      formatter_class=HelpFormatter,
@@ -718,6 +718,11 @@ def build_parser():
     p.add_argument("--captions", action="store_true",
                    help="train with the caption modality (ModelConfig.text with its defaults, docs/captions.md) "
                         "unless --config or the resumed run sets one (off: images alone)")
+    p.add_argument("--text-reader", choices=READERS, default=argparse.SUPPRESS,
+                   help="with the caption modality: how the text expert and the EBM's text branch read a caption "
+                        "(ModelConfig.text.reader): positions = word embeddings flattened with their positions; "
+                        "conv = a convolution over neighbouring words, max-pooled over the words "
+                        "(default: positions, or the --config's / resumed run's)")
     p.add_argument("--config", default=None, help="a train_config.json to start from (flags override it) "
                    "(default: none)")
     p.add_argument("--out", "--out-dir", dest="out_dir", default=argparse.SUPPRESS, metavar="OUT",
@@ -777,6 +782,11 @@ def parse_args(argv=None) -> tuple[TrainConfig, bool]:
         from .config import TextConfig
 
         d["model"]["text"] = asdict(TextConfig())
+    if "text_reader" in a:
+        reader = a.pop("text_reader")
+        if d["model"].get("text") is None:
+            raise ConfigFileError("--text-reader needs the caption modality (--captions)")
+        d["model"]["text"]["reader"] = reader
     for k, val in a.items():
         if k.startswith("model."):
             d["model"][k[6:]] = val   # chain knobs by their flat names: ModelConfig.from_dict reads them

@@ -16,9 +16,17 @@
 # 25.8 CPU-minutes, step 2 31.5, step 3 25.8, each evaluation 1-5 minutes, the prior 0.6. On a GPU add
 # DEVICE=cuda.
 #
-# Output: runs/captions/{vae,full,vae_equal}/final, runs/captions/eval/{full,vae_equal}/caption_metrics.md.
+# Steps 2 and 3 both start from step 1; with PARALLEL=1 they run at the same time (two processes, one thread
+# each: on two free cores they finish in about the time of step 2 alone).
+#
+# Environment (beside lib.sh's): READER (how the caption expert and the EBM's text branch read a caption,
+# model.train --text-reader: positions, the default, or conv), RUN (the output folder, default runs/captions),
+# VAE_ITERS, VAE_EXTRA, N_EVAL (below), PARALLEL (1: steps 2 and 3 at once; default 0), DEVICE.
+#
+# Output: RUN/{vae,full,vae_equal}/final, RUN/eval/{full,vae_equal}/caption_metrics.md.
 #
 #   bash scripts/captions.sh --mnist ../shared/data/mnist.npz [--install]
+#   READER=conv RUN=runs/captions_conv bash scripts/captions.sh --mnist ../shared/data/mnist.npz
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 parse_args 1 "$@"
@@ -28,19 +36,36 @@ VAE_ITERS=${VAE_ITERS:-1500}   # iterations of step 1
 VAE_EXTRA=${VAE_EXTRA:-1800}   # iterations of the baseline (82 % of step 2's CPU time as measured)
 N_EVAL=${N_EVAL:-1000}         # test tuples per direction and prior samples of the evaluation
 
-train runs/captions/vae --variant vae --captions --init-from checkpoints/mebm --init-skip energy --warmup-iters 0 \
+RUN=${RUN:-runs/captions}      # output folder
+READER=${READER:-positions}    # the caption reader (model.train --text-reader)
+PARALLEL=${PARALLEL:-0}        # 1: steps 2 and 3 at the same time
+CAP=(--captions --text-reader "$READER")
+
+train "$RUN/vae" --variant vae "${CAP[@]}" --init-from checkpoints/mebm --init-skip energy --warmup-iters 0 \
   --iters "$VAE_ITERS" "${LOG[@]}" "${DEV[@]}"
-train runs/captions/full --variant full --captions --init-from runs/captions/vae/final --init-skip energy \
-  --model.ebm-width 32 --model.ebm-latent-cond-steps 0 --warmup-iters 0 --iters 299 "${LOG[@]}" "${DEV[@]}"
-train runs/captions/vae_equal --variant vae --captions --init-from runs/captions/vae/final --warmup-iters 0 \
-  --iters "$VAE_EXTRA" "${LOG[@]}" "${DEV[@]}"
+full() {
+  train "$RUN/full" --variant full "${CAP[@]}" --init-from "$RUN/vae/final" --init-skip energy \
+    --model.ebm-width 32 --model.ebm-latent-cond-steps 0 --warmup-iters 0 --iters 299 "${LOG[@]}" "${DEV[@]}"
+}
+baseline() {
+  train "$RUN/vae_equal" --variant vae "${CAP[@]}" --init-from "$RUN/vae/final" --warmup-iters 0 \
+    --iters "$VAE_EXTRA" "${LOG[@]}" "${DEV[@]}"
+}
+if [[ $PARALLEL == 1 ]]; then
+  full & pid=$!
+  baseline
+  wait "$pid"
+else
+  full
+  baseline
+fi
 for name in full vae_equal; do
-  step "runs/captions/eval/$name/caption_metrics.json" "$PY" -m model.caption_eval \
-    --checkpoint "runs/captions/$name/final" "${DATA[@]}" --classifier "$JUDGE_A" --classifier-b "$JUDGE_B" \
+  step "$RUN/eval/$name/caption_metrics.json" "$PY" -m model.caption_eval \
+    --checkpoint "$RUN/$name/final" "${DATA[@]}" --classifier "$JUDGE_A" --classifier-b "$JUDGE_B" \
     --n "$N_EVAL" --n-joint "$N_EVAL" --threads "$THREADS" --quiet --name "$name" "${DEV[@]}" \
-    --out "runs/captions/eval/$name"
+    --out "$RUN/eval/$name"
 done
-step runs/captions/full/final/prior.safetensors "$PY" -m model.prior --checkpoint runs/captions/full/final "${DATA[@]}" \
-  --components 20 --threads "$THREADS" --out runs/captions/full/final/prior.safetensors "${DEV[@]}"
-install_to runs/captions/full/final checkpoints/mebm_captions model.safetensors config.json train_config.json \
+step "$RUN/full/final/prior.safetensors" "$PY" -m model.prior --checkpoint "$RUN/full/final" "${DATA[@]}" \
+  --components 20 --threads "$THREADS" --out "$RUN/full/final/prior.safetensors" "${DEV[@]}"
+install_to "$RUN/full/final" checkpoints/mebm_captions model.safetensors config.json train_config.json \
   prior.safetensors prior.json

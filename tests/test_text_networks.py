@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from model.captions import VOCABULARY, Tokenizer
 from model.config import ModelConfig, TextConfig, TrainConfig
-from model.networks import MultimodalEBMVAE, observed_mask, text_one_hot, text_relaxation
+from model.networks import ConvReader, MultimodalEBMVAE, _text_trunk, observed_mask, text_one_hot, text_relaxation
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "mebm"
 TEXT = TextConfig(embed_dim=4, hidden=16)
@@ -136,3 +136,79 @@ def test_an_image_only_config_json_reads_with_the_caption_off(tmp_path, tiny_con
 def test_a_training_config_keeps_the_caption_modality(tmp_path, text_config):
     TrainConfig(model=text_config).to_json(tmp_path / "train_config.json")
     assert TrainConfig.from_json(tmp_path / "train_config.json").model == text_config
+
+
+# ---------------------------------------------------------------- the position-free reader (TextConfig.reader)
+
+CONV = replace(TEXT, reader="conv")
+CAPTIONED = SHIPPED.parent / "mebm_captions"
+
+
+def shifted(ids: torch.Tensor, k: int) -> torch.Tensor:
+    """The caption's words moved k positions right, the pads moved to the front."""
+    return torch.cat([ids[:, -k:], ids[:, :-k]], 1) if k else ids
+
+
+def test_the_conv_reader_reads_the_same_words_alike_wherever_they_stand():
+    torch.manual_seed(0)
+    ids = torch.tensor(Tokenizer().encode_batch(["a bold 3", "bold and leaning right, a three"]))
+    sn = torch.nn.utils.parametrizations.spectral_norm
+    for reader in (_text_trunk(CONV, 8), _text_trunk(replace(CONV, hidden=64), 8, sn).eval()):
+        base = reader(text_one_hot(ids, len(VOCABULARY)))
+        for k in (1, 3, 6):
+            assert torch.allclose(reader(text_one_hot(shifted(ids, k), len(VOCABULARY))), base, atol=1e-6)
+        # the order of the words still counts: "leaning right" read as a pair, not a bag of words
+        swapped = torch.tensor(Tokenizer().encode_batch(["3 bold a", "bold and right leaning, a three"]))
+        assert (reader(text_one_hot(swapped, len(VOCABULARY))) - base).abs().amax(1).min() > 1e-4
+    positions = _text_trunk(TEXT, 8)
+    moved = positions(text_one_hot(shifted(ids, 3), len(VOCABULARY)))
+    assert not torch.allclose(moved, positions(text_one_hot(ids, len(VOCABULARY))), atol=1e-4)
+
+
+def test_the_conv_reader_passes_the_gradient_to_every_soft_position(tiny_config):
+    torch.manual_seed(0)   # max-pooling routes each channel's gradient to its winning words: 64 channels reach all
+    model = MultimodalEBMVAE(replace(tiny_config, text=replace(CONV, hidden=64)))
+    logits = torch.randn(3, CONV.max_len, len(VOCABULARY), requires_grad=True)
+    (grad,) = torch.autograd.grad(model.energy(torch.rand(3, 3, 3, 28, 28), text_relaxation(logits)).sum(), logits)
+    assert torch.isfinite(grad).all() and (grad.abs().sum((0, 2)) > 0).all()    # pads' probabilities included
+    t = text_relaxation(logits.detach()).requires_grad_()
+    (g,) = torch.autograd.grad(model.inference.experts_params(torch.rand(3, 3, 3, 28, 28), observed_mask([3], 4),
+                                                              t)[0].sum(), t)
+    assert g[..., 0].abs().sum() > 0 and g[..., 1:].abs().sum() > 0              # the pad mask is soft
+
+
+def test_the_conv_reader_is_saved_and_loaded_with_the_model(tmp_path, tiny_config):
+    cfg = replace(tiny_config, text=CONV)
+    model = MultimodalEBMVAE(cfg).eval()
+    assert isinstance(model.inference.text_expert, ConvReader) and isinstance(model.energy.text_trunk[0], ConvReader)
+    model.save_pretrained(tmp_path / "ckpt")
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["text"]["reader"] == "conv"
+    loaded = MultimodalEBMVAE.from_pretrained(tmp_path / "ckpt", strict=True).eval()
+    assert loaded.config == cfg
+    x, z, t = torch.rand(2, 3, 3, 28, 28), torch.randn(2, 4), captions(2)
+    assert torch.equal(model.energy(x, t), loaded.energy(x, t))
+    assert torch.equal(model.inference.log_prob(z, x, None, t), loaded.inference.log_prob(z, x, None, t))
+    TrainConfig(model=cfg).to_json(tmp_path / "train_config.json")
+    assert TrainConfig.from_json(tmp_path / "train_config.json").model.text.reader == "conv"
+    with pytest.raises(ValueError, match="text reader 'bag'"):
+        TextConfig(reader="bag")
+
+
+def test_a_config_json_without_a_reader_reads_by_positions_as_before():
+    saved = json.loads((CAPTIONED / "config.json").read_text())
+    assert "reader" not in saved["text"]
+    model = MultimodalEBMVAE.from_pretrained(str(CAPTIONED), strict=True)   # every shipped weight, nothing else
+    assert model.config.text.reader == "positions"
+    assert isinstance(model.inference.text_expert, torch.nn.Sequential)
+    with safe_open(str(CAPTIONED / "model.safetensors"), "pt") as f:
+        assert torch.equal(model.inference.text_expert[2].weight, f.get_tensor("inference.text_expert.2.weight"))
+
+
+def test_the_training_flag_sets_the_reader(tmp_path):
+    from model.train import ConfigFileError, parse_args
+
+    cfg, _ = parse_args(["--captions", "--text-reader", "conv", "--out", str(tmp_path)])
+    assert cfg.model.text.reader == "conv"
+    assert parse_args(["--captions", "--out", str(tmp_path)])[0].model.text.reader == "positions"
+    with pytest.raises(ConfigFileError, match="--captions"):
+        parse_args(["--text-reader", "conv", "--out", str(tmp_path)])
