@@ -31,12 +31,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .captions import ATTRIBUTE_WORDS, ATTRIBUTES, DIGIT_WORDS, NUMERALS, attribute_classes, build_captions, ink_mask, \
-    measure
+from .captions import ATTRIBUTE_WORDS, ATTRIBUTES, DIGIT_WORDS, NUMERALS, TEMPLATES, Tokenizer, attribute_classes, \
+    build_captions, ink_mask, measure
 from .cli import ConfigParser, HelpFormatter, add_dataclass_args
 from .config import DATASETS, VARIANTS
 from .device import DeviceError
 from .langevin import stage_title
+from .metrics import digit_entropy
 from .report import write_report
 from .sampler import PRIORS, seeded_generator
 
@@ -57,6 +58,12 @@ def caption_digit(text: str) -> int:
     """The digit a caption names (its digit word or numeral), or -1 if it names none or two different ones."""
     named = {DIGIT_OF[w] for w in _words(text) if w in DIGIT_OF}
     return named.pop() if len(named) == 1 else -1
+
+
+def digit_position(text: str) -> int:
+    """The token position (model.captions.Tokenizer: commas are tokens) of the caption's first digit word or
+    numeral, -1 if it names none: where a reader of the caption finds the digit."""
+    return next((i for i, w in enumerate(Tokenizer().split(text)) if w in DIGIT_OF), -1)
 
 
 def caption_attributes(text: str) -> np.ndarray:
@@ -97,7 +104,7 @@ class Tally:
     """Per-stage sums of hits and counts, and per-stage lists of attribute pairs."""
 
     def __init__(self):
-        self.hits, self.pairs = {}, {}
+        self.hits, self.pairs, self.digits = {}, {}, {}
 
     def add(self, stage: str, key: str, right: torch.Tensor | np.ndarray):
         h = self.hits.setdefault(stage, {}).setdefault(key, [0.0, 0])
@@ -108,6 +115,16 @@ class Tally:
         p = self.pairs.setdefault(stage, [[], []])
         p[0].append(said)
         p[1].append(measured)
+
+    def add_digits(self, stage: str, key: str, digits: torch.Tensor):
+        """Count the digits ``digits`` (any shape, 0..9) read at ``stage`` under ``key``."""
+        h = self.digits.setdefault(stage, {}).setdefault(key, torch.zeros(10))
+        h += torch.bincount(torch.as_tensor(digits).flatten(), minlength=10).float()
+
+    def digit_counts(self, stage: str) -> dict:
+        """{key: {"counts": [10], "entropy": normalised entropy (model.metrics.digit_entropy)}}."""
+        return {k: {"counts": h.int().tolist(), "entropy": digit_entropy(h)}
+                for k, h in self.digits.get(stage, {}).items()}
 
     def rates(self, stage: str) -> dict:
         return {k: v[0] / v[1] if v[1] else None for k, v in self.hits.get(stage, {}).items()}
@@ -125,23 +142,44 @@ def _stages(out) -> list[str]:
 def caption_to_image(sampler, judges: dict, test, idx, wording: str, seed: int = 0, batch: int = 250,
                      progress: bool = False) -> dict:
     """Images from each tuple's caption alone (``wording``: held_in = the stored test captions, held_out = the
-    held-out templates): {stage: {"coherence": {judge: fraction}, "attributes": {attribute: agreement}}}."""
+    held-out templates): {stage: {"coherence": {judge: fraction}, "templates": {template: {judge: fraction, "n":
+    captions, "digit_positions": [token positions of the digit word]}}, "digits": {judge: {"counts",
+    "entropy"}, judge + "_coherent": ... of the images read as the caption's digit}, "attributes": {attribute:
+    agreement}}}."""
     labels = test.y.numpy()
-    texts = test.captions.text if wording == "held_in" else build_captions(
-        labels, test.captions.classes, split="test", held_out=True)[0]
-    tally = Tally()
+    texts, templates = (test.captions.text, test.captions.template) if wording == "held_in" else build_captions(
+        labels, test.captions.classes, split="test", held_out=True)
+    names = list(TEMPLATES)
+    tally, positions, count = Tally(), {}, dict.fromkeys(names, 0)
     for i in tqdm(range(0, len(idx), batch), desc=f"caption -> image ({wording})", disable=not progress):
         b = np.asarray(idx[i:i + batch])
         y = torch.as_tensor(labels[b])
         said = np.stack([caption_attributes(t) for t in texts[b]])
+        used = {names[t]: np.asarray(templates[b]) == t for t in np.unique(templates[b])}
+        for name, rows in used.items():
+            positions.setdefault(name, set()).update(digit_position(t) for t in texts[b][rows])
+            count[name] += int(rows.sum())
         out = sampler.conditional(None, None, text=sampler.encode(list(texts[b])),
                                   generator=seeded_generator(seed, 11, WORDINGS.index(wording), i))
         for stage in _stages(out):
             x = out[stage].cpu()
             for j, clf in judges.items():
-                tally.add(stage, j, (clf.predict(x)[0] == y[:, None]).numpy())
+                digit = clf.predict(x)[0]
+                right = (digit == y[:, None]).numpy()
+                tally.add(stage, j, right)
+                tally.add_digits(stage, j, digit)
+                tally.add_digits(stage, f"{j}_coherent", digit[torch.as_tensor(right)])
+                for name, rows in used.items():
+                    tally.add(stage, f"{j}@{name}", right[rows])
             tally.add_pairs(stage, said, measured_attributes(x[:, 0], y.numpy()))
-    return {s: {"coherence": tally.rates(s), "attributes": tally.attributes(s)} for s in tally.hits}
+    res = {}
+    for s in tally.hits:
+        rates = tally.rates(s)
+        res[s] = {"coherence": {j: rates[j] for j in judges},
+                  "templates": {name: {**{j: rates[f"{j}@{name}"] for j in judges}, "n": count[name],
+                                       "digit_positions": sorted(positions[name])} for name in names if count[name]},
+                  "digits": tally.digit_counts(s), "attributes": tally.attributes(s)}
+    return res
 
 
 @torch.no_grad()
@@ -168,7 +206,8 @@ def image_to_caption(sampler, test, idx, seed: int = 0, batch: int = 250, progre
 def joint(sampler, judges: dict, n: int, prior: str = "normal", seed: int = 0, batch: int = 250,
           progress: bool = False) -> dict:
     """Prior samples: {stage: {"images": {judge: fraction whose M images read as one digit}, "with_caption":
-    {judge: fraction whose caption also names it}}}."""
+    {judge: fraction whose caption also names it}, "digits": {"images_" + judge: {"counts", "entropy"} of the digit
+    of the coherent samples, "with_caption_" + judge: the same of those whose caption names it too}}}."""
     tally = Tally()
     for i in tqdm(range(0, n, batch), desc="joint samples", disable=not progress):
         out = sampler.joint(min(batch, n - i), prior=prior, generator=seeded_generator(seed, 13, i))
@@ -177,10 +216,13 @@ def joint(sampler, judges: dict, n: int, prior: str = "normal", seed: int = 0, b
             for j, clf in judges.items():
                 digit = clf.predict(out[stage].cpu())[0]
                 one = (digit == digit[:, :1]).all(1)
+                both = one & (digit[:, 0] == named)
                 tally.add(stage, f"images_{j}", one.numpy())
-                tally.add(stage, f"with_caption_{j}", (one & (digit[:, 0] == named)).numpy())
-    return {s: {part: {j: tally.rates(s)[f"{part}_{j}"] for j in judges} for part in ("images", "with_caption")}
-            for s in tally.hits}
+                tally.add(stage, f"with_caption_{j}", both.numpy())
+                tally.add_digits(stage, f"images_{j}", digit[one, 0])
+                tally.add_digits(stage, f"with_caption_{j}", digit[both, 0])
+    return {s: {**{part: {j: tally.rates(s)[f"{part}_{j}"] for j in judges} for part in ("images", "with_caption")},
+                "digits": tally.digit_counts(s)} for s in tally.hits}
 
 
 # ---------------------------------------------------------------- the report
@@ -193,29 +235,73 @@ def _attr_cells(attrs: dict) -> list[str]:
     return [f"{_pct(attrs[a]['agreement'])} ({_pct(attrs[a]['chance'])})" for a in ATTRIBUTES]
 
 
+def _pair(v: dict, key: str = "", judges=JUDGES) -> str:
+    """'A / B' of a per-judge dict (keys judge + key)."""
+    return " / ".join(_pct(v.get(j + key)) for j in judges)
+
+
+def _entropies(digits: dict, key: str, judges=JUDGES) -> str:
+    return " / ".join("–" if j + key not in digits else f"{digits[j + key]['entropy']:.2f}" for j in judges)
+
+
+def _positions(p: list) -> str:
+    return ", ".join(map(str, p)) if p else "–"
+
+
 def markdown(r: dict) -> str:
     """The tables of caption_metrics.json (percent; chance in brackets)."""
+    c2i, joint_r = r["caption_to_image"], r["joint"]
     lines = [f"# {r['name']}: the caption modality", "",
              f"{r['settings']['n']} test tuples per direction, {r['settings']['n_joint']} prior samples; judges A and "
-             f"B. Attribute agreement in %, chance in brackets (a word drawn independently of the digit).", "",
+             f"B. Attribute agreement in %, chance in brackets (a word drawn independently of the digit). Digit "
+             f"entropy: of the digits the judge reads, over log 10 (1: every digit equally often, 0: one digit).", "",
              "## caption → image", "",
-             "| wording | stage | coherence A | coherence B | thickness | slant | size |",
-             "|---|---|---|---|---|---|---|"]
+             "| wording | stage | coherence A | coherence B | thickness | slant | size | digit entropy A / B | "
+             "coherent-digit entropy A / B |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for w in WORDINGS:
-        for stage, v in r["caption_to_image"].get(w, {}).items():
+        for stage, v in c2i.get(w, {}).items():
             c = v["coherence"]
             lines.append(f"| {w.replace('_', '-')} | {stage_title(stage)} | {_pct(c['A'])} | {_pct(c['B'])} | "
-                         + " | ".join(_attr_cells(v["attributes"])) + " |")
+                         + " | ".join(_attr_cells(v["attributes"]))
+                         + f" | {_entropies(v['digits'], '')} | {_entropies(v['digits'], '_coherent')} |")
+    for w in WORDINGS:
+        stages = list(c2i.get(w, {}))
+        if not stages:
+            continue
+        lines += ["", f"## caption → image by template, {w.replace('_', '-')} wordings", "",
+                  "Coherence A / B per stage; digit at: the token positions of the digit word in its captions "
+                  "(from 0; a comma is a token).", "",
+                  "| template | digit at | n | " + " | ".join(stage_title(s) for s in stages) + " |",
+                  "|---|---|---|" + "---|" * len(stages)]
+        for name, t in c2i[w][stages[0]]["templates"].items():
+            lines.append(f"| `{name}` | {_positions(t['digit_positions'])} | {t['n']} | "
+                         + " | ".join(_pair(c2i[w][s]["templates"][name]) for s in stages) + " |")
     lines += ["", "## image → caption", "",
               "| stage | coherence | no digit named | thickness | slant | size |", "|---|---|---|---|---|---|"]
     for stage, v in r["image_to_caption"].items():
         lines.append(f"| {stage_title(stage)} | {_pct(v['coherence'])} | {_pct(v['no_digit'])} | "
                      + " | ".join(_attr_cells(v["attributes"])) + " |")
     lines += ["", "## joint coherence", "",
-              "| stage | images A | images B | with the caption A | with the caption B |", "|---|---|---|---|---|"]
-    for stage, v in r["joint"].items():
+              "| stage | images A | images B | with the caption A | with the caption B | coherent-digit entropy A / B "
+              "| with the caption: digit entropy A / B |", "|---|---|---|---|---|---|---|"]
+    for stage, v in joint_r.items():
         lines.append(f"| {stage_title(stage)} | {_pct(v['images']['A'])} | {_pct(v['images']['B'])} | "
-                     f"{_pct(v['with_caption']['A'])} | {_pct(v['with_caption']['B'])} |")
+                     f"{_pct(v['with_caption']['A'])} | {_pct(v['with_caption']['B'])} | "
+                     f"{_entropies(v['digits'], '', [f'images_{j}' for j in JUDGES])} | "
+                     f"{_entropies(v['digits'], '', [f'with_caption_{j}' for j in JUDGES])} |")
+    lines += ["", "## the coherent samples' digits", "",
+              "Share of each digit (%) among the coherent samples: caption → image, the images read as the caption's "
+              "digit; joint, the samples whose images read as one digit.", "",
+              "| samples | stage | judge | " + " | ".join(map(str, range(10))) + " |", "|---|---|---|" + "---|" * 10]
+    rows = [(f"caption → image, {w.replace('_', '-')}", stage, j, v["digits"].get(f"{j}_coherent"))
+            for w in WORDINGS for stage, v in c2i.get(w, {}).items() for j in JUDGES]
+    rows += [("joint", stage, j, v["digits"].get(f"images_{j}")) for stage, v in joint_r.items() for j in JUDGES]
+    for what, stage, j, d in rows:
+        if d:
+            total = max(1, sum(d["counts"]))
+            lines.append(f"| {what} | {stage_title(stage)} | {j} | "
+                         + " | ".join(f"{100 * c / total:.1f}" for c in d["counts"]) + " |")
     return "\n".join(lines) + "\n"
 
 

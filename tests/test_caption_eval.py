@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from model import Sampler
-from model.caption_eval import (CaptionEvalConfig, agreement, caption_attributes, caption_digit, caption_evaluate,
-                                main, measured_attributes)
+from model.caption_eval import (CaptionEvalConfig, Tally, agreement, caption_attributes, caption_digit,
+                                caption_evaluate, digit_position, main, measured_attributes)
+from model.captions import TEMPLATES, build_captions
 from model.config import TextConfig
 from model.data import load_dataset
 from model.evaluate import eval_indices
@@ -29,6 +30,26 @@ def test_digits_and_attributes_read_off_captions(text, digit, classes):
     assert caption_attributes(text).tolist() == classes
 
 
+@pytest.mark.parametrize("text, position", [
+    ("three", 0), ("an 8", 1), ("bold and leaning right, a three", 6), ("the small number 3", 3),
+    ("8, large, thin, upright", 0), ("a bold upright", -1),
+])
+def test_the_digit_word_is_found_at_its_token_position(text, position):
+    assert digit_position(text) == position
+
+
+def test_digit_counts_tell_a_collapse_from_a_spread():
+    tally = Tally()
+    tally.add_digits("s", "spread", torch.arange(10).repeat(3))
+    tally.add_digits("s", "collapse", torch.full((2, 5), 4))
+    tally.add_digits("s", "collapse", torch.tensor([4]))
+    d = tally.digit_counts("s")
+    assert d["spread"] == {"counts": [3] * 10, "entropy": pytest.approx(1.0)}
+    assert d["collapse"]["counts"] == [0, 0, 0, 0, 11, 0, 0, 0, 0, 0] and d["collapse"]["entropy"] == 0
+    tally.add_digits("s", "two", torch.tensor([1, 2]))
+    assert tally.digit_counts("s")["two"]["entropy"] == pytest.approx(np.log(2) / np.log(10))
+
+
 def test_agreement_leaves_unnamed_attributes_out_and_states_chance():
     r = agreement(np.array([0, 1, 2, -1]), np.array([0, 1, 0, 2]))
     assert r["n"] == 3 and r["agreement"] == pytest.approx(2 / 3)
@@ -46,6 +67,12 @@ def test_attributes_measured_on_drawn_digits():
     classes = measured_attributes(x, [1, 1, 1])
     assert classes[0, 0] == 0 and classes[1, 0] == 2
     assert classes[0, 1] == 1 and classes[2, 1] == 2
+
+
+def templates_of(wording):
+    from model.captions import HELD_IN, HELD_OUT
+
+    return HELD_IN if wording == "held_in" else HELD_OUT
 
 
 class FakeJudge:
@@ -74,6 +101,20 @@ def test_every_number_of_a_tiny_run_is_the_known_answer(tmp_path, mnist_file, ti
         assert list(r["caption_to_image"][wording]) == stages
         for v in r["caption_to_image"][wording].values():
             assert v["coherence"] == {"A": pytest.approx((y == 3).mean()), "B": pytest.approx((y == 7).mean())}
+    for wording, (texts, templates) in {"held_in": (test.captions.text, test.captions.template),
+                                        "held_out": build_captions(test.y.numpy(), test.captions.classes, split="test",
+                                                                   held_out=True)}.items():
+        texts, templates = texts[idx], templates[idx]
+        for v in r["caption_to_image"][wording].values():
+            assert sum(t["n"] for t in v["templates"].values()) == 20
+            for name, t in v["templates"].items():
+                rows = templates == list(TEMPLATES).index(name)
+                assert t["n"] == rows.sum() and t["A"] == pytest.approx((y[rows] == 3).mean())
+                assert t["B"] == pytest.approx((y[rows] == 7).mean())
+                assert t["digit_positions"] == sorted({digit_position(c) for c in texts[rows]})
+            assert v["digits"]["A"] == {"counts": [0, 0, 0, 20 * 3] + [0] * 6, "entropy": 0.0}   # 3 images each
+            assert v["digits"]["B_coherent"]["counts"][7] == 3 * (y == 7).sum()
+        assert set(r["caption_to_image"][wording]["data"]["templates"]) <= set(templates_of(wording))
     texts = test.captions.text[idx]
     named = np.array([caption_attributes(t) for t in texts])
     assert r["caption_to_image"]["held_in"]["data"]["attributes"]["slant"]["n"] == (named[:, 1] >= 0).sum()
@@ -84,9 +125,13 @@ def test_every_number_of_a_tiny_run_is_the_known_answer(tmp_path, mnist_file, ti
         assert v["attributes"]["size"]["n"] == 0
     assert list(r["joint"]) == ["proposal", "ebm_latent", "data"]
     for v in r["joint"].values():
-        assert v == {"images": {"A": 1.0, "B": 1.0}, "with_caption": {"A": 1.0, "B": 0.0}}
+        assert {k: v[k] for k in ("images", "with_caption")} == {"images": {"A": 1.0, "B": 1.0},
+                                                                  "with_caption": {"A": 1.0, "B": 0.0}}
+        assert v["digits"]["images_A"] == {"counts": [0, 0, 0, 10] + [0] * 6, "entropy": 0.0}   # a collapse: 0
+        assert v["digits"]["with_caption_B"]["counts"] == [0] * 10
     table = (tmp_path / "eval" / "caption_metrics.md").read_text()
     assert "held-out" in table and "EBM data revision" in table
+    assert "by template, held-out wordings" in table and "| `list` | 0 |" in table
 
 
 def test_bad_checkpoints_are_one_line(tmp_path, tiny_config, capsys):
