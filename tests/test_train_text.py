@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model.captions import Tokenizer
-from model.config import VARIANTS, TextConfig, TrainConfig
+from model.config import READERS, VARIANTS, TextConfig, TrainConfig
 from model.networks import MultimodalEBMVAE, text_one_hot
 from model.train import make_optimizers, parse_args, train, train_step
 
@@ -32,8 +32,10 @@ def _changed(module, before):
     return any(not torch.equal(p, q) for p, q in zip(module.parameters(), before))
 
 
+@pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_one_step_with_captions_trains_every_caption_part(variant, text_config):
+def test_one_step_with_captions_trains_every_caption_part(variant, reader, text_config):
+    text_config = replace(text_config, text=replace(TEXT, reader=reader))
     cfg = TrainConfig(model=text_config, variant=variant, warmup_iters=0, data_steps=2, latent_steps=2)
     model = MultimodalEBMVAE(text_config)
     parts = {"decoder": model.generator.text_decoder, "expert": model.inference.text_expert,
