@@ -1,43 +1,45 @@
 #!/usr/bin/env bash
 # The captioned model (docs/captions.md): the five image modalities and a caption, trained as the shipped
 # five-image model is, then scored by model.caption_eval beside its baseline.
-#   1. the MoE VAE with the caption modality (--variant vae --captions), 1,500 iterations, its image networks
-#      started from the shipped five-image model (checkpoints/mebm: generator and inference; the caption's
-#      decoder and expert fresh), so that the iterations go to the caption;
+#   1. the MoE VAE with the caption modality (--variant vae --captions; the caption read by READER, below),
+#      1,500 iterations, its image networks started from the shipped five-image model (checkpoints/mebm:
+#      generator and inference; the caption's decoder and expert fresh), so that the iterations go to the caption;
 #   2. the full method from its generator and inference weights, with a fresh EBM 32 channels wide over the
 #      images and the caption (--init-skip energy --model.ebm-width 32), 299 iterations (30 data-space and 10
 #      latent Langevin steps per iteration, batch 64; the captions' logits revised beside the images);
 #   3. the baseline, the MoE VAE with the caption modality at about equal budget: step 1's weights trained on
-#      by the MoE ELBO for VAE_EXTRA iterations (1,800: 82 % of step 2's CPU time as measured);
+#      by the MoE ELBO for VAE_EXTRA iterations (1,800: 78-82 % of step 2's CPU time as measured);
 #   4. model.caption_eval of 2 and 3 (judges A and B; held-in and held-out wordings; every stage);
 #   5. the ex-post prior of 2 (model.prior, 20 components), and with --install the weights, the prior and the
 #      training record copied into checkpoints/mebm_captions (the demo's second model).
-# Run time, measured on one thread of the 2-core CPU machine (other jobs shared it, load average 1-13): step 1
-# 25.8 CPU-minutes, step 2 31.5, step 3 25.8, each evaluation 1-5 minutes, the prior 0.6. On a GPU add
-# DEVICE=cuda.
+# Run time, measured on one thread of the 2-core CPU machine with the conv reader (other jobs shared it, load
+# average 2-7): step 1 17.8 CPU-minutes, step 2 28, step 3 21.7, the evaluations 4.7 and 2.0 minutes, the prior
+# 0.6; 57 minutes of wall time in all with PARALLEL=1. On a GPU add DEVICE=cuda.
 #
 # Steps 2 and 3 both start from step 1; with PARALLEL=1 they run at the same time (two processes, one thread
 # each: on two free cores they finish in about the time of step 2 alone).
 #
 # Environment (beside lib.sh's): READER (how the caption expert and the EBM's text branch read a caption,
-# model.train --text-reader: positions, the default, or conv), RUN (the output folder, default runs/captions),
+# model.train --text-reader: conv, the default and the bundled model's, or positions), RUN (the output folder,
+# default runs/captions_conv, or runs/captions for READER=positions),
 # VAE_ITERS, VAE_EXTRA, N_EVAL (below), PARALLEL (1: steps 2 and 3 at once; default 0), DEVICE.
 #
 # Output: RUN/{vae,full,vae_equal}/final, RUN/eval/{full,vae_equal}/caption_metrics.md.
 #
-#   bash scripts/captions.sh --mnist ../shared/data/mnist.npz [--install]
-#   READER=conv RUN=runs/captions_conv bash scripts/captions.sh --mnist ../shared/data/mnist.npz
+#   PARALLEL=1 bash scripts/captions.sh --mnist ../shared/data/mnist.npz [--install]
+#   READER=positions bash scripts/captions.sh --mnist ../shared/data/mnist.npz   # the reader bundled before
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 parse_args 1 "$@"
 DEV=(); [[ -n ${DEVICE:-} ]] && DEV=(--device "$DEVICE")
 LOG=(--eval-every 250 --eval-samples 500 --ckpt-every 100 --sample-every 250)
 VAE_ITERS=${VAE_ITERS:-1500}   # iterations of step 1
-VAE_EXTRA=${VAE_EXTRA:-1800}   # iterations of the baseline (82 % of step 2's CPU time as measured)
+VAE_EXTRA=${VAE_EXTRA:-1800}   # iterations of the baseline (78-82 % of step 2's CPU time as measured)
 N_EVAL=${N_EVAL:-1000}         # test tuples per direction and prior samples of the evaluation
 
-RUN=${RUN:-runs/captions}      # output folder
-READER=${READER:-positions}    # the caption reader (model.train --text-reader)
+READER=${READER:-conv}         # the caption reader (model.train --text-reader)
+DEFAULT_RUN=runs/captions_$READER; [[ $READER == positions ]] && DEFAULT_RUN=runs/captions
+RUN=${RUN:-$DEFAULT_RUN}       # output folder
 PARALLEL=${PARALLEL:-0}        # 1: steps 2 and 3 at the same time
 CAP=(--captions --text-reader "$READER")
 
