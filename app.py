@@ -514,6 +514,7 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
         raise gr.Error(status or "The chain produced no frame.")
     pic, caps = run.strip(None, classify_now=True)
     _pace(last_yield, server_interval)
+    run.sent.keys.clear()   # the last message carries every figure: the browser keeps only what it brings
     yield outputs(grid=pic, captions=caps, **figures(run, snap), status=status, **scrub_range(run),
                   share=share_html(run), **reveal_button(run, False), energy_hist=energy_histogram(snap, run),
                   **caption_update(run))
