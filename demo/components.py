@@ -113,6 +113,19 @@ class Page(gr.Blocks):
                 out[i] = value
         return out
 
+    def handle_streaming_diffs(self, block_fn, data, session_hash, run, final, simple_format=False):
+        """Gradio's edits of a streamed event's outputs, each changed value sent whole (a text may still grow by
+        what it gains). The page applies an edit inside a value in place, to the very object an earlier message
+        handed a component: a plot sent as a value, then skipped, became the skip under the plot that showed it;
+        Chromium's page threw (a plot without its columns) and drew nothing more of the run."""
+        whole = (final or simple_format or session_hash is None or run is None
+                 or run not in self.pending_diff_streams.get(session_hash, {}))   # values, not edits
+        full = list(data)
+        edits = super().handle_streaming_diffs(block_fn, data, session_hash, run, final, simple_format)
+        if whole:
+            return edits
+        return [[["replace", [], new]] if any(path for _, path, _ in e) else e for e, new in zip(edits, full)]
+
 
 def skipped(value) -> bool:
     """gr.skip(): the output stays as it is."""

@@ -983,3 +983,66 @@ def test_skipped_outputs_are_answered_as_gradio_does_without_a_new_component():
     assert all(state[k] is c for k, c in kept.items())
     asyncio.run(gr.Blocks.postprocess_data(demo, fn, list(app.outputs(status="x")), state))
     assert not any(state[k] is c for k, c in kept.items())      # what Gradio itself does with a skip
+
+
+def page_applies(held, edits):
+    """What Gradio's page (@gradio/client's apply_diff) does with one output's edits in a streamed message: a
+    replace of the whole value hands the component the message's object; any other edit changes the object the
+    page holds, in place, and that is the object its component was handed by an earlier message."""
+    for action, path, new in edits:
+        if not path:
+            held = new if action == "replace" else held + new
+            continue
+        target = held
+        for key in path[:-1]:
+            target = target[key]
+        if action == "delete":
+            target.pop(path[-1])
+        elif action == "add" and isinstance(target, list):
+            target.insert(path[-1], new)
+        else:
+            target[path[-1]] = target[path[-1]] + new if action == "append" else new
+    return held
+
+
+def test_a_streamed_message_never_changes_what_the_page_was_handed_before():
+    """A lesson's run driven as its page drives it (Run, then Reveal at each question), every message through
+    Gradio's own process_api and its streaming diffs, applied as Chromium's page applies them. A figure sent as
+    a value and skipped in the next message was edited in place, key by key, into the skip under the plot that
+    showed it: the page threw (reading 'stage' of a plot's columns that had gone) and drew nothing more, so the
+    question stayed after Reveal and the plots were stale. The page's values must stay what the server sent, and
+    nothing it was handed may change afterwards."""
+    import asyncio
+    import copy
+    import json
+
+    from gradio.state_holder import SessionState
+    demo = app.build_demo()
+    fn = next(f for f in demo.fns.values() if f.api_name == "run")
+    visitor = SimpleNamespace(session_hash="diffs", query_params={}, headers={}, username=None)
+    app.set_pace(40, True, request=visitor)
+    from model.preprocess import encode_digit
+    digit = encode_digit(np.asarray(Image.open(EXAMPLE).convert("L").resize((28, 28))))
+    inputs = args(source="link", link_digit=digit) + ["images", ""]   # as the page sends them (model, caption)
+
+    async def stream():
+        state, iterator, messages = SessionState(demo), None, []
+        while True:
+            out = await demo.process_api(fn, inputs, state, visitor, iterator, session_hash="diffs", event_id="e1")
+            if not out["is_generating"]:
+                return messages
+            messages.append(json.loads(json.dumps(out["data"], default=str)))   # as the page receives it
+            if any("Predict" in str(v) for v in out["data"]):
+                app.reveal(request=visitor)
+            iterator = out["iterator"]
+
+    held, handed, asked = None, [], 0
+    for message in asyncio.run(stream()):
+        held = list(message) if held is None else [page_applies(h, e) for h, e in zip(held, message)]
+        handed += [(v, copy.deepcopy(v)) for v in held if isinstance(v, (dict, list))]
+        asked += "Predict" in str(held[app.RUN_OUTPUTS.index("explain")])
+    app.set_pace(40, False, request=visitor)
+    assert asked >= 2 and "Done" in held[app.RUN_OUTPUTS.index("status")]
+    assert "Predict" not in held[app.RUN_OUTPUTS.index("explain")]
+    changed_later = [now for now, then in handed if now != then]
+    assert not changed_later, changed_later[:1]
