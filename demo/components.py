@@ -1,7 +1,7 @@
 """Gradio components the page needs beyond the stock ones: controls that leave checking to the app (so an API
 caller's "nan", "abc" or null gets the app's own message), a sketchpad that checks a drawing's size before it is
 decoded, an image streamed inside the message, and the page's Blocks, for which a skipped output costs
-nothing."""
+nothing and whose streamed values reach the page whole."""
 from __future__ import annotations
 
 import base64
