@@ -96,7 +96,7 @@ async def user(demo, block_fn, seed, rec):
     cfg = app.model_config()
     digit = encode_digit(np.asarray(Image.open(EXAMPLE).convert("L").resize((28, 28))))
     inputs = ["link", None, None, 0, app.default_samples(cfg), cfg.chains.latent.steps, cfg.chains.latent.step_size,
-              cfg.chains.data.steps, cfg.chains.data.step_size, True, seed, False, digit, True]
+              cfg.chains.data.steps, cfg.chains.data.step_size, True, seed, False, digit, True, app.IMAGES, ""]
     state, request, iterator, t0 = SessionState(demo), Visitor(seed), None, time.perf_counter()
     while True:
         out = await demo.process_api(block_fn, inputs, state, request, iterator, session_hash=request.session_hash,

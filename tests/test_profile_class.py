@@ -18,3 +18,25 @@ def test_split_names_each_sample_by_the_first_part_from_the_leaf_up_and_leaves_o
     raw.write_text(RAW)
     assert dict(split(str(raw))) == {"model pass (scheduler)": 7, "PNG encoding": 3, "classifier read-outs": 2,
                                      "start-up (not counted)": 4}
+
+
+def test_a_user_runs_through_the_apps_own_process_api(tmp_path, monkeypatch):
+    """The driver sends what the page sends (every input of the Run event): one user's run streams frames to
+    its end."""
+    import asyncio
+
+    import app
+    from benchmarks.profile_class import classroom
+    from helpers_app import save_tiny_model
+
+    monkeypatch.setenv("MEBM_FPS", "0")
+    app.setup(checkpoint=str(save_tiny_model(tmp_path / "mebm")), offline=True)
+    try:
+        demo = app.build_demo()
+        block_fn = next(fn for fn in demo.fns.values() if fn.api_name == "run")
+        recs, _ = asyncio.run(classroom(demo, block_fn, 1))
+        assert recs[0]["frames"] > 1 and "end" in recs[0]
+    finally:
+        if app._LOADED.get("scheduler") is not None:
+            app._LOADED["scheduler"].close()
+        app._LOADED.clear()
