@@ -60,7 +60,7 @@ from demo.energy import histogram, load_energy_check, sentence, where_from
 from demo.latent import latent_view, picture
 from demo.captions import (CAPTIONS, EXAMPLES, HELD_IN, IMAGES, MODEL_CHOICES, caption_checkpoint, caption_ids,
                            caption_mask, model_choice, stage_captions, vocabulary)
-from demo.components import Dropdown, LiveImage, NumberBox, Radio, Sketchpad, Slider, Textbox, data_url
+from demo.components import Dropdown, LiveImage, NumberBox, Page, Radio, Sketchpad, Slider, Textbox, data_url
 from demo.inputs import (CONTROLS, LIMITS, ChainInputs, chain_event, flag, input_digit, model_input,
                          number, one_line, rejected, shown)
 from demo.pace import SPEEDS, Paces
@@ -378,27 +378,49 @@ def agreement_title(conditioned: bool, n: int, M: int, target: int | None = None
     return f"Samples with one digit in all rows (%, n = {n})"
 
 
+def changed(run, name: str, key, make, **props) -> dict:
+    """{name: its update} where the page lacks it: the value ``make()``, unless ``key`` says it is the one this run
+    sent last (None: send it anyway); with ``props`` (visible, title) only where the page does not show them yet:
+    for a change of props Gradio builds a new component and its page config (a few ms each, on its event loop)."""
+    if not run.sent.wants(name, key):
+        return {}
+    value = make()
+    return {name: gr.update(value=value, **props) if run.sent.new_props(name, props) else value}
+
+
 def figures(run, snap) -> dict:
-    """The plots, the read-out table and the "what changed" view, as they stand at ``snap``."""
-    energy, posterior, agree = run.plots()
+    """The plots, the read-out table, the "what changed" view and the latent view, as they stand at ``snap``: those
+    that changed since this run last sent them."""
     conditioned, n, M = run.player.conditioned, run.settings.n_samples, run.player.model.config.n_modalities
-    changes, changes_caps, _ = run.changes(snap)
-    return dict(energy_plot=gr.update(value=energy, visible=True),
-                posterior_plot=gr.update(value=posterior, visible=True,
-                                         title="log p(z | input)" if conditioned else "log p(z) (no input)"),
-                agreement_plot=gr.update(value=agree, visible=True,   # the measure of the input given, if an image
-                                         title=agreement_title(run.modality is not None, n, M, run.target)),
-                readout=gr.update(value=run.readout(snap), visible=True),
-                trace_plot=gr.update(value=run.trace(), visible=True), changes=changes, changes_caps=changes_caps,
-                explain=run.explain(snap), latent_view=latent_picture(run))
-
-
-def latent_picture(run):
-    """The latent view with ``run``'s paths so far (gr.skip() without a view)."""
+    stages = tuple(s.index for s in run.player.stage_last.values())
+    out = changed(run, "energy_plot", len(run.energy_rows), run.energy_df, visible=True)
+    out |= changed(run, "posterior_plot", len(run.post_rows), run.posterior_df, visible=True,
+                   title="log p(z | input)" if conditioned else "log p(z) (no input)")
+    out |= changed(run, "agreement_plot", stages, run.agreement_df, visible=True,
+                   title=agreement_title(run.modality is not None, n, M, run.target))
+    out |= changed(run, "readout", snap.index, lambda: run.readout(snap), visible=True)
+    out |= changed(run, "trace_plot", len(run.trace_rows), run.trace, visible=True)
+    if run.sent.wants("changes", snap.index):
+        pic, caps, barely = run.changes(snap)
+        out |= dict(changes=pic, changes_caps=caps, explain=run.explain(snap, barely))
     view = loaded().get("latent_view")
-    if view is None or run.model != IMAGES:   # the view and its axes are the five-image model's
-        return gr.skip()
-    return gr.update(value=picture(view, run.z_rows), visible=True)
+    if view is not None and run.model == IMAGES:   # the view and its axes are the five-image model's
+        out |= changed(run, "latent_view", len(run.z_rows), lambda: picture(view, run.z_rows), visible=True)
+    return out
+
+
+def reveal_button(run, visible: bool) -> dict:
+    """The lesson's Reveal button shown or hidden, where the page does not show it so already."""
+    return {"reveal": gr.update(visible=visible)} if run.sent.new_props("reveal", {"visible": visible}) else {}
+
+
+def keep_run(key: str, run):
+    """``run`` as the visitor's current one, its page's props (what is visible, the titles) carried over from the
+    visitor's run before."""
+    old = SESSIONS.get(key)
+    if old is not None and old is not run:
+        run.sent.props = old.sent.props
+    SESSIONS.put(key, run)
 
 
 def energy_histogram(snap=None, run=None):
@@ -412,8 +434,9 @@ def energy_histogram(snap=None, run=None):
 
 
 def scrub_range(run) -> dict:
+    """The scrub slider at the last kept frame, its range set where it changed."""
     n = len(run.player.frames)
-    return gr.update(minimum=0, maximum=max(n - 1, 1), value=n - 1, step=1, interactive=True)
+    return changed(run, "scrub", None, lambda: n - 1, minimum=0, maximum=max(n - 1, 1), step=1, interactive=True)
 
 
 @chain_event()
@@ -426,7 +449,7 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
     log.info("run: %s, modality %s, %d samples, seed %d", run.key[0], run.modality, player.settings.n_samples,
              player.settings.seed)
     key = session_key(request)
-    SESSIONS.put(key, run)
+    keep_run(key, run)
     pace = PACES.get(key)
     server_interval = 1.0 / fps() if fps() > 0 else 0.0
     last_yield, last_plot, last_figs = 0.0, time.perf_counter(), time.perf_counter()
@@ -443,7 +466,8 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                         pace.ask()   # a stage boundary: the question first, the new stage once revealed
                         yield outputs(explain=texts.question(snap.stage, question_row(run), player.conditioned),
                                       status=f"**Before the {stage_title(snap.stage)}.** " + texts.REVEAL_HINT,
-                                      reveal=gr.update(visible=True))
+                                      **reveal_button(run, True))
+                        run.sent.delivered()
                     yield from held(pace)
                     now = time.perf_counter()
                     slow = now - last_plot >= PLOT_INTERVAL
@@ -469,12 +493,14 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                         preview_sent = True
                     if snap.stage != shown_stage:   # the sentence beside the grid follows the running stage
                         shown_stage = snap.stage
-                        update["explain"] = run.explain(snap)
-                        update["reveal"] = gr.update(visible=False)
+                        if "explain" not in update:   # (figures of this frame made it already)
+                            update["explain"] = run.explain(snap)
+                        update |= reveal_button(run, False)
                     last_yield = _pace(last_yield, max(server_interval, pace.interval()))
                     yield from held(pace)   # paused while this frame waited its turn: not shown until resumed
                     yield outputs(**update)
                     run.shown = snap.index   # taken by Gradio (a Stop during the yield leaves the frame before)
+                    run.sent.delivered()
             z = f", {run.z_source()}" if run.z_source() else ""
             status = f"**Done:** {snap.index + 1} frames{z}. " + run.coherence_line(snap)
         except ChainDiverged as e:
@@ -488,9 +514,11 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
         raise gr.Error(status or "The chain produced no frame.")
     pic, caps = run.strip(None, classify_now=True)
     _pace(last_yield, server_interval)
-    yield outputs(grid=pic, captions=caps, **figures(run, snap), status=status, scrub=scrub_range(run),
-                  share=share_html(run), reveal=gr.update(visible=False), energy_hist=energy_histogram(snap, run),
+    run.sent.keys.clear()   # the last message carries every figure: the browser keeps only what it brings
+    yield outputs(grid=pic, captions=caps, **figures(run, snap), status=status, **scrub_range(run),
+                  share=share_html(run), **reveal_button(run, False), energy_hist=energy_histogram(snap, run),
                   **caption_update(run))
+    run.sent.delivered()
 
 
 def streaming_status(run, snap) -> str:
@@ -541,13 +569,14 @@ def stepped(run, snaps, note=""):
                   + (" **Last step.**" if player.finished or _at_end(player) else ""))
     run.shown = snap.index if snap is not None else -1
     update = dict(grid=pic, captions=caps, input_preview=run.preview, status=(note + " " + status) if note else status,
-                  scrub=scrub_range(run), share=share_html(run), **caption_update(run))
+                  share=share_html(run), **scrub_range(run), **caption_update(run))
     if snap is not None:
         update |= figures(run, snap)
         if player.settings.compare and snap.noise_x is not None:
             update["noise_grid"] = run.noise_picture(snap)
         if player.finished or _at_end(player):
             update["energy_hist"] = energy_histogram(snap, run)
+    run.sent.delivered()   # returned whole to Gradio
     return outputs(**update)
 
 
@@ -583,13 +612,13 @@ def step_chain(k, inputs: ChainInputs, request: gr.Request = None):
     if run is None or run.key != fresh.key:
         note = "" if run is None else texts.NEW_CHAIN
         run = fresh
-        SESSIONS.put(key, run)
+        keep_run(key, run)
         k = 0
     elif run.stopped:   # a stopped Run: the same chain again (same seed), silently up to the last frame shown
         replay(fresh, run.shown)
         k = k if fresh.player.current is not None else 0
         run = fresh
-        SESSIONS.put(key, run)
+        keep_run(key, run)
     else:
         fresh.close()
     if not run.player.lock.acquire(blocking=False):
@@ -607,7 +636,7 @@ def step_chain(k, inputs: ChainInputs, request: gr.Request = None):
 def reset_chain(inputs: ChainInputs, request: gr.Request = None):
     """Back to the proposal: the same seed, so the same steps follow."""
     run = new_run(inputs)
-    SESSIONS.put(session_key(request), run)
+    keep_run(session_key(request), run)
     with run.player.lock:
         return stepped(run, list(player_frames(run, 1)), "**Reset.**")
 
@@ -852,7 +881,7 @@ def build_demo() -> gr.Blocks:
                    f"Unconditional: draw z from the ex-post prior (a {prior.n_components}-component mixture fitted to "
                    f"the inferred latents of the training set); off: N(0, I)")
     # uploads (each Run sends the drawing) are bounded by upload_sweeper; streamed frames never become files
-    with gr.Blocks(title="Multimodal EBM: MCMC revision, step by step") as demo:
+    with Page(title="Multimodal EBM: MCMC revision, step by step") as demo:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 gr.Markdown(texts.TITLE, elem_id="title")

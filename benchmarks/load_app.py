@@ -1,7 +1,7 @@
 """A classroom at once, then a term: load and soak of the demo, on loopback only.
 
     python -m benchmarks.load_app [--users 30] [--soak 200] [--checkpoint checkpoints/mebm] [--concurrency 4]
-                                  [--batch on|off|both]
+                                  [--batch on|off|both] [--stoppers 5] [--deadline 600]
 
 1. ``--users`` gradio_client users (at most 64) press Run at the same moment (default settings, each its own
    seed): time to their first frame (p50 / p95), time to their last frame, runs lost (errors, queue
@@ -11,11 +11,16 @@
    app). The users connect first (a page open before the class presses Run); the times count from the press.
    ``--batch both`` measures the batched path (MEBM_BATCH=1: one model pass per step for every visitor) and
    the unbatched one in the same run, one app after the other, with their throughput (complete runs per
-   minute).
+   minute). ``--stoppers``: that many of the users press Stop a moment (``--stop-after``) after their first
+   frame, as the page does (the queue's cancel of their event): the time from their Stop to the end of their
+   stream (p50 / p95; the page's Stop should end a visitor's chain within 0.5 s), and whether the others still
+   complete.
 2. ``--soak`` runs in a row (at most 1000) by one client: the server's resident memory and its temp
    folder (files, bytes) before and after.
 The app runs in a subprocess on 127.0.0.1 (a free port) with its own temp folder, and is stopped at the
-end; every run has a time limit (``--run-timeout``). Figures measured on a busy machine say so: the
+end; every run has a time limit (``--run-timeout``), and the whole measurement one (``--deadline``): what is
+not done by then counts as lost, the report is printed with what there is, and the exit status is 1. Figures
+measured on a busy machine say so: the
 script prints the load average beside them.
 """
 from __future__ import annotations
@@ -72,15 +77,34 @@ def connect(url):
     return client
 
 
-def one_run(url, seed, timeout, out, client=None):
+def press_stop(client, job, rec, t0):
+    """Stop as the page presses it: the queue's cancel of this visitor's running event. The client goes on reading
+    the stream, to see when it ends."""
+    import httpx
+
+    fn_index = next(d["id"] for d in client.config["dependencies"] if d.get("api_name") == "run")
+    rec["stop"] = time.perf_counter() - t0
+    rec["frames_at_stop"] = rec["frames"]
+    try:
+        httpx.post(client.src_prefixed + "cancel", json={"fn_index": fn_index, "session_hash": client.session_hash,
+                                                          "event_id": job.communicator.event_id}, timeout=30)
+    except Exception as e:   # reported with the run
+        rec["error"] = f"Stop: {type(e).__name__}: {e}"
+
+
+def one_run(url, seed, timeout, out, client=None, stop_after=None):
     """One user: Run with the default settings (``client``: connected already, else connects first, which then
-    counts in the times); records first-frame time, end time, errors, queue ETA, the page's own estimate."""
+    counts in the times); records first-frame time, end time, errors, queue ETA, the page's own estimate.
+    ``stop_after``: press Stop that many seconds after the first frame. The record is in ``out`` from the start
+    (a run cut by the deadline is seen as unfinished)."""
     from gradio_client import handle_file
 
     import app
 
-    rec = {"seed": seed, "first": None, "end": None, "error": None, "eta": None, "frames": 0, "told": None}
-    t0 = time.perf_counter()
+    rec = {"seed": seed, "first": None, "end": None, "error": None, "eta": None, "frames": 0, "told": None,
+           "stopper": stop_after is not None}
+    out.append(rec)
+    t0, timer = time.perf_counter(), None
     try:
         c = client or connect(url)
         cfg = app.ModelConfig()
@@ -103,6 +127,9 @@ def one_run(url, seed, timeout, out, client=None):
                 if not (isinstance(grid, dict) and str(grid.get("url", "")).startswith("data:image/png")):
                     raise RuntimeError(f"malformed first update: {str(update)[:120]}")
                 rec["first"] = time.perf_counter() - t0
+                if stop_after is not None:
+                    timer = threading.Timer(stop_after, press_stop, (c, job, rec, t0))
+                    timer.start()
             rec["frames"] += 1
             status = update[app.RUN_OUTPUTS.index("status")] if isinstance(update, (list, tuple)) else None
             told = TOLD.search(status) if isinstance(status, str) else None
@@ -111,16 +138,21 @@ def one_run(url, seed, timeout, out, client=None):
             if time.perf_counter() - t0 > timeout:
                 job.cancel()
                 raise TimeoutError(f"no end after {timeout} s")
-        job.result(timeout=timeout)
-        rec["end"] = time.perf_counter() - t0
-        rec["submit"] = t_submit - t0
+        end = time.perf_counter() - t0
+        if timer is not None:
+            timer.cancel()   # a run that ended before its Stop: not pressed
+            timer.join()
+        if "stop" not in rec:
+            job.result(timeout=timeout)
+        rec["end"], rec["submit"] = end, t_submit - t0
     except Exception as e:  # counted as a lost run
-        rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-    out.append(rec)
+        rec["error"] = rec["error"] or f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
 
 
-def classroom(url, users, timeout):
-    """``users`` pages connect, then all press Run at the same moment."""
+def classroom(url, users, timeout, deadline, stoppers=0, stop_after=0.5):
+    """``users`` pages connect, then all press Run at the same moment (the first ``stoppers`` press Stop
+    ``stop_after`` seconds after their first frame). Waits until ``deadline`` (time.perf_counter()) at most: the
+    runs not done by then are marked as cut."""
     out, threads, start, opening = [], [], [], threading.Semaphore(4)
     barrier = threading.Barrier(users, action=lambda: start.append(time.perf_counter()))
 
@@ -132,19 +164,28 @@ def classroom(url, users, timeout):
                     break
                 except Exception as e:   # a page that could not open (three times) counts as a lost run
                     client = e
-        barrier.wait()
+        try:
+            barrier.wait(max(deadline - time.perf_counter(), 0))
+        except threading.BrokenBarrierError:
+            client = TimeoutError("the pages did not all open before the deadline")
         if isinstance(client, Exception):
-            out.append({"seed": seed, "error": f"connect: {type(client).__name__}: {client}"})
+            out.append({"seed": seed, "error": f"connect: {type(client).__name__}: {client}", "stopper": False})
             return
-        one_run(url, seed, timeout, out, client)
+        one_run(url, seed, timeout, out, client, stop_after if seed < stoppers else None)
 
     for u in range(users):
         t = threading.Thread(target=user, args=(u,), daemon=True)
         t.start()
         threads.append(t)
     for t in threads:
-        t.join(timeout + 60)
-    return out, start[0]
+        t.join(max(deadline - time.perf_counter(), 0))
+    cut = time.perf_counter() >= deadline
+    for r in list(out):
+        if r.get("end") is None and r.get("error") is None:
+            r["error"] = "cut by the deadline: no end yet"
+    lost_pages = users - len(out)   # pages still opening at the deadline
+    out += [{"seed": None, "error": "cut by the deadline: the page was not open", "stopper": False}] * lost_pages
+    return out, (start[0] if start else time.perf_counter()), cut
 
 
 def main(argv=None):
@@ -158,18 +199,34 @@ def main(argv=None):
     p.add_argument("--batch", choices=("on", "off", "both"), default="on",
                    help="the app's MEBM_BATCH: on (one model pass per step for all visitors), off, or both in turn "
                         "(default on)")
+    p.add_argument("--stoppers", type=int, default=0,
+                   help="users of the class who press Stop a moment after their first frame (default 0)")
+    p.add_argument("--stop-after", type=float, default=0.5,
+                   help="seconds after their first frame the stoppers press Stop (default 0.5)")
+    p.add_argument("--deadline", type=float, default=600.0,
+                   help="seconds the whole measurement may take: what is not done then counts as lost, the report "
+                        "is printed and the exit status is 1 (default 600)")
     a = p.parse_args(argv)
     users, soak = max(1, min(a.users, 64)), max(0, min(a.soak, 1000))
+    a.stoppers = max(0, min(a.stoppers, users))
+    deadline = time.perf_counter() + a.deadline
     sys.path.insert(0, str(ROOT / "tests"))
 
     modes = {"on": ["1"], "off": ["0"], "both": ["1", "0"]}[a.batch]
     for k, batch in enumerate(modes):
         last = k == len(modes) - 1
-        measure(a, users, soak if last else 0, batch)
+        if not measure(a, users, soak if last else 0, batch, deadline):
+            print(f"deadline: {a.deadline:g} s passed; the measurement is incomplete", flush=True)
+            return 1
+    return 0
 
 
-def measure(a, users, soak, batch):
-    """One app (MEBM_BATCH=batch): the classroom, then the soak."""
+def summary(times) -> str:
+    return f"p50 {pct(times, 50):.2f} s, p95 {pct(times, 95):.2f} s, max {max(times):.2f} s" if times else "none"
+
+
+def measure(a, users, soak, batch, deadline) -> bool:
+    """One app (MEBM_BATCH=batch): the classroom, then the soak; False when cut by the ``deadline``."""
     from helpers_app import start_app, stop_app
 
     tmp = Path(tempfile.mkdtemp(prefix="mebm_load_"))
@@ -181,21 +238,30 @@ def measure(a, users, soak, batch):
     try:
         print(f"{'batched' if batch == '1' else 'unbatched'} (MEBM_BATCH={batch}): app on {url} (loopback), "
               f"{os.cpu_count()} CPU cores, load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        one_run(url, 999, a.run_timeout, [])     # warm-up
+        warm = threading.Thread(target=one_run, args=(url, 999, a.run_timeout, []), daemon=True)
+        warm.start()
+        warm.join(max(deadline - time.perf_counter(), 0))
         cpu0, app0 = os.times(), cpu_seconds(proc.pid)
-        recs, t0 = classroom(url, users, a.run_timeout)
+        recs, t0, cut = classroom(url, users, a.run_timeout, deadline, a.stoppers, a.stop_after)
         wall = time.perf_counter() - t0
         cpu1, app1 = os.times(), cpu_seconds(proc.pid)
-        ok = [r for r in recs if r["error"] is None]
+        ok = [r for r in recs if r["error"] is None and not r["stopper"]]
+        stopped = [r for r in recs if r["error"] is None and r["stopper"]]
         lost = [r for r in recs if r["error"] is not None]
         firsts = [r["first"] for r in ok]
         ends = [r["end"] for r in ok]
-        print(f"classroom: {users} users at once, {len(ok)} complete runs, {len(lost)} lost, {wall:.1f} s in all "
+        print(f"classroom: {users} users at once, {len(ok)} complete runs, " + (f"{len(stopped)} stopped, " if
+              a.stoppers else "") + f"{len(lost)} lost, {wall:.1f} s in all "
               f"({60 * len(ok) / wall:.1f} runs per minute); CPU seconds meanwhile: the app {app1 - app0:.1f}, "
               f"the {users} clients {cpu1.user + cpu1.system - cpu0.user - cpu0.system:.1f}")
+        if a.stoppers:
+            pressed = [r for r in stopped if "stop" in r]
+            print(f"  Stop: {a.stoppers} users pressed it {a.stop_after:g} s after their first frame; "
+                  f"{len(pressed)} streams ended after it, {len(stopped) - len(pressed)} had ended before; from "
+                  f"Stop to the stream's end: {summary([r['end'] - r['stop'] for r in pressed])}; the other "
+                  f"{users - a.stoppers} users: {len(ok)} complete")
         if ok:
-            print(f"  time to first frame: p50 {pct(firsts, 50):.2f} s, p95 {pct(firsts, 95):.2f} s, "
-                  f"max {max(firsts):.2f} s")
+            print(f"  time to first frame: {summary(firsts)}")
             print(f"  time to last frame:  p50 {pct(ends, 50):.2f} s, p95 {pct(ends, 95):.2f} s; "
                   f"frames per run {statistics.median(r['frames'] for r in ok):.0f}")
             etas = [(r["eta"], r.get("started", r["first"]) - r["eta_at"]) for r in ok
@@ -220,14 +286,21 @@ def measure(a, users, soak, batch):
                 print("  the page gave no estimate in seconds")
         for r in lost[:5]:
             print(f"  lost: seed {r['seed']}: {r['error']}")
-        print(f"  load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(f"  load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+        if cut:
+            return False
         if soak:
             folder = tmp / "gradio"
             rss0, (f0, b0) = rss_mb(proc.pid), usage(folder)
             t0, errors, times = time.perf_counter(), 0, []
             for i in range(soak):
                 out = []
-                one_run(url, 1000 + i, a.run_timeout, out)
+                run = threading.Thread(target=one_run, args=(url, 1000 + i, a.run_timeout, out), daemon=True)
+                run.start()
+                run.join(max(deadline - time.perf_counter(), 0))
+                if run.is_alive():
+                    print(f"soak: cut by the deadline after {i} runs ({errors} lost)", flush=True)
+                    return False
                 errors += out[0]["error"] is not None
                 if out[0]["end"]:
                     times.append(out[0]["end"])
@@ -242,7 +315,10 @@ def measure(a, users, soak, batch):
             print(f"  load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         stop_app(proc)
+    return True
 
 
 if __name__ == "__main__":
-    main()
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)   # threads of runs cut by the deadline may still wait on the network: never wait for them

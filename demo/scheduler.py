@@ -11,8 +11,9 @@ the same observed modality, which the energy depends on) are stacked into one ba
 backward of the energy serve them all; step sizes and noise levels are per-sample tensors, and every chain
 draws its noise from its own torch.Generator, in the order its chain alone would, so the same seed gives the
 same frames whether it ran alone or in a batch (up to the last float bits of a batched convolution).
-A new chain's proposal is made in the round it joins. Frames go to each job's own queue: a visitor who reads
-less often than the rounds come gets several frames at once and shows the last (fewer frames, no longer wait).
+A new chain's proposal is made in the round it joins (chains that join together: one batch per stage key).
+Frames go to each job's own queue: a visitor who reads less often than the rounds come gets several frames at
+once and shows the last (fewer frames, no longer wait).
 The energies are model.langevin's (posterior_energy, ebm_latent_energy, the EBM itself) and the checks its
 check_state and check_runaway, so a chain that diverges ends alone with ChainDiverged.
 """
@@ -175,11 +176,11 @@ class Scheduler:
         if not jobs:
             return 0
         groups: dict[tuple, list[Job]] = {}
+        arrivals: dict[tuple, list[Job]] = {}
         for job in jobs:
-            if job.stage == "new":
-                self._guard(job, self._propose, job)
-            else:
-                groups.setdefault(self._group_key(job), []).append(job)
+            (arrivals if job.stage == "new" else groups).setdefault(self._group_key(job), []).append(job)
+        for group in arrivals.values():   # a class that presses Run together: one batched proposal per group
+            self._guard(group, self._propose, group)
         t1 = time.perf_counter()
         for group in groups.values():
             self._step(group)
@@ -188,12 +189,13 @@ class Scheduler:
         self.rounds += 1
         return len(jobs)
 
-    def _guard(self, job: Job, fn, *args):
+    def _guard(self, group: list[Job], fn, *args):
         try:
             fn(*args)
-        except Exception as e:   # ChainDiverged, or anything else: this chain ends with it, the others go on
-            job.error = e
-            self._finish(job)
+        except Exception as e:   # anything: these chains end with it, the others go on
+            for job in group:
+                job.error = e
+                self._finish(job)
 
     def _finish(self, job: Job):
         with self.lock:
@@ -218,24 +220,31 @@ class Scheduler:
         G, _ = self._model()
         return fill_observed(G(z), x_obs, observed)
 
-    def _propose(self, job: Job):
-        """The stage "proposal" of model.langevin.conditional_sampling, for one chain."""
+    def _propose(self, group: list[Job]):
+        """The stage "proposal" of model.langevin.conditional_sampling for chains that joined together (one stage
+        key: the same observed modality and prior): the inference model, generator and EBM run once for all of
+        them, each chain's z drawn with its own generator, in the order its chain alone draws."""
         G, E = self._model()
-        g, model = job.generator, self.sampler.model
-        if job.conditioned:
-            z = model.inference.sample(job.x_obs, job.observed, generator=g)
-            logp = None
+        model, first, sizes = self.sampler.model, group[0], [j.n for j in group]
+        x_obs = torch.cat([j.x_obs for j in group]) if first.conditioned else None
+        if first.conditioned:
+            mu, logvar, _ = model.inference.experts_params(x_obs, first.observed)
+            z = torch.cat([model.inference.draw(mu[sl], logvar[sl], j.generator)
+                           for j, sl in zip(group, _split(sizes))])
         else:
             dev = next(G.parameters()).device
-            z = torch.randn(job.n, model.config.latent_dim, generator=g, device=dev) if job.prior is None else \
-                job.prior.sample(job.n, g).to(dev)
-            logp = -0.5 * (z ** 2).sum(1) if job.prior is None else -job.prior.energy(z)
-        x = self._decoded(z, job.x_obs, job.observed)
-        if logp is None:
-            logp = G.log_posterior(z, job.x_obs, job.observed)
-        job.frames.put(Frame("proposal", 0, x.cpu(), E(x).cpu(), logp.cpu(), z=z.cpu()))
-        job.state = z
-        self._next_stage(job, "new")
+            z = torch.cat([torch.randn(j.n, model.config.latent_dim, generator=j.generator, device=dev)
+                           if j.prior is None else j.prior.sample(j.n, j.generator).to(dev) for j in group])
+        x = self._decoded(z, x_obs, first.observed)
+        if first.conditioned:
+            logp = G.log_posterior(z, x_obs, first.observed)
+        else:
+            logp = -0.5 * (z ** 2).sum(1) if first.prior is None else -first.prior.energy(z)
+        energy = E(x)
+        for job, sl in zip(group, _split(sizes)):
+            job.frames.put(Frame("proposal", 0, x[sl].cpu(), energy[sl].cpu(), logp[sl].cpu(), z=z[sl].cpu()))
+            job.state = z[sl]
+            self._next_stage(job, "new")
 
     def _next_stage(self, job: Job, after: str):
         order = ("new", "latent", "ebm_latent", "data")
@@ -348,20 +357,22 @@ class RoundClock:
     def seconds(self, samples: float) -> float | None:
         """The time of a round of ``samples``; None when no round of a similar size was measured lately (a
         smaller round than any measured is timed from the smallest of them, unscaled)."""
-        if not self.rounds:
+        rounds = list(self.rounds)   # a copy: the scheduler's thread adds rounds while the pages ask
+        if not rounds:
             return None
-        near = [(w, x, y) for w, (x, y) in self._weighted() if samples / self.reach <= x <= samples * self.reach]
+        weighted = self._weighted(rounds)
+        near = [(w, x, y) for w, (x, y) in weighted if samples / self.reach <= x <= samples * self.reach]
         if not near:
-            smallest = min(x for x, _ in self.rounds)
+            smallest = min(x for x, _ in rounds)
             if samples > smallest:
                 return None
-            near = [(w, x, y) for w, (x, y) in self._weighted() if x == smallest]
+            near = [(w, x, y) for w, (x, y) in weighted if x == smallest]
             samples = smallest
         return sum(w * y * samples / x for w, x, y in near) / sum(w for w, _, _ in near)
 
-    def _weighted(self):
-        n = len(self.rounds)
-        return [(self.decay ** (n - 1 - i), r) for i, r in enumerate(self.rounds)]
+    def _weighted(self, rounds):
+        n = len(rounds)
+        return [(self.decay ** (n - 1 - i), r) for i, r in enumerate(rounds)]
 
 
 def _split(sizes):

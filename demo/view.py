@@ -1,6 +1,7 @@
 """What the page shows of one visitor's run: ``PageRun`` holds the chain (a model.player.ChainPlayer), what it
 was given, and draws the stage strip, its captions, the plots and the read-outs. Panels of finished stages and
-classifier calls are cached, so a frame costs one panel and one small PNG."""
+classifier calls are cached, so a frame costs one panel and one small PNG. ``Sent`` keeps what the page already
+has, so that an unchanged figure is not drawn and sent again."""
 from __future__ import annotations
 
 import html
@@ -106,6 +107,37 @@ def long_df(rows, value):
     return df.astype({"step": "int64", value: "float64", "chain": "object", "stage": "object"})
 
 
+class Sent:
+    """What a visitor's page has been sent: the props each output shows (visible, title), kept from the visitor's
+    runs before (Gradio makes a new component, with its page config, for every change of props: costly under a
+    class's load), and a key of the value this run last sent of each output (an unchanged value is not sent
+    again). Props yielded count as shown once ``delivered`` (Gradio took the update)."""
+
+    def __init__(self, props: dict | None = None):
+        self.props = {"reveal": {"visible": False}} if props is None else props   # a new page: as laid out
+        self.keys: dict = {}
+        self.pending: dict = {}
+
+    def wants(self, name: str, key) -> bool:
+        """Whether the value of ``name`` with this ``key`` is new to the page (then it counts as sent); a key of
+        None: always."""
+        if key is not None and name in self.keys and self.keys[name] == key:
+            return False
+        self.keys[name] = key
+        return True
+
+    def new_props(self, name: str, props: dict) -> bool:
+        """Whether ``props`` differ from what the page shows of ``name`` (then they are to be sent)."""
+        if self.props.get(name) == props:
+            return False
+        self.pending[name] = props
+        return True
+
+    def delivered(self):
+        self.props.update(self.pending)
+        self.pending.clear()
+
+
 class PageRun:
     """One visitor's run: the chain, its input (``digit`` None: unconditional; ``modality`` the given one),
     ``x_obs``/``observed`` as given on the CPU (what a chain computed elsewhere needs), ``key`` (what makes two
@@ -127,6 +159,7 @@ class PageRun:
         self.trace_start: dict[str, float] = {}
         self.shown = -1         # the index of the last frame the page was sent (Step after Stop goes on from there)
         self.stopped = False    # a streamed run ended by Stop (or the page leaving) before its end
+        self.sent = Sent()      # what the page has of this run's outputs (props carried over by the app)
         self._pred: dict[int, tuple] = {}
 
     # what Sessions needs of what it keeps
@@ -222,8 +255,14 @@ class PageRun:
                 rows.append((f"{i + 1}. {texts.SHORT.get(st, st)}", 100 * a))
         return pd.DataFrame(rows, columns=["stage", "agreement"]).astype({"stage": "object", "agreement": "float64"})
 
+    def energy_df(self) -> pd.DataFrame:
+        return long_df(self.energy_rows, "energy")
+
+    def posterior_df(self) -> pd.DataFrame:
+        return long_df(self.post_rows, "log_posterior")
+
     def plots(self):
-        return long_df(self.energy_rows, "energy"), long_df(self.post_rows, "log_posterior"), self.agreement_df()
+        return self.energy_df(), self.posterior_df(), self.agreement_df()
 
     def trace(self) -> pd.DataFrame:
         """The change, since its stage began, of the quantity each stage descends (one series per stage)."""
@@ -259,13 +298,14 @@ class PageRun:
         pic = render.stage_strip(xs, self.modality, (B, M))
         return pic, captions_html(caps, B), " ".join(words)
 
-    def explain(self, snap) -> str:
-        """One or two plain sentences for the stage of ``snap``, what barely moved, and how to read the grid."""
+    def explain(self, snap, barely: str | None = None) -> str:
+        """One or two plain sentences for the stage of ``snap``, what barely moved (``barely``: the sentences of
+        ``changes(snap)`` when made already), and how to read the grid."""
         conditioned = self.player.conditioned
         says = texts.STAGE_SAYS.get(snap.stage, ("", ""))[0 if conditioned else 1] if snap is not None else ""
         if snap is not None and self.text is not None:   # a typed caption is the input
             says = texts.CAPTION_SAYS.get(snap.stage, says)
-        return " ".join(t for t in (says, self.changes(snap)[2]) if t)
+        return " ".join(t for t in (says, self.changes(snap)[2] if barely is None else barely) if t)
 
     def readout(self, snap) -> pd.DataFrame:
         return readout_table(self.pred(snap), self.modality, self.player.model.config.n_modalities, self.target)

@@ -206,6 +206,12 @@ class Inference(nn.Module):
     def sample(self, x, observed=None, generator: torch.Generator | None = None, text=None):
         """z ~ q(z | x_S), reparameterised: each sample picks one observed expert uniformly."""
         mu, logvar, _ = self.experts_params(x, observed, text)
+        return self.draw(mu, logvar, generator)
+
+    @staticmethod
+    def draw(mu, logvar, generator: torch.Generator | None = None):
+        """``sample``'s draw from the experts' parameters [B, |S|, d] (computed for several chains at once, each
+        chain's part drawn with its own generator, in the order ``sample`` draws)."""
         b, k, d = mu.shape
         pick = torch.randint(k, (b,), generator=generator, device=mu.device)
         mu, logvar = mu[torch.arange(b), pick], logvar[torch.arange(b), pick]

@@ -42,9 +42,31 @@ def args(**kw):
     return list({**BASE, **kw}.values())
 
 
+PAGES: dict = {}   # session -> what its page shows (see ``page``)
+
+
 def run(request=None, **kw):
-    """All yields as dicts (outputs by name)."""
-    return [dict(zip(app.RUN_OUTPUTS, out)) for out in app.run_chain(*args(**kw), request=request or req())]
+    """All yields as dicts (outputs by name); what the visitor's page then shows: ``page(session)``."""
+    request = request or req()
+    outs = [dict(zip(app.RUN_OUTPUTS, out)) for out in app.run_chain(*args(**kw), request=request)]
+    fold(PAGES.setdefault(request.session_hash, {}), outs)
+    return outs
+
+
+def fold(shown: dict, outs) -> dict:
+    """What a page shows after the updates ``outs``, as Gradio's page applies them: each output's last value sent
+    (under "value") and its props (visible, title, ...) as last set; a skipped output stays as it was."""
+    for out in outs:
+        for k, v in out.items():
+            if is_skip(v):
+                continue
+            props = {a: b for a, b in v.items() if a != "__type__"} if is_update(v) else {"value": v}
+            shown[k] = {**shown.get(k, {}), **props}
+    return shown
+
+
+def page(name="s1") -> dict:
+    return PAGES[name]
 
 
 def chain(name="s1"):
@@ -52,8 +74,12 @@ def chain(name="s1"):
     return app.SESSIONS.get(name).player
 
 
+def is_update(v):
+    return isinstance(v, dict) and v.get("__type__") == "update"
+
+
 def is_skip(v):
-    return isinstance(v, dict) and v.get("__type__") == "update" and len(v) == 1
+    return is_update(v) and len(v) == 1
 
 
 def value(v):
@@ -73,9 +99,10 @@ def test_draw_upload_example_stream_the_stages():
         assert last["grid"].dtype == np.uint8 and last["grid"].shape == (5 * 29 + 1, 3 * (2 * 29 + 1) + 8, 3)
         for stage in ("proposal", "latent revision · step 3/3", "EBM data revision · step 4/4", "energy", "agree"):
             assert stage in last["captions"]
-        assert value(last["scrub"]) == 9 and last["scrub"]["interactive"]
+        shown = page()   # the figures as the page shows them: those unchanged since they were sent are not sent again
+        assert value(shown["scrub"]) == 9 and shown["scrub"]["interactive"]
         assert "share_link" in last["share"]
-        assert "agree" in value(last["readout"]).columns
+        assert "agree" in value(shown["readout"]).columns
         given = kw.get("modality", 0)
         player = chain("s1")
         assert all((f.x[:, given] == player.frames[0].x[:, given]).all() for f in player.frames)  # clamped
@@ -92,8 +119,8 @@ def test_stages_are_shown_by_name_running_one_marked():
 
 
 def test_plots_agreement_and_readout():
-    outs = run(source="upload", upload=EXAMPLE)
-    last = outs[-1]
+    run(source="upload", upload=EXAMPLE)
+    last = page()
     energy, post, agree = (value(last[k]) for k in ("energy_plot", "posterior_plot", "agreement_plot"))
     assert set(energy["chain"]) == {"mean", "lowest", "highest"} and set(energy["stage"]) >= {"proposal", "data"}
     assert set(post["stage"]) == {"proposal", "latent"}
@@ -119,7 +146,7 @@ def test_unconditional_shows_joint_agreement():
     assert "latent" not in chain("s1").stages
     assert "show one digit in every modality" in last["status"]
     assert "z ~ N(0, I)" in last["status"]                       # the tiny checkpoint has no ex-post prior
-    agree = value(last["agreement_plot"])
+    agree = value(page()["agreement_plot"])
     assert list(agree["stage"])[0] == "1. proposal" and len(agree) == len(chain("s1").stages)
 
 
@@ -283,7 +310,7 @@ def test_missing_classifier_missing_model_and_mismatched_checkpoint(tiny_app, tm
     try:
         app.setup(checkpoint=str(tiny_app), classifier=str(tmp_path / "no_classifier"), offline=True)
         last = run(source="upload", upload=EXAMPLE)[-1]
-        assert "unavailable" in value(last["readout"]).iloc[0, 0] and "unavailable" in last["status"]
+        assert "unavailable" in value(page()["readout"]).iloc[0, 0] and "unavailable" in last["status"]
         assert "unavailable" in app.weights_banner()
         app.setup(checkpoint=str(tmp_path / "no_model"), offline=True)
         assert "No model loaded" in app.weights_banner()
@@ -373,7 +400,7 @@ def test_a_new_stage_is_shown_by_name(monkeypatch):
     assert caps.index("latent revision · step 3/3") < caps.index("EBM latent revision · step 2/2") < \
         caps.index("EBM data revision · step 4/4")
     assert outs[-1]["grid"].shape[1] == 4 * (2 * 29 + 1) + 3 * 4
-    assert list(value(outs[-1]["agreement_plot"])["stage"])[2] == "3. EBM latent"
+    assert list(value(page()["agreement_plot"])["stage"])[2] == "3. EBM latent"
 
 
 def test_the_real_ebm_latent_stage_runs_from_the_checkpoint_config(tmp_path, tiny_app):
@@ -693,10 +720,10 @@ def test_pages_of_a_batched_class_share_the_frame_rate(monkeypatch):
 
 
 def test_trace_of_what_each_stage_descends_and_what_changed():
-    outs = run(source="upload", upload=EXAMPLE)
-    last, player = outs[-1], chain("s1")
-    trace = value(last["trace_plot"])
-    assert set(trace["stage"]) == {"latent", "data"} and last["trace_plot"]["visible"]
+    run(source="upload", upload=EXAMPLE)
+    last, player = {k: value(v) for k, v in page().items()}, chain("s1")
+    trace = last["trace_plot"]
+    assert set(trace["stage"]) == {"latent", "data"} and page()["trace_plot"]["visible"]
     for stage, frames in (("latent", [f for f in player.frames if f.stage == "latent"]),
                           ("data", [f for f in player.frames if f.stage == "data"])):
         rows = trace[trace["stage"] == stage]
@@ -718,26 +745,28 @@ def test_difference_gain_is_round_and_bounded():
 
 
 def test_a_stage_that_barely_moves_is_said_so_with_how_much():
-    outs = run(source="upload", upload=EXAMPLE, latent_step_size=0.0001, data_step_size=0.001, noise=False)
-    explain = outs[-1]["explain"]
+    run(source="upload", upload=EXAMPLE, latent_step_size=0.0001, data_step_size=0.001, noise=False)
+    explain = value(page()["explain"])
     assert "latent revision barely changed the pictures" in explain and "per pixel on average" in explain
     assert "data revision barely changed" in explain.lower()
-    moving = run(source="upload", upload=EXAMPLE, data_step_size=50.0)[-1]["explain"]
+    run(source="upload", upload=EXAMPLE, data_step_size=50.0)
+    moving = value(page()["explain"])
     assert "data revision barely" not in moving.lower()
 
 
 def test_unconditional_has_its_own_labels_and_one_measure_with_n():
-    outs = run(source="unconditional", n_samples=3, sketch=EMPTY_SKETCH)
-    last = outs[-1]
+    status = run(source="unconditional", n_samples=3, sketch=EMPTY_SKETCH)[-1]["status"]
+    last = page()
     assert last["posterior_plot"]["title"] == "log p(z) (no input)"
     assert "n = 3" in last["agreement_plot"]["title"] and "one digit" in last["agreement_plot"]["title"]
     agree = value(last["readout"])["agree"]
     assert set(agree) <= {"one digit", "mixed"}
     share = value(last["agreement_plot"])["agreement"].iloc[-1] / 100
-    assert f"{round(share * 3)} of the 3 samples show one digit" in last["status"]   # the table, the bars, the status
+    assert f"{round(share * 3)} of the 3 samples show one digit" in status   # the table, the bars, the status
     assert sum(a == "one digit" for a in agree) == round(share * 3)
-    assert "input" not in last["explain"]
-    cond = run(source="upload", upload=EXAMPLE)[-1]
+    assert "input" not in value(last["explain"])
+    run(source="upload", upload=EXAMPLE)
+    cond = page()
     assert cond["posterior_plot"]["title"] == "log p(z | input)" and "n = 8" in cond["agreement_plot"]["title"]
 
 
@@ -888,12 +917,132 @@ def test_fifty_samples_count_each_stage_with_n_and_an_interval(monkeypatch):
 
 
 def test_latent_view_draws_a_path_per_sample_as_the_run_streams():
-    outs = run(source="upload", upload=EXAMPLE, n_samples=2, latent_steps=3, data_steps=2)
+    kw = dict(source="upload", upload=EXAMPLE, n_samples=2, latent_steps=3, data_steps=2)
+    outs = run(request=req("latent"), **kw)
     pictures = [o["latent_view"] for o in outs if not is_skip(o["latent_view"])]
-    assert pictures and all(p["visible"] for p in pictures)
-    rows = app.SESSIONS.get("s1").z_rows
+    assert pictures and pictures[0]["visible"]                 # a new page: the view made visible with its picture
+    again = [o["latent_view"] for o in run(request=req("latent"), **kw) if not is_skip(o["latent_view"])]
+    assert again and all(isinstance(p, np.ndarray) for p in again)   # the page's next run: the picture alone
+    rows = app.SESSIONS.get("latent").z_rows
     assert [st for st, _ in rows] == ["proposal"] + ["latent"] * 4 and all(z.shape == (2, 2) for _, z in rows)
-    p = chain()
+    p = chain("latent")
     assert all((f.z is None) == (f.stage == "data") for f in p.frames)
     assert np.allclose(rows[0][1], app.loaded()["latent_view"].project(p.frames[0].z))
-    assert not np.array_equal(pictures[-1]["value"], app.picture(app.loaded()["latent_view"], []))
+    assert not np.array_equal(again[-1], app.picture(app.loaded()["latent_view"], []))
+
+
+FIGURES = ("energy_plot", "posterior_plot", "agreement_plot", "readout", "trace_plot", "latent_view")
+
+
+def same(a, b) -> bool:
+    return a.equals(b) if hasattr(a, "equals") else np.array_equal(a, b)
+
+
+def test_a_page_is_sent_only_what_it_lacks():
+    """Props (visible, titles) go to a page once: its first run makes the figures visible, its next runs send their
+    values alone (Gradio builds a new component for every change of props); within a run an unchanged figure is
+    not sent again (but the run's last message carries them all), and outside lesson mode the Reveal button is
+    left alone. The page shows the same as when everything was sent: the same seed, the same figures."""
+    kw = dict(source="upload", upload=EXAMPLE)
+    first = run(request=req("lacks"), **kw)
+    after_first = {k: dict(v) for k, v in page("lacks").items()}
+    second = run(request=req("lacks"), **kw)
+    for k in FIGURES:
+        sent = [o[k] for o in first if not is_skip(o[k])]
+        assert sent and is_update(sent[0]) and sent[0]["visible"], k
+        again = [o[k] for o in second if not is_skip(o[k])]
+        assert again and not any(is_update(v) for v in again), k
+        assert same(value(page("lacks")[k]), value(after_first[k])), k
+    # the run's last message carries every figure again, as values: Chromium showed, after a run, the figures of
+    # the last stage end but one when that message skipped them
+    assert all(not is_skip(second[-1][k]) and not is_update(second[-1][k]) for k in FIGURES)
+    assert all(is_skip(o["reveal"]) for o in first + second)
+    assert page("lacks")["scrub"]["interactive"] and value(page("lacks")["scrub"]) == len(chain("lacks").frames) - 1
+    uncond = run(request=req("lacks"), source="unconditional", sketch=EMPTY_SKETCH)   # other titles: sent
+    titled = [o["posterior_plot"] for o in uncond if is_update(o["posterior_plot"]) and len(o["posterior_plot"]) > 1]
+    assert titled and titled[0]["title"] == "log p(z) (no input)"
+
+
+def test_skipped_outputs_are_answered_as_gradio_does_without_a_new_component():
+    """The page's Blocks (demo.components.Page) answers a streamed frame exactly as Gradio's own does, but builds
+    no new component for an output the frame skips (Gradio 6.31 did, for each: most of a frame's server time)."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+    demo = app.build_demo()
+    fn = next(f for f in demo.fns.values() if f.api_name == "run")
+    pic, caps = app.first_picture(app.model_config())
+    for frame in (app.outputs(grid=pic, captions=caps, status="step 1", reveal=gr.update(visible=True)),
+                  app.outputs(status="one output"), app.outputs()):
+        ours = asyncio.run(demo.postprocess_data(fn, list(frame), SessionState(demo)))
+        theirs = asyncio.run(gr.Blocks.postprocess_data(demo, fn, list(frame), SessionState(demo)))
+        assert ours == theirs
+    state, status = SessionState(demo), fn.outputs[app.RUN_OUTPUTS.index("status")]._id
+    kept = {b._id: state[b._id] for b in fn.outputs if b._id != status}
+    asyncio.run(demo.postprocess_data(fn, list(app.outputs(status="x")), state))
+    assert all(state[k] is c for k, c in kept.items())
+    asyncio.run(gr.Blocks.postprocess_data(demo, fn, list(app.outputs(status="x")), state))
+    assert not any(state[k] is c for k, c in kept.items())      # what Gradio itself does with a skip
+
+
+def page_applies(held, edits):
+    """What Gradio's page (@gradio/client's apply_diff) does with one output's edits in a streamed message: a
+    replace of the whole value hands the component the message's object; any other edit changes the object the
+    page holds, in place, and that is the object its component was handed by an earlier message."""
+    for action, path, new in edits:
+        if not path:
+            held = new if action == "replace" else held + new
+            continue
+        target = held
+        for key in path[:-1]:
+            target = target[key]
+        if action == "delete":
+            target.pop(path[-1])
+        elif action == "add" and isinstance(target, list):
+            target.insert(path[-1], new)
+        else:
+            target[path[-1]] = target[path[-1]] + new if action == "append" else new
+    return held
+
+
+def test_a_streamed_message_never_changes_what_the_page_was_handed_before():
+    """A lesson's run driven as its page drives it (Run, then Reveal at each question), every message through
+    Gradio's own process_api and its streaming diffs, applied as Chromium's page applies them. A figure sent as
+    a value and skipped in the next message was edited in place, key by key, into the skip under the plot that
+    showed it: the page threw (reading 'stage' of a plot's columns that had gone) and drew nothing more, so the
+    question stayed after Reveal and the plots were stale. The page's values must stay what the server sent, and
+    nothing it was handed may change afterwards."""
+    import asyncio
+    import copy
+    import json
+
+    from gradio.state_holder import SessionState
+    demo = app.build_demo()
+    fn = next(f for f in demo.fns.values() if f.api_name == "run")
+    visitor = SimpleNamespace(session_hash="diffs", query_params={}, headers={}, username=None)
+    app.set_pace(40, True, request=visitor)
+    from model.preprocess import encode_digit
+    digit = encode_digit(np.asarray(Image.open(EXAMPLE).convert("L").resize((28, 28))))
+    inputs = args(source="link", link_digit=digit) + ["images", ""]   # as the page sends them (model, caption)
+
+    async def stream():
+        state, iterator, messages = SessionState(demo), None, []
+        while True:
+            out = await demo.process_api(fn, inputs, state, visitor, iterator, session_hash="diffs", event_id="e1")
+            if not out["is_generating"]:
+                return messages
+            messages.append(json.loads(json.dumps(out["data"], default=str)))   # as the page receives it
+            if any("Predict" in str(v) for v in out["data"]):
+                app.reveal(request=visitor)
+            iterator = out["iterator"]
+
+    held, handed, asked = None, [], 0
+    for message in asyncio.run(stream()):
+        held = list(message) if held is None else [page_applies(h, e) for h, e in zip(held, message)]
+        handed += [(v, copy.deepcopy(v)) for v in held if isinstance(v, (dict, list))]
+        asked += "Predict" in str(held[app.RUN_OUTPUTS.index("explain")])
+    app.set_pace(40, False, request=visitor)
+    assert asked >= 2 and "Done" in held[app.RUN_OUTPUTS.index("status")]
+    assert "Predict" not in held[app.RUN_OUTPUTS.index("explain")]
+    changed_later = [now for now, then in handed if now != then]
+    assert not changed_later, changed_later[:1]

@@ -86,14 +86,18 @@ def test_batched_frames_equal_the_chains_run_alone(sampler):
 
 def test_one_batched_pass_per_stage_and_mask(sampler, monkeypatch):
     """Chains in the same stage share one energy evaluation: ten visitors in one stage cost one forward of the
-    EBM per round (plus one for the frames), not ten."""
-    calls = []
-    energy = sampler.model.energy
+    EBM per round (plus one for the frames), not ten; ten visitors who press Run together cost one pass of the
+    inference model and the EBM for their proposals."""
+    calls, inferred = [], []
+    energy, inference = sampler.model.energy, sampler.model.inference
     monkeypatch.setattr(energy, "forward", lambda x, f=energy.forward: calls.append(len(x)) or f(x))
+    monkeypatch.setattr(inference, "experts_params",
+                        lambda x, *a, f=inference.experts_params, **k: inferred.append(len(x)) or f(x, *a, **k))
     scheduler = Scheduler(sampler)
     for seed in range(10):
         scheduler.submit(make_player(sampler, 1, seed=seed))
-    scheduler.advance()            # the ten proposals, one by one
+    scheduler.advance()            # the ten proposals together
+    assert inferred == [20] and calls == [20]
     calls.clear()
     scheduler.advance()            # latent step 0 of all ten together
     assert calls == [20]           # the latent energy needs no EBM; the frames' EBM energy: one batch of 10 x 2
