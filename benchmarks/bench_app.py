@@ -139,10 +139,11 @@ def report(name, rows, n=None):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/mebm"))
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--no-http", action="store_true")
-    p.add_argument("--no-browser", action="store_true")
+    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/mebm"),
+                   help="the model folder (default: the bundled checkpoints/mebm)")
+    p.add_argument("--repeats", type=int, default=5, help="runs per measurement; the median is reported (default 5)")
+    p.add_argument("--no-http", action="store_true", help="skip the measurement over HTTP (the app in a subprocess)")
+    p.add_argument("--no-browser", action="store_true", help="skip the measurement in Chromium")
     p.add_argument("--compare", action="store_true", help="also run the data steps from noise (doubles the work)")
     p.add_argument("--no-direct", action="store_true", help="skip the in-process measurement")
     p.add_argument("--debug", action="store_true", help="print the page's requests and grid changes")

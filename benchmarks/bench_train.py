@@ -23,10 +23,10 @@ def _sync(device):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--modalities", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--batch", type=int, default=64, help="tuples per training step (default 64)")
+    p.add_argument("--modalities", type=int, default=5, help="image modalities of the model (default 5)")
+    p.add_argument("--repeats", type=int, default=10, help="timed steps per variant (default 10)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variants to time")

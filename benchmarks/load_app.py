@@ -192,10 +192,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--users", type=int, default=30, help="simultaneous users (at most 64)")
     p.add_argument("--soak", type=int, default=200, help="runs in a row after the classroom (at most 1000; 0 = none)")
-    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/mebm"))
-    p.add_argument("--concurrency", type=int, default=None, help="chains at once in the app (MEBM_CONCURRENCY)")
-    p.add_argument("--fps", default=os.environ.get("MEBM_FPS", "40"), help="MEBM_FPS of the app")
-    p.add_argument("--run-timeout", type=float, default=300.0, help="seconds a run may take before it counts as lost")
+    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/mebm"),
+                   help="the model folder the app serves (default: the bundled checkpoints/mebm)")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="chains at once in the app (MEBM_CONCURRENCY; default: the app's own)")
+    p.add_argument("--fps", default=os.environ.get("MEBM_FPS", "40"),
+                   help="MEBM_FPS of the app (default: $MEBM_FPS, else 40)")
+    p.add_argument("--run-timeout", type=float, default=300.0,
+                   help="seconds a run may take before it counts as lost (default 300)")
     p.add_argument("--batch", choices=("on", "off", "both"), default="on",
                    help="the app's MEBM_BATCH: on (one model pass per step for all visitors), off, or both in turn "
                         "(default on)")
