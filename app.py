@@ -1105,8 +1105,11 @@ def warm_up():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                   help="port to serve on (default: $GRADIO_SERVER_PORT, else 7860)")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="address to listen on; 0.0.0.0 for every network (default: $GRADIO_SERVER_NAME, else "
+                        "127.0.0.1)")
     p.add_argument("--share", action="store_true", help="a public gradio.live link (needs internet)")
     p.add_argument("--repo-id", default=None, help="Hub repo of the weights (or MEBM_REPO_ID)")
     p.add_argument("--revision", default=None, help="Hub revision, ideally a 40-hex commit (or MEBM_REVISION)")
