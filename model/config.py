@@ -233,6 +233,12 @@ class TrainConfig:
     ebm_replay_reinit: float = 0.05   # chance that a drawn buffer entry restarts from uniform noise
     ebm_replay_steps: int = 30        # data-space Langevin steps on the EBM for the drawn entries (training data step
                                       # size and noise); the results go back into the buffer
+    # conditional negatives: a share of the EBM's negatives are conditional samples of the batch's own tuples, drawn
+    # as the sampler draws them, so that the EBM learns to rank a coherent completion of real observed data above an
+    # incoherent one
+    ebm_cond_share: float = 0.0       # share of the EBM's negatives that are conditional chains (0 = off): per tuple
+                                      # one observed modality (uniform), z ~ q(z | x_m), the model's sampling chains
+                                      # (latent revisions, decode, data revision with x_m clamped to the data)
     # loss weights
     teach_weight: float = 0.1         # lambda_S: generator pulled toward its EBM-revised samples
     inference_teach_weight: float = 0.1  # lambda_I: inference fits the latents behind revised samples
@@ -265,6 +271,9 @@ class TrainConfig:
         if not 0.0 <= self.ebm_replay_share <= 1.0 or not 0.0 <= self.ebm_replay_reinit <= 1.0:
             raise ValueError(f"ebm_replay_share and ebm_replay_reinit are shares in [0, 1], got "
                              f"{self.ebm_replay_share} and {self.ebm_replay_reinit}")
+        if not 0.0 <= self.ebm_cond_share <= 1.0 or self.ebm_cond_share + self.ebm_replay_share > 1.0:
+            raise ValueError(f"ebm_cond_share is a share in [0, 1] and, with ebm_replay_share, at most 1 in all, got "
+                             f"{self.ebm_cond_share} and {self.ebm_replay_share}")
         if self.ebm_replay_size < 1 or self.ebm_replay_steps < 0:
             raise ValueError(f"ebm_replay_size must be >= 1 and ebm_replay_steps >= 0, got {self.ebm_replay_size} "
                              f"and {self.ebm_replay_steps}")

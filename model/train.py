@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from . import render
 from .config import TrainConfig
-from .langevin import ChainDiverged, data_revision, ebm_latent_revision, latent_revision, run
+from .langevin import ChainDiverged, conditional_generate, data_revision, ebm_latent_revision, latent_revision, run
 from .paths import find_checkpoint
 from .networks import MultimodalEBMVAE
 
@@ -105,6 +105,26 @@ class ReplayBuffer:
 def replay_count(cfg: TrainConfig, batch: int) -> int:
     """How many of a batch's EBM negatives come from the replay buffer."""
     return min(batch, round(cfg.ebm_replay_share * batch))
+
+
+def cond_count(cfg: TrainConfig, batch: int) -> int:
+    """How many of a batch's EBM negatives are conditional chains (``cfg.ebm_cond_share``)."""
+    return min(batch, round(cfg.ebm_cond_share * batch))
+
+
+def conditional_negatives(model, x: torch.Tensor, **overrides) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conditional samples of the tuples x [n, M, 3, 28, 28] as the sampler draws them: per tuple one observed
+    modality m (uniform), z ~ q(z | x_m), the model's chains (``model.config.chains``, with ``overrides`` by flat
+    name, as ``conditional_sampling``): latent revisions, decode, the data revision with x_m clamped to the data.
+    Returns the revised tuples (detached) and each tuple's observed modality [n]."""
+    M = x.shape[1]
+    observed_modality = torch.randint(M, (len(x),), device=x.device)
+    out = torch.empty_like(x)
+    for m in observed_modality.unique().tolist():
+        rows = observed_modality == m
+        observed = torch.arange(M, device=x.device) == m
+        out[rows] = conditional_generate(model, x[rows], observed, **overrides)["final"]
+    return out.detach(), observed_modality
 
 
 def train_losses(model, x, cfg: TrainConfig, it: int, replay: ReplayBuffer | None = None, text=None
@@ -182,25 +202,34 @@ def train_losses(model, x, cfg: TrainConfig, it: int, replay: ReplayBuffer | Non
         loss_gi = loss_gi + cfg.teach_weight * teach_loss.mean() + cfg.inference_teach_weight * infer_rev.mean()
 
     # 5. EBM: maximum likelihood, data energy down, revised-sample energy up (one pass over both); with a replay
-    #    buffer, a share of the negatives are buffer chains continued by ebm_replay_steps data steps
+    #    buffer, a share of the negatives are buffer chains continued by ebm_replay_steps data steps; with
+    #    ebm_cond_share, a share are conditional chains of the batch's last tuples (negatives: revised generator
+    #    samples, then conditional chains, then replay chains)
     loss = loss_gi
     if use_ebm:
         n_rep = replay_count(cfg, b) if replay is not None else 0
-        if n_rep and text is not None:
-            raise ValueError("the replay buffer (--ebm-replay-share) holds images only: not for the caption modality")
-        neg = x_rev
+        n_cond = min(cond_count(cfg, b), b - n_rep)
+        if (n_rep or n_cond) and text is not None:
+            raise ValueError("the replay buffer and conditional negatives (--ebm-replay-share, --ebm-cond-share) "
+                             "are for images only: not for the caption modality")
+        n_gen = b - n_rep - n_cond
+        negs = [x_rev[:n_gen]]
+        if n_cond:
+            negs.append(conditional_negatives(model, x[n_gen:n_gen + n_cond])[0])
         if n_rep:
             start, idx = replay.sample(n_rep)
             x_rep = run(data_revision(E, start, cfg.ebm_replay_steps, cfg.data_step_size, cfg.data_noise)).x
             replay.update(idx, x_rep)
-            neg = torch.cat([x_rev[:b - n_rep], x_rep])
-        both = torch.cat([x, neg])
+            negs.append(x_rep)
+        both = torch.cat([x, *negs])
         e_pos, e_neg = (E(both) if text is None else E(both, torch.cat([text, text_rev]))).float().split(b)
         loss_e = e_pos.mean() - e_neg.mean() + cfg.energy_l2 * (e_pos ** 2 + e_neg ** 2).mean()
         log["loss_energy"] = loss_e.item()
         log["energy_data"] = e_pos.mean().item()
-        if n_rep < b:
-            log["energy_revised"] = e_neg[:b - n_rep].mean().item()
+        if n_gen:
+            log["energy_revised"] = e_neg[:n_gen].mean().item()
+        if n_cond:
+            log["energy_cond"] = e_neg[n_gen:n_gen + n_cond].mean().item()
         if n_rep:
             log["energy_replay"] = e_neg[b - n_rep:].mean().item()
         loss = loss + loss_e

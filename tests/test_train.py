@@ -213,3 +213,40 @@ def test_run_with_replay_negatives_saves_the_options_and_resumes(tmp_path, mnist
     train(cfg, resume=True)
     lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
     assert [l["iteration"] for l in lines][-2:] == [4, 5] and "energy_replay" in lines[-1]
+
+
+def test_conditional_negatives_keep_the_observed_modality_and_revise_the_others(tiny_config):
+    from model.train import conditional_negatives
+
+    model = MultimodalEBMVAE(tiny_config)
+    x = torch.rand(8, 3, 3, 28, 28)
+    torch.manual_seed(1)
+    neg, observed = conditional_negatives(model, x)
+    torch.manual_seed(1)
+    before_data, same = conditional_negatives(model, x, data_steps=0)   # the chain up to the data revision
+    assert torch.equal(observed, same) and len(observed.unique()) > 1       # one observed modality per tuple
+    rows = torch.arange(8)
+    assert torch.equal(neg[rows, observed], x[rows, observed])              # clamped to the data exactly
+    free = torch.ones(8, 3, dtype=torch.bool)
+    free[rows, observed] = False
+    assert ((neg - before_data).abs().flatten(2).amax(2)[free] > 0).all()   # every other modality moved
+    assert not neg.requires_grad
+
+
+def test_conditional_share_replaces_that_share_of_the_ebm_negatives(tiny_config, monkeypatch):
+    import model.train as train_module
+
+    cfg = TrainConfig(model=tiny_config, warmup_iters=0, data_steps=2, latent_steps=2, ebm_cond_share=0.25)
+    assert train_module.cond_count(cfg, 8) == 2 and TrainConfig().ebm_cond_share == 0.0   # off by default
+    model = MultimodalEBMVAE(tiny_config)
+    x = torch.rand(8, 3, 3, 28, 28)
+    _, log = train_module.train_losses(model, x, cfg, it=0)
+    assert "energy_cond" in log and "energy_revised" in log
+
+    def refuse(*a, **k):
+        raise AssertionError("conditional chains drawn with the option off")
+    monkeypatch.setattr(train_module, "conditional_negatives", refuse)
+    _, log = train_module.train_losses(model, x, dataclasses.replace(cfg, ebm_cond_share=0.0), it=0)
+    assert "energy_cond" not in log
+    with pytest.raises(ValueError):
+        TrainConfig(ebm_cond_share=0.6, ebm_replay_share=0.6)
