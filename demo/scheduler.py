@@ -158,17 +158,25 @@ class Scheduler:
             self.wake.notify()
 
     def _loop(self):
+        last = None   # when the previous round ended, while rounds follow each other without a pause
         while True:
             with self.wake:
+                if not self.jobs:
+                    last = None
                 while not self.jobs and not self._closed:
                     self.wake.wait()
                 if self._closed:
                     return
-            self.advance()
+            self.advance(since=last)
+            last = time.perf_counter()
 
     @torch.no_grad()
-    def advance(self) -> int:
-        """One round: every chain one step (a new one its proposal). Returns the chains that ran."""
+    def advance(self, since: float | None = None) -> int:
+        """One round: every chain one step (a new one its proposal). Returns the chains that ran. ``since``: when
+        the previous round ended, if this one follows it at once (the scheduler's thread): the gap between them
+        (the time the pages' threads held the CPU and the lock) counts in the round's time on the clock, since the
+        chains wait for it too."""
+        t0 = time.perf_counter()
         with self.lock:
             for job in [j for j in self.jobs if j.cancelled]:
                 self._finish(job)
@@ -185,7 +193,8 @@ class Scheduler:
         for group in groups.values():
             self._step(group)
         if groups:   # the clock times the steps (a burst of new visitors' proposals is no round of the chain)
-            self.clock.add(sum(j.n for g in groups.values() for j in g), time.perf_counter() - t1)
+            gap = 0.0 if since is None else max(0.0, t0 - since)
+            self.clock.add(sum(j.n for g in groups.values() for j in g), time.perf_counter() - t1 + gap)
         self.rounds += 1
         return len(jobs)
 

@@ -3,6 +3,8 @@
 Frames are compared as the page shows them: the uint8 images of ChainPlayer snapshots. A batched convolution may
 differ from a batch of one in the last float bits, so a batched frame may differ from the chain run alone by at
 most one grey level, in at most 0.1 % of its pixels; every frame's stage and step are the same."""
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -207,6 +209,20 @@ def test_wait_estimate_times_each_round_ahead_by_the_chains_still_in_it(sampler)
     told = f"{long.steps_left()} steps to go, about {round(expected + 0.4)} s"
     assert wait_text(long, scheduler, lag=0.4).endswith(told)
     assert wait_text(long, scheduler, seconds=False) == f" · {long.steps_left()} steps to go"
+
+
+def test_the_clock_counts_the_gap_since_the_previous_round(sampler):
+    """A round that follows the previous one at once is timed from that one's end: the pause between rounds (the
+    pages' threads holding the CPU) delays every chain too, so the estimate must include it; a round after an idle
+    scheduler (since=None) is timed by its steps alone."""
+    scheduler = Scheduler(sampler)
+    scheduler.submit(make_player(sampler, 1, seed=3, n_samples=2))
+    scheduler.advance()                                   # the proposal: no round of the chain, not timed
+    assert not scheduler.clock.rounds
+    scheduler.advance()
+    (_, alone), = scheduler.clock.rounds
+    scheduler.advance(since=time.perf_counter() - 1.0)    # the previous round ended a second ago
+    assert scheduler.clock.rounds[-1][1] >= 1.0 > alone
 
 
 def test_pages_take_turns(sampler):
