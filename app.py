@@ -83,6 +83,7 @@ LEAPING_STEP = 16          # the "too large" preset's latent step size, in the c
 #                            the posterior at once, small enough to run on for a class to watch (shipped: 0.48)
 PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) while streaming
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
+STOP_SLICE = 0.3           # seconds a run waits at most between two yields (Gradio ends it at a yield: Stop)
 PACES = Paces()            # each visitor's pace: speed, pause, lesson mode (demo.pace)
 SESSIONS = Sessions(max_sessions=32)   # one run per visitor (demo.view.PageRun); frames uint8, at most 8 MB each
 SESSION_STATES = 64        # visitors whose page state Gradio keeps (its default, 10,000, grows ~0.3 MB per visitor)
@@ -221,7 +222,7 @@ def run_frames(run):
     try:
         for frames in job.stream():
             yield [player.take(f) for f in frames]
-            last = _pace(last, frame_interval(run))   # then the frames made meanwhile come together
+            last = yield from _pace_awake(last, frame_interval(run), list)   # then the frames made meanwhile come
     finally:   # the end, Stop or a page gone: the chain leaves the scheduler at its next round
         scheduler.cancel(job)
         player.finished = True
@@ -368,6 +369,19 @@ def _pace(last_yield: float, interval: float) -> float:
     return time.perf_counter()
 
 
+def _pace_awake(last_yield: float, interval: float, beat):
+    """``_pace`` that yields ``beat()`` every STOP_SLICE seconds while it waits, and returns the time it ended: a
+    generator can be stopped only when it yields (Gradio closes it at its next yield), so a page that waits long
+    between frames (a class sharing the frame rate, slow motion) still ends at Stop within STOP_SLICE."""
+    while True:
+        wait = last_yield + interval - time.perf_counter()
+        if wait <= 0:
+            return time.perf_counter()
+        time.sleep(min(wait, STOP_SLICE))
+        if last_yield + interval - time.perf_counter() > 0:
+            yield beat()
+
+
 def agreement_title(conditioned: bool, n: int, M: int, target: int | None = None) -> str:
     """The agreement plot's title: its one measure (demo.view.agreement) and how many images it counts
     (``target``: the digit a typed caption names)."""
@@ -457,6 +471,9 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
     with player.lock:
         try:
             for snaps in run_frames(run):
+                if not snaps:   # waiting for this page's next frame: an empty update, so that Stop ends it now
+                    yield outputs()
+                    continue
                 for n, snap in enumerate(snaps):
                     run.record(snap)
                     last_of_look = n == len(snaps) - 1
@@ -496,7 +513,7 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                         if "explain" not in update:   # (figures of this frame made it already)
                             update["explain"] = run.explain(snap)
                         update |= reveal_button(run, False)
-                    last_yield = _pace(last_yield, max(server_interval, pace.interval()))
+                    last_yield = yield from _pace_awake(last_yield, max(server_interval, pace.interval()), outputs)
                     yield from held(pace)   # paused while this frame waited its turn: not shown until resumed
                     yield outputs(**update)
                     run.shown = snap.index   # taken by Gradio (a Stop during the yield leaves the frame before)

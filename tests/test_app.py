@@ -798,6 +798,24 @@ def test_first_step_after_stop_shows_the_next_frame():
     assert (chain("alone").frames[shown + 1].x == current.x).all()   # the same chain (same seed)
 
 
+def test_a_slow_run_yields_while_it_waits_so_that_stop_ends_it_at_once():
+    """Slow motion (1 step a second): between two frames the run yields empty updates every STOP_SLICE seconds,
+    because Gradio closes a generator (Stop) only at a yield: Stop then ends it without waiting for the next frame
+    (the same wait serves a class's pages, which share the frame rate)."""
+    app.set_pace(1, False, request=req("slow"))
+    try:
+        gen = app.run_chain(*args(source="upload", upload=EXAMPLE, data_steps=4), request=req("slow"))
+        first = dict(zip(app.RUN_OUTPUTS, next(gen)))
+        assert not is_skip(first["grid"])
+        beat = dict(zip(app.RUN_OUTPUTS, next(gen)))   # before the next frame, due a second later
+        assert all(is_skip(v) for v in beat.values()) and app.STOP_SLICE < 1.0
+        gen.close()   # Stop during the wait
+        run = app.SESSIONS.get("slow")
+        assert run.stopped and run.shown == 0   # Step goes on from the frame the page shows: the first
+    finally:
+        app.set_pace(40, False, request=req("slow"))
+
+
 def test_pace_speed_and_pause():
     pace = app.PACES.get("pace")
     assert pace.interval() == 0.0 and not pace.every_frame() and not pace.held()
