@@ -121,6 +121,7 @@ def one_run(url, seed, timeout, out, client=None, stop_after=None):
                 rec["started"] = time.perf_counter() - t0
                 break
             time.sleep(0.1)
+        last_grid = None
         for update in job:
             if rec["first"] is None:
                 grid = update[0] if isinstance(update, (list, tuple)) else None
@@ -130,7 +131,10 @@ def one_run(url, seed, timeout, out, client=None, stop_after=None):
                 if stop_after is not None:
                     timer = threading.Timer(stop_after, press_stop, (c, job, rec, t0))
                     timer.start()
-            rec["frames"] += 1
+            grid = update[0] if isinstance(update, (list, tuple)) else None
+            if grid != last_grid:   # a frame (the page's empty updates while it waits for its next frame are not)
+                rec["frames"] += 1
+                last_grid = grid
             status = update[app.RUN_OUTPUTS.index("status")] if isinstance(update, (list, tuple)) else None
             told = TOLD.search(status) if isinstance(status, str) else None
             if told and rec["told"] is None:   # the first estimate the page gives (at its first frame, mostly)
