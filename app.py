@@ -222,7 +222,7 @@ def run_frames(run):
     try:
         for frames in job.stream():
             yield [player.take(f) for f in frames]
-            last = yield from _pace_awake(last, frame_interval(run), list)   # then the frames made meanwhile come
+            last = _pace(last, frame_interval(run))   # then the frames made meanwhile come together
     finally:   # the end, Stop or a page gone: the chain leaves the scheduler at its next round
         scheduler.cancel(job)
         player.finished = True
@@ -371,8 +371,9 @@ def _pace(last_yield: float, interval: float) -> float:
 
 def _pace_awake(last_yield: float, interval: float, beat):
     """``_pace`` that yields ``beat()`` every STOP_SLICE seconds while it waits, and returns the time it ended: a
-    generator can be stopped only when it yields (Gradio closes it at its next yield), so a page that waits long
-    between frames (a class sharing the frame rate, slow motion) still ends at Stop within STOP_SLICE."""
+    generator can be stopped only when it yields (Gradio closes it at its next yield), so a run in slow motion
+    still ends at Stop within STOP_SLICE. (Not used for a class's shared frame rate: thirty to sixty pages
+    sending empty updates every STOP_SLICE cost the class more than it gained; see docs/demo.md.)"""
     while True:
         wait = last_yield + interval - time.perf_counter()
         if wait <= 0:
@@ -471,9 +472,6 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
     with player.lock:
         try:
             for snaps in run_frames(run):
-                if not snaps:   # waiting for this page's next frame: an empty update, so that Stop ends it now
-                    yield outputs()
-                    continue
                 for n, snap in enumerate(snaps):
                     run.record(snap)
                     last_of_look = n == len(snaps) - 1

@@ -800,8 +800,8 @@ def test_first_step_after_stop_shows_the_next_frame():
 
 def test_a_slow_run_yields_while_it_waits_so_that_stop_ends_it_at_once():
     """Slow motion (1 step a second): between two frames the run yields empty updates every STOP_SLICE seconds,
-    because Gradio closes a generator (Stop) only at a yield: Stop then ends it without waiting for the next frame
-    (the same wait serves a class's pages, which share the frame rate)."""
+    because Gradio closes a generator (Stop) only at a yield: Stop then ends it without waiting for the next
+    frame."""
     app.set_pace(1, False, request=req("slow"))
     try:
         gen = app.run_chain(*args(source="upload", upload=EXAMPLE, data_steps=4), request=req("slow"))
