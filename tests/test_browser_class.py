@@ -22,8 +22,8 @@ def long_chain(page, samples="16", steps="100"):
 
 
 def test_stop_on_one_page_leaves_the_other_running(served, browser):  # noqa: F811
-    """Both pages run; one presses Stop while both stream: that page shows no frame made after the press (at most
-    the few already on their way) and says Stopped; the other page runs to Done."""
+    """Both pages run; one presses Stop while both stream: that page says Stopped (and still does a second later,
+    when frames on their way have landed); the other page runs to Done."""
     pages = [open_page(browser, served) for _ in range(2)]
     for page, digit in zip(pages, ("7", "4")):
         long_chain(page)
@@ -37,10 +37,11 @@ def test_stop_on_one_page_leaves_the_other_running(served, browser):  # noqa: F8
     stopped.locator("#stop").click()
     expect(stopped.locator("#status")).to_contain_text("Stopped", timeout=10000)
     expect(other.locator("#status")).to_contain_text("Done", timeout=120000)
-    # the stopped chain never reached its end (frames already on their way may still land: on a loaded machine the
-    # page drew them up to 2.6 s after the press; how fast Stop takes effect is measured, not tested here)
-    steps = re.findall(r"step (\d+)/(\d+)", stopped.locator("#captions").inner_text())
-    assert steps and int(steps[-1][0]) < int(steps[-1][1]), steps
+    # the stopped page ends Stopped, never Done, whatever frames were still on their way. Whether its chain left the
+    # scheduler is not read here: on a loaded machine the page draws up to seconds behind the server, and the tiny
+    # model's whole chain (at the controls' limits) can end within that lag; test_scheduler checks that Stop ends
+    # one chain at the next round, and benchmarks/load_app --stoppers measures how soon
+    stopped.wait_for_timeout(1000)
     assert "Stopped" in stopped.locator("#status").inner_text()
     assert re.search(r"Done: \d+ frames", other.locator("#status").inner_text())
     for page in pages:
