@@ -369,15 +369,18 @@ def _pace(last_yield: float, interval: float) -> float:
     return time.perf_counter()
 
 
-def _pace_awake(last_yield: float, interval: float):
-    """``_pace`` that yields an empty update every STOP_SLICE seconds while it waits, and returns the time it ended:
-    a generator can be stopped only when it yields (Gradio closes it at its next yield), so a run in slow motion
+def _pace_awake(last_yield: float, interval: float, beat):
+    """``_pace`` that yields ``beat()`` every STOP_SLICE seconds while it waits, and returns the time it ended: a
+    generator can be stopped only when it yields (Gradio closes it at its next yield), so a run in slow motion
     still ends at Stop within STOP_SLICE. (Not used for a class's shared frame rate: thirty to sixty pages
     sending empty updates every STOP_SLICE cost the class more than it gained; see docs/demo.md.)"""
-    while last_yield + interval - time.perf_counter() > STOP_SLICE:
-        time.sleep(STOP_SLICE)
-        yield outputs()
-    return _pace(last_yield, interval)
+    while True:
+        wait = last_yield + interval - time.perf_counter()
+        if wait <= 0:
+            return time.perf_counter()
+        time.sleep(min(wait, STOP_SLICE))
+        if last_yield + interval - time.perf_counter() > 0:
+            yield beat()
 
 
 def agreement_title(conditioned: bool, n: int, M: int, target: int | None = None) -> str:
@@ -508,7 +511,7 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                         if "explain" not in update:   # (figures of this frame made it already)
                             update["explain"] = run.explain(snap)
                         update |= reveal_button(run, False)
-                    last_yield = yield from _pace_awake(last_yield, max(server_interval, pace.interval()))
+                    last_yield = yield from _pace_awake(last_yield, max(server_interval, pace.interval()), outputs)
                     yield from held(pace)   # paused while this frame waited its turn: not shown until resumed
                     yield outputs(**update)
                     run.shown = snap.index   # taken by Gradio (a Stop during the yield leaves the frame before)
