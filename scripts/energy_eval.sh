@@ -6,7 +6,8 @@
 #      N(0, I); a dump of 1,000 prior samples from the ex-post prior beside the weights; seed 0;
 #   3. both dumps scored by both judges (conditional coherence, fix and break rates, joint coherence, FD on
 #      1,000 samples against 1,000 real test tuples).
-# CHECKPOINT=DIR (default checkpoints/mebm) and NAME (default mebm) choose the model and the output names.
+# CHECKPOINT=DIR (default checkpoints/mebm) and NAME (default mebm) choose the model and the output names;
+# NOISE_STEPS (default 10,30,100) the lengths of the data chains from noise.
 # Output: runs/eval/energy_NAME (energy.json, energy.md), runs/dumps/eNAME{,_gmm}.npz,
 # runs/eval/eNAME{,_gmm}_{A,B}/metrics.json. Run time on one thread of the 2-core CPU machine, shared (load
 # average 10-15): step 1 about 7 wall-minutes (1.9 CPU-minutes), the dumps 13.5 and 9 wall-minutes, each
@@ -20,7 +21,7 @@ CHECKPOINT=${CHECKPOINT:-checkpoints/mebm}
 NAME=${NAME:-mebm}
 
 step "runs/eval/energy_$NAME/energy.json" "$PY" -m model.energy_check --checkpoint "$CHECKPOINT" "${DATA[@]}" \
-  --n 300 --seed 0 --threads "$THREADS" --quiet --out "runs/eval/energy_$NAME"
+  --n 300 --seed 0 --noise-steps "${NOISE_STEPS:-10,30,100}" --threads "$THREADS" --quiet --out "runs/eval/energy_$NAME"
 dump "e$NAME" "$CHECKPOINT" --n-cond 200 --n-joint 1000 --n-diverse 0
 dump "e${NAME}_gmm" "$CHECKPOINT" --n-cond 0 --n-joint 1000 --n-diverse 0 --prior ex-post
 judge "e$NAME" 200 1000
