@@ -16,6 +16,8 @@ by both judges:
   same frequencies: sum over the classes of p(word) * p(measured).
 - joint coherence: prior samples; the fraction whose images the judge reads as one digit, and the fraction whose
   generated caption also names that digit.
+- stage changes: what each stage changes in caption -> image and image -> caption coherence, paired (the same test
+  tuples through the stages), with a 95 % bootstrap interval over the tuples (model.metrics.bootstrap_interval).
 
 Outputs in --out: caption_metrics.json (every number) and caption_metrics.md (the tables). A 'vae' checkpoint
 (variant from its train_config.json) is scored without the EBM stages: the MoE VAE baseline.
@@ -37,7 +39,7 @@ from .cli import ConfigParser, HelpFormatter, add_dataclass_args
 from .config import DATASETS, VARIANTS
 from .device import DeviceError
 from .langevin import stage_title
-from .metrics import digit_entropy
+from .metrics import bootstrap_interval, digit_entropy
 from .report import write_report
 from .sampler import PRIORS, seeded_generator
 
@@ -101,15 +103,29 @@ def agreement(said: np.ndarray, measured: np.ndarray) -> dict:
 # ---------------------------------------------------------------- the metrics
 
 class Tally:
-    """Per-stage sums of hits and counts, and per-stage lists of attribute pairs."""
+    """Per-stage sums of hits and counts, per-tuple hit rates, and per-stage lists of attribute pairs."""
 
     def __init__(self):
-        self.hits, self.pairs, self.digits = {}, {}, {}
+        self.hits, self.pairs, self.digits, self.rows = {}, {}, {}, {}
 
     def add(self, stage: str, key: str, right: torch.Tensor | np.ndarray):
+        """Hits ``right`` [B] or [B, K] (K images per tuple) of B tuples at ``stage``."""
+        right = np.asarray(right, np.float64)
         h = self.hits.setdefault(stage, {}).setdefault(key, [0.0, 0])
-        h[0] += float(np.asarray(right, np.float64).sum())
-        h[1] += int(np.asarray(right).size)
+        h[0] += float(right.sum())
+        h[1] += int(right.size)
+        self.rows.setdefault(key, {}).setdefault(stage, []).append(right.reshape(len(right), -1).mean(1))
+
+    def changes(self, key: str, n_boot: int = 2000, seed: int = 0) -> dict:
+        """{stage: {"change", "low", "high"}} for every stage after the first: the mean over tuples of the change
+        of ``key``'s per-tuple hit rate from the stage before, and its 95 % bootstrap interval."""
+        rows = {stage: np.concatenate(v) for stage, v in self.rows.get(key, {}).items()}
+        stages, out = list(rows), {}
+        for before, stage in zip(stages, stages[1:]):
+            d = rows[stage] - rows[before]
+            low, high = bootstrap_interval(d, n_boot, seed)
+            out[stage] = {"change": float(d.mean()), "low": low, "high": high}
+        return out
 
     def add_pairs(self, stage: str, said: np.ndarray, measured: np.ndarray):
         p = self.pairs.setdefault(stage, [[], []])
@@ -140,12 +156,12 @@ def _stages(out) -> list[str]:
 
 @torch.no_grad()
 def caption_to_image(sampler, judges: dict, test, idx, wording: str, seed: int = 0, batch: int = 250,
-                     progress: bool = False) -> dict:
+                     progress: bool = False, boot: int = 2000) -> dict:
     """Images from each tuple's caption alone (``wording``: held_in = the stored test captions, held_out = the
     held-out templates): {stage: {"coherence": {judge: fraction}, "templates": {template: {judge: fraction, "n":
     captions, "digit_positions": [token positions of the digit word]}}, "digits": {judge: {"counts",
     "entropy"}, judge + "_coherent": ... of the images read as the caption's digit}, "attributes": {attribute:
-    agreement}}}."""
+    agreement}, "change": {judge: change from the stage before (Tally.changes), after the first stage}}}."""
     labels = test.y.numpy()
     texts, templates = (test.captions.text, test.captions.template) if wording == "held_in" else build_captions(
         labels, test.captions.classes, split="test", held_out=True)
@@ -172,10 +188,11 @@ def caption_to_image(sampler, judges: dict, test, idx, wording: str, seed: int =
                 for name, rows in used.items():
                     tally.add(stage, f"{j}@{name}", right[rows])
             tally.add_pairs(stage, said, measured_attributes(x[:, 0], y.numpy()))
-    res = {}
+    res, changes = {}, {j: tally.changes(j, boot, seed) for j in judges}
     for s in tally.hits:
         rates = tally.rates(s)
         res[s] = {"coherence": {j: rates[j] for j in judges},
+                  **({"change": {j: changes[j][s] for j in judges}} if s in changes[next(iter(judges))] else {}),
                   "templates": {name: {**{j: rates[f"{j}@{name}"] for j in judges}, "n": count[name],
                                        "digit_positions": sorted(positions[name])} for name in names if count[name]},
                   "digits": tally.digit_counts(s), "attributes": tally.attributes(s)}
@@ -183,9 +200,11 @@ def caption_to_image(sampler, judges: dict, test, idx, wording: str, seed: int =
 
 
 @torch.no_grad()
-def image_to_caption(sampler, test, idx, seed: int = 0, batch: int = 250, progress: bool = False) -> dict:
+def image_to_caption(sampler, test, idx, seed: int = 0, batch: int = 250, progress: bool = False,
+                     boot: int = 2000) -> dict:
     """Captions from all the tuple's images: {stage: {"coherence": fraction naming the digit, "no_digit": fraction
-    naming none (or two), "attributes": {attribute: agreement of the generated word with the observed digit}}}."""
+    naming none (or two), "attributes": {attribute: agreement of the generated word with the observed digit},
+    "change": coherence's change from the stage before (Tally.changes), after the first stage}}."""
     M = sampler.config.n_modalities
     observed = torch.tensor([True] * M + [False])
     tally = Tally()
@@ -199,7 +218,9 @@ def image_to_caption(sampler, test, idx, seed: int = 0, batch: int = 250, progre
             tally.add(stage, "coherence", named == y.numpy())
             tally.add(stage, "no_digit", named < 0)
             tally.add_pairs(stage, np.stack([caption_attributes(t) for t in out.captions[stage]]), measured)
-    return {s: {**tally.rates(s), "attributes": tally.attributes(s)} for s in tally.hits}
+    changes = tally.changes("coherence", boot, seed)
+    return {s: {**tally.rates(s), "attributes": tally.attributes(s), **({"change": changes[s]} if s in changes else {})}
+            for s in tally.hits}
 
 
 @torch.no_grad()
@@ -282,6 +303,17 @@ def markdown(r: dict) -> str:
     for stage, v in r["image_to_caption"].items():
         lines.append(f"| {stage_title(stage)} | {_pct(v['coherence'])} | {_pct(v['no_digit'])} | "
                      + " | ".join(_attr_cells(v["attributes"])) + " |")
+    lines += ["", "## stage changes, paired", "",
+              "Coherence change (points) from the stage before, the same test tuples through the stages, with its "
+              "95 % bootstrap interval over the tuples.", "",
+              "| direction | stage | judge | change | 95 % interval |", "|---|---|---|---|---|"]
+    rows = [(f"caption → image, {w.replace('_', '-')}", stage, j, v["change"][j])
+            for w in WORDINGS for stage, v in c2i.get(w, {}).items() if "change" in v for j in JUDGES]
+    rows += [("image → caption", stage, "–", v["change"]) for stage, v in r["image_to_caption"].items()
+             if "change" in v]
+    for what, stage, j, c in rows:
+        lines.append(f"| {what} | {stage_title(stage)} | {j} | {100 * c['change']:+.2f} | "
+                     f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] |")
     lines += ["", "## joint coherence", "",
               "| stage | images A | images B | with the caption A | with the caption B | coherent-digit entropy A / B "
               "| with the caption: digit entropy A / B |", "|---|---|---|---|---|---|---|"]
@@ -333,7 +365,8 @@ class CaptionEvalConfig:
     n_joint: int = 1000            # prior samples for joint coherence
     prior: str = "normal"          # prior samples start from: normal = N(0, I), ex-post = the one beside the weights
     batch: int = 250               # samples generated per call
-    seed: int = 0                  # seeds the test tuples and the chains
+    seed: int = 0                  # seeds the test tuples, the chains and the bootstrap
+    boot: int = 2000               # bootstrap resamples of the stage changes' intervals
     threads: int | None = None     # torch.set_num_threads (none = torch's default)
     quiet: bool = False            # no progress bars
 
@@ -343,6 +376,8 @@ class CaptionEvalConfig:
                 raise CaptionEvalError(f"--{name.replace('_', '-')} must be at least 0")
         if self.batch < 1:
             raise CaptionEvalError("--batch must be at least 1")
+        if self.boot < 1:
+            raise CaptionEvalError("--boot must be at least 1")
         if self.prior not in PRIORS:
             raise CaptionEvalError(f"--prior must be one of {', '.join(PRIORS)}")
         if self.out is None:
@@ -380,9 +415,10 @@ def caption_evaluate(cfg: CaptionEvalConfig, sampler=None, judges: dict | None =
          "source": checkpoint_info(cfg.checkpoint, sampler.variant) if Path(cfg.checkpoint).exists() else {},
          "settings": {**{k: v for k, v in asdict(cfg).items() if k not in ("quiet", "threads", "out")},
                       "n": len(idx), "chains": sampler.chains.flat()},
-         "caption_to_image": {w: caption_to_image(sampler, judges, test, idx, w, cfg.seed, cfg.batch, progress)
-                              for w in WORDINGS} if len(idx) else {},
-         "image_to_caption": image_to_caption(sampler, test, idx, cfg.seed, cfg.batch, progress) if len(idx) else {},
+         "caption_to_image": {w: caption_to_image(sampler, judges, test, idx, w, cfg.seed, cfg.batch, progress,
+                                                  cfg.boot) for w in WORDINGS} if len(idx) else {},
+         "image_to_caption": image_to_caption(sampler, test, idx, cfg.seed, cfg.batch, progress, cfg.boot)
+         if len(idx) else {},
          "joint": joint(sampler, judges, cfg.n_joint, cfg.prior, cfg.seed, cfg.batch, progress) if cfg.n_joint else {}}
     r["minutes"] = (time.time() - t0) / 60
     write_report(cfg.out, "caption_metrics", r, markdown(r))

@@ -41,6 +41,16 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
+def bootstrap_interval(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the mean of ``values`` [N], one per resampled unit (e.g. a test tuple's
+    paired change between two stages: all of a tuple's generations move together)."""
+    values = np.asarray(values, np.float64)
+    rng = np.random.default_rng(seed)
+    n = len(values)
+    means = np.array([values[rng.integers(0, n, n)].mean() for _ in range(n_boot)])
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def digit_entropy(counts: torch.Tensor) -> float:
     """The entropy of a histogram of the 10 digits, divided by log 10: 1 = every digit equally often, 0 = one digit
     (or none at all)."""

@@ -22,7 +22,8 @@
 # Environment (beside lib.sh's): READER (how the caption expert and the EBM's text branch read a caption,
 # model.train --text-reader: conv, the default and the bundled model's, or positions), RUN (the output folder,
 # default runs/captions_conv, or runs/captions for READER=positions),
-# VAE_ITERS, VAE_EXTRA, N_EVAL (below), PARALLEL (1: steps 2 and 3 at once; default 0), DEVICE.
+# VAE_ITERS, FULL_ITERS, VAE_EXTRA, TEXT_WEIGHT, N_EVAL (below), PARALLEL (1: steps 2 and 3 at once; default 0),
+# DEVICE (e.g. cuda).
 #
 # Output: RUN/{vae,full,vae_equal}/final, RUN/eval/{full,vae_equal}/caption_metrics.md.
 #
@@ -34,20 +35,22 @@ parse_args 1 "$@"
 DEV=(); [[ -n ${DEVICE:-} ]] && DEV=(--device "$DEVICE")
 LOG=(--eval-every 250 --eval-samples 500 --ckpt-every 100 --sample-every 250)
 VAE_ITERS=${VAE_ITERS:-1500}   # iterations of step 1
+FULL_ITERS=${FULL_ITERS:-299}  # iterations of step 2 (the full method)
 VAE_EXTRA=${VAE_EXTRA:-1800}   # iterations of the baseline (78-82 % of step 2's CPU time as measured)
 N_EVAL=${N_EVAL:-1000}         # test tuples per direction and prior samples of the evaluation
+TEXT_WEIGHT=${TEXT_WEIGHT:-1}  # the caption's weight in the generator's losses, every step (model.train --text-weight)
 
 READER=${READER:-conv}         # the caption reader (model.train --text-reader)
 DEFAULT_RUN=runs/captions_$READER; [[ $READER == positions ]] && DEFAULT_RUN=runs/captions
 RUN=${RUN:-$DEFAULT_RUN}       # output folder
 PARALLEL=${PARALLEL:-0}        # 1: steps 2 and 3 at the same time
-CAP=(--captions --text-reader "$READER")
+CAP=(--captions --text-reader "$READER" --text-weight "$TEXT_WEIGHT")
 
 train "$RUN/vae" --variant vae "${CAP[@]}" --init-from checkpoints/mebm --init-skip energy --warmup-iters 0 \
   --iters "$VAE_ITERS" "${LOG[@]}" "${DEV[@]}"
 full() {
   train "$RUN/full" --variant full "${CAP[@]}" --init-from "$RUN/vae/final" --init-skip energy \
-    --model.ebm-width 32 --model.ebm-latent-cond-steps 0 --warmup-iters 0 --iters 299 "${LOG[@]}" "${DEV[@]}"
+    --model.ebm-width 32 --model.ebm-latent-cond-steps 0 --warmup-iters 0 --iters "$FULL_ITERS" "${LOG[@]}" "${DEV[@]}"
 }
 baseline() {
   train "$RUN/vae_equal" --variant vae "${CAP[@]}" --init-from "$RUN/vae/final" --warmup-iters 0 \

@@ -25,7 +25,7 @@ import torch
 from model.cli import HelpFormatter, add_data_args
 from model.data import load_dataset
 from model.evaluate import DumpSampler, EvalError, load_classifier
-from model.metrics import hits, one_digit
+from model.metrics import bootstrap_interval as bootstrap, hits, one_digit
 from model.networks import observed_mask
 
 
@@ -57,14 +57,6 @@ def joint_correctness(dump: DumpSampler, clf, batch=500) -> dict[str, np.ndarray
             digit, _ = clf.predict(xg)
             out.setdefault(stage, []).append(one_digit(digit).float().numpy()[:, None])
     return {s: np.concatenate(v) for s, v in out.items()}
-
-
-def bootstrap(diff_rows: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
-    """95 % percentile interval of the mean of per-tuple values, resampling tuples."""
-    rng = np.random.default_rng(seed)
-    n = len(diff_rows)
-    means = np.array([diff_rows[rng.integers(0, n, n)].mean() for _ in range(n_boot)])
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def parse_args(argv=None):

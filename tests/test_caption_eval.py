@@ -57,6 +57,18 @@ def test_agreement_leaves_unnamed_attributes_out_and_states_chance():
     assert agreement(np.array([-1, -1]), np.array([0, 1]))["agreement"] is None
 
 
+def test_stage_changes_are_paired_tuple_by_tuple():
+    tally = Tally()
+    tally.add("proposal", "A", np.array([[1, 1], [0, 0], [1, 0], [0, 1]]))   # per tuple: 1, 0, 0.5, 0.5
+    tally.add("latent", "A", np.array([[1, 1], [1, 1], [1, 0], [0, 1]]))     # the second tuple gains 1
+    tally.add("data", "A", np.array([[1, 1], [0, 0], [1, 1], [1, 1]]))       # the same rate, other tuples' hits
+    c = tally.changes("A", 500, 0)
+    assert list(c) == ["latent", "data"]
+    assert c["latent"]["change"] == pytest.approx(0.25) and 0 <= c["latent"]["low"] <= 0.25 <= c["latent"]["high"] <= 1
+    assert c["data"]["change"] == pytest.approx(0.0) and c["data"]["low"] < 0 < c["data"]["high"]
+    assert tally.rates("latent")["A"] == pytest.approx(0.75)
+
+
 def test_attributes_measured_on_drawn_digits():
     x = torch.zeros(3, 3, 28, 28)
     x[0, :, 4:24, 13:14] = 1            # a thin upright bar
@@ -129,8 +141,15 @@ def test_every_number_of_a_tiny_run_is_the_known_answer(tmp_path, mnist_file, ti
                                                                   "with_caption": {"A": 1.0, "B": 0.0}}
         assert v["digits"]["images_A"] == {"counts": [0, 0, 0, 10] + [0] * 6, "entropy": 0.0}   # a collapse: 0
         assert v["digits"]["with_caption_B"]["counts"] == [0] * 10
+    for direction in (r["caption_to_image"]["held_in"], r["caption_to_image"]["held_out"], r["image_to_caption"]):
+        assert "change" not in direction["proposal"]                     # the judges read every stage alike
+        for stage in stages[1:]:
+            changes = direction[stage]["change"].values() if "A" in direction[stage]["change"] else \
+                [direction[stage]["change"]]
+            assert all(c == {"change": 0.0, "low": 0.0, "high": 0.0} for c in changes)
     table = (tmp_path / "eval" / "caption_metrics.md").read_text()
     assert "held-out" in table and "EBM data revision" in table
+    assert "| caption → image, held-out | EBM data revision | B | +0.00 | [+0.00, +0.00] |" in table
     assert "by template, held-out wordings" in table and "| `list` | 0 |" in table
 
 
