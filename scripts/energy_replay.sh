@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Replay-buffer negatives, longer and varied: the shipped model (checkpoints/mebm) fine-tuned as
+# Replay-buffer negatives, longer and varied: the shipped model (checkpoints/mebm, or INIT) fine-tuned as
 # scripts/energy_finetune.sh does (the full method, its shipped settings, optimisers fresh), with a share of the
 # EBM's negatives drawn from a replay buffer of persistent data chains; then its ex-post prior (20 components) and
 # the energy check and coherence of scripts/energy_eval.sh (both judges).
 # Environment (each with its default):
+#   INIT=checkpoints/mebm  the model to start from (e.g. an earlier run's runs/NAME/final)
 #   NAME=replay       runs/NAME (the model: runs/NAME/final) and the names of scripts/energy_eval.sh's outputs
 #   ITERS=400         training iterations
 #   SHARE=0.5         --ebm-replay-share: the share of the 64 negatives from the buffer
@@ -26,7 +27,7 @@ DEV=(); [[ -n ${DEVICE:-} ]] && DEV=(--device "$DEVICE")
 BUDGET=(); [[ -n ${MINUTES:-} ]] && BUDGET=(--max-minutes "$MINUTES")
 LOG=(--eval-every 0 --ckpt-every 50 --sample-every 1000)
 
-train "runs/$NAME" --variant full --init-from checkpoints/mebm --model.ebm-width 32 --model.ebm-latent-cond-steps 0 \
+train "runs/$NAME" --variant full --init-from "${INIT:-checkpoints/mebm}" --model.ebm-width 32 --model.ebm-latent-cond-steps 0 \
   --warmup-iters 0 --iters "${ITERS:-400}" --ebm-replay-share "${SHARE:-0.5}" --ebm-replay-size "${SIZE:-10000}" \
   --ebm-replay-reinit "${REINIT:-0.05}" --ebm-replay-steps "${RSTEPS:-30}" --energy-l2 "${L2:-0.01}" "${LOG[@]}" \
   "${BUDGET[@]}" "${DEV[@]}"
