@@ -809,7 +809,13 @@ def choose_model(model):
     with_captions = model == CAPTIONS
     source = gr.update(choices=CAPTION_SOURCES) if with_captions else gr.update(choices=SOURCE_LABELS, value="draw")
     return (source, gr.update(visible=with_captions), gr.update(visible=with_captions, value=""),
-            chains.latent.steps, chains.latent.step_size, chains.data.steps, chains.data.step_size)
+            chains.latent.steps, chains.latent.step_size, chains.data.steps, chains.data.step_size,
+            gr.update(label=noise_label(chains)))
+
+
+def noise_label(chains) -> str:
+    """The noise checkbox's label: the noise scales of the chosen model's chains."""
+    return f"Langevin noise on (latent {chains.latent.noise:g}, data {chains.data.noise:g})"
 
 
 def scrub_captions(index, request: gr.Request = None):
@@ -945,8 +951,7 @@ def build_demo() -> gr.Blocks:
                     data_step_size = NumberBox(cfg.chains.data.step_size, label="Data step size",
                                                elem_id="data_step_size", minimum=LIMITS["data_step_size"][0],
                                                maximum=LIMITS["data_step_size"][1])
-                    noise = gr.Checkbox(True, label=f"Langevin noise on (latent {cfg.chains.latent.noise:g}, data "
-                                                    f"{cfg.chains.data.noise:g})", elem_id="noise")
+                    noise = gr.Checkbox(True, label=noise_label(cfg.chains), elem_id="noise")
                     seed = NumberBox(0, label="Seed (same seed, same frames)", precision=0, elem_id="seed",
                                      minimum=LIMITS["seed"][0], maximum=LIMITS["seed"][1])
                     compare = gr.Checkbox(False, label="Also run the data steps from noise (below the grid; doubles "
@@ -1084,7 +1089,7 @@ def build_demo() -> gr.Blocks:
                 listen(scrub_captions, scrub_slider, stage_text, api_visibility="private", show_progress="hidden",
                        trigger_mode="always_last")
             model.input(choose_model, model, [source, caption_box, stage_text, latent_steps, latent_step_size,
-                                              data_steps, data_step_size], queue=False, api_visibility="private")
+                                              data_steps, data_step_size, noise], queue=False, api_visibility="private")
         # the pace is the visitor's own and changes while a run streams: not queued behind the chains
         for control in (speed, lesson):
             control.change(set_pace, [speed, lesson], explain, queue=False, api_visibility="private")

@@ -250,9 +250,9 @@ class TrainConfig:
                                       # hundreds per image
     explode_threshold: float = 1e4    # divergence guard on |EBM loss|
     # bookkeeping
-    log_every: int = 10               # iterations between lines of log.jsonl
-    sample_every: int = 500           # iterations between sample grids in samples/
-    ckpt_every: int = 250             # iterations between checkpoints (OUT/checkpoint)
+    log_every: int = 10               # iterations between lines of log.jsonl (0 = only the quick checks' lines)
+    sample_every: int = 500           # iterations between sample grids in samples/ (0 = only the final grid)
+    ckpt_every: int = 250             # iterations between checkpoints (OUT/checkpoint; 0 = only at the end)
     eval_every: int = 500             # iterations between quick coherence checks (0 = off)
     eval_samples: int = 500           # test tuples / prior samples of the quick coherence check
     classifier: str | None = "checkpoints/classifier"  # judges of the coherence logged in training (a

@@ -695,14 +695,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 continue
             if clf is not None and (done % cfg.eval_every == 0):
                 log.update(quick_coherence(model, clf, test, cfg.eval_samples, cfg=cfg, it=done))
-            if done % cfg.log_every == 0 or "coherence_joint" in log:
+            if (cfg.log_every and done % cfg.log_every == 0) or "coherence_joint" in log:
                 log_file.write(json.dumps(log) + "\n")
                 log_file.flush()
                 bar.set_postfix({k: f"{log[k]:.3g}" for k in ("loss_recon", "loss_energy", "data_move",
                                                               "coherence_joint") if k in log})
-            if done % cfg.sample_every == 0:
+            if cfg.sample_every and done % cfg.sample_every == 0:
                 save_samples(model, cfg, out / "samples" / f"iter{done:06d}.png", done)
-            if done % cfg.ckpt_every == 0 or done == cfg.warmup_iters:
+            if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.warmup_iters:
                 save_checkpoint(out, model, opt, cfg, done, time.time() - t0, time.process_time() - c0)
                 saved = done
             if done == cfg.warmup_iters:  # keep the end of the warm-up: every variant can start from it

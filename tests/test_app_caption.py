@@ -25,7 +25,8 @@ BASE = dict(source="caption", sketch=None, upload=None, modality=0, n_samples=2,
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("captioned")
-    return save_tiny_model(tmp / "mebm"), save_tiny_caption_model(tmp / "mebm_captions")
+    # the model with captions runs its latent revision at noise 0.01, as the shipped one
+    return save_tiny_model(tmp / "mebm"), save_tiny_caption_model(tmp / "mebm_captions", latent_noise=0.01)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -174,13 +175,15 @@ def test_captions_model_absent_the_page_is_the_five_image_page(folders, monkeypa
 
 
 def test_choosing_a_model_shows_its_inputs_and_settings():
-    source, box, text, ls, lss, ds, dss = app.choose_model(CAPTIONS)
+    source, box, text, ls, lss, ds, dss, noise = app.choose_model(CAPTIONS)
     assert ("Caption (typed below)", "caption") in source["choices"] and box["visible"] and text["visible"]
     chains = app.loaded()["caption_sampler"].chains
     assert (ls, lss, ds, dss) == (chains.latent.steps, chains.latent.step_size, chains.data.steps,
                                   chains.data.step_size)
-    source, box, text, *_ = app.choose_model(IMAGES)
+    assert noise["label"].startswith("Langevin noise on (latent 0.01,")     # the page names its own model's noise
+    source, box, text, *_, noise = app.choose_model(IMAGES)
     assert source["value"] == "draw" and source["choices"] == app.SOURCE_LABELS and not box["visible"]
+    assert noise["label"].startswith(f"Langevin noise on (latent {app.model_config().chains.latent.noise:g},")
 
 
 def test_share_link_of_a_caption_run_gives_the_same_frames():

@@ -250,3 +250,15 @@ def test_conditional_share_replaces_that_share_of_the_ebm_negatives(tiny_config,
     assert "energy_cond" not in log
     with pytest.raises(ValueError):
         TrainConfig(ebm_cond_share=0.6, ebm_replay_share=0.6)
+
+
+def test_zero_intervals_mean_off_and_the_run_still_ends_with_its_checkpoint(tmp_path, mnist_file, tiny_config):
+    """--log-every / --sample-every / --ckpt-every 0: no periodic lines, grids or checkpoints (no division by
+    zero), but the final model, grid and resume checkpoint are still written."""
+    cfg = _cfg(tmp_path, mnist_file, tiny_config, log_every=0, sample_every=0, ckpt_every=0, warmup_iters=0)
+    train(cfg)
+    run = tmp_path / "run"
+    assert (run / "log.jsonl").read_text() == ""
+    assert [p.name for p in (run / "samples").glob("*.png")] == ["final_iter000004.png"]
+    assert torch.load(run / "checkpoint" / "state.pt", weights_only=True)["iteration"] == 4
+    assert (run / "final" / "model.safetensors").exists()
