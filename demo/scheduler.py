@@ -90,10 +90,11 @@ class Job:
                     items.append(self.frames.get_nowait())
                 except queue.Empty:
                     break
-            frames = [f for f in items if isinstance(f, Frame)]
+            end = next((i for i, item in enumerate(items) if item is END), None)   # the chain's end, or Stop
+            frames = [f for f in items[:end] if isinstance(f, Frame)]   # (frames after a Stop are not read)
             if frames:
                 yield frames
-            if items[-1] is END:
+            if end is not None:
                 if self.error is not None:
                     raise self.error
                 return
@@ -130,8 +131,10 @@ class Scheduler:
         return job
 
     def cancel(self, job: Job):
-        """Stop ``job``: it leaves at the next round; the other chains go on as they were."""
+        """Stop ``job``: its stream ends at once (a page waiting for its next frame is woken), the chain leaves at
+        the next round; the other chains go on as they were."""
         job.cancelled = True
+        job.frames.put(END)
 
     def wait_estimate(self, job: Job) -> float | None:
         """Seconds until ``job`` ends: the rounds it still needs, each timed by the measured round time for the

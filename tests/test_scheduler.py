@@ -3,6 +3,7 @@
 Frames are compared as the page shows them: the uint8 images of ChainPlayer snapshots. A batched convolution may
 differ from a batch of one in the last float bits, so a batched frame may differ from the chain run alone by at
 most one grey level, in at most 0.1 % of its pixels; every frame's stage and step are the same."""
+import threading
 import time
 
 import numpy as np
@@ -120,6 +121,28 @@ def test_stop_ends_one_chain_at_the_next_round_and_leaves_the_others(sampler):
     run_all(scheduler)
     for i in (0, 2):
         assert_same_frames(drain(jobs[i], players[i]), alone[i])
+
+
+def test_stop_wakes_a_page_waiting_for_its_next_frame(sampler):
+    """A page blocked on its stream while no round runs (the class's round, or its turn, still to come): Stop ends
+    that stream at once, with no frame; the chain leaves at the next round."""
+    scheduler = Scheduler(sampler)
+    job = scheduler.submit(make_player(sampler, 1, seed=3))
+    looks, ended = [], threading.Event()
+
+    def page():
+        looks.extend(job.stream(timeout=60))
+        ended.set()
+
+    reader = threading.Thread(target=page, daemon=True)
+    reader.start()
+    reader.join(0.2)
+    assert not ended.is_set()      # waiting: no round has run
+    scheduler.cancel(job)
+    reader.join(60)
+    assert ended.is_set() and looks == []
+    scheduler.advance()
+    assert job not in scheduler.jobs and job.stage == "done"
 
 
 def test_a_diverging_chain_ends_alone_with_its_message(sampler):
