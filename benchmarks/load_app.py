@@ -70,19 +70,20 @@ def connect(url):
     """A user's page, open before the class presses Run: an API client that has sent one small event (a preset),
     as a page does its load events, so that the server has made this visitor's session state (Gradio builds
     every component's settings for a new session, ~0.1 s of CPU each) before the press, as for a browser."""
+    import httpx
     from gradio_client import Client
 
     client = Client(url, verbose=False, download_files=False)
     client.predict("Default", api_name="/preset")
+    client.page_http = httpx.Client(timeout=30)   # the page's own open connection, for what it posts directly (Stop)
+    client.page_http.head(url)
     return client
 
 
 def press_stop(client, job, rec, t0):
-    """Stop as the page presses it: two requests at once, the app's unqueued stop event (``/stop``: it wakes this
-    visitor's run from its wait for the next frame) and the queue's cancel of this visitor's running event. The
-    client goes on reading the stream, to see when it ends."""
-    import httpx
-
+    """Stop as the page presses it: two requests at once on the page's open connection, the app's unqueued stop event
+    (``/stop``: it wakes this visitor's run from its wait for the next frame) and the queue's cancel of this
+    visitor's running event. The client goes on reading the stream, to see when it ends."""
     ids = {d.get("api_name"): d["id"] for d in client.config["dependencies"]}
     rec["stop"] = time.perf_counter() - t0
     rec["frames_at_stop"] = rec["frames"]
@@ -95,7 +96,7 @@ def press_stop(client, job, rec, t0):
 
     def send(path):
         try:
-            httpx.post(client.src_prefixed + path, json=requests[path], timeout=30).raise_for_status()
+            client.page_http.post(client.src_prefixed + path, json=requests[path]).raise_for_status()
         except Exception as e:   # reported with the run
             errors.append(f"Stop: {type(e).__name__}: {e}")
 
