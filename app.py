@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +86,7 @@ PLOT_INTERVAL = 0.25       # seconds between classifier read-outs (captions) whi
 FIGURE_INTERVAL = 1.0      # seconds between plot and table updates while streaming
 STOP_SLICE = 0.3           # seconds a run waits at most between two yields (Gradio ends it at a yield: Stop)
 PACES = Paces()            # each visitor's pace: speed, pause, lesson mode (demo.pace)
+STREAMING: dict = {}       # the run streaming for each visitor now (session key -> PageRun): Stop reaches it
 SESSIONS = Sessions(max_sessions=32)   # one run per visitor (demo.view.PageRun); frames uint8, at most 8 MB each
 SESSION_STATES = 64        # visitors whose page state Gradio keeps (its default, 10,000, grows ~0.3 MB per visitor)
 SERIES = ("mean", "lowest", "highest", "from noise")
@@ -215,14 +217,19 @@ def run_frames(run):
     # captions computes each run alone
     if scheduler is None or player.settings.compare or player.sampler is not scheduler.sampler:
         run.job = None
-        yield from ([snap] for snap in player_frames(run))
+        for snap in player_frames(run):
+            if run.halt.is_set():   # Stop: no frame after it
+                return
+            yield [snap]
         return
     job = run.job = scheduler.start().submit(player)
     last = time.perf_counter() - job.phase * frame_interval(run)   # the class's pages take turns
     try:
         for frames in job.stream():
             yield [player.take(f) for f in frames]
-            last = _pace(last, frame_interval(run))   # then the frames made meanwhile come together
+            last = _pace(last, frame_interval(run), run.halt)   # then the frames made meanwhile come together
+            if run.halt.is_set():   # Stop during the wait (its stream has ended too): the frames made meanwhile
+                return              # are not shown
     finally:   # the end, Stop or a page gone: the chain leaves the scheduler at its next round
         scheduler.cancel(job)
         player.finished = True
@@ -362,23 +369,27 @@ def outputs(**updates) -> tuple:
     return tuple(updates.get(name, gr.skip()) for name in RUN_OUTPUTS)
 
 
-def _pace(last_yield: float, interval: float) -> float:
+def _pace(last_yield: float, interval: float, halt: threading.Event | None = None) -> float:
+    """Wait until ``interval`` after ``last_yield``, or until ``halt`` is set (Stop); returns the time it ended."""
     wait = last_yield + interval - time.perf_counter()
     if wait > 0:
-        time.sleep(wait)
+        if halt is None:
+            time.sleep(wait)
+        else:
+            halt.wait(wait)
     return time.perf_counter()
 
 
-def _pace_awake(last_yield: float, interval: float, beat):
-    """``_pace`` that yields ``beat()`` every STOP_SLICE seconds while it waits, and returns the time it ended: a
-    generator can be stopped only when it yields (Gradio closes it at its next yield), so a run in slow motion
-    still ends at Stop within STOP_SLICE. (Not used for a class's shared frame rate: thirty to sixty pages
-    sending empty updates every STOP_SLICE cost the class more than it gained; see docs/demo.md.)"""
+def _pace_awake(last_yield: float, interval: float, beat, halt: threading.Event):
+    """``_pace`` that yields ``beat()`` every STOP_SLICE seconds while it waits, and returns the time it ended (at
+    once when ``halt`` is set: Stop). Gradio's own cancel of the event closes a generator only when it yields, so a
+    run in slow motion still ends at that cancel within STOP_SLICE. (Not used for a class's shared frame rate:
+    thirty to sixty pages sending empty updates every STOP_SLICE cost the class more than it gained; see
+    docs/demo.md. The page's Stop wakes the run itself: ``stop_run``.)"""
     while True:
         wait = last_yield + interval - time.perf_counter()
-        if wait <= 0:
+        if wait <= 0 or halt.wait(min(wait, STOP_SLICE)):
             return time.perf_counter()
-        time.sleep(min(wait, STOP_SLICE))
         if last_yield + interval - time.perf_counter() > 0:
             yield beat()
 
@@ -465,6 +476,7 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
              player.settings.seed)
     key = session_key(request)
     keep_run(key, run)
+    STREAMING[key] = run   # what the page's Stop reaches (stop_run)
     pace = PACES.get(key)
     server_interval = 1.0 / fps() if fps() > 0 else 0.0
     last_yield, last_plot, last_figs = 0.0, time.perf_counter(), time.perf_counter()
@@ -473,6 +485,8 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
         try:
             for snaps in run_frames(run):
                 for n, snap in enumerate(snaps):
+                    if run.halt.is_set():
+                        break
                     run.record(snap)
                     last_of_look = n == len(snaps) - 1
                     if not last_of_look and not pace.every_frame():
@@ -483,7 +497,7 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                                       status=f"**Before the {stage_title(snap.stage)}.** " + texts.REVEAL_HINT,
                                       **reveal_button(run, True))
                         run.sent.delivered()
-                    yield from held(pace)
+                    yield from held(pace, run.halt)
                     now = time.perf_counter()
                     slow = now - last_plot >= PLOT_INTERVAL
                     few = frame_interval(run) < PLOT_INTERVAL   # else a class: read-outs and plots at stage ends
@@ -511,20 +525,31 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                         if "explain" not in update:   # (figures of this frame made it already)
                             update["explain"] = run.explain(snap)
                         update |= reveal_button(run, False)
-                    last_yield = yield from _pace_awake(last_yield, max(server_interval, pace.interval()), outputs)
-                    yield from held(pace)   # paused while this frame waited its turn: not shown until resumed
+                    last_yield = yield from _pace_awake(last_yield, max(server_interval, pace.interval()), outputs,
+                                                        run.halt)
+                    yield from held(pace, run.halt)   # paused while this frame waited its turn: not shown until resumed
+                    if run.halt.is_set():   # Stop during the wait: this frame is not shown
+                        break
                     yield outputs(**update)
                     run.shown = snap.index   # taken by Gradio (a Stop during the yield leaves the frame before)
                     run.sent.delivered()
+            run.stopped = run.halt.is_set()   # Stop: Step goes on from the last frame the page showed
             z = f", {run.z_source()}" if run.z_source() else ""
-            status = f"**Done:** {snap.index + 1} frames{z}. " + run.coherence_line(snap)
+            status = texts.STOPPED if run.stopped else f"**Done:** {snap.index + 1} frames{z}. " + run.coherence_line(
+                snap)
         except ChainDiverged as e:
             # in the status line, where the stage's step was (a toast would cover the buttons)
             status = f"**Stopped: {e}** The frames up to that point are kept: scrub through them."
-        except GeneratorExit:   # Stop (or the page closed): Step goes on from the last frame the page showed
+        except GeneratorExit:   # Gradio's cancel (or the page closed): as Stop
             run.stopped = True
             raise
+        finally:
+            if STREAMING.get(key) is run:
+                del STREAMING[key]
     trim_heap(TRIM_INTERVAL)
+    if run.stopped:   # the page keeps what it shows (the scrub slider's range as the frames shown set it)
+        yield outputs(status=status)
+        return
     if snap is None:
         raise gr.Error(status or "The chain produced no frame.")
     pic, caps = run.strip(None, classify_now=True)
@@ -536,6 +561,20 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
     run.sent.delivered()
 
 
+async def stop_run(request: gr.Request = None):
+    """The page's Stop, unqueued: the run streaming for this visitor ends at once, woken from its wait for the next
+    frame (Gradio's cancel of the event, which the page sends too, closes a generator only when it yields, and a
+    page of a class waits seconds between its frames); its chain leaves the scheduler at the next round, the other
+    visitors' chains go on. The page then shows what it showed, and Step goes on from its last frame."""
+    run = STREAMING.get(session_key(request))
+    if run is None:
+        return
+    run.halt.set()
+    scheduler = loaded().get("scheduler")
+    if run.job is not None and scheduler is not None:
+        scheduler.cancel(run.job)
+
+
 def streaming_status(run, snap) -> str:
     """The status line while a run streams: the same stage and step as the running stage's caption."""
     total = run.player.totals.get(snap.stage) or 0
@@ -543,11 +582,10 @@ def streaming_status(run, snap) -> str:
             + time_left(run, snap))
 
 
-def held(pace):
-    """While the visitor's pace holds the run (paused, or a lesson question not yet revealed): empty updates
-    twice a second, so that Stop still ends the run at once."""
-    while pace.held():
-        time.sleep(0.5)
+def held(pace, halt: threading.Event):
+    """While the visitor's pace holds the run (paused, or a lesson question not yet revealed) and Stop (``halt``)
+    was not pressed: empty updates twice a second, so that Gradio's own cancel still ends the run at once."""
+    while pace.held() and not halt.wait(0.5):
         yield outputs()
 
 
@@ -1073,6 +1111,8 @@ def build_demo() -> gr.Blocks:
                           queue=False)
         stop_btn.click(None, None, status, cancels=[run_event],
                        js=f"() => {{ window.mebmStopped = true; return {said['STOPPED']}; }}")
+        # and the run itself, woken from its wait for the next frame (unqueued: not behind the class's runs)
+        stop_btn.click(stop_run, None, None, queue=False, api_name="stop", show_progress="hidden")
         one, five = gr.Number(1, visible=False), gr.Number(5, visible=False)
         step_btn.click(**relay).then(step_chain, [one, *chain_inputs], chain_outputs, api_name="step",
                                      show_progress="hidden", trigger_mode="always_last", **chain)

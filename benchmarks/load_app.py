@@ -12,9 +12,9 @@
    ``--batch both`` measures the batched path (MEBM_BATCH=1: one model pass per step for every visitor) and
    the unbatched one in the same run, one app after the other, with their throughput (complete runs per
    minute). ``--stoppers``: that many of the users press Stop a moment (``--stop-after``) after their first
-   frame, as the page does (the queue's cancel of their event): the time from their Stop to the end of their
-   stream (p50 / p95; the page's Stop should end a visitor's chain within 0.5 s), and whether the others still
-   complete.
+   frame, as the page does (the app's stop event and the queue's cancel of their event, at once): the time
+   from their Stop to the end of their stream (p50 / p95; the page's Stop should end a visitor's chain within
+   0.5 s), and whether the others still complete.
 2. ``--soak`` runs in a row (at most 1000) by one client: the server's resident memory and its temp
    folder (files, bytes) before and after.
 The app runs in a subprocess on 127.0.0.1 (a free port) with its own temp folder, and is stopped at the
@@ -70,26 +70,43 @@ def connect(url):
     """A user's page, open before the class presses Run: an API client that has sent one small event (a preset),
     as a page does its load events, so that the server has made this visitor's session state (Gradio builds
     every component's settings for a new session, ~0.1 s of CPU each) before the press, as for a browser."""
+    import httpx
     from gradio_client import Client
 
     client = Client(url, verbose=False, download_files=False)
     client.predict("Default", api_name="/preset")
+    client.page_http = httpx.Client(timeout=30)   # the page's own open connection, for what it posts directly (Stop)
+    client.page_http.head(url)
     return client
 
 
 def press_stop(client, job, rec, t0):
-    """Stop as the page presses it: the queue's cancel of this visitor's running event. The client goes on reading
-    the stream, to see when it ends."""
-    import httpx
-
-    fn_index = next(d["id"] for d in client.config["dependencies"] if d.get("api_name") == "run")
+    """Stop as the page presses it: two requests at once on the page's open connection, the app's unqueued stop event
+    (``/stop``: it wakes this visitor's run from its wait for the next frame) and the queue's cancel of this
+    visitor's running event. The client goes on reading the stream, to see when it ends."""
+    ids = {d.get("api_name"): d["id"] for d in client.config["dependencies"]}
     rec["stop"] = time.perf_counter() - t0
     rec["frames_at_stop"] = rec["frames"]
-    try:
-        httpx.post(client.src_prefixed + "cancel", json={"fn_index": fn_index, "session_hash": client.session_hash,
-                                                          "event_id": job.communicator.event_id}, timeout=30)
-    except Exception as e:   # reported with the run
-        rec["error"] = f"Stop: {type(e).__name__}: {e}"
+
+    session = client.session_hash
+    requests = {   # the page's two requests: its unqueued stop event (posted directly) and the queue's cancel
+        "run/stop": {"data": [], "fn_index": ids["stop"], "event_data": None, "session_hash": session},
+        "cancel": {"fn_index": ids["run"], "session_hash": session, "event_id": job.communicator.event_id}}
+    errors = []
+
+    def send(path):
+        try:
+            client.page_http.post(client.src_prefixed + path, json=requests[path]).raise_for_status()
+        except Exception as e:   # reported with the run
+            errors.append(f"Stop: {type(e).__name__}: {e}")
+
+    calls = [threading.Thread(target=send, args=(call,)) for call in requests]
+    for call in calls:
+        call.start()
+    for call in calls:
+        call.join()
+    if errors:
+        rec["error"] = errors[0]
 
 
 def one_run(url, seed, timeout, out, client=None, stop_after=None):

@@ -19,6 +19,7 @@ check_state and check_runaway, so a chain that diverges ends alone with ChainDiv
 """
 from __future__ import annotations
 
+import math
 import queue
 from collections import deque
 import threading
@@ -33,6 +34,7 @@ from model.langevin import (ChainDiverged, Frame, fill_observed, check_runaway, 
 LATENT_MAX_ABS = 50.0   # the bound of latent_revision / ebm_latent_revision
 DATA_BOUNDS = (0.0, 1.0)
 END = object()          # the last item of a job's queue after its frames
+STAGES = ("latent", "ebm_latent", "data")   # the chain's stages after its proposal, in order
 GOLDEN = (5 ** 0.5 - 1) / 2
 
 
@@ -73,12 +75,15 @@ class Job:
 
     def steps_left(self) -> int:
         """Rounds this chain still needs (each round: one step, or the proposal)."""
-        order = ("new", "latent", "ebm_latent", "data")
+        return len(self.rounds_ahead())
+
+    def rounds_ahead(self) -> list[str]:
+        """The stage of each round this chain still needs, in order ("proposal" for its first round)."""
         if self.stage == "done":
-            return 0
-        i = order.index(self.stage)
-        left = 1 if self.stage == "new" else self.steps_of(self.stage) + 1 - self.k
-        return left + sum(self.steps_of(s) + 1 for s in order[max(i, 0) + 1:] if self.steps_of(s) > 0)
+            return []
+        ahead = ["proposal"] if self.stage == "new" else [self.stage] * (self.steps_of(self.stage) + 1 - self.k)
+        later = STAGES[STAGES.index(self.stage) + 1:] if self.stage in STAGES else STAGES
+        return ahead + [s for s in later if self.steps_of(s) > 0 for _ in range(self.steps_of(s) + 1)]
 
     def stream(self, timeout: float | None = None):
         """Lists of the frames computed since the last look (at least one; blocks until there is one), until the
@@ -90,10 +95,11 @@ class Job:
                     items.append(self.frames.get_nowait())
                 except queue.Empty:
                     break
-            frames = [f for f in items if isinstance(f, Frame)]
+            end = next((i for i, item in enumerate(items) if item is END), None)   # the chain's end, or Stop
+            frames = [f for f in items[:end] if isinstance(f, Frame)]   # (frames after a Stop are not read)
             if frames:
                 yield frames
-            if items[-1] is END:
+            if end is not None:
                 if self.error is not None:
                     raise self.error
                 return
@@ -107,7 +113,7 @@ class Scheduler:
         self.jobs: list[Job] = []
         self.lock = threading.RLock()
         self.wake = threading.Condition(self.lock)
-        self.clock = RoundClock()                  # a round's wall time against the samples it advances
+        self.clock = StageClock()                  # each stage's share of a round's time against its samples
         self.rounds = 0
         self.submitted = 0
         self._thread: threading.Thread | None = None
@@ -130,20 +136,34 @@ class Scheduler:
         return job
 
     def cancel(self, job: Job):
-        """Stop ``job``: it leaves at the next round; the other chains go on as they were."""
+        """Stop ``job``: its stream ends at once (a page waiting for its next frame is woken), the chain leaves at
+        the next round; the other chains go on as they were."""
         job.cancelled = True
+        job.frames.put(END)
 
     def wait_estimate(self, job: Job) -> float | None:
-        """Seconds until ``job`` ends: the rounds it still needs, each timed by the measured round time for the
-        samples that round will advance (the chains now running that still need it: a class that ends together
-        speeds up together). None until a round of about this size was measured (the first rounds of a class
-        that just arrived: a round of 3 samples says little of one of 90)."""
+        """Seconds until ``job`` ends: the rounds it still needs, each timed as the sum, over the stages its chains
+        will then be in, of that stage's measured time for the samples it will advance (the chains now running
+        that will still be in it: a class that ends together speeds up together; the data revision costs more per
+        sample than the latent one). Proposals ahead are not timed (a page's estimate comes after its own). None
+        while a stage ahead has no time for its size (StageClock.seconds)."""
         with self.lock:
-            ahead = [(j.steps_left(), j.n) for j in self.jobs if not j.cancelled and j is not job]
-        left = job.steps_left()
-        sizes = [job.n + sum(n for k, n in ahead if k >= r) for r in range(1, left + 1)]
-        times = {x: self.clock.seconds(x) for x in set(sizes)}
-        return None if None in times.values() else sum(times[x] for x in sizes)
+            others = [(j.n, j.rounds_ahead()) for j in self.jobs if not j.cancelled and j is not job]
+        mine = job.rounds_ahead()
+        times: dict[tuple, float | None] = {}
+        total = 0.0
+        for r in range(len(mine)):
+            samples: dict[str, int] = {}
+            for n, ahead in [(job.n, mine)] + others:
+                if r < len(ahead) and ahead[r] != "proposal":
+                    samples[ahead[r]] = samples.get(ahead[r], 0) + n
+            for key in samples.items():
+                if key not in times:
+                    times[key] = self.clock.seconds(*key)
+                if times[key] is None:
+                    return None
+                total += times[key]
+        return total
 
     # ------------------------------------------------------------ the rounds
     def start(self) -> "Scheduler":
@@ -172,10 +192,11 @@ class Scheduler:
 
     @torch.no_grad()
     def advance(self, since: float | None = None) -> int:
-        """One round: every chain one step (a new one its proposal). Returns the chains that ran. ``since``: when
-        the previous round ended, if this one follows it at once (the scheduler's thread): the gap between them
-        (the time the pages' threads held the CPU and the lock) counts in the round's time on the clock, since the
-        chains wait for it too."""
+        """One round: every chain one step (a new one its proposal). Returns the chains that ran. Each stage's steps
+        are timed on the clock apart. ``since``: when the previous round ended, if this one follows it at once (the
+        scheduler's thread): the gap between them (the time the pages' threads held the CPU and the lock) counts
+        in the round's time on the clock, shared by its stages as their steps' times, since the chains wait for
+        it too."""
         t0 = time.perf_counter()
         with self.lock:
             for job in [j for j in self.jobs if j.cancelled]:
@@ -189,12 +210,18 @@ class Scheduler:
             (arrivals if job.stage == "new" else groups).setdefault(self._group_key(job), []).append(job)
         for group in arrivals.values():   # a class that presses Run together: one batched proposal per group
             self._guard(group, self._propose, group)
-        t1 = time.perf_counter()
+        spent: dict[str, list] = {}   # stage -> [samples, seconds] of this round's steps
         for group in groups.values():
+            stage, t1 = group[0].stage, time.perf_counter()
             self._step(group)
-        if groups:   # the clock times the steps (a burst of new visitors' proposals is no round of the chain)
+            spent.setdefault(stage, [0, 0.0])
+            spent[stage][0] += sum(j.n for j in group)
+            spent[stage][1] += time.perf_counter() - t1
+        if spent:   # the clock times the steps (a burst of new visitors' proposals is no round of the chain)
             gap = 0.0 if since is None else max(0.0, t0 - since)
-            self.clock.add(sum(j.n for g in groups.values() for j in g), time.perf_counter() - t1 + gap)
+            work = sum(seconds for _, seconds in spent.values())
+            for stage, (samples, seconds) in spent.items():   # the gap shared as the stages shared the round
+                self.clock.add(stage, samples, seconds + gap * (seconds / work if work > 0 else 1 / len(spent)))
         self.rounds += 1
         return len(jobs)
 
@@ -369,19 +396,62 @@ class RoundClock:
         rounds = list(self.rounds)   # a copy: the scheduler's thread adds rounds while the pages ask
         if not rounds:
             return None
-        weighted = self._weighted(rounds)
-        near = [(w, x, y) for w, (x, y) in weighted if samples / self.reach <= x <= samples * self.reach]
+        found = self.near(samples, rounds)
+        if found is not None:
+            return found
+        smallest = min(x for x, _ in rounds)
+        return None if samples > smallest else self.near(smallest, rounds)
+
+    def near(self, samples: float, rounds=None) -> float | None:
+        """The time of a round of ``samples`` from the rounds within ``reach`` of that size only; None if none."""
+        rounds = list(self.rounds) if rounds is None else rounds
+        near = [(w, x, y) for w, (x, y) in self._weighted(rounds) if samples / self.reach <= x <= samples * self.reach]
         if not near:
-            smallest = min(x for x, _ in rounds)
-            if samples > smallest:
-                return None
-            near = [(w, x, y) for w, (x, y) in weighted if x == smallest]
-            samples = smallest
+            return None
         return sum(w * y * samples / x for w, x, y in near) / sum(w for w, _, _ in near)
+
+    def sizes(self) -> set[float]:
+        return {x for x, _ in list(self.rounds)}
 
     def _weighted(self, rounds):
         n = len(rounds)
         return [(self.decay ** (n - 1 - i), r) for i, r in enumerate(rounds)]
+
+
+class StageClock:
+    """A RoundClock per stage (latent, ebm_latent, data): the time of a round's steps in that stage for a given
+    number of samples. Their costs per sample differ (the generator's forward and backward in the latent
+    revision, the EBM's in the data revision), so a round ahead is timed by the stages its chains will be in."""
+
+    def __init__(self, **kw):
+        self.clocks = {stage: RoundClock(**kw) for stage in STAGES}
+
+    def add(self, stage: str, samples: int, seconds: float):
+        self.clocks[stage].add(samples, seconds)
+
+    def seconds(self, stage: str, samples: float) -> float | None:
+        """The time of ``samples`` chains' step in ``stage``: its own rounds of a similar size (RoundClock), else
+        (a stage this class has not reached yet) another stage's time for this size, times the ratio of the two
+        stages' times at a size where both were measured (the nearest one: of the class before, or of one
+        visitor's run); None when neither stage measured gives that."""
+        own = self.clocks[stage].seconds(samples)
+        if own is not None:
+            return own
+        for other in STAGES:
+            there = None if other == stage else self.clocks[other].seconds(samples)
+            ratio = None if there is None else self.ratio(stage, other, samples)
+            if ratio is not None:
+                return there * ratio
+        return None
+
+    def ratio(self, stage: str, other: str, near: float) -> float | None:
+        """The time of a step in ``stage`` against one in ``other``, for the same samples: at the size nearest
+        ``near`` where both were measured (each within its RoundClock's reach of it); None if at none."""
+        for size in sorted(self.clocks[stage].sizes(), key=lambda m: abs(math.log(m / near))):
+            a, b = self.clocks[stage].near(size), self.clocks[other].near(size)
+            if a is not None and b:
+                return a / b
+        return None
 
 
 def _split(sizes):

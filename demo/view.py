@@ -5,6 +5,7 @@ has, so that an unchanged figure is not drawn and sent again."""
 from __future__ import annotations
 
 import html
+import threading
 from typing import Callable
 
 import numpy as np
@@ -159,6 +160,7 @@ class PageRun:
         self.trace_start: dict[str, float] = {}
         self.shown = -1         # the index of the last frame the page was sent (Step after Stop goes on from there)
         self.stopped = False    # a streamed run ended by Stop (or the page leaving) before its end
+        self.halt = threading.Event()   # Stop pressed: the streaming run ends at its next wait, woken from it
         self.sent = Sent()      # what the page has of this run's outputs (props carried over by the app)
         self._pred: dict[int, tuple] = {}
 

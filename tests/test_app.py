@@ -816,6 +816,50 @@ def test_a_slow_run_yields_while_it_waits_so_that_stop_ends_it_at_once():
         app.set_pace(40, False, request=req("slow"))
 
 
+def test_stop_wakes_a_run_waiting_for_its_turn_and_it_ends_stopped(monkeypatch):
+    """A page of a class waits seconds for its next frame (here an hour): the page's Stop (stop_run, unqueued) wakes
+    it; the run yields its last update, Stopped, and ends without showing the frames made meanwhile. Its chain left
+    the scheduler, and Step goes on from the frame the page showed."""
+    import asyncio
+    import threading
+
+    scheduler = app.loaded()["scheduler"]
+    assert scheduler is not None
+    interval = [0.0]   # the first frames at once, then the page's turn an hour later
+    monkeypatch.setattr(app, "frame_interval", lambda run: interval[0])
+    kw = dict(source="upload", upload=EXAMPLE, data_steps=50)
+    gen = app.run_chain(*args(**kw), request=req("waiting"))
+    firsts = [dict(zip(app.RUN_OUTPUTS, next(gen))) for _ in range(3)]
+    interval[0] = 3600.0
+    run = app.SESSIONS.get("waiting")
+    assert not is_skip(firsts[-1]["grid"]) and run.job in scheduler.jobs
+    rest, ended = [], threading.Event()
+
+    def page():   # Gradio's worker thread, asking for the next update
+        rest.extend(dict(zip(app.RUN_OUTPUTS, out)) for out in gen)
+        ended.set()
+
+    worker = threading.Thread(target=page, daemon=True)
+    worker.start()
+    worker.join(0.5)
+    assert not ended.is_set()   # waiting its turn
+    asyncio.run(app.stop_run(request=req("waiting")))
+    worker.join(60)
+    assert ended.is_set() and len(rest) == 1 and rest[0]["status"] == texts.status_html(texts.STOPPED)
+    shown = run.player.frames[-1].index   # the third update's frame: none taken after it
+    assert is_skip(rest[0]["grid"]) and run.stopped and run.shown == shown and run.job.cancelled
+    assert "waiting" not in app.STREAMING and chain("waiting").lock.acquire(blocking=False)
+    chain("waiting").lock.release()
+    out = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *args(**kw), request=req("waiting"))))
+    assert chain("waiting").current.index == shown + 1 and "step" in out["status"]
+
+
+def test_stop_of_a_visitor_with_no_run_does_nothing():
+    asyncio_run = __import__("asyncio").run
+    asyncio_run(app.stop_run(request=req("nobody")))
+    assert "nobody" not in app.STREAMING
+
+
 def test_pace_speed_and_pause():
     pace = app.PACES.get("pace")
     assert pace.interval() == 0.0 and not pace.every_frame() and not pace.held()

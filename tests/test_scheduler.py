@@ -3,13 +3,14 @@
 Frames are compared as the page shows them: the uint8 images of ChainPlayer snapshots. A batched convolution may
 differ from a batch of one in the last float bits, so a batched frame may differ from the chain run alone by at
 most one grey level, in at most 0.1 % of its pixels; every frame's stage and step are the same."""
+import threading
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from demo.scheduler import RoundClock, Scheduler, wait_text
+from demo.scheduler import RoundClock, Scheduler, StageClock, wait_text
 from model.config import ModelConfig
 from model.langevin import ChainDiverged
 from model.networks import MultimodalEBMVAE, observed_mask
@@ -122,6 +123,28 @@ def test_stop_ends_one_chain_at_the_next_round_and_leaves_the_others(sampler):
         assert_same_frames(drain(jobs[i], players[i]), alone[i])
 
 
+def test_stop_wakes_a_page_waiting_for_its_next_frame(sampler):
+    """A page blocked on its stream while no round runs (the class's round, or its turn, still to come): Stop ends
+    that stream at once, with no frame; the chain leaves at the next round."""
+    scheduler = Scheduler(sampler)
+    job = scheduler.submit(make_player(sampler, 1, seed=3))
+    looks, ended = [], threading.Event()
+
+    def page():
+        looks.extend(job.stream(timeout=60))
+        ended.set()
+
+    reader = threading.Thread(target=page, daemon=True)
+    reader.start()
+    reader.join(0.2)
+    assert not ended.is_set()      # waiting: no round has run
+    scheduler.cancel(job)
+    reader.join(60)
+    assert ended.is_set() and looks == []
+    scheduler.advance()
+    assert job not in scheduler.jobs and job.stage == "done"
+
+
 def test_a_diverging_chain_ends_alone_with_its_message(sampler):
     scheduler = Scheduler(sampler)
     bad_player, good_player = make_player(sampler, 1, seed=1, latent_step_size=10.0), make_player(sampler, 1, seed=3)
@@ -191,21 +214,57 @@ def test_round_clock_times_rounds_of_a_similar_size_only():
     assert clock.seconds(60) == pytest.approx((0.5 * 0.9 + 1.8) / 1.5 * 60 / 90)
 
 
-def test_wait_estimate_times_each_round_ahead_by_the_chains_still_in_it(sampler):
-    """The page's estimate: every round the chain still needs, timed for the samples of the chains that will still
-    be running then (a short chain leaves, the rounds after it are smaller); none before a round of that size."""
+def test_rounds_ahead_are_the_stages_of_the_frames_to_come(sampler):
+    """A chain's rounds ahead, by stage: exactly the stages of the frames it then makes, one a round."""
+    scheduler = Scheduler(sampler)
+    for m, kw in VISITORS:
+        player = make_player(sampler, m, **kw)
+        job = scheduler.submit(player)
+        ahead = job.rounds_ahead()
+        run_all(scheduler)
+        stages = [f.stage for f in drain(job, player)]
+        assert ahead == stages and ahead[0] == "proposal" and len(set(ahead)) >= 3
+
+
+def test_stage_clock_times_a_stage_by_its_own_rounds_else_by_its_ratio_to_another():
+    """Each stage has its own time per sample; a stage not measured at this size is timed from a stage that was,
+    by the two stages' ratio where both were measured; with neither, no time."""
+    clock = StageClock(decay=1.0)
+    assert clock.seconds("data", 90) is None
+    clock.add("latent", 90, 0.9)             # the class's latent rounds: 10 ms a sample
+    assert clock.seconds("latent", 60) == pytest.approx(0.6) and clock.seconds("data", 90) is None
+    clock.add("latent", 6, 0.06)             # one visitor's run before the class: the data revision cost 3x
+    clock.add("data", 6, 0.18)
+    assert clock.ratio("data", "latent", 90) == pytest.approx(3.0)
+    assert clock.seconds("data", 90) == pytest.approx(2.7)
+    assert clock.seconds("ebm_latent", 90) is None   # never measured: no ratio
+    clock.add("data", 90, 1.8)               # the class reached its data revision: its own rounds count
+    assert clock.seconds("data", 90) == pytest.approx(1.8)
+
+
+def test_wait_estimate_times_each_round_ahead_by_the_stages_of_the_chains_still_in_it(sampler):
+    """The page's estimate: every round the chain still needs, timed per stage for the samples of the chains that
+    will be in that stage then (a short chain leaves, the rounds after it are smaller); none while a stage ahead
+    has no time."""
     scheduler = Scheduler(sampler)
     long = scheduler.submit(make_player(sampler, 1, seed=3, n_samples=2))
     short = scheduler.submit(make_player(sampler, 1, seed=4, n_samples=2, latent_steps=0, data_steps=1))
     assert scheduler.wait_estimate(long) is None
-    scheduler.clock = RoundClock(decay=1.0)
-    scheduler.clock.add(4, 0.4)   # 0.1 s a sample
-    scheduler.clock.add(2, 0.2)
-    both = short.steps_left()
-    assert 0 < both < long.steps_left()
-    expected = both * 0.4 + (long.steps_left() - both) * 0.2
+    scheduler.advance()   # the proposals (not timed)
+    ebm = long.steps_of("ebm_latent") + 1
+    assert long.rounds_ahead() == ["latent"] * 4 + ["ebm_latent"] * ebm + ["data"] * 5
+    assert short.rounds_ahead() == ["ebm_latent"] * ebm + ["data"] * 2
+    scheduler.clock = StageClock(decay=1.0)
+    scheduler.clock.add("latent", 2, 0.2)       # 0.1 s a sample
+    scheduler.clock.add("ebm_latent", 2, 0.4)   # 0.2 s a sample
+    scheduler.clock.add("ebm_latent", 4, 0.8)
+    assert scheduler.wait_estimate(long) is None   # the data revision: not measured
+    scheduler.clock.add("data", 2, 0.6)         # 0.3 s a sample
+    # long's latent rounds beside short's EBM latent ones; then both in the EBM latent revision (4 samples) until
+    # short's data rounds begin, beside long's last EBM latent rounds; then long alone
+    expected = 4 * (0.2 + 0.4) + (ebm - 4) * 0.8 + 2 * (0.4 + 0.6) + 2 * 0.4 + 5 * 0.6
     assert scheduler.wait_estimate(long) == pytest.approx(expected)
-    assert scheduler.wait_estimate(short) == pytest.approx(both * 0.4)
+    assert scheduler.wait_estimate(short) == pytest.approx(4 * (0.4 + 0.2) + (ebm - 4) * 0.8 + 2 * (0.6 + 0.4))
     told = f"{long.steps_left()} steps to go, about {round(expected + 0.4)} s"
     assert wait_text(long, scheduler, lag=0.4).endswith(told)
     assert wait_text(long, scheduler, seconds=False) == f" · {long.steps_left()} steps to go"
@@ -218,11 +277,26 @@ def test_the_clock_counts_the_gap_since_the_previous_round(sampler):
     scheduler = Scheduler(sampler)
     scheduler.submit(make_player(sampler, 1, seed=3, n_samples=2))
     scheduler.advance()                                   # the proposal: no round of the chain, not timed
-    assert not scheduler.clock.rounds
+    rounds = scheduler.clock.clocks["latent"].rounds
+    assert not rounds
     scheduler.advance()
-    (_, alone), = scheduler.clock.rounds
+    (_, alone), = rounds
     scheduler.advance(since=time.perf_counter() - 1.0)    # the previous round ended a second ago
-    assert scheduler.clock.rounds[-1][1] >= 1.0 > alone
+    assert rounds[-1][1] >= 1.0 > alone
+
+
+def test_a_round_of_two_stages_is_timed_in_each(sampler):
+    """A round with chains in two stages: each stage's clock gets its own samples (the gap shared between them)."""
+    scheduler = Scheduler(sampler)
+    first = scheduler.submit(make_player(sampler, 1, seed=3, n_samples=2))
+    for _ in range(5):   # the proposal and the latent revision: first is in its EBM latent revision
+        scheduler.advance()
+    assert first.stage == "ebm_latent"
+    scheduler.submit(make_player(sampler, 1, seed=4, n_samples=3))
+    scheduler.advance()   # its proposal, and first's step
+    scheduler.advance(since=time.perf_counter() - 1.0)   # latent (3 samples) and ebm_latent (2 samples)
+    latent, ebm = (scheduler.clock.clocks[s].rounds[-1] for s in ("latent", "ebm_latent"))
+    assert latent[0] == 3 and ebm[0] == 2 and latent[1] + ebm[1] >= 1.0
 
 
 def test_pages_take_turns(sampler):
