@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Replay-buffer negatives, longer and varied: the shipped model (checkpoints/mebm, or INIT) fine-tuned as
-# scripts/energy_finetune.sh does (the full method, its shipped settings, optimisers fresh), with a share of the
-# EBM's negatives drawn from a replay buffer of persistent data chains; then its ex-post prior (20 components) and
-# the energy check and coherence of scripts/energy_eval.sh (both judges).
+# An energy that ranks noise above data: the shipped model (checkpoints/mebm, or INIT) fine-tuned with the full
+# method and its shipped settings (optimisers fresh), except that a share of the EBM's negatives is drawn from a
+# replay buffer of persistent data chains (Du & Mordatch 2019; the buffer is not saved in checkpoints: a resumed
+# run starts it afresh from noise); then its ex-post prior (20 components) and the energy check and coherence of
+# scripts/energy_eval.sh (both judges). The first fine-tune of docs/results.md is
+# NAME=energy_ft ITERS=50 SIZE=2000.
 # Environment (each with its default):
 #   INIT=checkpoints/mebm  the model to start from (e.g. an earlier run's runs/NAME/final)
 #   NAME=replay       runs/NAME (the model: runs/NAME/final) and the names of scripts/energy_eval.sh's outputs
@@ -16,7 +18,7 @@
 #   DEVICE=           --device for the training, the prior, the dumps and the energy check (default: auto)
 # Run time: on one NVIDIA H200 with four of these at once, 0.65 s per iteration (RSTEPS=60: 1.0 s) and about two
 # minutes for the prior, the check and the scoring (16 CPU cores, THREADS=3); on one thread of the 2-core CPU
-# machine about 8 CPU-seconds per iteration (as scripts/energy_finetune.sh).
+# machine about 8 CPU-seconds per iteration.
 #
 #   NAME=replay_s25 SHARE=0.25 bash scripts/energy_replay.sh --mnist ../shared/data/mnist.npz
 set -euo pipefail
