@@ -223,11 +223,14 @@ def run_frames(run):
             yield [snap]
         return
     job = run.job = scheduler.start().submit(player)
+    if run.halt.is_set():   # Stop pressed as the chain was handed over (stop_run found no job yet)
+        scheduler.cancel(job)
     last = time.perf_counter() - job.phase * frame_interval(run)   # the class's pages take turns
     try:
         for frames in job.stream():
             yield [player.take(f) for f in frames]
-            last = _pace(last, frame_interval(run), run.halt)   # then the frames made meanwhile come together
+            # then the frames made meanwhile come together; the chain's end (or Stop: cancel) wakes the page at once
+            last = _pace(last, frame_interval(run), job.ended)
             if run.halt.is_set():   # Stop during the wait (its stream has ended too): the frames made meanwhile
                 return              # are not shown
     finally:   # the end, Stop or a page gone: the chain leaves the scheduler at its next round
@@ -253,7 +256,7 @@ def time_left(run, snap) -> str:
     instead (off by default: timed from the scheduler's rounds, it was not within 30 % for most of a class on a
     busy machine, docs/demo.md, and what the page says must hold)."""
     if run.job is not None and _env_float("MEBM_SHOW_WAIT", 0) > 0:
-        return wait_text(run.job, loaded().get("scheduler"), frame_interval(run))
+        return wait_text(run.job, loaded().get("scheduler"))
     totals, stages = run.player.totals, run.expected_stages()
     later = stages[stages.index(snap.stage) + 1:] if snap.stage in stages else []
     return f" · {(totals.get(snap.stage) or 0) - snap.step + sum(totals.get(st) or 0 for st in later)} steps to go"
@@ -559,6 +562,9 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                   share=share_html(run), **reveal_button(run, False), energy_hist=energy_histogram(snap, run),
                   **caption_update(run))
     run.sent.delivered()
+    job, scheduler = run.job, loaded().get("scheduler")
+    if job is not None and job.ended_at is not None and scheduler is not None:   # the page's finish, for estimates
+        scheduler.finish.add(job.ended_with, time.perf_counter() - job.ended_at)
 
 
 async def stop_run(request: gr.Request = None):

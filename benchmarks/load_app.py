@@ -26,8 +26,10 @@ script prints the load average beside them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import ssl
 import statistics
 import sys
 import tempfile
@@ -38,6 +40,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = str(ROOT / "assets/example_7.png")
 TOLD = re.compile(r"about (\d+) s")
+# One TLS context for every client, as a browser has one: gradio_client's default (ssl_verify=True) makes httpx
+# load the CA bundle for each of its requests (three a run), tens of ms of CPU each, even over plain HTTP; thirty
+# clients in one process then spent seconds of the class's first moments on it (the app shares these cores).
+TLS = ssl.create_default_context()
 
 
 def pct(values, q):
@@ -66,16 +72,16 @@ def usage(folder: Path):
     return len(files), sum(f.stat().st_size for f in files)
 
 
-def connect(url):
+def connect(url, verify=TLS):
     """A user's page, open before the class presses Run: an API client that has sent one small event (a preset),
     as a page does its load events, so that the server has made this visitor's session state (Gradio builds
     every component's settings for a new session, ~0.1 s of CPU each) before the press, as for a browser."""
     import httpx
     from gradio_client import Client
 
-    client = Client(url, verbose=False, download_files=False)
+    client = Client(url, verbose=False, download_files=False, ssl_verify=verify)
     client.predict("Default", api_name="/preset")
-    client.page_http = httpx.Client(timeout=30)   # the page's own open connection, for what it posts directly (Stop)
+    client.page_http = httpx.Client(timeout=30, verify=verify)   # the page's own connection, for what it posts (Stop)
     client.page_http.head(url)
     return client
 
@@ -109,7 +115,7 @@ def press_stop(client, job, rec, t0):
         rec["error"] = errors[0]
 
 
-def one_run(url, seed, timeout, out, client=None, stop_after=None):
+def one_run(url, seed, timeout, out, client=None, stop_after=None, verify=TLS):
     """One user: Run with the default settings (``client``: connected already, else connects first, which then
     counts in the times); records first-frame time, end time, errors, queue ETA, the page's own estimate.
     ``stop_after``: press Stop that many seconds after the first frame. The record is in ``out`` from the start
@@ -123,7 +129,7 @@ def one_run(url, seed, timeout, out, client=None, stop_after=None):
     out.append(rec)
     t0, timer = time.perf_counter(), None
     try:
-        c = client or connect(url)
+        c = client or connect(url, verify)
         cfg = app.ModelConfig()
         job = c.submit("upload", None, handle_file(EXAMPLE), 0, app.default_samples(cfg), cfg.chains.latent.steps,
                        cfg.chains.latent.step_size, cfg.chains.data.steps, cfg.chains.data.step_size, True, seed,
@@ -170,7 +176,7 @@ def one_run(url, seed, timeout, out, client=None, stop_after=None):
         rec["error"] = rec["error"] or f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
 
 
-def classroom(url, users, timeout, deadline, stoppers=0, stop_after=0.5):
+def classroom(url, users, timeout, deadline, stoppers=0, stop_after=0.5, verify=TLS):
     """``users`` pages connect, then all press Run at the same moment (the first ``stoppers`` press Stop
     ``stop_after`` seconds after their first frame). Waits until ``deadline`` (time.perf_counter()) at most: the
     runs not done by then are marked as cut."""
@@ -181,7 +187,7 @@ def classroom(url, users, timeout, deadline, stoppers=0, stop_after=0.5):
         with opening:   # pages open over a minute before a class, not all in the same second
             for _ in range(3):
                 try:
-                    client = connect(url)
+                    client = connect(url, verify)
                     break
                 except Exception as e:   # a page that could not open (three times) counts as a lost run
                     client = e
@@ -192,7 +198,7 @@ def classroom(url, users, timeout, deadline, stoppers=0, stop_after=0.5):
         if isinstance(client, Exception):
             out.append({"seed": seed, "error": f"connect: {type(client).__name__}: {client}", "stopper": False})
             return
-        one_run(url, seed, timeout, out, client, stop_after if seed < stoppers else None)
+        one_run(url, seed, timeout, out, client, stop_after if seed < stoppers else None, verify)
 
     for u in range(users):
         t = threading.Thread(target=user, args=(u,), daemon=True)
@@ -228,6 +234,15 @@ def main(argv=None):
                    help="users of the class who press Stop a moment after their first frame (default 0)")
     p.add_argument("--stop-after", type=float, default=0.5,
                    help="seconds after their first frame the stoppers press Stop (default 0.5)")
+    p.add_argument("--classes", type=int, default=1,
+                   help="classes in a row on the same app, each measured and reported (default 1; the scheduler's "
+                        "estimates come from the rounds it measured, the class before included)")
+    p.add_argument("--records", default=None,
+                   help="write every user's record (times from the press, errors, estimates) to this JSON file "
+                        "(default: none)")
+    p.add_argument("--client-tls", choices=("shared", "per-request"), default="shared",
+                   help="the clients' TLS context: one shared by all, as a browser has (default), or gradio_client's "
+                        "own, built for each request")
     p.add_argument("--deadline", type=float, default=600.0,
                    help="seconds the whole measurement may take: what is not done then counts as lost, the report "
                         "is printed and the exit status is 1 (default 600)")
@@ -266,54 +281,62 @@ def measure(a, users, soak, batch, deadline) -> bool:
         warm = threading.Thread(target=one_run, args=(url, 999, a.run_timeout, []), daemon=True)
         warm.start()
         warm.join(max(deadline - time.perf_counter(), 0))
-        cpu0, app0 = os.times(), cpu_seconds(proc.pid)
-        recs, t0, cut = classroom(url, users, a.run_timeout, deadline, a.stoppers, a.stop_after)
-        wall = time.perf_counter() - t0
-        cpu1, app1 = os.times(), cpu_seconds(proc.pid)
-        ok = [r for r in recs if r["error"] is None and not r["stopper"]]
-        stopped = [r for r in recs if r["error"] is None and r["stopper"]]
-        lost = [r for r in recs if r["error"] is not None]
-        firsts = [r["first"] for r in ok]
-        ends = [r["end"] for r in ok]
-        print(f"classroom: {users} users at once, {len(ok)} complete runs, " + (f"{len(stopped)} stopped, " if
-              a.stoppers else "") + f"{len(lost)} lost, {wall:.1f} s in all "
-              f"({60 * len(ok) / wall:.1f} runs per minute); CPU seconds meanwhile: the app {app1 - app0:.1f}, "
-              f"the {users} clients {cpu1.user + cpu1.system - cpu0.user - cpu0.system:.1f}")
-        if a.stoppers:
-            pressed = [r for r in stopped if "stop" in r]
-            print(f"  Stop: {a.stoppers} users pressed it {a.stop_after:g} s after their first frame; "
-                  f"{len(pressed)} streams ended after it, {len(stopped) - len(pressed)} had ended before; from "
-                  f"Stop to the stream's end: {summary([r['end'] - r['stop'] for r in pressed])}; the other "
-                  f"{users - a.stoppers} users: {len(ok)} complete")
-        if ok:
-            print(f"  time to first frame: {summary(firsts)}")
-            print(f"  time to last frame:  p50 {pct(ends, 50):.2f} s, p95 {pct(ends, 95):.2f} s; "
-                  f"frames per run {statistics.median(r['frames'] for r in ok):.0f}")
-            etas = [(r["eta"], r.get("started", r["first"]) - r["eta_at"]) for r in ok
-                    if r["eta"] is not None and r["eta"] > 0.5]
-            if etas:
-                ratios = [actual / eta for eta, actual in etas]
-                print(f"  queue wait estimates: {len(etas)} users were told a wait; actual/estimated median "
-                      f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
-            else:
-                print("  no user was told a wait of more than 0.5 s (no queue, or no estimate)")
-            told = [(r["told"][1], r["end"] - r["told"][0], r["told"][2]) for r in ok if r["told"] is not None]
-            if told:
-                within = sum(abs(actual - est) <= 0.3 * max(actual, 1e-9) or abs(actual - est) <= 0.5
-                             for est, actual, _ in told)
-                ratios = sorted(actual / max(est, 0.5) for est, actual, _ in told)
-                print(f"  page's estimate ('about N s', whole seconds, the first one shown: at frame "
-                      f"{statistics.median(k for *_, k in told):.0f} median): {len(told)} of {len(ok)} users told; "
-                      f"within 30 % (or 0.5 s) of the time their run then took: {within} of {len(told)} "
-                      f"({100 * within / len(ok):.0f} % of the complete runs); actual/told median "
-                      f"{statistics.median(ratios):.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f})")
-            else:
-                print("  the page gave no estimate in seconds")
-        for r in lost[:5]:
-            print(f"  lost: seed {r['seed']}: {r['error']}")
-        print(f"  load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
-        if cut:
-            return False
+        verify = TLS if a.client_tls == "shared" else True   # True: gradio_client's default
+        for lesson in range(a.classes):
+            if lesson:   # the next class, on the same server: the scheduler has measured the one before
+                time.sleep(2.0)
+                print(f"class {lesson + 1} of {a.classes}, on the same app:")
+            cpu0, app0 = os.times(), cpu_seconds(proc.pid)
+            recs, t0, cut = classroom(url, users, a.run_timeout, deadline, a.stoppers, a.stop_after, verify)
+            wall = time.perf_counter() - t0
+            if a.records:
+                path = Path(a.records if a.classes == 1 else f"{a.records}.{lesson + 1}")
+                path.write_text(json.dumps(recs, indent=1))
+            cpu1, app1 = os.times(), cpu_seconds(proc.pid)
+            ok = [r for r in recs if r["error"] is None and not r["stopper"]]
+            stopped = [r for r in recs if r["error"] is None and r["stopper"]]
+            lost = [r for r in recs if r["error"] is not None]
+            firsts = [r["first"] for r in ok]
+            ends = [r["end"] for r in ok]
+            print(f"classroom: {users} users at once, {len(ok)} complete runs, " + (f"{len(stopped)} stopped, " if
+                  a.stoppers else "") + f"{len(lost)} lost, {wall:.1f} s in all "
+                  f"({60 * len(ok) / wall:.1f} runs per minute); CPU seconds meanwhile: the app {app1 - app0:.1f}, "
+                  f"the {users} clients {cpu1.user + cpu1.system - cpu0.user - cpu0.system:.1f}")
+            if a.stoppers:
+                pressed = [r for r in stopped if "stop" in r]
+                print(f"  Stop: {a.stoppers} users pressed it {a.stop_after:g} s after their first frame; "
+                      f"{len(pressed)} streams ended after it, {len(stopped) - len(pressed)} had ended before; from "
+                      f"Stop to the stream's end: {summary([r['end'] - r['stop'] for r in pressed])}; the other "
+                      f"{users - a.stoppers} users: {len(ok)} complete")
+            if ok:
+                print(f"  time to first frame: {summary(firsts)}")
+                print(f"  time to last frame:  p50 {pct(ends, 50):.2f} s, p95 {pct(ends, 95):.2f} s; "
+                      f"frames per run {statistics.median(r['frames'] for r in ok):.0f}")
+                etas = [(r["eta"], r.get("started", r["first"]) - r["eta_at"]) for r in ok
+                        if r["eta"] is not None and r["eta"] > 0.5]
+                if etas:
+                    ratios = [actual / eta for eta, actual in etas]
+                    print(f"  queue wait estimates: {len(etas)} users were told a wait; actual/estimated median "
+                          f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
+                else:
+                    print("  no user was told a wait of more than 0.5 s (no queue, or no estimate)")
+                told = [(r["told"][1], r["end"] - r["told"][0], r["told"][2]) for r in ok if r["told"] is not None]
+                if told:
+                    within = sum(abs(actual - est) <= 0.3 * max(actual, 1e-9) or abs(actual - est) <= 0.5
+                                 for est, actual, _ in told)
+                    ratios = sorted(actual / max(est, 0.5) for est, actual, _ in told)
+                    print(f"  page's estimate ('about N s', whole seconds, the first one shown: at frame "
+                          f"{statistics.median(k for *_, k in told):.0f} median): {len(told)} of {len(ok)} users told; "
+                          f"within 30 % (or 0.5 s) of the time their run then took: {within} of {len(told)} "
+                          f"({100 * within / len(ok):.0f} % of the complete runs); actual/told median "
+                          f"{statistics.median(ratios):.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f})")
+                else:
+                    print("  the page gave no estimate in seconds")
+            for r in lost[:5]:
+                print(f"  lost: seed {r['seed']}: {r['error']}")
+            print(f"  load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+            if cut:
+                return False
         if soak:
             folder = tmp / "gradio"
             rss0, (f0, b0) = rss_mb(proc.pid), usage(folder)

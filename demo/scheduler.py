@@ -36,6 +36,7 @@ DATA_BOUNDS = (0.0, 1.0)
 END = object()          # the last item of a job's queue after its frames
 STAGES = ("latent", "ebm_latent", "data")   # the chain's stages after its proposal, in order
 GOLDEN = (5 ** 0.5 - 1) / 2
+GROUNDED = 10           # rounds of a stage measured near a class's size before a page tells its wait in seconds
 
 
 @dataclass(eq=False)
@@ -54,6 +55,9 @@ class Job:
     keep: torch.Tensor | None = None    # the data stage's start: the observed modalities are held at it
     runaway: int = 0
     phase: float = 0.0                  # in [0, 1): where this page's frames fall in the class's frame interval
+    ended: threading.Event = field(default_factory=threading.Event)   # set at the chain's end or Stop
+    ended_at: float | None = None       # time.perf_counter() at the round its chain ended in (not at Stop)
+    ended_with: int = 1                 # the chains that ended in that round (their pages then finish together)
     cancelled: bool = False
     error: BaseException | None = None
 
@@ -114,6 +118,7 @@ class Scheduler:
         self.lock = threading.RLock()
         self.wake = threading.Condition(self.lock)
         self.clock = StageClock()                  # each stage's share of a round's time against its samples
+        self.finish = FinishClock()                # the pages' work after their chains end
         self.rounds = 0
         self.submitted = 0
         self._thread: threading.Thread | None = None
@@ -140,13 +145,16 @@ class Scheduler:
         the next round; the other chains go on as they were."""
         job.cancelled = True
         job.frames.put(END)
+        job.ended.set()
 
-    def wait_estimate(self, job: Job) -> float | None:
+    def wait_estimate(self, job: Job, grounded: int = 0) -> float | None:
         """Seconds until ``job`` ends: the rounds it still needs, each timed as the sum, over the stages its chains
         will then be in, of that stage's measured time for the samples it will advance (the chains now running
         that will still be in it: a class that ends together speeds up together; the data revision costs more per
-        sample than the latent one). Proposals ahead are not timed (a page's estimate comes after its own). None
-        while a stage ahead has no time for its size (StageClock.seconds)."""
+        sample than the latent one). Proposals ahead are not timed (a page's estimate comes after its own). Then the
+        pages' finish (FinishClock) of the chains that end with it. None while a stage ahead has no time for its size
+        (StageClock.seconds), or, with ``grounded``, fewer than that many rounds of its own near that size (no
+        ratio to another stage: the first rounds of a class, as its pages begin to draw, say little of the later)."""
         with self.lock:
             others = [(j.n, j.rounds_ahead()) for j in self.jobs if not j.cancelled and j is not job]
         mine = job.rounds_ahead()
@@ -159,11 +167,13 @@ class Scheduler:
                     samples[ahead[r]] = samples.get(ahead[r], 0) + n
             for key in samples.items():
                 if key not in times:
-                    times[key] = self.clock.seconds(*key)
+                    few = grounded and self.clock.clocks[key[0]].count(key[1]) < grounded
+                    times[key] = None if few else self.clock.seconds(*key)
                 if times[key] is None:
                     return None
                 total += times[key]
-        return total
+        together = 1 + sum(len(ahead) == len(mine) for _, ahead in others)   # the chains ending with mine
+        return total + (self.finish.seconds(together) or 0.0)
 
     # ------------------------------------------------------------ the rounds
     def start(self) -> "Scheduler":
@@ -217,6 +227,10 @@ class Scheduler:
             spent.setdefault(stage, [0, 0.0])
             spent[stage][0] += sum(j.n for j in group)
             spent[stage][1] += time.perf_counter() - t1
+        ended = [j for j in jobs if j.stage == "done" and not j.cancelled and j.ended_at is None]
+        now = time.perf_counter()
+        for job in ended:   # their pages finish together: each page's finish is timed against how many
+            job.ended_at, job.ended_with = now, len(ended)
         if spent:   # the clock times the steps (a burst of new visitors' proposals is no round of the chain)
             gap = 0.0 if since is None else max(0.0, t0 - since)
             work = sum(seconds for _, seconds in spent.values())
@@ -239,6 +253,7 @@ class Scheduler:
                 self.jobs.remove(job)
         job.stage = "done"
         job.frames.put(END)
+        job.ended.set()
 
     @staticmethod
     def _group_key(job: Job) -> tuple:
@@ -410,6 +425,10 @@ class RoundClock:
             return None
         return sum(w * y * samples / x for w, x, y in near) / sum(w for w, _, _ in near)
 
+    def count(self, samples: float) -> int:
+        """How many of the rounds kept are within ``reach`` of ``samples``."""
+        return sum(samples / self.reach <= x <= samples * self.reach for x, _ in list(self.rounds))
+
     def sizes(self) -> set[float]:
         return {x for x, _ in list(self.rounds)}
 
@@ -454,6 +473,23 @@ class StageClock:
         return None
 
 
+class FinishClock:
+    """What a page does after its chain ends (its last frames, the figures, the closing message): seconds per page,
+    from the pages whose chains ended in the same round (they share the machine, so ``n`` pages ending together
+    take about ``n`` times one page's time), reported by the pages; the latest weigh most (``decay``)."""
+
+    def __init__(self, decay: float = 0.9):
+        self.decay, self.per_page = decay, None
+
+    def add(self, pages: int, seconds: float):
+        v = seconds / max(pages, 1)
+        self.per_page = v if self.per_page is None else self.decay * self.per_page + (1 - self.decay) * v
+
+    def seconds(self, pages: int) -> float | None:
+        """The time until the last of ``pages`` pages ending together has finished; None before any was timed."""
+        return None if self.per_page is None else self.per_page * pages
+
+
 def _split(sizes):
     start = 0
     for n in sizes:
@@ -461,10 +497,10 @@ def _split(sizes):
         start += n
 
 
-def wait_text(job: Job, scheduler: Scheduler | None, lag: float = 0.0, seconds: bool = True) -> str:
+def wait_text(job: Job, scheduler: Scheduler | None, seconds: bool = True) -> str:
     """What a page says of the work ahead: ' · N steps to go, about T s'. The steps are exact; the seconds (when
-    ``seconds``) are the scheduler's estimate, left out until it has one, plus ``lag``: the page's own delay,
-    such as the time between its frames, which the end waits for too."""
+    ``seconds``) are the scheduler's estimate (the chain's rounds and the page's finish), left out until every
+    stage ahead has GROUNDED rounds of its own measured near its size."""
     text = f" · {job.steps_left()} steps to go"
-    seconds = None if scheduler is None or not seconds else scheduler.wait_estimate(job)
-    return text if seconds is None else text + f", about {max(1, round(seconds + lag))} s"
+    seconds = None if scheduler is None or not seconds else scheduler.wait_estimate(job, grounded=GROUNDED)
+    return text if seconds is None else text + f", about {max(1, round(seconds))} s"

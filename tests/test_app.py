@@ -840,11 +840,12 @@ def test_stop_wakes_a_run_waiting_for_its_turn_and_it_ends_stopped(monkeypatch):
         ended.set()
 
     worker = threading.Thread(target=page, daemon=True)
-    worker.start()
-    worker.join(0.5)
-    assert not ended.is_set()   # waiting its turn
-    asyncio.run(app.stop_run(request=req("waiting")))
-    worker.join(60)
+    with scheduler.lock:   # the class's rounds held (the chain's end would wake the page too)
+        worker.start()
+        worker.join(0.5)
+        assert not ended.is_set()   # waiting its turn
+        asyncio.run(app.stop_run(request=req("waiting")))
+        worker.join(60)
     assert ended.is_set() and len(rest) == 1 and rest[0]["status"] == texts.status_html(texts.STOPPED)
     shown = run.player.frames[-1].index   # the third update's frame: none taken after it
     assert is_skip(rest[0]["grid"]) and run.stopped and run.shown == shown and run.job.cancelled
@@ -852,6 +853,31 @@ def test_stop_wakes_a_run_waiting_for_its_turn_and_it_ends_stopped(monkeypatch):
     chain("waiting").lock.release()
     out = dict(zip(app.RUN_OUTPUTS, app.step_chain(1, *args(**kw), request=req("waiting"))))
     assert chain("waiting").current.index == shown + 1 and "step" in out["status"]
+
+
+def test_a_page_waiting_its_turn_is_woken_when_its_chain_ends(monkeypatch):
+    """A page of a class waits for its next frame (here an hour); its chain's end wakes it: the frames made
+    meanwhile and the closing message come at once, Done, and the page's finish is timed for the estimates."""
+    import threading
+
+    scheduler = app.loaded()["scheduler"]
+    interval = [0.0]
+    monkeypatch.setattr(app, "frame_interval", lambda run: interval[0])
+    gen = app.run_chain(*args(source="upload", upload=EXAMPLE, data_steps=20), request=req("woken"))
+    next(gen)
+    interval[0] = 3600.0
+    rest, ended = [], threading.Event()
+
+    def page():
+        rest.extend(dict(zip(app.RUN_OUTPUTS, out)) for out in gen)
+        ended.set()
+
+    per_page = scheduler.finish.per_page
+    threading.Thread(target=page, daemon=True).start()
+    assert ended.wait(60)
+    run = app.SESSIONS.get("woken")
+    assert "Done" in rest[-1]["status"] and run.job.ended_at is not None and not run.stopped
+    assert scheduler.finish.per_page is not None and scheduler.finish.per_page != per_page
 
 
 def test_stop_of_a_visitor_with_no_run_does_nothing():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from demo.scheduler import RoundClock, Scheduler, StageClock, wait_text
+from demo.scheduler import GROUNDED, FinishClock, RoundClock, Scheduler, StageClock, wait_text
 from model.config import ModelConfig
 from model.langevin import ChainDiverged
 from model.networks import MultimodalEBMVAE, observed_mask
@@ -265,9 +265,50 @@ def test_wait_estimate_times_each_round_ahead_by_the_stages_of_the_chains_still_
     expected = 4 * (0.2 + 0.4) + (ebm - 4) * 0.8 + 2 * (0.4 + 0.6) + 2 * 0.4 + 5 * 0.6
     assert scheduler.wait_estimate(long) == pytest.approx(expected)
     assert scheduler.wait_estimate(short) == pytest.approx(4 * (0.4 + 0.2) + (ebm - 4) * 0.8 + 2 * (0.6 + 0.4))
-    told = f"{long.steps_left()} steps to go, about {round(expected + 0.4)} s"
-    assert wait_text(long, scheduler, lag=0.4).endswith(told)
-    assert wait_text(long, scheduler, seconds=False) == f" · {long.steps_left()} steps to go"
+    steps = f" · {long.steps_left()} steps to go"
+    assert wait_text(long, scheduler) == steps   # one round per stage: too few to tell seconds (GROUNDED)
+    assert scheduler.wait_estimate(long, grounded=2) is None
+    for stage, samples, seconds in [("latent", 2, 0.2), ("ebm_latent", 2, 0.4), ("ebm_latent", 4, 0.8),
+                                    ("data", 2, 0.6)] * (GROUNDED - 1):
+        scheduler.clock.add(stage, samples, seconds)
+    assert scheduler.wait_estimate(long, grounded=GROUNDED) == pytest.approx(expected)
+    assert wait_text(long, scheduler) == steps + f", about {round(expected)} s"
+    assert wait_text(long, scheduler, seconds=False) == steps
+    # the pages' finish: measured per page from pages that ended together; the chains that end in long's round
+    scheduler.finish.add(3, 1.5)   # three pages together took 1.5 s: 0.5 s a page
+    assert scheduler.wait_estimate(long) == pytest.approx(expected + 0.5)   # short ends earlier: long ends alone
+    twins = Scheduler(sampler)
+    a, b = (twins.submit(make_player(sampler, 1, seed=s, n_samples=2)) for s in (5, 6))
+    twins.advance()
+    twins.clock = scheduler.clock
+    alone = twins.wait_estimate(a)
+    twins.finish.add(1, 0.5)
+    assert twins.wait_estimate(a) == pytest.approx(alone + 2 * 0.5)   # a and b end in the same round
+
+
+def test_finish_clock_times_the_pages_that_end_together():
+    clock = FinishClock(decay=0.5)
+    assert clock.seconds(30) is None
+    clock.add(1, 0.2)
+    assert clock.seconds(1) == pytest.approx(0.2) and clock.seconds(30) == pytest.approx(6.0)
+    clock.add(30, 3.0)   # 0.1 s a page: the latest weighs as the decay says
+    assert clock.seconds(10) == pytest.approx(10 * (0.5 * 0.2 + 0.5 * 0.1))
+
+
+def test_pages_ending_in_the_same_round_finish_together_and_are_woken_at_the_chains_end(sampler):
+    scheduler = Scheduler(sampler)
+    jobs = [scheduler.submit(make_player(sampler, 1, seed=s, n_samples=1)) for s in (1, 2)]
+    other = scheduler.submit(make_player(sampler, 1, seed=3, n_samples=1, data_steps=0))
+    while any(j.stage != "done" for j in jobs + [other]):
+        assert not jobs[0].ended.is_set()
+        scheduler.advance()
+    assert all(j.ended.is_set() for j in jobs + [other])
+    assert [j.ended_with for j in jobs] == [2, 2] and other.ended_with == 1
+    assert other.ended_at < jobs[0].ended_at == jobs[1].ended_at   # no data revision: it ended first, alone
+    stopped = scheduler.submit(make_player(sampler, 1, seed=4, n_samples=1))
+    scheduler.cancel(stopped)   # Stop wakes the page too, but is no end of a chain to time
+    scheduler.advance()
+    assert stopped.ended.is_set() and stopped.ended_at is None
 
 
 def test_the_clock_counts_the_gap_since_the_previous_round(sampler):
