@@ -270,7 +270,8 @@ class Frame:
     x: torch.Tensor             # [B, M, 3, 28, 28], observed modalities shown at their given values
     energy: torch.Tensor        # EBM energy of x [B]
     log_posterior: torch.Tensor | None  # log p(z | x_S) (+ const; log p(z) unconditioned) of the latent state
-                                        # in the latent stages, None in the data stage
+                                        # in the latent stages (an observed caption's term times
+                                        # TextConfig.latent_weight, as the chain follows it), None in the data stage
     text: torch.Tensor | None = None    # with a caption modality: the caption at this step, soft one-hot [B, L, V]
                                         # (the observed one, or the generated one's relaxation); else None
     z: torch.Tensor | None = None       # the latent state [B, d] in the proposal and the latent stages, None in the
