@@ -65,6 +65,10 @@ CAPTION_SAYS = {
                 "every image from that z.",
     "latent": "**Latent revision:** z is nudged to explain your caption better (−log p(z | caption) falls in the "
               "trace below).",
+    # a model whose latent revision gives the caption's likelihood the weight 0 (TextConfig.latent_weight)
+    "latent_without_caption": "**Latent revision:** this model leaves your caption out here (its text decoder is a "
+                              "poor guide for wordings unlike its training captions): z only drifts a little toward "
+                              "the prior's centre, with some noise; the caption acted through the proposal.",
     "data": "**Data revision:** every pixel moves down the EBM's energy; your caption stays fixed.",
 }
 # what each stage descends, for the trace under the grid (its series: stage, quantity, colour)

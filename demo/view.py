@@ -306,7 +306,8 @@ class PageRun:
         conditioned = self.player.conditioned
         says = texts.STAGE_SAYS.get(snap.stage, ("", ""))[0 if conditioned else 1] if snap is not None else ""
         if snap is not None and self.text is not None:   # a typed caption is the input
-            says = texts.CAPTION_SAYS.get(snap.stage, says)
+            unread = snap.stage == "latent" and self.player.model.config.text.latent_weight == 0
+            says = texts.CAPTION_SAYS.get("latent_without_caption" if unread else snap.stage, says)
         return " ".join(t for t in (says, self.changes(snap)[2] if barely is None else barely) if t)
 
     def readout(self, snap) -> pd.DataFrame:

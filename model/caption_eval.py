@@ -414,7 +414,8 @@ def caption_evaluate(cfg: CaptionEvalConfig, sampler=None, judges: dict | None =
     r = {"name": cfg.name or Path(cfg.checkpoint).resolve().parent.name,
          "source": checkpoint_info(cfg.checkpoint, sampler.variant) if Path(cfg.checkpoint).exists() else {},
          "settings": {**{k: v for k, v in asdict(cfg).items() if k not in ("quiet", "threads", "out")},
-                      "n": len(idx), "chains": sampler.chains.flat()},
+                      "n": len(idx), "chains": sampler.chains.flat(),
+                      "caption_latent_weight": sampler.config.text.latent_weight},
          "caption_to_image": {w: caption_to_image(sampler, judges, test, idx, w, cfg.seed, cfg.batch, progress,
                                                   cfg.boot) for w in WORDINGS} if len(idx) else {},
          "image_to_caption": image_to_caption(sampler, test, idx, cfg.seed, cfg.batch, progress, cfg.boot)

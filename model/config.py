@@ -104,6 +104,10 @@ class TextConfig:
     data_step_size: float = 2.0   # test-time data revision: step size of the caption's logits (the images' is
                                   # chains.data.step_size; logits and pixels have different scales)
     data_noise: float = 0.02      # test-time data revision: noise scale of the caption's logits
+    latent_weight: float = 1.0    # test-time latent revision with the caption observed: weight beta of its
+                                  # log-likelihood, U(z) = ||z||^2 / 2 - sum_{m in S} log p(x_m | z) - beta log p(t | z)
+                                  # (1: the generator posterior; 0: the caption acts only through the inference
+                                  # model's proposal); chains without the caption observed are unchanged
     reader: str = "positions"     # how the text expert and the EBM's text branch read a caption: positions = word
                                   # embeddings flattened with their positions into an MLP; conv = a convolution over
                                   # neighbouring words (kernel 3), max-pooled over the words, then an MLP (the same

@@ -188,12 +188,13 @@ def _joint_data_revision(energy_model, x0, logits0, steps, step_sizes, noises, f
 
 def latent_revision(generator_model, z0: torch.Tensor, x: torch.Tensor, steps: int, step_size: float,
                     noise: float, observed: torch.Tensor | None = None, generator=None,
-                    max_abs: float = 50.0, text: torch.Tensor | None = None) -> Iterator[ChainState]:
+                    max_abs: float = 50.0, text: torch.Tensor | None = None,
+                    text_weight: float = 1.0) -> Iterator[ChainState]:
     """Langevin on the generator posterior p(z | x_S) ∝ p(z) prod_{m in S} p(x_m | z), from z0 (times
-    p(t | z) for an observed caption ``text``, soft one-hot [B, L, V]).
+    p(t | z)^text_weight for an observed caption ``text``, soft one-hot [B, L, V]; ``TextConfig.latent_weight``).
     ``energy`` of each state is -log p(z | x_S) up to a constant."""
-    return langevin(posterior_energy(generator_model, x, observed, text), z0, steps, step_size, noise, max_abs=max_abs,
-                    generator=generator, stage="latent")
+    return langevin(posterior_energy(generator_model, x, observed, text, text_weight), z0, steps, step_size, noise,
+                    max_abs=max_abs, generator=generator, stage="latent")
 
 
 def ebm_latent_revision(generator_model, energy_model, z0: torch.Tensor, steps: int, step_size: float,
@@ -213,13 +214,13 @@ def ebm_latent_revision(generator_model, energy_model, z0: torch.Tensor, steps: 
 
 
 def posterior_energy(generator_model, x: torch.Tensor, observed: torch.Tensor | None,
-                     text: torch.Tensor | None = None):
-    """z -> -log p(z | x_S) per sample, up to a constant: the latent revision's energy (the caption's likelihood
-    included when ``text`` is given and observed)."""
+                     text: torch.Tensor | None = None, text_weight: float = 1.0):
+    """z -> -log p(z | x_S) per sample, up to a constant: the latent revision's energy (the caption's
+    log-likelihood, times ``text_weight``, included when ``text`` is given and observed)."""
     def neg_log_posterior(z):
         if text is None:
             return -generator_model.log_posterior(z, x, observed)
-        return -generator_model.log_posterior(z, x, observed, text)
+        return -generator_model.log_posterior(z, x, observed, text, text_weight)
     return neg_log_posterior
 
 
@@ -269,7 +270,8 @@ class Frame:
     x: torch.Tensor             # [B, M, 3, 28, 28], observed modalities shown at their given values
     energy: torch.Tensor        # EBM energy of x [B]
     log_posterior: torch.Tensor | None  # log p(z | x_S) (+ const; log p(z) unconditioned) of the latent state
-                                        # in the latent stages, None in the data stage
+                                        # in the latent stages (an observed caption's term times
+                                        # TextConfig.latent_weight, as the chain follows it), None in the data stage
     text: torch.Tensor | None = None    # with a caption modality: the caption at this step, soft one-hot [B, L, V]
                                         # (the observed one, or the generated one's relaxation); else None
     z: torch.Tensor | None = None       # the latent state [B, d] in the proposal and the latent stages, None in the
@@ -359,13 +361,13 @@ def conditional_sampling(model, x_obs: torch.Tensor | None, observed: torch.Tens
     def log_prior(z):
         return -0.5 * (z ** 2).sum(1) if prior is None else -prior.energy(z)
 
+    text_weight = 1.0 if text_cfg is None else text_cfg.latent_weight
     x, t = decoded(z), caption(z)
-    logp = (G.log_posterior(z, x_obs, observed) if text is None else G.log_posterior(z, x_obs, observed, text)) \
-        if conditioned else log_prior(z)
+    logp = -posterior_energy(G, x_obs, observed, text, text_weight)(z) if conditioned else log_prior(z)
     yield Frame("proposal", 0, x, energy(x, t), logp, t, z)
     if conditioned and latent.steps > 0:
         for st in latent_revision(G, z, x_obs, latent.steps, latent.step_size, latent.noise, observed,
-                                  generator=generator, text=text):
+                                  generator=generator, text=text, text_weight=text_weight):
             z = st.x
             if st.step % every == 0 or st.step == latent.steps:
                 x, t = decoded(z), caption(z)

@@ -165,20 +165,22 @@ class Generator(nn.Module):
         return (text * self.text_logits(z).log_softmax(-1)).sum((1, 2))
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor, observed: torch.Tensor | None = None,
-                       text: torch.Tensor | None = None):
+                       text: torch.Tensor | None = None, text_weight: float = 1.0):
         """sum_{m in S} log N(x_m; g_m(z), sigma^2 I) per sample [B], up to the constant
         -D/2 log(2 pi sigma^2). ``observed``: bool [M] mask of S (all by default), or [M + 1] with the caption
-        last; ``text``: the caption as soft one-hot [B, L, V], whose log p(t | z) is added when it is in S."""
+        last; ``text``: the caption as soft one-hot [B, L, V], whose log p(t | z), times ``text_weight``, is added
+        when it is in S."""
         mods = range(x.shape[1]) if observed is None else _image_modalities(observed, x.shape[1])
         out = (-((x[:, mods] - self(z, mods)) ** 2).flatten(1).sum(1) / (2 * self.sigma ** 2) if len(mods)
                else z.new_zeros(len(z)))
         if _text_observed(observed, x.shape[1], text):
-            out = out + self.text_log_likelihood(text, z)
+            out = out + text_weight * self.text_log_likelihood(text, z)
         return out
 
-    def log_posterior(self, z, x, observed=None, text=None):
-        """log p(z) + sum_{m in S} log p(x_m | z), unnormalised, per sample [B] (the caption's term with ``text``)."""
-        return -0.5 * (z ** 2).sum(1) + self.log_likelihood(x, z, observed, text)
+    def log_posterior(self, z, x, observed=None, text=None, text_weight: float = 1.0):
+        """log p(z) + sum_{m in S} log p(x_m | z), unnormalised, per sample [B] (the caption's term with ``text``,
+        times ``text_weight``: 1 is the posterior, another value tempers the caption's likelihood)."""
+        return -0.5 * (z ** 2).sum(1) + self.log_likelihood(x, z, observed, text, text_weight)
 
 
 class Inference(nn.Module):

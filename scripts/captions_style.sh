@@ -14,7 +14,7 @@
 # with a 1,500-iteration step 1 took 57 minutes of wall time (scripts/captions.sh); step 1 here is 3,300 iterations
 # (about 2.2 times its 17.8 CPU-minutes). Steps are idempotent and trainings resume (lib.sh), so a cut run
 # continues when run again. checkpoints/mebm_captions holds RUN/full/final of the GPU run (latent noise then set
-# to 0.01 in its config.json).
+# to 0.01 and the caption's latent_weight to 0 in its config.json).
 #
 # Environment (beside lib.sh's): DEVICE (e.g. cuda; default: model.train's auto), RUN (default runs/captions_style),
 # VAE_ITERS (3300), FULL_ITERS (299), VAE_EXTRA (1800), TEXT_WEIGHT (1), N_EVAL (1000), PARALLEL (1: the full method

@@ -2,6 +2,7 @@
 generated captions, the messages for bad captions, share links and the scheduler (event functions called
 directly, as tests/test_app.py does)."""
 import urllib.parse
+from dataclasses import replace
 from types import SimpleNamespace
 
 import gradio as gr
@@ -89,6 +90,14 @@ def test_a_typed_caption_streams_the_images_and_stays_as_typed():
     assert all(f.captions == ["a thin seven leaning right"] * 2 for f in player.frames)
     assert [f.stage for f in player.frames] == ["proposal"] + ["latent"] * 4 + ["data"] * 5
     assert "caption" in app.SESSIONS.get("c1").explain(player.frames[0])
+    latent = player.frames[1]
+    assert "explain your caption better" in app.SESSIONS.get("c1").explain(latent)
+    text = player.model.config.text
+    try:   # a model whose latent revision gives the caption the weight 0 says so
+        player.model.config.text = replace(text, latent_weight=0.0)
+        assert "leaves your caption out" in app.SESSIONS.get("c1").explain(latent)
+    finally:
+        player.model.config.text = text
     again = run(request=req("c2"))
     assert len(again) == len(outs)
     assert all((a.x == b.x).all() for a, b in zip(player.frames, app.SESSIONS.get("c2").player.frames))

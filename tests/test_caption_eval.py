@@ -108,6 +108,7 @@ def test_every_number_of_a_tiny_run_is_the_known_answer(tmp_path, mnist_file, ti
     r = caption_evaluate(cfg, sampler=sampler, judges={"A": FakeJudge(3), "B": FakeJudge(7)}, test=test)
     idx = eval_indices(len(test), 20, 0)
     y, classes = test.y.numpy()[idx], test.captions.classes[idx]
+    assert r["settings"]["caption_latent_weight"] == 1.0 and r["settings"]["chains"]["latent_steps"] == 1
     stages = ["proposal", "latent", "ebm_latent", "data"]
     for wording in ("held_in", "held_out"):
         assert list(r["caption_to_image"][wording]) == stages

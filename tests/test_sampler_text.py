@@ -58,3 +58,19 @@ def test_bad_captions_and_masks_are_one_line(sampler, tiny_config, tmp_path):
     with pytest.raises(ValueError, match="no caption modality"):
         plain.conditional(torch.rand(1, 3, 3, 28, 28), torch.tensor([True, False, False]), text=torch.zeros(1, 16))
     assert plain.conditional(torch.rand(1, 3, 3, 28, 28), torch.tensor([True, False, False])).captions == {}
+
+
+def test_the_latent_weight_of_the_caption_is_saved_with_the_model(tmp_path, tiny_config):
+    import json
+
+    folder = tmp_path / "tempered"
+    MultimodalEBMVAE(replace(tiny_config, text=replace(TEXT, latent_weight=0.25))).save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["text"]["latent_weight"] == 0.25
+    loaded = Sampler.from_pretrained(folder, device="cpu")
+    assert loaded.config.text.latent_weight == 0.25
+    loaded.save_pretrained(tmp_path / "copy")
+    assert Sampler.from_pretrained(tmp_path / "copy", device="cpu").config.text.latent_weight == 0.25
+    config = json.loads((folder / "config.json").read_text())
+    del config["text"]["latent_weight"]                   # a model saved before the setting existed
+    (folder / "config.json").write_text(json.dumps(config))
+    assert Sampler.from_pretrained(folder, device="cpu").config.text.latent_weight == 1.0

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from model.classifier import ClassifierConfig, Classifiers
-from model.config import ModelConfig, TrainConfig
+from model.config import ModelConfig, TextConfig, TrainConfig
 from model.data import load_polymnist
 from model.evaluate import eval_indices, save_dump
 from model.networks import MultimodalEBMVAE
-from scripts import stage_gains, tune_chains
+from scripts import stage_gains, tune_caption_weight, tune_chains
 
 M = 5
 
@@ -153,3 +153,35 @@ def test_peer_state_round_trips_without_unpickling(tmp_path):
     with pytest.raises(SystemExit, match="not a state this script wrote"):
         load_train_state(tmp_path / "evil.pt", g)
     assert not (tmp_path / "ran").exists()
+
+
+def test_tune_caption_weight_scores_every_weight_on_training_tuples(setup, tmp_path):
+    tmp, common = setup
+    MultimodalEBMVAE(ModelConfig(width=8, ebm_width=8, latent_dim=4, text=TextConfig(embed_dim=4, hidden=16))
+                     ).save_pretrained(tmp_path / "captioned")
+    out = tmp_path / "weights.json"
+    judges = ["--classifier", str(tmp / "clf"), "--classifier-b", str(tmp / "clf")]
+    tune_caption_weight.main(["--checkpoint", str(tmp_path / "captioned"), *common, *judges, "--n", "6",
+                              "--batch", "4", "--weights", "1,0", "--threads", "1", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["weight"] for r in rows] == [1.0, 0.0]
+    for r in rows:
+        for wording in ("training", "new"):
+            for c in r[wording].values():
+                assert 0 <= c["proposal"] <= 1 and 0 <= c["latent"] <= 1
+                assert c["low"] - 1e-9 <= c["change"] <= c["high"] + 1e-9
+                assert c["change"] == pytest.approx(c["latent"] - c["proposal"])
+    with pytest.raises(SystemExit, match="^error: .*no caption modality"):
+        tune_caption_weight.main(["--checkpoint", str(tmp / "ckpt"), *common, *judges])
+
+
+def test_the_new_wordings_name_the_digit_and_are_no_template():
+    from model.caption_eval import caption_digit
+    from model.captions import TEMPLATES, Tokenizer
+
+    labels, classes = np.arange(10).repeat(3), np.tile([[0, 1, 2], [2, 0, 1], [1, 2, 0]], (10, 1))
+    texts = tune_caption_weight.new_wordings(labels, classes, 0)
+    assert [caption_digit(t) for t in texts] == list(labels)
+    assert [Tokenizer().decode(ids) for ids in Tokenizer().encode_batch(texts)] == texts
+    assert texts == tune_caption_weight.new_wordings(labels, classes, 0)
+    assert not set(tune_caption_weight.NEW_WORDINGS) & set(TEMPLATES.values())

@@ -129,3 +129,32 @@ def test_a_generated_caption_is_revised_with_the_images(model):
     assert joint["final"].shape == (3, 3, 3, 28, 28) and joint.text["final"].shape == (3, L, V)
     image_only = MultimodalEBMVAE(replace(model.config, text=None)).eval()
     assert conditional_generate(image_only, x, mask(True, False, False)).text == {}
+
+
+def test_the_caption_likelihood_weight_tempers_the_latent_revision(model):
+    G = model.generator
+    x, t, z = torch.rand(4, 3, 3, 28, 28), captions(), torch.randn(4, 4)
+    other = captions(5)[1:]                                  # other captions for the same tuples
+    caption_only, both = mask(False, False, False, True), mask(True, False, False, True)
+    prior = 0.5 * (z ** 2).sum(1)
+    assert torch.equal(posterior_energy(G, x, caption_only, t, 1.0)(z), posterior_energy(G, x, caption_only, t)(z))
+    assert torch.allclose(posterior_energy(G, x, caption_only, t, 0.5)(z), prior - 0.5 * G.text_log_likelihood(t, z))
+    ignored = posterior_energy(G, x, caption_only, t, 0.0)
+    assert torch.allclose(ignored(z), prior) and torch.equal(ignored(z), posterior_energy(G, x, caption_only, other,
+                                                                                          0.0)(z))
+    assert torch.allclose(posterior_energy(G, x, both, t, 0.0)(z), posterior_energy(G, x, both[:3])(z))
+    # the conditional chains read the weight from the model's TextConfig; without the caption observed it is unused
+    observed = mask(False, False, False, True)
+
+    def latent_z(weight, observed=observed, text=t):
+        m = MultimodalEBMVAE(replace(model.config, text=replace(TEXT, latent_weight=weight)))
+        m.load_state_dict(model.state_dict())
+        frames = conditional_sampling(m.eval(), x if text is None else None, observed, text=text,
+                                      generator=torch.Generator().manual_seed(0), latent_steps=5, latent_step_size=0.5,
+                                      latent_noise=0.0, data_steps=0)
+        return [f.z for f in frames if f.stage in ("proposal", "latent")]
+    z0, *_, z_prior = latent_z(0.0)
+    assert torch.allclose(z_prior, z0 * (1 - 0.5 ** 2 / 2) ** 5, atol=1e-6)  # the prior's pull alone
+    assert not torch.allclose(latent_z(1.0)[-1], z_prior, atol=1e-3)
+    images = mask(True, True, False, False)
+    assert all(torch.equal(a, b) for a, b in zip(latent_z(0.0, images, None), latent_z(1.0, images, None)))
