@@ -512,10 +512,12 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                     if slow:
                         last_plot = now
                     # the figures and the table cost the browser most: once a second, and as a stage ends
-                    # (a stage that ended in the frames this look skipped counts too)
+                    # (a stage that ended in the frames this look skipped counts too); a page of a class (not few)
+                    # gets them with its closing message only (in a lesson, at stage ends too): thirty pages drawing
+                    # them as their stage ended stalled the class's rounds for about two seconds
                     stage_end = any(s.step == (player.totals.get(s.stage) or 0) and s.index > 0
                                     for s in (snaps if last_of_look and not pace.every_frame() else [snap]))
-                    if stage_end or (slow and few and now - last_figs >= FIGURE_INTERVAL):
+                    if (stage_end and (few or pace.lesson)) or (slow and few and now - last_figs >= FIGURE_INTERVAL):
                         last_figs = now
                         update |= figures(run, snap)
                     if player.settings.compare and snap.noise_x is not None:

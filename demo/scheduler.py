@@ -191,8 +191,9 @@ class Scheduler:
         last = None   # when the previous round ended, while rounds follow each other without a pause
         while True:
             with self.wake:
-                if not self.jobs:
-                    last = None
+                if not self.jobs:   # idle: the next class is timed by its own rounds (classes in a row on the
+                    last = None     # same machine differed by a fifth in their rounds' times)
+                    self.clock = StageClock()
                 while not self.jobs and not self._closed:
                     self.wake.wait()
                 if self._closed:

@@ -286,6 +286,30 @@ def test_wait_estimate_times_each_round_ahead_by_the_stages_of_the_chains_still_
     assert twins.wait_estimate(a) == pytest.approx(alone + 2 * 0.5)   # a and b end in the same round
 
 
+def test_an_idle_scheduler_times_the_next_class_by_its_own_rounds(sampler):
+    """Classes in a row differ in their rounds' times: when the scheduler has no chain left, its clock starts
+    anew (the pages' finish, measured per page, is kept)."""
+    scheduler = Scheduler(sampler).start()
+    try:
+        def measured():
+            return any(c.rounds for c in scheduler.clock.clocks.values())
+
+        def wait_for(condition):
+            deadline = time.monotonic() + 20
+            while not condition() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return condition()
+
+        job = scheduler.submit(make_player(sampler, 1, seed=1, data_steps=100000))
+        assert wait_for(measured)   # its rounds are timed while it runs
+        scheduler.cancel(job)
+        scheduler.finish.add(1, 0.2)
+        assert wait_for(lambda: not measured())
+        assert scheduler.finish.seconds(1) == pytest.approx(0.2)
+    finally:
+        scheduler.close()
+
+
 def test_finish_clock_times_the_pages_that_end_together():
     clock = FinishClock(decay=0.5)
     assert clock.seconds(30) is None
