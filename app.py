@@ -494,6 +494,9 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                     last_of_look = n == len(snaps) - 1
                     if not last_of_look and not pace.every_frame():
                         continue   # a busy page shows the latest of the frames made meanwhile
+                    if (run.job is not None and run.job.is_last(snap) and preview_sent and snap.stage == shown_stage
+                            and not pace.every_frame()):
+                        break   # the chain's last frame: the closing message shows it (a class's pages finish sooner)
                     if pace.lesson and shown_stage is not None and snap.stage != shown_stage:
                         pace.ask()   # a stage boundary: the question first, the new stage once revealed
                         yield outputs(explain=texts.question(snap.stage, question_row(run), player.conditioned),
@@ -565,8 +568,8 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                   **caption_update(run))
     run.sent.delivered()
     job, scheduler = run.job, loaded().get("scheduler")
-    if job is not None and job.ended_at is not None and scheduler is not None:   # the page's finish, for estimates
-        scheduler.finish.add(job.ended_with, time.perf_counter() - job.ended_at)
+    if job is not None and scheduler is not None:   # the page's finish, timed for the estimates
+        scheduler.page_finished(job)
 
 
 async def stop_run(request: gr.Request = None):

@@ -37,6 +37,8 @@ END = object()          # the last item of a job's queue after its frames
 STAGES = ("latent", "ebm_latent", "data")   # the chain's stages after its proposal, in order
 GOLDEN = (5 ** 0.5 - 1) / 2
 GROUNDED = 10           # rounds of a stage measured near a class's size before a page tells its wait in seconds
+TOGETHER_ROUNDS = 3     # chains ending this many rounds apart or fewer finish their pages together
+FINISH_FORGET = 60.0    # seconds after its chain's end a page that never said it finished (closed) is forgotten
 
 
 @dataclass(eq=False)
@@ -76,6 +78,11 @@ class Job:
     def chain_of(self, stage: str):
         c = self.chains
         return {"latent": c.latent, "ebm_latent": c.ebm_latent_for(self.conditioned), "data": c.data}[stage]
+
+    def is_last(self, frame: Frame) -> bool:
+        """Whether ``frame`` is this chain's last (the last step of its last stage)."""
+        stages = [s for s in STAGES if self.steps_of(s) > 0]
+        return bool(stages) and frame.stage == stages[-1] and frame.step == self.steps_of(stages[-1])
 
     def steps_left(self) -> int:
         """Rounds this chain still needs (each round: one step, or the proposal)."""
@@ -119,6 +126,7 @@ class Scheduler:
         self.wake = threading.Condition(self.lock)
         self.clock = StageClock()                  # each stage's share of a round's time against its samples
         self.finish = FinishClock()                # the pages' work after their chains end
+        self.finishing: set[Job] = set()           # chains ended whose pages have not said they finished
         self.rounds = 0
         self.submitted = 0
         self._thread: threading.Thread | None = None
@@ -172,8 +180,26 @@ class Scheduler:
                 if times[key] is None:
                     return None
                 total += times[key]
-        together = 1 + sum(len(ahead) == len(mine) for _, ahead in others)   # the chains ending with mine
-        return total + (self.finish.seconds(together) or 0.0)
+        # the chains ending with mine, give or take a few rounds (a class's chains that joined a round apart):
+        # their pages finish beside mine
+        together = 1 + sum(abs(len(ahead) - len(mine)) <= TOGETHER_ROUNDS for _, ahead in others)
+        per_page, now = self.finish.seconds(1), time.perf_counter()
+        if per_page is None:
+            return total
+        # and the pages of chains ended before that are still finishing then (they share the machine with it)
+        still = sum(j.ended_at + per_page * j.ended_with > now + total for j in list(self.finishing)
+                    if now - j.ended_at < FINISH_FORGET)
+        return total + per_page * (together + still)
+
+    def page_finished(self, job: Job):
+        """``job``'s page has sent its closing message: its time since the chain's end goes on the FinishClock."""
+        with self.lock:
+            self.finishing.discard(job)
+            now = time.perf_counter()
+            for gone in [j for j in self.finishing if now - j.ended_at >= FINISH_FORGET]:   # pages closed meanwhile
+                self.finishing.discard(gone)
+        if job.ended_at is not None:
+            self.finish.add(job.ended_with, time.perf_counter() - job.ended_at)
 
     # ------------------------------------------------------------ the rounds
     def start(self) -> "Scheduler":
@@ -232,6 +258,8 @@ class Scheduler:
         now = time.perf_counter()
         for job in ended:   # their pages finish together: each page's finish is timed against how many
             job.ended_at, job.ended_with = now, len(ended)
+        with self.lock:
+            self.finishing.update(ended)
         if spent:   # the clock times the steps (a burst of new visitors' proposals is no round of the chain)
             gap = 0.0 if since is None else max(0.0, t0 - since)
             work = sum(seconds for _, seconds in spent.values())

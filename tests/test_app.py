@@ -927,9 +927,12 @@ def test_lesson_mode_holds_the_run_at_each_stage_boundary_until_revealed():
 
 
 def test_steps_to_go_count_from_the_frame_shown():
+    """The count is of the steps after the frame shown. The chain's last frame is not streamed on its own: the
+    closing message (Done) shows it, so that a class's pages finish sooner."""
     outs = run(source="upload", upload=EXAMPLE, latent_steps=3, data_steps=4)
     statuses = [o["status"] for o in outs[:-1]]
-    assert "7 steps to go" in statuses[0] and "0 steps to go" in statuses[-1]   # proposal: 3 + 4 steps ahead
+    assert "7 steps to go" in statuses[0] and "1 steps to go" in statuses[-1]   # proposal: 3 + 4 steps ahead
+    assert "step 3/4" in statuses[-1] and "Done" in outs[-1]["status"] and not is_skip(outs[-1]["grid"])
 
 
 def test_first_look_with_several_frames_still_shows_the_input(monkeypatch):

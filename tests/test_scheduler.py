@@ -310,6 +310,26 @@ def test_an_idle_scheduler_times_the_next_class_by_its_own_rounds(sampler):
         scheduler.close()
 
 
+def test_pages_still_finishing_count_in_an_estimate_until_they_say_they_finished(sampler):
+    scheduler = Scheduler(sampler)
+    done = scheduler.submit(make_player(sampler, 1, seed=1, n_samples=1, latent_steps=0, data_steps=0))
+    while done.stage != "done":
+        scheduler.advance()
+    assert scheduler.finishing == {done} and done.ended_at is not None
+    later = scheduler.submit(make_player(sampler, 1, seed=2, n_samples=1))
+    scheduler.advance()
+    scheduler.clock = StageClock(decay=1.0)
+    for stage in ("latent", "ebm_latent", "data"):
+        scheduler.clock.add(stage, 1, 0.01)
+    scheduler.finish.add(1, 100.0)   # 100 s a page: the page still finishing outlasts later's chain
+    with_it = scheduler.wait_estimate(later)
+    scheduler.finishing.clear()
+    assert with_it - scheduler.wait_estimate(later) == pytest.approx(100.0)
+    scheduler.finishing.add(done)
+    scheduler.page_finished(done)    # its closing message sent: timed, and no longer counted
+    assert not scheduler.finishing and scheduler.finish.per_page < 100.0
+
+
 def test_finish_clock_times_the_pages_that_end_together():
     clock = FinishClock(decay=0.5)
     assert clock.seconds(30) is None
