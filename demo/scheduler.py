@@ -59,7 +59,6 @@ class Job:
     phase: float = 0.0                  # in [0, 1): where this page's frames fall in the class's frame interval
     ended: threading.Event = field(default_factory=threading.Event)   # set at the chain's end or Stop
     ended_at: float | None = None       # time.perf_counter() at the round its chain ended in (not at Stop)
-    ended_with: int = 1                 # the chains that ended in that round (their pages then finish together)
     cancelled: bool = False
     error: BaseException | None = None
 
@@ -127,6 +126,7 @@ class Scheduler:
         self.clock = StageClock()                  # each stage's share of a round's time against its samples
         self.finish = FinishClock()                # the pages' work after their chains end
         self.finishing: set[Job] = set()           # chains ended whose pages have not said they finished
+        self._burst: list | None = None            # [start, pages] while pages are finishing
         self.rounds = 0
         self.submitted = 0
         self._thread: threading.Thread | None = None
@@ -183,23 +183,27 @@ class Scheduler:
         # the chains ending with mine, give or take a few rounds (a class's chains that joined a round apart):
         # their pages finish beside mine
         together = 1 + sum(abs(len(ahead) - len(mine)) <= TOGETHER_ROUNDS for _, ahead in others)
-        per_page, now = self.finish.seconds(1), time.perf_counter()
+        per_page = self.finish.seconds(1)
         if per_page is None:
             return total
-        # and the pages of chains ended before that are still finishing then (they share the machine with it)
-        still = sum(j.ended_at + per_page * j.ended_with > now + total for j in list(self.finishing)
-                    if now - j.ended_at < FINISH_FORGET)
+        # and the pages still finishing then (the chains ended before, whose pages share the machine with it)
+        with self.lock:
+            backlog = len(self.finishing)
+        still = max(0.0, backlog - total / per_page)
         return total + per_page * (together + still)
 
     def page_finished(self, job: Job):
-        """``job``'s page has sent its closing message: its time since the chain's end goes on the FinishClock."""
+        """``job``'s page has sent its closing message. Once no page is finishing, the time since the first of them
+        began, per page, goes on the FinishClock (pages finishing together share the machine)."""
+        now = time.perf_counter()
         with self.lock:
             self.finishing.discard(job)
-            now = time.perf_counter()
             for gone in [j for j in self.finishing if now - j.ended_at >= FINISH_FORGET]:   # pages closed meanwhile
                 self.finishing.discard(gone)
-        if job.ended_at is not None:
-            self.finish.add(job.ended_with, time.perf_counter() - job.ended_at)
+            if self.finishing or self._burst is None:
+                return
+            (start, pages), self._burst = self._burst, None
+        self.finish.add(pages, now - start)
 
     # ------------------------------------------------------------ the rounds
     def start(self) -> "Scheduler":
@@ -256,10 +260,14 @@ class Scheduler:
             spent[stage][1] += time.perf_counter() - t1
         ended = [j for j in jobs if j.stage == "done" and not j.cancelled and j.ended_at is None]
         now = time.perf_counter()
-        for job in ended:   # their pages finish together: each page's finish is timed against how many
-            job.ended_at, job.ended_with = now, len(ended)
-        with self.lock:
-            self.finishing.update(ended)
+        for job in ended:
+            job.ended_at = now
+        if ended:
+            with self.lock:   # their pages finish beside those still finishing: timed together (page_finished)
+                if not self.finishing:
+                    self._burst = [now, 0]
+                self._burst[1] += len(ended)
+                self.finishing.update(ended)
         if spent:   # the clock times the steps (a burst of new visitors' proposals is no round of the chain)
             gap = 0.0 if since is None else max(0.0, t0 - since)
             work = sum(seconds for _, seconds in spent.values())
@@ -504,8 +512,8 @@ class StageClock:
 
 class FinishClock:
     """What a page does after its chain ends (its last frames, the figures, the closing message): seconds per page,
-    from the pages whose chains ended in the same round (they share the machine, so ``n`` pages ending together
-    take about ``n`` times one page's time), reported by the pages; the latest weigh most (``decay``)."""
+    from the pages that finished together (they share the machine, so ``n`` pages finishing together take about
+    ``n`` times one page's time: Scheduler.page_finished); the latest weigh most (``decay``)."""
 
     def __init__(self, decay: float = 0.9):
         self.decay, self.per_page = decay, None

@@ -324,10 +324,29 @@ def test_pages_still_finishing_count_in_an_estimate_until_they_say_they_finished
     scheduler.finish.add(1, 100.0)   # 100 s a page: the page still finishing outlasts later's chain
     with_it = scheduler.wait_estimate(later)
     scheduler.finishing.clear()
-    assert with_it - scheduler.wait_estimate(later) == pytest.approx(100.0)
+    rounds = scheduler.wait_estimate(later) - 100.0   # later's own rounds, then its own page's finish
+    # the page still finishing holds the machine for its 100 s: later's page finishes after it
+    assert with_it == pytest.approx(200.0) and 0 < rounds < 1
     scheduler.finishing.add(done)
     scheduler.page_finished(done)    # its closing message sent: timed, and no longer counted
     assert not scheduler.finishing and scheduler.finish.per_page < 100.0
+
+
+def test_the_finish_is_timed_per_page_over_the_pages_finishing_together(sampler):
+    scheduler = Scheduler(sampler)
+    jobs = [scheduler.submit(make_player(sampler, 1, seed=s, n_samples=1, latent_steps=0, data_steps=d))
+            for s, d in ((1, 0), (2, 1), (3, 1))]
+    while any(j.stage != "done" for j in jobs):
+        scheduler.advance()
+    assert scheduler.finishing == set(jobs) and jobs[0].ended_at < jobs[1].ended_at == jobs[2].ended_at
+    for job in jobs[:2]:
+        scheduler.page_finished(job)
+    assert scheduler.finish.per_page is None   # one page still finishing: not timed yet
+    time.sleep(0.03)
+    scheduler.page_finished(jobs[2])
+    assert not scheduler.finishing and scheduler._burst is None
+    elapsed = time.perf_counter() - jobs[0].ended_at
+    assert 0.03 / 3 <= scheduler.finish.per_page <= elapsed / 3   # from the first chain's end, over three pages
 
 
 def test_finish_clock_times_the_pages_that_end_together():
@@ -347,7 +366,7 @@ def test_pages_ending_in_the_same_round_finish_together_and_are_woken_at_the_cha
         assert not jobs[0].ended.is_set()
         scheduler.advance()
     assert all(j.ended.is_set() for j in jobs + [other])
-    assert [j.ended_with for j in jobs] == [2, 2] and other.ended_with == 1
+    assert scheduler.finishing == set(jobs + [other])   # no page has said it finished
     assert other.ended_at < jobs[0].ended_at == jobs[1].ended_at   # no data revision: it ended first, alone
     stopped = scheduler.submit(make_player(sampler, 1, seed=4, n_samples=1))
     scheduler.cancel(stopped)   # Stop wakes the page too, but is no end of a chain to time
