@@ -19,8 +19,8 @@ MEBM_MAX_QUEUE (visitors waiting, default 64), MEBM_UPLOAD_MB (most megabytes of
 folder, default 200), MEBM_SWEEP_SECONDS (how often that folder is swept, default 10), MEBM_BATCH (1: every
 visitor's Run advanced together, one batched model pass per Langevin step, default; 0: each Run computes its own
 chain), MEBM_CLASS_FPS (frames per second for all the batched pages together, default 15), MEBM_SHOW_WAIT (1: the
-page also says about how many seconds its chain has to go, default 0), MEBM_GPU_SECONDS (on ZeroGPU: the longest a
-chain's GPU call may hold the GPU, default 20), HF_HUB_OFFLINE.
+page also says about how many seconds its run has to go, once the scheduler can tell; default 1; 0: steps only),
+MEBM_GPU_SECONDS (on ZeroGPU: the longest a chain's GPU call may hold the GPU, default 20), HF_HUB_OFFLINE.
 
 Everything a visitor sends is treated as hostile: pictures are size-checked from their headers before they
 are decoded, a shared link's digit is inflated to its 784 bytes and no further, and a visitor's text is never
@@ -252,14 +252,14 @@ def frame_interval(run) -> float:
 
 def time_left(run, snap) -> str:
     """' · N steps to go': the Langevin steps after the frame ``snap`` that the page shows (exact; with a slowed
-    run the chain itself may be further on). With MEBM_SHOW_WAIT, the scheduler's count and its estimate in seconds
-    instead (off by default: timed from the scheduler's rounds, it was not within 30 % for most of a class on a
-    busy machine, docs/demo.md, and what the page says must hold)."""
-    if run.job is not None and _env_float("MEBM_SHOW_WAIT", 0) > 0:
-        return wait_text(run.job, loaded().get("scheduler"))
+    run the chain itself may be further on), and, for a chain in the scheduler, its estimate of the seconds until
+    the run ends, once it has one (demo.scheduler.wait_text; MEBM_SHOW_WAIT=0 leaves it out)."""
     totals, stages = run.player.totals, run.expected_stages()
     later = stages[stages.index(snap.stage) + 1:] if snap.stage in stages else []
-    return f" · {(totals.get(snap.stage) or 0) - snap.step + sum(totals.get(st) or 0 for st in later)} steps to go"
+    steps = (totals.get(snap.stage) or 0) - snap.step + sum(totals.get(st) or 0 for st in later)
+    if run.job is not None and _env_float("MEBM_SHOW_WAIT", 1) > 0:
+        return wait_text(run.job, loaded().get("scheduler"), steps)
+    return f" · {steps} steps to go"
 
 
 def loaded() -> dict:

@@ -271,7 +271,7 @@ def measure(a, users, soak, batch, deadline) -> bool:
 
     tmp = Path(tempfile.mkdtemp(prefix="mebm_load_"))
     env = {"MEBM_FPS": str(a.fps), "MEBM_MAX_QUEUE": str(max(64, users + 8)), "MEBM_BATCH": batch,
-           "MEBM_SHOW_WAIT": "1"}   # the page's estimate in seconds, measured here (off by default)
+           "MEBM_SHOW_WAIT": "1"}   # the page's estimate in seconds (the default), measured here
     if a.concurrency:
         env["MEBM_CONCURRENCY"] = str(a.concurrency)
     proc, url = start_app(a.checkpoint, tmp, env)   # 127.0.0.1, a free port

@@ -534,10 +534,11 @@ def _split(sizes):
         start += n
 
 
-def wait_text(job: Job, scheduler: Scheduler | None, seconds: bool = True) -> str:
-    """What a page says of the work ahead: ' · N steps to go, about T s'. The steps are exact; the seconds (when
-    ``seconds``) are the scheduler's estimate (the chain's rounds and the page's finish), left out until every
-    stage ahead has GROUNDED rounds of its own measured near its size."""
-    text = f" · {job.steps_left()} steps to go"
+def wait_text(job: Job, scheduler: Scheduler | None, steps: int | None = None, seconds: bool = True) -> str:
+    """What a page says of the work ahead: ' · N steps to go, about T s'. ``steps``: the steps after the frame the
+    page shows (default: the chain's own count); the seconds (when ``seconds``) are the scheduler's estimate of
+    the time until the run ends (the chain's rounds and the page's finish), left out until every stage ahead has
+    GROUNDED rounds of its own measured near its size."""
+    text = f" · {job.steps_left() if steps is None else steps} steps to go"
     seconds = None if scheduler is None or not seconds else scheduler.wait_estimate(job, grounded=GROUNDED)
     return text if seconds is None else text + f", about {max(1, round(seconds))} s"

@@ -274,6 +274,7 @@ def test_wait_estimate_times_each_round_ahead_by_the_stages_of_the_chains_still_
     assert scheduler.wait_estimate(long, grounded=GROUNDED) == pytest.approx(expected)
     assert wait_text(long, scheduler) == steps + f", about {round(expected)} s"
     assert wait_text(long, scheduler, seconds=False) == steps
+    assert wait_text(long, scheduler, steps=99) == f" · 99 steps to go, about {round(expected)} s"   # the page's count
     # the pages' finish: measured per page from pages that ended together; the chains that end in long's round
     scheduler.finish.add(3, 1.5)   # three pages together took 1.5 s: 0.5 s a page
     assert scheduler.wait_estimate(long) == pytest.approx(expected + 0.5)   # short ends earlier: long ends alone
