@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import queue
+import statistics
 from collections import deque
 import threading
 import time
@@ -126,7 +127,7 @@ class Scheduler:
         self.clock = StageClock()                  # each stage's share of a round's time against its samples
         self.finish = FinishClock()                # the pages' work after their chains end
         self.finishing: set[Job] = set()           # chains ended whose pages have not said they finished
-        self._burst: list | None = None            # [start, pages] while pages are finishing
+        self._burst: list | None = None            # [start, pages, times] while pages are finishing
         self.rounds = 0
         self.submitted = 0
         self._thread: threading.Thread | None = None
@@ -193,17 +194,22 @@ class Scheduler:
         return total + per_page * (together + still)
 
     def page_finished(self, job: Job):
-        """``job``'s page has sent its closing message. Once no page is finishing, the time since the first of them
-        began, per page, goes on the FinishClock (pages finishing together share the machine)."""
+        """``job``'s page has sent its closing message. Once no page is finishing, the median page's time since the
+        first of them began, per page, goes on the FinishClock (pages finishing together share the machine)."""
         now = time.perf_counter()
         with self.lock:
+            if job not in self.finishing or self._burst is None:
+                return
             self.finishing.discard(job)
+            self._burst[2].append(now - self._burst[0])
             for gone in [j for j in self.finishing if now - j.ended_at >= FINISH_FORGET]:   # pages closed meanwhile
                 self.finishing.discard(gone)
-            if self.finishing or self._burst is None:
+            if self.finishing:
                 return
-            (start, pages), self._burst = self._burst, None
-        self.finish.add(pages, now - start)
+            (_, pages, times), self._burst = self._burst, None
+        # the median page's time (most of a class's pages end together at the burst's end; a page told late that
+        # its message went, or one served first, does not move it)
+        self.finish.add(pages, statistics.median(times))
 
     # ------------------------------------------------------------ the rounds
     def start(self) -> "Scheduler":
@@ -265,7 +271,7 @@ class Scheduler:
         if ended:
             with self.lock:   # their pages finish beside those still finishing: timed together (page_finished)
                 if not self.finishing:
-                    self._burst = [now, 0]
+                    self._burst = [now, 0, []]   # its start, its pages, their times to finish
                 self._burst[1] += len(ended)
                 self.finishing.update(ended)
         if spent:   # the clock times the steps (a burst of new visitors' proposals is no round of the chain)

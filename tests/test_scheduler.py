@@ -343,11 +343,11 @@ def test_the_finish_is_timed_per_page_over_the_pages_finishing_together(sampler)
     for job in jobs[:2]:
         scheduler.page_finished(job)
     assert scheduler.finish.per_page is None   # one page still finishing: not timed yet
-    time.sleep(0.03)
+    time.sleep(0.1)                            # the last page says so late
     scheduler.page_finished(jobs[2])
     assert not scheduler.finishing and scheduler._burst is None
-    elapsed = time.perf_counter() - jobs[0].ended_at
-    assert 0.03 / 3 <= scheduler.finish.per_page <= elapsed / 3   # from the first chain's end, over three pages
+    # the median page's time from the first chain's end, over three pages: the late one does not count
+    assert 0 < scheduler.finish.per_page < 0.1 / 3
 
 
 def test_finish_clock_times_the_pages_that_end_together():
