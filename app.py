@@ -484,92 +484,98 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
     server_interval = 1.0 / fps() if fps() > 0 else 0.0
     last_yield, last_plot, last_figs = 0.0, time.perf_counter(), time.perf_counter()
     status, snap, shown_stage, preview_sent = "", None, None, False
-    with player.lock:
-        try:
-            for snaps in run_frames(run):
-                for n, snap in enumerate(snaps):
-                    if run.halt.is_set():
-                        break
-                    run.record(snap)
-                    last_of_look = n == len(snaps) - 1
-                    if not last_of_look and not pace.every_frame():
-                        continue   # a busy page shows the latest of the frames made meanwhile
-                    if (run.job is not None and run.job.is_last(snap) and preview_sent and snap.stage == shown_stage
-                            and not pace.every_frame()):
-                        break   # the chain's last frame: the closing message shows it (a class's pages finish sooner)
-                    if pace.lesson and shown_stage is not None and snap.stage != shown_stage:
-                        pace.ask()   # a stage boundary: the question first, the new stage once revealed
-                        yield outputs(explain=texts.question(snap.stage, question_row(run), player.conditioned),
-                                      status=f"**Before the {stage_title(snap.stage)}.** " + texts.REVEAL_HINT,
-                                      **reveal_button(run, True))
+    timed = False   # the page sent its closing message: its finish is timed for the estimates
+    try:
+        with player.lock:
+            try:
+                for snaps in run_frames(run):
+                    for n, snap in enumerate(snaps):
+                        if run.halt.is_set():
+                            break
+                        run.record(snap)
+                        last_of_look = n == len(snaps) - 1
+                        if not last_of_look and not pace.every_frame():
+                            continue   # a busy page shows the latest of the frames made meanwhile
+                        if (run.job is not None and run.job.is_last(snap) and preview_sent
+                                and snap.stage == shown_stage and not pace.every_frame()):
+                            break   # the chain's last frame: the closing message shows it (pages finish sooner)
+                        if pace.lesson and shown_stage is not None and snap.stage != shown_stage:
+                            pace.ask()   # a stage boundary: the question first, the new stage once revealed
+                            yield outputs(explain=texts.question(snap.stage, question_row(run), player.conditioned),
+                                          status=f"**Before the {stage_title(snap.stage)}.** " + texts.REVEAL_HINT,
+                                          **reveal_button(run, True))
+                            run.sent.delivered()
+                        yield from held(pace, run.halt)
+                        now = time.perf_counter()
+                        slow = now - last_plot >= PLOT_INTERVAL
+                        few = frame_interval(run) < PLOT_INTERVAL   # else a class: read-outs and plots at stage ends
+                        # a frame made before the latest (slow motion, lessons): the grid as the run stood then
+                        pic, caps = run.strip(snap, classify_now=slow and few, upto=None if last_of_look else snap)
+                        update = dict(grid=pic, captions=caps, status=streaming_status(run, snap))
+                        if run.model == CAPTIONS:
+                            update["stage_captions"] = stage_captions(run, None if last_of_look else snap)
+                        if slow:
+                            last_plot = now
+                        # the figures and the table cost the browser most: once a second, and as a stage ends
+                        # (a stage that ended in the frames this look skipped counts too); a page of a class (not few)
+                        # gets them with its closing message only (in a lesson, at stage ends too): thirty pages drawing
+                        # them as their stage ended stalled the class's rounds for about two seconds
+                        stage_end = any(s.step == (player.totals.get(s.stage) or 0) and s.index > 0
+                                        for s in (snaps if last_of_look and not pace.every_frame() else [snap]))
+                        if ((stage_end and (few or pace.lesson))
+                                or (slow and few and now - last_figs >= FIGURE_INTERVAL)):
+                            last_figs = now
+                            update |= figures(run, snap)
+                        if player.settings.compare and snap.noise_x is not None:
+                            update["noise_grid"] = run.noise_picture(snap)
+                        if snaps[0].index == 0 and (n == 0 or last_of_look) and not preview_sent:
+                            update["input_preview"] = run.preview   # the first look (under load: several frames)
+                            preview_sent = True
+                        if snap.stage != shown_stage:   # the sentence beside the grid follows the running stage
+                            shown_stage = snap.stage
+                            if "explain" not in update:   # (figures of this frame made it already)
+                                update["explain"] = run.explain(snap)
+                            update |= reveal_button(run, False)
+                        last_yield = yield from _pace_awake(last_yield, max(server_interval, pace.interval()), outputs,
+                                                            run.halt)
+                        # paused while this frame waited its turn: not shown until resumed
+                        yield from held(pace, run.halt)
+                        if run.halt.is_set():   # Stop during the wait: this frame is not shown
+                            break
+                        yield outputs(**update)
+                        run.shown = snap.index   # taken by Gradio (a Stop during the yield leaves the frame before)
                         run.sent.delivered()
-                    yield from held(pace, run.halt)
-                    now = time.perf_counter()
-                    slow = now - last_plot >= PLOT_INTERVAL
-                    few = frame_interval(run) < PLOT_INTERVAL   # else a class: read-outs and plots at stage ends
-                    # a frame made before the latest (slow motion, lessons): the grid as the run stood then
-                    pic, caps = run.strip(snap, classify_now=slow and few, upto=None if last_of_look else snap)
-                    update = dict(grid=pic, captions=caps, status=streaming_status(run, snap))
-                    if run.model == CAPTIONS:
-                        update["stage_captions"] = stage_captions(run, None if last_of_look else snap)
-                    if slow:
-                        last_plot = now
-                    # the figures and the table cost the browser most: once a second, and as a stage ends
-                    # (a stage that ended in the frames this look skipped counts too); a page of a class (not few)
-                    # gets them with its closing message only (in a lesson, at stage ends too): thirty pages drawing
-                    # them as their stage ended stalled the class's rounds for about two seconds
-                    stage_end = any(s.step == (player.totals.get(s.stage) or 0) and s.index > 0
-                                    for s in (snaps if last_of_look and not pace.every_frame() else [snap]))
-                    if (stage_end and (few or pace.lesson)) or (slow and few and now - last_figs >= FIGURE_INTERVAL):
-                        last_figs = now
-                        update |= figures(run, snap)
-                    if player.settings.compare and snap.noise_x is not None:
-                        update["noise_grid"] = run.noise_picture(snap)
-                    if snaps[0].index == 0 and (n == 0 or last_of_look) and not preview_sent:
-                        update["input_preview"] = run.preview   # the first look (under load: several frames)
-                        preview_sent = True
-                    if snap.stage != shown_stage:   # the sentence beside the grid follows the running stage
-                        shown_stage = snap.stage
-                        if "explain" not in update:   # (figures of this frame made it already)
-                            update["explain"] = run.explain(snap)
-                        update |= reveal_button(run, False)
-                    last_yield = yield from _pace_awake(last_yield, max(server_interval, pace.interval()), outputs,
-                                                        run.halt)
-                    yield from held(pace, run.halt)   # paused while this frame waited its turn: not shown until resumed
-                    if run.halt.is_set():   # Stop during the wait: this frame is not shown
-                        break
-                    yield outputs(**update)
-                    run.shown = snap.index   # taken by Gradio (a Stop during the yield leaves the frame before)
-                    run.sent.delivered()
-            run.stopped = run.halt.is_set()   # Stop: Step goes on from the last frame the page showed
-            z = f", {run.z_source()}" if run.z_source() else ""
-            status = texts.STOPPED if run.stopped else f"**Done:** {snap.index + 1} frames{z}. " + run.coherence_line(
-                snap)
-        except ChainDiverged as e:
-            # in the status line, where the stage's step was (a toast would cover the buttons)
-            status = f"**Stopped: {e}** The frames up to that point are kept: scrub through them."
-        except GeneratorExit:   # Gradio's cancel (or the page closed): as Stop
-            run.stopped = True
-            raise
-        finally:
-            if STREAMING.get(key) is run:
-                del STREAMING[key]
-    trim_heap(TRIM_INTERVAL)
-    if run.stopped:   # the page keeps what it shows (the scrub slider's range as the frames shown set it)
-        yield outputs(status=status)
-        return
-    if snap is None:
-        raise gr.Error(status or "The chain produced no frame.")
-    pic, caps = run.strip(None, classify_now=True)
-    _pace(last_yield, server_interval)
-    run.sent.keys.clear()   # the last message carries every figure: the browser keeps only what it brings
-    yield outputs(grid=pic, captions=caps, **figures(run, snap), status=status, **scrub_range(run),
-                  share=share_html(run), **reveal_button(run, False), energy_hist=energy_histogram(snap, run),
-                  **caption_update(run))
-    run.sent.delivered()
-    job, scheduler = run.job, loaded().get("scheduler")
-    if job is not None and scheduler is not None:   # the page's finish, timed for the estimates
-        scheduler.page_finished(job)
+                run.stopped = run.halt.is_set()   # Stop: Step goes on from the last frame the page showed
+                z = f", {run.z_source()}" if run.z_source() else ""
+                status = texts.STOPPED if run.stopped else (f"**Done:** {snap.index + 1} frames{z}. "
+                                                            + run.coherence_line(snap))
+            except ChainDiverged as e:
+                # in the status line, where the stage's step was (a toast would cover the buttons)
+                status = f"**Stopped: {e}** The frames up to that point are kept: scrub through them."
+            except GeneratorExit:   # Gradio's cancel (or the page closed): as Stop
+                run.stopped = True
+                raise
+            finally:
+                if STREAMING.get(key) is run:
+                    del STREAMING[key]
+        trim_heap(TRIM_INTERVAL)
+        if run.stopped:   # the page keeps what it shows (the scrub slider's range as the frames shown set it)
+            yield outputs(status=status)
+            return
+        if snap is None:
+            raise gr.Error(status or "The chain produced no frame.")
+        pic, caps = run.strip(None, classify_now=True)
+        _pace(last_yield, server_interval)
+        run.sent.keys.clear()   # the last message carries every figure: the browser keeps only what it brings
+        yield outputs(grid=pic, captions=caps, **figures(run, snap), status=status, **scrub_range(run),
+                      share=share_html(run), **reveal_button(run, False), energy_hist=energy_histogram(snap, run),
+                      **caption_update(run))
+        run.sent.delivered()
+        timed = True
+    finally:   # every way out (Stop, an error, the page closed): the scheduler stops waiting for this page
+        scheduler = loaded().get("scheduler")
+        if run.job is not None and scheduler is not None:
+            scheduler.page_finished(run.job, timed)
 
 
 async def stop_run(request: gr.Request = None):

@@ -184,7 +184,7 @@ class Scheduler:
         # the chains ending with mine, give or take a few rounds (a class's chains that joined a round apart):
         # their pages finish beside mine
         together = 1 + sum(abs(len(ahead) - len(mine)) <= TOGETHER_ROUNDS for _, ahead in others)
-        per_page = self.finish.seconds(1)
+        per_page = self.finish.per_page
         if per_page is None:
             return total
         # and the pages still finishing then (the chains ended before, whose pages share the machine with it)
@@ -193,23 +193,26 @@ class Scheduler:
         still = max(0.0, backlog - total / per_page)
         return total + per_page * (together + still)
 
-    def page_finished(self, job: Job):
-        """``job``'s page has sent its closing message. Once no page is finishing, the median page's time since the
-        first of them began, per page, goes on the FinishClock (pages finishing together share the machine)."""
+    def page_finished(self, job: Job, timed: bool = True):
+        """``job``'s page is done: it has sent its closing message (``timed``), or it ended otherwise (Stop, an
+        error, the page closed), and no page waits for it. Once no page is finishing, the median page's time since
+        the first of them began, per page, goes on the FinishClock (pages finishing together share the machine)."""
+        if job.ended_at is None:   # stopped before its chain ended: no estimate waits for its page
+            return
         now = time.perf_counter()
         with self.lock:
             if job not in self.finishing or self._burst is None:
                 return
             self.finishing.discard(job)
-            self._burst[2].append(now - self._burst[0])
-            for gone in [j for j in self.finishing if now - j.ended_at >= FINISH_FORGET]:   # pages closed meanwhile
+            if timed:
+                self._burst[2].append(now - self._burst[0])
+            for gone in [j for j in self.finishing if now - j.ended_at >= FINISH_FORGET]:   # in case one never says
                 self.finishing.discard(gone)
             if self.finishing:
                 return
             (_, pages, times), self._burst = self._burst, None
-        # the median page's time (most of a class's pages end together at the burst's end; a page told late that
-        # its message went, or one served first, does not move it)
-        self.finish.add(pages, statistics.median(times))
+        if times:   # the median page's time (most of a class's pages end together at the burst's end; a page told
+            self.finish.add(pages, statistics.median(times))   # late that its message went, or served first, not)
 
     # ------------------------------------------------------------ the rounds
     def start(self) -> "Scheduler":

@@ -847,6 +847,7 @@ def test_stop_wakes_a_run_waiting_for_its_turn_and_it_ends_stopped(monkeypatch):
         asyncio.run(app.stop_run(request=req("waiting")))
         worker.join(60)
     assert ended.is_set() and len(rest) == 1 and rest[0]["status"] == texts.status_html(texts.STOPPED)
+    assert run.job not in scheduler.finishing   # a stopped page is waited for by no estimate
     shown = run.player.frames[-1].index   # the third update's frame: none taken after it
     assert is_skip(rest[0]["grid"]) and run.stopped and run.shown == shown and run.job.cancelled
     assert "waiting" not in app.STREAMING and chain("waiting").lock.acquire(blocking=False)

@@ -350,6 +350,24 @@ def test_the_finish_is_timed_per_page_over_the_pages_finishing_together(sampler)
     assert 0 < scheduler.finish.per_page < 0.1 / 3
 
 
+def test_a_page_that_ends_without_its_closing_message_does_not_hold_the_finish_open(sampler):
+    """A page stopped or closed after its chain ended says so untimed: the pages that did finish are timed, and the
+    next chains' pages start a burst of their own."""
+    scheduler = Scheduler(sampler)
+    jobs = [scheduler.submit(make_player(sampler, 1, seed=s, n_samples=1, latent_steps=0, data_steps=0))
+            for s in (1, 2)]
+    while any(j.stage != "done" for j in jobs):
+        scheduler.advance()
+    scheduler.page_finished(jobs[0], timed=False)   # the page closed
+    assert scheduler.finish.per_page is None and scheduler._burst is not None
+    scheduler.page_finished(jobs[1])
+    assert not scheduler.finishing and scheduler._burst is None and scheduler.finish.per_page is not None
+    late = scheduler.submit(make_player(sampler, 1, seed=3, n_samples=1, latent_steps=0, data_steps=0))
+    while late.stage != "done":
+        scheduler.advance()
+    assert scheduler._burst[0] == late.ended_at   # a burst of its own, from its own chain's end
+
+
 def test_finish_clock_times_the_pages_that_end_together():
     clock = FinishClock(decay=0.5)
     assert clock.seconds(30) is None
