@@ -9,6 +9,8 @@
    ("about N s", from the scheduler's measured rounds) against the time the run then took, and the CPU seconds
    the app and the clients used meanwhile (the clients share the machine: their decoding counts against the
    app). The users connect first (a page open before the class presses Run); the times count from the press.
+   Each client looks for the app's messages every 20 ms (``--client-wait spin``: gradio_client's own iterator,
+   which looks every millisecond and so spends more of the shared cores than the app's messages cost).
    ``--batch both`` measures the batched path (MEBM_BATCH=1: one model pass per step for every visitor) and
    the unbatched one in the same run, one app after the other, with their throughput (complete runs per
    minute). ``--stoppers``: that many of the users press Stop a moment (``--stop-after``) after their first
@@ -44,6 +46,10 @@ TOLD = re.compile(r"about (\d+) s")
 # load the CA bundle for each of its requests (three a run), tens of ms of CPU each, even over plain HTTP; thirty
 # clients in one process then spent seconds of the class's first moments on it (the app shares these cores).
 TLS = ssl.create_default_context()
+# How often a client looks for the app's new messages (s). gradio_client's own iterator (Job.__next__) looks every
+# millisecond, under a lock: sixty clients in one process then spent most of their CPU (33-43 CPU-s a class of 60,
+# against the app's 42) waking to find nothing, on the cores the app shares. A page is woken by its messages.
+POLL = 0.02
 
 
 def pct(values, q):
@@ -115,7 +121,27 @@ def press_stop(client, job, rec, t0):
         rec["error"] = errors[0]
 
 
-def one_run(url, seed, timeout, out, client=None, stop_after=None, verify=TLS):
+def updates(job, poll):
+    """The job's updates as they come: looked for every ``poll`` seconds (None: gradio_client's own iterator, which
+    looks every millisecond). A message is seen at most ``poll`` late, so times measured are at most that long."""
+    if poll is None:
+        yield from job
+        return
+    from gradio_client.utils import Status
+
+    seen, talk = 0, job.communicator
+    while True:
+        with talk.lock:
+            new, finished = talk.job.outputs[seen:], talk.job.latest_status.code == Status.FINISHED
+        seen += len(new)
+        yield from new
+        if finished and not new:
+            return
+        if not new:
+            time.sleep(poll)
+
+
+def one_run(url, seed, timeout, out, client=None, stop_after=None, verify=TLS, poll=POLL):
     """One user: Run with the default settings (``client``: connected already, else connects first, which then
     counts in the times); records first-frame time, end time, errors, queue ETA, the page's own estimate.
     ``stop_after``: press Stop that many seconds after the first frame. The record is in ``out`` from the start
@@ -145,7 +171,7 @@ def one_run(url, seed, timeout, out, client=None, stop_after=None, verify=TLS):
                 break
             time.sleep(0.1)
         last_grid = None
-        for update in job:
+        for update in updates(job, poll):
             if rec["first"] is None:
                 grid = update[0] if isinstance(update, (list, tuple)) else None
                 if not (isinstance(grid, dict) and str(grid.get("url", "")).startswith("data:image/png")):
@@ -176,7 +202,7 @@ def one_run(url, seed, timeout, out, client=None, stop_after=None, verify=TLS):
         rec["error"] = rec["error"] or f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
 
 
-def classroom(url, users, timeout, deadline, stoppers=0, stop_after=0.5, verify=TLS):
+def classroom(url, users, timeout, deadline, stoppers=0, stop_after=0.5, verify=TLS, poll=POLL):
     """``users`` pages connect, then all press Run at the same moment (the first ``stoppers`` press Stop
     ``stop_after`` seconds after their first frame). Waits until ``deadline`` (time.perf_counter()) at most: the
     runs not done by then are marked as cut."""
@@ -198,7 +224,7 @@ def classroom(url, users, timeout, deadline, stoppers=0, stop_after=0.5, verify=
         if isinstance(client, Exception):
             out.append({"seed": seed, "error": f"connect: {type(client).__name__}: {client}", "stopper": False})
             return
-        one_run(url, seed, timeout, out, client, stop_after if seed < stoppers else None, verify)
+        one_run(url, seed, timeout, out, client, stop_after if seed < stoppers else None, verify, poll)
 
     for u in range(users):
         t = threading.Thread(target=user, args=(u,), daemon=True)
@@ -243,6 +269,10 @@ def main(argv=None):
     p.add_argument("--client-tls", choices=("shared", "per-request"), default="shared",
                    help="the clients' TLS context: one shared by all, as a browser has (default), or gradio_client's "
                         "own, built for each request")
+    p.add_argument("--client-wait", choices=("poll", "spin"), default="poll",
+                   help=f"how a client waits for the app's next message: it looks every {POLL * 1000:.0f} ms (a page, "
+                        "woken by its messages, costs little; default), or gradio_client's own iterator, which looks "
+                        "every millisecond")
     p.add_argument("--deadline", type=float, default=600.0,
                    help="seconds the whole measurement may take: what is not done then counts as lost, the report "
                         "is printed and the exit status is 1 (default 600)")
@@ -287,7 +317,8 @@ def measure(a, users, soak, batch, deadline) -> bool:
                 time.sleep(2.0)
                 print(f"class {lesson + 1} of {a.classes}, on the same app:")
             cpu0, app0 = os.times(), cpu_seconds(proc.pid)
-            recs, t0, cut = classroom(url, users, a.run_timeout, deadline, a.stoppers, a.stop_after, verify)
+            recs, t0, cut = classroom(url, users, a.run_timeout, deadline, a.stoppers, a.stop_after, verify,
+                                      POLL if a.client_wait == "poll" else None)
             wall = time.perf_counter() - t0
             if a.records:
                 path = Path(a.records if a.classes == 1 else f"{a.records}.{lesson + 1}")

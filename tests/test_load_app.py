@@ -31,3 +31,32 @@ def test_a_deadline_reports_what_there_is_and_fails(tmp_path, capsys):
     assert code == 1, out
     assert "0 complete runs, 2 lost" in out and "cut by the deadline" in out and "the measurement is incomplete" in out
     assert "soak:" not in out
+
+
+def test_a_polling_client_sees_every_update_in_order_and_stops_when_finished():
+    """The clients' own wait (``updates``): messages appended while it sleeps all come, in order, and the iteration
+    ends once the job is finished and nothing is left, not before."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from gradio_client.utils import Status
+
+    state = SimpleNamespace(outputs=[], latest_status=SimpleNamespace(code=Status.PROCESSING))
+    job = SimpleNamespace(communicator=SimpleNamespace(lock=threading.Lock(), job=state))
+
+    def app_side():
+        for k in range(5):
+            time.sleep(0.01)
+            with job.communicator.lock:
+                state.outputs.append(k)
+        with job.communicator.lock:
+            state.outputs.append("last")
+            state.latest_status.code = Status.FINISHED
+
+    t = threading.Thread(target=app_side)
+    t.start()
+    got = list(load_app.updates(job, poll=0.003))
+    t.join()
+    assert got == [0, 1, 2, 3, 4, "last"]
+    assert list(load_app.updates(job, poll=0.003)) == [0, 1, 2, 3, 4, "last"]   # finished: all, then the end
