@@ -128,6 +128,7 @@ class Scheduler:
         self.finish = FinishClock()                # the pages' work after their chains end
         self.finishing: set[Job] = set()           # chains ended whose pages have not said they finished
         self._burst: list | None = None            # [start, pages, times] while pages are finishing
+        self._ending_at: float | None = None       # when the first chain ended in the round now running
         self.rounds = 0
         self.submitted = 0
         self._thread: threading.Thread | None = None
@@ -248,6 +249,7 @@ class Scheduler:
         in the round's time on the clock, shared by its stages as their steps' times, since the chains wait for
         it too."""
         t0 = time.perf_counter()
+        self._ending_at = None   # the time of this round's first chain end: the chains ending in it share it
         with self.lock:
             for job in [j for j in self.jobs if j.cancelled]:
                 self._finish(job)
@@ -267,16 +269,6 @@ class Scheduler:
             spent.setdefault(stage, [0, 0.0])
             spent[stage][0] += sum(j.n for j in group)
             spent[stage][1] += time.perf_counter() - t1
-        ended = [j for j in jobs if j.stage == "done" and not j.cancelled and j.ended_at is None]
-        now = time.perf_counter()
-        for job in ended:
-            job.ended_at = now
-        if ended:
-            with self.lock:   # their pages finish beside those still finishing: timed together (page_finished)
-                if not self.finishing:
-                    self._burst = [now, 0, []]   # its start, its pages, their times to finish
-                self._burst[1] += len(ended)
-                self.finishing.update(ended)
         if spent:   # the clock times the steps (a burst of new visitors' proposals is no round of the chain)
             gap = 0.0 if since is None else max(0.0, t0 - since)
             work = sum(seconds for _, seconds in spent.values())
@@ -294,9 +286,20 @@ class Scheduler:
                 self._finish(job)
 
     def _finish(self, job: Job):
+        """``job`` leaves the rounds and its page is woken. A chain that ended (not Stop) is stamped first and its
+        page counted as finishing, beside those still finishing (timed together: page_finished): a page woken here
+        may send its closing message and say so before this round is over."""
         with self.lock:
             if job in self.jobs:
                 self.jobs.remove(job)
+            if not job.cancelled and job.ended_at is None:
+                if self._ending_at is None:
+                    self._ending_at = time.perf_counter()
+                job.ended_at = self._ending_at
+                if not self.finishing:
+                    self._burst = [job.ended_at, 0, []]   # its start, its pages, their times to finish
+                self._burst[1] += 1
+                self.finishing.add(job)
         job.stage = "done"
         job.frames.put(END)
         job.ended.set()

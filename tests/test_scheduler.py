@@ -350,6 +350,40 @@ def test_the_finish_is_timed_per_page_over_the_pages_finishing_together(sampler)
     assert 0 < scheduler.finish.per_page < 0.1 / 3
 
 
+def test_a_page_that_finishes_before_the_round_is_over_is_timed(sampler):
+    """A page is woken as its chain ends, in the middle of the round: its closing message can be sent, and the
+    page say so, before the round's other chains have stepped. It is timed like the others, and no page is left
+    counted as finishing (which would hold every later burst open and make the estimates too long)."""
+    import threading
+
+    scheduler = Scheduler(sampler)
+    jobs = [scheduler.submit(make_player(sampler, 1, seed=s, n_samples=1, latent_steps=0, data_steps=0))
+            for s in (1, 2)]
+    said = []
+
+    def page(job):   # the page at once: woken by its chain's end, it says it finished
+        job.ended.wait(30)
+        scheduler.page_finished(job)
+        said.append(job)
+
+    pages = [threading.Thread(target=page, args=(j,)) for j in jobs]
+    for t in pages:
+        t.start()
+    original = scheduler._finish
+
+    def slow_finish(job):   # the round goes on after each chain's end (other groups' steps) as the page speaks
+        original(job)
+        time.sleep(0.2)
+
+    scheduler._finish = slow_finish
+    while any(j.stage != "done" for j in jobs):
+        scheduler.advance()
+    for t in pages:
+        t.join(30)
+    assert len(said) == 2 and all(j.ended_at is not None for j in jobs)
+    assert not scheduler.finishing and scheduler._burst is None and scheduler.finish.per_page is not None
+
+
 def test_a_page_that_ends_without_its_closing_message_does_not_hold_the_finish_open(sampler):
     """A page stopped or closed after its chain ended says so untimed: the pages that did finish are timed, and the
     next chains' pages start a burst of their own."""
