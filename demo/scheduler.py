@@ -525,14 +525,17 @@ class StageClock:
 class FinishClock:
     """What a page does after its chain ends (its last frames, the figures, the closing message): seconds per page,
     from the pages that finished together (they share the machine, so ``n`` pages finishing together take about
-    ``n`` times one page's time: Scheduler.page_finished); the latest weigh most (``decay``)."""
+    ``n`` times one page's time: Scheduler.page_finished). The latest weigh most: each page timed makes the time
+    before it weigh ``decay`` times less, so a class's 30 pages finishing together outweigh the lone pages before
+    them (a visitor alone, the first page of a class to finish), whose time per page says less of a class's."""
 
     def __init__(self, decay: float = 0.9):
         self.decay, self.per_page = decay, None
 
     def add(self, pages: int, seconds: float):
-        v = seconds / max(pages, 1)
-        self.per_page = v if self.per_page is None else self.decay * self.per_page + (1 - self.decay) * v
+        pages = max(pages, 1)
+        v, kept = seconds / pages, self.decay ** pages
+        self.per_page = v if self.per_page is None else kept * self.per_page + (1 - kept) * v
 
     def seconds(self, pages: int) -> float | None:
         """The time until the last of ``pages`` pages ending together has finished; None before any was timed."""

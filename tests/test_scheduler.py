@@ -343,11 +343,12 @@ def test_the_finish_is_timed_per_page_over_the_pages_finishing_together(sampler)
     for job in jobs[:2]:
         scheduler.page_finished(job)
     assert scheduler.finish.per_page is None   # one page still finishing: not timed yet
-    time.sleep(0.1)                            # the last page says so late
+    time.sleep(0.6)                            # the last page says so late
     scheduler.page_finished(jobs[2])
     assert not scheduler.finishing and scheduler._burst is None
-    # the median page's time from the first chain's end, over three pages: the late one does not count
-    assert 0 < scheduler.finish.per_page < 0.1 / 3
+    # the median page's time from the first chain's end (a round's work, the other chains' included), over three
+    # pages: the late one does not count
+    assert 0 < scheduler.finish.per_page < 0.6 / 3
 
 
 def test_a_page_that_finishes_before_the_round_is_over_is_timed(sampler):
@@ -407,8 +408,10 @@ def test_finish_clock_times_the_pages_that_end_together():
     assert clock.seconds(30) is None
     clock.add(1, 0.2)
     assert clock.seconds(1) == pytest.approx(0.2) and clock.seconds(30) == pytest.approx(6.0)
-    clock.add(30, 3.0)   # 0.1 s a page: the latest weighs as the decay says
-    assert clock.seconds(10) == pytest.approx(10 * (0.5 * 0.2 + 0.5 * 0.1))
+    clock.add(2, 0.6)    # 0.3 s a page, two pages: the time before weighs 0.5 ** 2
+    assert clock.seconds(1) == pytest.approx(0.25 * 0.2 + 0.75 * 0.3)
+    clock.add(30, 3.0)   # 0.1 s a page over a class of 30: the lone pages before it hardly count
+    assert clock.seconds(10) == pytest.approx(1.0, rel=1e-6)
 
 
 def test_pages_ending_in_the_same_round_finish_together_and_are_woken_at_the_chains_end(sampler):
