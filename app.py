@@ -511,7 +511,7 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                         few = frame_interval(run) < PLOT_INTERVAL   # else a class: read-outs and plots at stage ends
                         # a frame made before the latest (slow motion, lessons): the grid as the run stood then
                         pic, caps = run.strip(snap, classify_now=slow and few, upto=None if last_of_look else snap)
-                        update = dict(grid=pic, captions=caps, status=streaming_status(run, snap))
+                        update = dict(grid=pic, captions=caps)   # the status (and its estimate): as it is shown
                         if run.model == CAPTIONS:
                             update["stage_captions"] = stage_captions(run, None if last_of_look else snap)
                         if slow:
@@ -542,6 +542,9 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
                         yield from held(pace, run.halt)
                         if run.halt.is_set():   # Stop during the wait: this frame is not shown
                             break
+                        # its estimate counts from now, as it is shown (a page of a class waits up to seconds for
+                        # its turn: an estimate made before the wait told that much too long)
+                        update["status"] = streaming_status(run, snap)
                         yield outputs(**update)
                         run.shown = snap.index   # taken by Gradio (a Stop during the yield leaves the frame before)
                         run.sent.delivered()

@@ -1137,3 +1137,26 @@ def test_a_streamed_message_never_changes_what_the_page_was_handed_before():
     assert "Predict" not in held[app.RUN_OUTPUTS.index("explain")]
     changed_later = [now for now, then in handed if now != then]
     assert not changed_later, changed_later[:1]
+
+
+def test_the_estimate_a_frame_shows_is_made_as_it_is_shown_after_its_wait(monkeypatch):
+    """A page of a class waits for its turn before each frame (up to seconds): the status line, with its estimate of
+    the time to go, is made after that wait, so the estimate counts from the moment the page shows it."""
+    events = []
+    real_pace, real_status = app._pace_awake, app.streaming_status
+
+    def pace(*a, **kw):
+        events.append("wait")
+        return (yield from real_pace(*a, **kw))
+
+    def status(run, snap):
+        events.append("status")
+        return real_status(run, snap)
+
+    monkeypatch.setattr(app, "_pace_awake", pace)
+    monkeypatch.setattr(app, "streaming_status", status)
+    outs = run(request=req("told"), source="upload", upload=EXAMPLE, data_steps=5)
+    frames = [o for o in outs if "grid" in o and not isinstance(o["grid"], type(app.gr.skip()))]
+    assert len(frames) > 2 and events.count("status") >= len(frames) - 1
+    # every status line made while streaming comes right after its frame's wait (none before it)
+    assert events[0] == "wait" and all(i > 0 and events[i - 1] == "wait" for i, e in enumerate(events) if e == "status")
