@@ -185,14 +185,14 @@ class Scheduler:
         # the chains ending with mine, give or take a few rounds (a class's chains that joined a round apart):
         # their pages finish beside mine
         together = 1 + sum(abs(len(ahead) - len(mine)) <= TOGETHER_ROUNDS for _, ahead in others)
-        per_page = self.finish.per_page
+        per_page = self.finish.seconds(1)
         if per_page is None:
             return total
         # and the pages still finishing then (the chains ended before, whose pages share the machine with it)
         with self.lock:
             backlog = len(self.finishing)
         still = max(0.0, backlog - total / per_page)
-        return total + per_page * (together + still)
+        return total + self.finish.seconds(together + still)
 
     def page_finished(self, job: Job, timed: bool = True):
         """``job``'s page is done: it has sent its closing message (``timed``), or it ended otherwise (Stop, an
@@ -537,7 +537,7 @@ class FinishClock:
         v, kept = seconds / pages, self.decay ** pages
         self.per_page = v if self.per_page is None else kept * self.per_page + (1 - kept) * v
 
-    def seconds(self, pages: int) -> float | None:
+    def seconds(self, pages: float) -> float | None:
         """The time until the last of ``pages`` pages ending together has finished; None before any was timed."""
         return None if self.per_page is None else self.per_page * pages
 
