@@ -567,6 +567,9 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
             return
         if snap is None:
             raise gr.Error(status or "The chain produced no frame.")
+        scheduler = loaded().get("scheduler")
+        if run.job is not None and scheduler is not None:
+            scheduler.finish_turn(run.job)   # the pages ending together finish one at a time, each told its place
         pic, caps = run.strip(None, classify_now=True)
         _pace(last_yield, server_interval)
         run.sent.keys.clear()   # the last message carries every figure: the browser keeps only what it brings

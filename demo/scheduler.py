@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import queue
-import statistics
 from collections import deque
 import threading
 import time
@@ -38,8 +37,9 @@ END = object()          # the last item of a job's queue after its frames
 STAGES = ("latent", "ebm_latent", "data")   # the chain's stages after its proposal, in order
 GOLDEN = (5 ** 0.5 - 1) / 2
 GROUNDED = 10           # rounds of a stage measured near a class's size before a page tells its wait in seconds
-TOGETHER_ROUNDS = 3     # chains ending this many rounds apart or fewer finish their pages together
 FINISH_FORGET = 60.0    # seconds after its chain's end a page that never said it finished (closed) is forgotten
+TURN_GRACE = 0.5        # seconds a page's finish turn is kept for it after its chain ended, before it has asked
+TURN_STALE = 5.0        # seconds after which a page holding the finish turn is passed over (it never said it finished)
 
 
 @dataclass(eq=False)
@@ -60,6 +60,9 @@ class Job:
     phase: float = 0.0                  # in [0, 1): where this page's frames fall in the class's frame interval
     ended: threading.Event = field(default_factory=threading.Event)   # set at the chain's end or Stop
     ended_at: float | None = None       # time.perf_counter() at the round its chain ended in (not at Stop)
+    order: int = 0                      # submitted as the scheduler's order-th job: pages ending together finish
+                                        # in this order
+    turn_at: float | None = None        # when its page's finish turn began (Scheduler.finish_turn)
     cancelled: bool = False
     error: BaseException | None = None
 
@@ -127,7 +130,9 @@ class Scheduler:
         self.clock = StageClock()                  # each stage's share of a round's time against its samples
         self.finish = FinishClock()                # the pages' work after their chains end
         self.finishing: set[Job] = set()           # chains ended whose pages have not said they finished
-        self._burst: list | None = None            # [start, pages, times] while pages are finishing
+        self.turns = threading.Condition(self.lock)  # the pages' finish, one page at a time (finish_turn)
+        self._turn: Job | None = None              # the page finishing now
+        self._asking: set[Job] = set()             # pages waiting for their finish turn
         self._ending_at: float | None = None       # when the first chain ended in the round now running
         self.rounds = 0
         self.submitted = 0
@@ -145,6 +150,7 @@ class Scheduler:
                   torch.Generator(player.device).manual_seed(s.seed))
         with self.wake:
             self.submitted += 1
+            job.order = self.submitted
             job.phase = (self.submitted * GOLDEN) % 1.0   # spread evenly however many come: pages take turns
             self.jobs.append(job)
             self.wake.notify()
@@ -166,13 +172,14 @@ class Scheduler:
         (StageClock.seconds), or, with ``grounded``, fewer than that many rounds of its own near that size (no
         ratio to another stage: the first rounds of a class, as its pages begin to draw, say little of the later)."""
         with self.lock:
-            others = [(j.n, j.rounds_ahead()) for j in self.jobs if not j.cancelled and j is not job]
+            others = [(j.n, j.rounds_ahead(), j.order) for j in self.jobs if not j.cancelled and j is not job]
+            backlog = len(self.finishing)
         mine = job.rounds_ahead()
         times: dict[tuple, float | None] = {}
-        total = 0.0
+        total, ends = 0.0, []   # ends[r]: the time from now to the end of round r
         for r in range(len(mine)):
             samples: dict[str, int] = {}
-            for n, ahead in [(job.n, mine)] + others:
+            for n, ahead, _ in [(job.n, mine, 0)] + others:
                 if r < len(ahead) and ahead[r] != "proposal":
                     samples[ahead[r]] = samples.get(ahead[r], 0) + n
             for key in samples.items():
@@ -182,38 +189,58 @@ class Scheduler:
                 if times[key] is None:
                     return None
                 total += times[key]
-        # the chains ending with mine, give or take a few rounds (a class's chains that joined a round apart):
-        # their pages finish beside mine
-        together = 1 + sum(abs(len(ahead) - len(mine)) <= TOGETHER_ROUNDS for _, ahead in others)
+            ends.append(total)
         per_page = self.finish.seconds(1)
         if per_page is None:
             return total
-        # and the pages still finishing then (the chains ended before, whose pages share the machine with it)
-        with self.lock:
-            backlog = len(self.finishing)
-        still = max(0.0, backlog - total / per_page)
-        return total + self.finish.seconds(together + still)
+        # the pages finish one at a time (finish_turn), in the order their chains end (a round's: as submitted):
+        # the pages still finishing first, then those of the chains ending before mine or with it and ahead of it
+        free = backlog * per_page
+        for n_rounds, _ in sorted((len(ahead), order) for _, ahead, order in others
+                                      if len(ahead) < len(mine) or (len(ahead) == len(mine) and order < job.order)):
+            free = max(free, ends[n_rounds - 1] if n_rounds else 0.0) + per_page
+        return max(free, total) + per_page
+
+    def finish_turn(self, job: Job):
+        """Wait for ``job``'s page's turn to finish (its last figures and closing message): one page at a time, in
+        the order the chains ended (those of one round: as submitted), so that each page's wait is its place in
+        that order (wait_estimate), not the time of every page at once (thirty pages sharing the machine all
+        finished near the end of the thirty). The turn ends with page_finished. A page ahead that has not asked
+        within TURN_GRACE seconds of its chain's end is not waited for, nor one that holds the turn TURN_STALE
+        seconds (it never said it finished). No turn for a chain stopped before its end."""
+        if job.ended_at is None:
+            return
+        with self.turns:
+            self._asking.add(job)
+            while True:
+                now = time.perf_counter()
+                if self._turn is not None and now - self._turn.turn_at >= TURN_STALE:
+                    self._turn = None
+                if self._turn is None:
+                    due = [j for j in self.finishing if j in self._asking or now - j.ended_at < TURN_GRACE]
+                    if min(due, key=lambda j: (j.ended_at, j.order), default=job) is job:
+                        break
+                self.turns.wait(0.05)
+            self._asking.discard(job)
+            self._turn, job.turn_at = job, now
 
     def page_finished(self, job: Job, timed: bool = True):
         """``job``'s page is done: it has sent its closing message (``timed``), or it ended otherwise (Stop, an
-        error, the page closed), and no page waits for it. Once no page is finishing, the median page's time since
-        the first of them began, per page, goes on the FinishClock (pages finishing together share the machine)."""
+        error, the page closed), and no page waits for it; its finish turn passes on. A timed page's turn goes on
+        the FinishClock."""
         if job.ended_at is None:   # stopped before its chain ended: no estimate waits for its page
             return
-        now = time.perf_counter()
-        with self.lock:
-            if job not in self.finishing or self._burst is None:
-                return
+        now, held = time.perf_counter(), None
+        with self.turns:
             self.finishing.discard(job)
-            if timed:
-                self._burst[2].append(now - self._burst[0])
+            self._asking.discard(job)
+            if self._turn is job:
+                self._turn, held = None, now - job.turn_at
             for gone in [j for j in self.finishing if now - j.ended_at >= FINISH_FORGET]:   # in case one never says
                 self.finishing.discard(gone)
-            if self.finishing:
-                return
-            (_, pages, times), self._burst = self._burst, None
-        if times:   # the median page's time (most of a class's pages end together at the burst's end; a page told
-            self.finish.add(pages, statistics.median(times))   # late that its message went, or served first, not)
+            self.turns.notify_all()
+        if timed and held is not None:
+            self.finish.add(1, held)
 
     # ------------------------------------------------------------ the rounds
     def start(self) -> "Scheduler":
@@ -296,9 +323,6 @@ class Scheduler:
                 if self._ending_at is None:
                     self._ending_at = time.perf_counter()
                 job.ended_at = self._ending_at
-                if not self.finishing:
-                    self._burst = [job.ended_at, 0, []]   # its start, its pages, their times to finish
-                self._burst[1] += 1
                 self.finishing.add(job)
         job.stage = "done"
         job.frames.put(END)
@@ -523,11 +547,9 @@ class StageClock:
 
 
 class FinishClock:
-    """What a page does after its chain ends (its last frames, the figures, the closing message): seconds per page,
-    from the pages that finished together (they share the machine, so ``n`` pages finishing together take about
-    ``n`` times one page's time: Scheduler.page_finished). The latest weigh most: each page timed makes the time
-    before it weigh ``decay`` times less, so a class's 30 pages finishing together outweigh the lone pages before
-    them (a visitor alone, the first page of a class to finish), whose time per page says less of a class's."""
+    """What a page does after its chain ends (its last figures, the closing message), in its finish turn
+    (Scheduler.finish_turn: one page at a time): seconds per page, the latest weighing most (each page timed makes
+    the time before it weigh ``decay`` times less)."""
 
     def __init__(self, decay: float = 0.9):
         self.decay, self.per_page = decay, None

@@ -16,6 +16,10 @@
 #   L2=0.01           --energy-l2: the penalty on squared energies
 #   MINUTES=          --max-minutes: a wall-clock budget that stops (and saves) the run early (none by default)
 #   DEVICE=           --device for the training, the prior, the dumps and the energy check (default: auto)
+#   SKIP=             --init-skip: parts that start from fresh (seeded) weights, e.g. SKIP=energy for an EBM trained
+#                     from the start on the shipped generator
+#   FREEZE=0          1: --lr-generator 0 --lr-inference 0, so the generator and the inference model keep INIT's
+#                     weights and only the EBM learns (the proposals stay the shipped ones)
 # Run time: on one NVIDIA H200 with four of these at once, 0.65 s per iteration (RSTEPS=60: 1.0 s) and about two
 # minutes for the prior, the check and the scoring (16 CPU cores, THREADS=3); on one thread of the 2-core CPU
 # machine about 8 CPU-seconds per iteration.
@@ -27,12 +31,14 @@ parse_args 0 "$@"
 NAME=${NAME:-replay}
 DEV=(); [[ -n ${DEVICE:-} ]] && DEV=(--device "$DEVICE")
 BUDGET=(); [[ -n ${MINUTES:-} ]] && BUDGET=(--max-minutes "$MINUTES")
+EXTRA=(); [[ -n ${SKIP:-} ]] && EXTRA+=(--init-skip "$SKIP")
+[[ ${FREEZE:-0} == 1 ]] && EXTRA+=(--lr-generator 0 --lr-inference 0)
 LOG=(--eval-every 0 --ckpt-every 50 --sample-every 1000)
 
 train "runs/$NAME" --variant full --init-from "${INIT:-checkpoints/mebm}" --model.ebm-width 32 --model.ebm-latent-cond-steps 0 \
   --warmup-iters 0 --iters "${ITERS:-400}" --ebm-replay-share "${SHARE:-0.5}" --ebm-replay-size "${SIZE:-10000}" \
   --ebm-replay-reinit "${REINIT:-0.05}" --ebm-replay-steps "${RSTEPS:-30}" --energy-l2 "${L2:-0.01}" "${LOG[@]}" \
-  "${BUDGET[@]}" "${DEV[@]}"
+  "${BUDGET[@]}" "${EXTRA[@]}" "${DEV[@]}"
 step "runs/$NAME/final/prior.safetensors" "$PY" -m model.prior --checkpoint "runs/$NAME/final" "${DATA[@]}" \
   --components 20 --threads "$THREADS" "${DEV[@]}" --out "runs/$NAME/final/prior.safetensors"
 CHECKPOINT="runs/$NAME/final" NAME="$NAME" bash scripts/energy_eval.sh ${MNIST:+--mnist "$MNIST"} \

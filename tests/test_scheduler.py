@@ -284,7 +284,9 @@ def test_wait_estimate_times_each_round_ahead_by_the_stages_of_the_chains_still_
     twins.clock = scheduler.clock
     alone = twins.wait_estimate(a)
     twins.finish.add(1, 0.5)
-    assert twins.wait_estimate(a) == pytest.approx(alone + 2 * 0.5)   # a and b end in the same round
+    # a and b end in the same round: their pages finish one at a time, a (submitted first) before b
+    assert twins.wait_estimate(a) == pytest.approx(alone + 0.5)
+    assert twins.wait_estimate(b) == pytest.approx(alone + 2 * 0.5)
 
 
 def test_an_idle_scheduler_times_the_next_class_by_its_own_rounds(sampler):
@@ -329,26 +331,64 @@ def test_pages_still_finishing_count_in_an_estimate_until_they_say_they_finished
     # the page still finishing holds the machine for its 100 s: later's page finishes after it
     assert with_it == pytest.approx(200.0) and 0 < rounds < 1
     scheduler.finishing.add(done)
+    scheduler.finish_turn(done)      # its turn at once (no page ahead of it)
     scheduler.page_finished(done)    # its closing message sent: timed, and no longer counted
     assert not scheduler.finishing and scheduler.finish.per_page < 100.0
 
 
-def test_the_finish_is_timed_per_page_over_the_pages_finishing_together(sampler):
+def test_pages_finish_one_at_a_time_in_the_order_their_chains_ended_each_turn_timed(sampler):
+    """The pages of chains that ended finish one at a time: in the order the chains ended, those of one round as
+    they were submitted, whatever order the pages ask in; the time each holds its turn goes on the FinishClock."""
+    import threading
+
     scheduler = Scheduler(sampler)
     jobs = [scheduler.submit(make_player(sampler, 1, seed=s, n_samples=1, latent_steps=0, data_steps=d))
-            for s, d in ((1, 0), (2, 1), (3, 1))]
+            for s, d in ((1, 1), (2, 1), (3, 0))]
     while any(j.stage != "done" for j in jobs):
         scheduler.advance()
-    assert scheduler.finishing == set(jobs) and jobs[0].ended_at < jobs[1].ended_at == jobs[2].ended_at
-    for job in jobs[:2]:
+    assert scheduler.finishing == set(jobs) and jobs[2].ended_at < jobs[0].ended_at == jobs[1].ended_at
+    turns, holding = [], []
+
+    def page(job):
+        scheduler.finish_turn(job)
+        holding.append(job)
+        turns.append((job, len(holding)))   # how many pages held the turn at once
+        time.sleep(0.1)
+        holding.remove(job)
         scheduler.page_finished(job)
-    assert scheduler.finish.per_page is None   # one page still finishing: not timed yet
-    time.sleep(0.6)                            # the last page says so late
-    scheduler.page_finished(jobs[2])
-    assert not scheduler.finishing and scheduler._burst is None
-    # the median page's time from the first chain's end (a round's work, the other chains' included), over three
-    # pages: the late one does not count
-    assert 0 < scheduler.finish.per_page < 0.6 / 3
+
+    pages = [threading.Thread(target=page, args=(j,)) for j in reversed(jobs)]   # the last submitted asks first
+    for t in pages:
+        t.start()
+        time.sleep(0.02)
+    for t in pages:
+        t.join(30)
+    assert [j for j, _ in turns] == [jobs[2], jobs[0], jobs[1]] and all(n == 1 for _, n in turns)
+    assert not scheduler.finishing and 0.1 <= scheduler.finish.per_page < 0.5
+
+
+def test_a_page_that_never_asks_or_never_says_it_finished_is_passed_over(sampler, monkeypatch):
+    """A page ahead that has not asked for its turn TURN_GRACE seconds after its chain ended (closed) is not
+    waited for; one that holds the turn TURN_STALE seconds without saying it finished loses it; a page that ends
+    without its closing message (Stop, closed) passes its turn on untimed."""
+    import demo.scheduler as sched
+
+    monkeypatch.setattr(sched, "TURN_STALE", 0.3)
+    scheduler = Scheduler(sampler)
+    jobs = [scheduler.submit(make_player(sampler, 1, seed=s, n_samples=1, latent_steps=0, data_steps=0))
+            for s in (1, 2, 3)]
+    while any(j.stage != "done" for j in jobs):
+        scheduler.advance()
+    t0 = time.perf_counter()
+    scheduler.finish_turn(jobs[1])   # jobs[0] is ahead but never asks: waited for until TURN_GRACE only
+    assert sched.TURN_GRACE * 0.8 <= time.perf_counter() - t0 < sched.TURN_GRACE + 1.0
+    t0 = time.perf_counter()
+    scheduler.finish_turn(jobs[2])   # jobs[1] holds the turn and never says it finished: passed over
+    assert 0.25 <= time.perf_counter() - t0 < 1.5 and scheduler._turn is jobs[2]
+    scheduler.page_finished(jobs[2], timed=False)   # ended without its closing message: the turn passes, untimed
+    assert scheduler._turn is None and scheduler.finish.per_page is None
+    scheduler.page_finished(jobs[1])   # too late: its turn was taken from it, so it is not timed
+    assert scheduler.finish.per_page is None
 
 
 def test_a_page_that_finishes_before_the_round_is_over_is_timed(sampler):
@@ -362,8 +402,9 @@ def test_a_page_that_finishes_before_the_round_is_over_is_timed(sampler):
             for s in (1, 2)]
     said = []
 
-    def page(job):   # the page at once: woken by its chain's end, it says it finished
+    def page(job):   # the page at once: woken by its chain's end, it takes its turn and says it finished
         job.ended.wait(30)
+        scheduler.finish_turn(job)
         scheduler.page_finished(job)
         said.append(job)
 
@@ -382,25 +423,7 @@ def test_a_page_that_finishes_before_the_round_is_over_is_timed(sampler):
     for t in pages:
         t.join(30)
     assert len(said) == 2 and all(j.ended_at is not None for j in jobs)
-    assert not scheduler.finishing and scheduler._burst is None and scheduler.finish.per_page is not None
-
-
-def test_a_page_that_ends_without_its_closing_message_does_not_hold_the_finish_open(sampler):
-    """A page stopped or closed after its chain ended says so untimed: the pages that did finish are timed, and the
-    next chains' pages start a burst of their own."""
-    scheduler = Scheduler(sampler)
-    jobs = [scheduler.submit(make_player(sampler, 1, seed=s, n_samples=1, latent_steps=0, data_steps=0))
-            for s in (1, 2)]
-    while any(j.stage != "done" for j in jobs):
-        scheduler.advance()
-    scheduler.page_finished(jobs[0], timed=False)   # the page closed
-    assert scheduler.finish.per_page is None and scheduler._burst is not None
-    scheduler.page_finished(jobs[1])
-    assert not scheduler.finishing and scheduler._burst is None and scheduler.finish.per_page is not None
-    late = scheduler.submit(make_player(sampler, 1, seed=3, n_samples=1, latent_steps=0, data_steps=0))
-    while late.stage != "done":
-        scheduler.advance()
-    assert scheduler._burst[0] == late.ended_at   # a burst of its own, from its own chain's end
+    assert not scheduler.finishing and scheduler.finish.per_page is not None
 
 
 def test_finish_clock_times_the_pages_that_end_together():
