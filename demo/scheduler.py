@@ -36,7 +36,8 @@ DATA_BOUNDS = (0.0, 1.0)
 END = object()          # the last item of a job's queue after its frames
 STAGES = ("latent", "ebm_latent", "data")   # the chain's stages after its proposal, in order
 GOLDEN = (5 ** 0.5 - 1) / 2
-GROUNDED = 10           # rounds of a stage measured near a class's size before a page tells its wait in seconds
+GROUNDED = 10           # rounds of a class near its size (in any stage) before a page tells its wait in seconds
+STAGE_GROUNDED = 3      # ... and rounds of its own near that size for every stage ahead
 FINISH_FORGET = 60.0    # seconds after its chain's end a page that never said it finished (closed) is forgotten
 TURN_GRACE = 0.5        # seconds a page's finish turn is kept for it after its chain ended, before it has asked
 TURN_STALE = 5.0        # seconds after which a page holding the finish turn is passed over (it never said it finished)
@@ -169,8 +170,9 @@ class Scheduler:
         that will still be in it: a class that ends together speeds up together; the data revision costs more per
         sample than the latent one). Proposals ahead are not timed (a page's estimate comes after its own). Then the
         pages' finish (FinishClock) of the chains that end with it. None while a stage ahead has no time for its size
-        (StageClock.seconds), or, with ``grounded``, fewer than that many rounds of its own near that size (no
-        ratio to another stage: the first rounds of a class, as its pages begin to draw, say little of the later)."""
+        (StageClock.seconds), or, with ``grounded``, while the class has fewer than that many rounds near that size
+        in any stage (the first rounds of a class, as its pages begin to draw, say little of the later), or the
+        stage fewer than STAGE_GROUNDED of its own (no ratio to another stage)."""
         with self.lock:
             others = [(j.n, j.rounds_ahead(), j.order) for j in self.jobs if not j.cancelled and j is not job]
             backlog = len(self.finishing)
@@ -184,7 +186,9 @@ class Scheduler:
                     samples[ahead[r]] = samples.get(ahead[r], 0) + n
             for key in samples.items():
                 if key not in times:
-                    few = grounded and self.clock.clocks[key[0]].count(key[1]) < grounded
+                    clocks = self.clock.clocks
+                    few = grounded and (clocks[key[0]].count(key[1]) < min(grounded, STAGE_GROUNDED)
+                                        or max(c.count(key[1]) for c in clocks.values()) < grounded)
                     times[key] = None if few else self.clock.seconds(*key)
                 if times[key] is None:
                     return None
@@ -574,8 +578,8 @@ def _split(sizes):
 def wait_text(job: Job, scheduler: Scheduler | None, steps: int | None = None, seconds: bool = True) -> str:
     """What a page says of the work ahead: ' · N steps to go, about T s'. ``steps``: the steps after the frame the
     page shows (default: the chain's own count); the seconds (when ``seconds``) are the scheduler's estimate of
-    the time until the run ends (the chain's rounds and the page's finish), left out until every stage ahead has
-    GROUNDED rounds of its own measured near its size."""
+    the time until the run ends (the chain's rounds and the page's finish), left out until the class has GROUNDED
+    rounds measured near its size and every stage ahead STAGE_GROUNDED of its own."""
     text = f" · {job.steps_left() if steps is None else steps} steps to go"
     seconds = None if scheduler is None or not seconds else scheduler.wait_estimate(job, grounded=GROUNDED)
     return text if seconds is None else text + f", about {max(1, round(seconds))} s"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from demo.scheduler import GROUNDED, FinishClock, RoundClock, Scheduler, StageClock, wait_text
+from demo.scheduler import GROUNDED, STAGE_GROUNDED, FinishClock, RoundClock, Scheduler, StageClock, wait_text
 from model.config import ModelConfig
 from model.langevin import ChainDiverged
 from model.networks import MultimodalEBMVAE, observed_mask
@@ -287,6 +287,29 @@ def test_wait_estimate_times_each_round_ahead_by_the_stages_of_the_chains_still_
     # a and b end in the same round: their pages finish one at a time, a (submitted first) before b
     assert twins.wait_estimate(a) == pytest.approx(alone + 0.5)
     assert twins.wait_estimate(b) == pytest.approx(alone + 2 * 0.5)
+
+
+def test_a_stage_the_class_reaches_late_is_timed_after_a_few_rounds_of_its_own(sampler):
+    """The seconds wait for GROUNDED rounds of the class near its size (its first rounds, before its pages draw,
+    are faster than the later ones), and for STAGE_GROUNDED rounds of every stage ahead: a class that reaches the
+    data revision two thirds into its run is told its wait after a few data rounds, not ten."""
+    scheduler = Scheduler(sampler)
+    job = scheduler.submit(make_player(sampler, 1, seed=3, n_samples=2))
+    scheduler.advance()
+    scheduler.clock = StageClock(decay=1.0)
+    for stage, seconds in (("latent", 0.2), ("ebm_latent", 0.4), ("data", 0.6)):
+        for _ in range(STAGE_GROUNDED):
+            scheduler.clock.add(stage, 2, seconds)
+    assert scheduler.wait_estimate(job) is not None
+    assert scheduler.wait_estimate(job, grounded=GROUNDED) is None   # every stage measured, the class too young
+    scheduler.clock = StageClock(decay=1.0)
+    for _ in range(GROUNDED):
+        scheduler.clock.add("latent", 2, 0.2)
+        scheduler.clock.add("ebm_latent", 2, 0.4)
+    for _ in range(STAGE_GROUNDED):
+        assert scheduler.wait_estimate(job, grounded=GROUNDED) is None   # the data revision: too few of its own
+        scheduler.clock.add("data", 2, 0.6)
+    assert scheduler.wait_estimate(job, grounded=GROUNDED) == pytest.approx(scheduler.wait_estimate(job))
 
 
 def test_an_idle_scheduler_times_the_next_class_by_its_own_rounds(sampler):
