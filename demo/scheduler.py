@@ -169,10 +169,10 @@ class Scheduler:
         will then be in, of that stage's measured time for the samples it will advance (the chains now running
         that will still be in it: a class that ends together speeds up together; the data revision costs more per
         sample than the latent one). Proposals ahead are not timed (a page's estimate comes after its own). Then the
-        pages' finish (FinishClock) of the chains that end with it. None while a stage ahead has no time for its size
-        (StageClock.seconds), or, with ``grounded``, while the class has fewer than that many rounds near that size
-        in any stage (the first rounds of a class, as its pages begin to draw, say little of the later), or the
-        stage fewer than STAGE_GROUNDED of its own (no ratio to another stage)."""
+        finish turns (FinishClock) of the pages ahead of its own (finish_turn), and its own. None while a stage
+        ahead has no time for its size (StageClock.seconds), or, with ``grounded``, while the class has fewer than
+        that many rounds near that size in any stage (the first rounds of a class, as its pages begin to draw, say
+        little of the later), or the stage fewer than STAGE_GROUNDED of its own (no ratio to another stage)."""
         with self.lock:
             others = [(j.n, j.rounds_ahead(), j.order) for j in self.jobs if not j.cancelled and j is not job]
             backlog = len(self.finishing)
@@ -194,7 +194,7 @@ class Scheduler:
                     return None
                 total += times[key]
             ends.append(total)
-        per_page = self.finish.seconds(1)
+        per_page = self.finish.per_page
         if per_page is None:
             return total
         # the pages finish one at a time (finish_turn), in the order their chains end (a round's: as submitted):
@@ -244,7 +244,7 @@ class Scheduler:
                 self.finishing.discard(gone)
             self.turns.notify_all()
         if timed and held is not None:
-            self.finish.add(1, held)
+            self.finish.add(held)
 
     # ------------------------------------------------------------ the rounds
     def start(self) -> "Scheduler":
@@ -552,20 +552,15 @@ class StageClock:
 
 class FinishClock:
     """What a page does after its chain ends (its last figures, the closing message), in its finish turn
-    (Scheduler.finish_turn: one page at a time): seconds per page, the latest weighing most (each page timed makes
-    the time before it weigh ``decay`` times less)."""
+    (Scheduler.finish_turn: one page at a time): ``per_page``, the seconds of a turn, from the turns timed, the
+    latest weighing most (each turn makes the time before it weigh ``decay`` times less); None before the first."""
 
     def __init__(self, decay: float = 0.9):
         self.decay, self.per_page = decay, None
 
-    def add(self, pages: int, seconds: float):
-        pages = max(pages, 1)
-        v, kept = seconds / pages, self.decay ** pages
-        self.per_page = v if self.per_page is None else kept * self.per_page + (1 - kept) * v
-
-    def seconds(self, pages: float) -> float | None:
-        """The time until the last of ``pages`` pages ending together has finished; None before any was timed."""
-        return None if self.per_page is None else self.per_page * pages
+    def add(self, seconds: float):
+        """One page's turn took ``seconds``."""
+        self.per_page = seconds if self.per_page is None else self.decay * self.per_page + (1 - self.decay) * seconds
 
 
 def _split(sizes):

@@ -276,14 +276,14 @@ def test_wait_estimate_times_each_round_ahead_by_the_stages_of_the_chains_still_
     assert wait_text(long, scheduler, seconds=False) == steps
     assert wait_text(long, scheduler, steps=99) == f" · 99 steps to go, about {round(expected)} s"   # the page's count
     # the pages' finish: measured per page from pages that ended together; the chains that end in long's round
-    scheduler.finish.add(3, 1.5)   # three pages together took 1.5 s: 0.5 s a page
+    scheduler.finish.add(0.5)   # a page's finish turn took 0.5 s
     assert scheduler.wait_estimate(long) == pytest.approx(expected + 0.5)   # short ends earlier: long ends alone
     twins = Scheduler(sampler)
     a, b = (twins.submit(make_player(sampler, 1, seed=s, n_samples=2)) for s in (5, 6))
     twins.advance()
     twins.clock = scheduler.clock
     alone = twins.wait_estimate(a)
-    twins.finish.add(1, 0.5)
+    twins.finish.add(0.5)
     # a and b end in the same round: their pages finish one at a time, a (submitted first) before b
     assert twins.wait_estimate(a) == pytest.approx(alone + 0.5)
     assert twins.wait_estimate(b) == pytest.approx(alone + 2 * 0.5)
@@ -329,9 +329,9 @@ def test_an_idle_scheduler_times_the_next_class_by_its_own_rounds(sampler):
         job = scheduler.submit(make_player(sampler, 1, seed=1, data_steps=100000))
         assert wait_for(measured)   # its rounds are timed while it runs
         scheduler.cancel(job)
-        scheduler.finish.add(1, 0.2)
+        scheduler.finish.add(0.2)
         assert wait_for(lambda: not measured())
-        assert scheduler.finish.seconds(1) == pytest.approx(0.2)
+        assert scheduler.finish.per_page == pytest.approx(0.2)
     finally:
         scheduler.close()
 
@@ -347,7 +347,7 @@ def test_pages_still_finishing_count_in_an_estimate_until_they_say_they_finished
     scheduler.clock = StageClock(decay=1.0)
     for stage in ("latent", "ebm_latent", "data"):
         scheduler.clock.add(stage, 1, 0.01)
-    scheduler.finish.add(1, 100.0)   # 100 s a page: the page still finishing outlasts later's chain
+    scheduler.finish.add(100.0)   # 100 s a page: the page still finishing outlasts later's chain
     with_it = scheduler.wait_estimate(later)
     scheduler.finishing.clear()
     rounds = scheduler.wait_estimate(later) - 100.0   # later's own rounds, then its own page's finish
@@ -449,15 +449,16 @@ def test_a_page_that_finishes_before_the_round_is_over_is_timed(sampler):
     assert not scheduler.finishing and scheduler.finish.per_page is not None
 
 
-def test_finish_clock_times_the_pages_that_end_together():
+def test_finish_clock_weighs_the_latest_turns_most():
     clock = FinishClock(decay=0.5)
-    assert clock.seconds(30) is None
-    clock.add(1, 0.2)
-    assert clock.seconds(1) == pytest.approx(0.2) and clock.seconds(30) == pytest.approx(6.0)
-    clock.add(2, 0.6)    # 0.3 s a page, two pages: the time before weighs 0.5 ** 2
-    assert clock.seconds(1) == pytest.approx(0.25 * 0.2 + 0.75 * 0.3)
-    clock.add(30, 3.0)   # 0.1 s a page over a class of 30: the lone pages before it hardly count
-    assert clock.seconds(10) == pytest.approx(1.0, rel=1e-6)
+    assert clock.per_page is None
+    clock.add(0.2)
+    assert clock.per_page == pytest.approx(0.2)
+    clock.add(0.4)       # the turn before weighs half
+    assert clock.per_page == pytest.approx(0.3)
+    for _ in range(30):  # a class's turns of 0.1 s: the lone pages before them no longer count
+        clock.add(0.1)
+    assert clock.per_page == pytest.approx(0.1, rel=1e-6)
 
 
 def test_pages_ending_in_the_same_round_finish_together_and_are_woken_at_the_chains_end(sampler):
