@@ -221,7 +221,7 @@ class Scheduler:
                 if self._turn is not None and now - self._turn.turn_at >= TURN_STALE:
                     self._turn = None
                 if self._turn is None:
-                    due = [j for j in self.finishing if j in self._asking or now - j.ended_at < TURN_GRACE]
+                    due = [j for j in self.finishing | {job} if j in self._asking or now - j.ended_at < TURN_GRACE]
                     if min(due, key=lambda j: (j.ended_at, j.order), default=job) is job:
                         break
                 self.turns.wait(0.05)

@@ -393,7 +393,8 @@ def test_pages_finish_one_at_a_time_in_the_order_their_chains_ended_each_turn_ti
 def test_a_page_that_never_asks_or_never_says_it_finished_is_passed_over(sampler, monkeypatch):
     """A page ahead that has not asked for its turn TURN_GRACE seconds after its chain ended (closed) is not
     waited for; one that holds the turn TURN_STALE seconds without saying it finished loses it; a page that ends
-    without its closing message (Stop, closed) passes its turn on untimed."""
+    without its closing message (Stop, closed) passes its turn on untimed; a page forgotten (FINISH_FORGET) that
+    asks at last is not put behind pages whose chains ended after its own."""
     import demo.scheduler as sched
 
     monkeypatch.setattr(sched, "TURN_STALE", 0.3)
@@ -412,6 +413,13 @@ def test_a_page_that_never_asks_or_never_says_it_finished_is_passed_over(sampler
     assert scheduler._turn is None and scheduler.finish.per_page is None
     scheduler.page_finished(jobs[1])   # too late: its turn was taken from it, so it is not timed
     assert scheduler.finish.per_page is None
+    late = scheduler.submit(make_player(sampler, 1, seed=4, n_samples=1, latent_steps=0, data_steps=0))
+    while late.stage != "done":
+        scheduler.advance()
+    scheduler.finishing.discard(jobs[0])   # a page forgotten (FINISH_FORGET) that asks at last: not behind late
+    t0 = time.perf_counter()
+    scheduler.finish_turn(jobs[0])
+    assert scheduler._turn is jobs[0] and time.perf_counter() - t0 < sched.TURN_GRACE / 2
 
 
 def test_a_page_that_finishes_before_the_round_is_over_is_timed(sampler):
