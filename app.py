@@ -65,7 +65,7 @@ from demo.components import Dropdown, LiveImage, NumberBox, Page, Radio, Sketchp
 from demo.inputs import (CONTROLS, LIMITS, ChainInputs, chain_event, flag, input_digit, model_input,
                          number, one_line, rejected, shown)
 from demo.pace import SPEEDS, Paces
-from demo.scheduler import Scheduler, wait_text
+from demo.scheduler import Scheduler, finish_text, wait_text
 from demo import stats
 from demo.share import is_share_link, read_caption_link, read_share_link, share_html
 from demo.view import PageRun, agreement, captions_html
@@ -250,6 +250,11 @@ def frame_interval(run) -> float:
     return max(1.0 / fps(), (busy - 1) / max(_env_float("MEBM_CLASS_FPS", 15), 0.1))   # alone: MEBM_FPS
 
 
+def show_wait() -> bool:
+    """Whether the page tells its wait in seconds (MEBM_SHOW_WAIT=0: steps and places only)."""
+    return _env_float("MEBM_SHOW_WAIT", 1) > 0
+
+
 def time_left(run, snap) -> str:
     """' · N steps to go': the Langevin steps after the frame ``snap`` that the page shows (exact; with a slowed
     run the chain itself may be further on), and, for a chain in the scheduler, its estimate of the seconds until
@@ -257,7 +262,7 @@ def time_left(run, snap) -> str:
     totals, stages = run.player.totals, run.expected_stages()
     later = stages[stages.index(snap.stage) + 1:] if snap.stage in stages else []
     steps = (totals.get(snap.stage) or 0) - snap.step + sum(totals.get(st) or 0 for st in later)
-    if run.job is not None and _env_float("MEBM_SHOW_WAIT", 1) > 0:
+    if run.job is not None and show_wait():
         return wait_text(run.job, loaded().get("scheduler"), steps)
     return f" · {steps} steps to go"
 
@@ -569,7 +574,11 @@ def run_chain(inputs: ChainInputs, request: gr.Request = None):
             raise gr.Error(status or "The chain produced no frame.")
         scheduler = loaded().get("scheduler")
         if run.job is not None and scheduler is not None:
-            scheduler.finish_turn(run.job)   # the pages ending together finish one at a time, each told its place
+            # the pages ending together finish one at a time, each told its place (a page of thirty waits seconds)
+            waiting = finish_text(run.job, scheduler, show_wait())
+            if waiting:
+                yield outputs(status=f"**Finishing:** {waiting}.")
+            scheduler.finish_turn(run.job)
         pic, caps = run.strip(None, classify_now=True)
         _pace(last_yield, server_interval)
         run.sent.keys.clear()   # the last message carries every figure: the browser keeps only what it brings

@@ -133,6 +133,7 @@ class Scheduler:
         self.finishing: set[Job] = set()           # chains ended whose pages have not said they finished
         self.turns = threading.Condition(self.lock)  # the pages' finish, one page at a time (finish_turn)
         self._turn: Job | None = None              # the page finishing now
+        self._turn_ended: float | None = None      # when the last turn ended
         self._asking: set[Job] = set()             # pages waiting for their finish turn
         self._ending_at: float | None = None       # when the first chain ended in the round now running
         self.rounds = 0
@@ -175,7 +176,8 @@ class Scheduler:
         little of the later), or the stage fewer than STAGE_GROUNDED of its own (no ratio to another stage)."""
         with self.lock:
             others = [(j.n, j.rounds_ahead(), j.order) for j in self.jobs if not j.cancelled and j is not job]
-            backlog = len(self.finishing)
+            # the pages that finish before this one: every page still finishing, or (its chain ended) those ahead
+            backlog = len(self.finishing) if job.ended_at is None else self.turn_place(job)
         mine = job.rounds_ahead()
         times: dict[tuple, float | None] = {}
         total, ends = 0.0, []   # ends[r]: the time from now to the end of round r
@@ -205,6 +207,14 @@ class Scheduler:
             free = max(free, ends[n_rounds - 1] if n_rounds else 0.0) + per_page
         return max(free, total) + per_page
 
+    def turn_place(self, job: Job) -> int:
+        """How many pages finish before ``job``'s, whose chain ended: the page finishing now, and those of the chains
+        that ended before it or in its round and were submitted earlier (finish_turn's order)."""
+        with self.lock:
+            key = (job.ended_at, job.order)
+            return sum(1 for j in self.finishing
+                       if j is not job and (j is self._turn or (j.ended_at, j.order) < key))
+
     def finish_turn(self, job: Job):
         """Wait for ``job``'s page's turn to finish (its last figures and closing message): one page at a time, in
         the order the chains ended (those of one round: as submitted), so that each page's wait is its place in
@@ -222,16 +232,24 @@ class Scheduler:
                     self._turn = None
                 if self._turn is None:
                     due = [j for j in self.finishing | {job} if j in self._asking or now - j.ended_at < TURN_GRACE]
-                    if min(due, key=lambda j: (j.ended_at, j.order), default=job) is job:
+                    first = min(due, key=lambda j: (j.ended_at, j.order), default=job)
+                    if first is job:
                         break
-                self.turns.wait(0.05)
+                    # woken when a turn ends (page_finished), else when the page ahead's grace is over; no polling:
+                    # thirty pages waking every few milliseconds slowed the turns they waited for by a fifth
+                    left = TURN_GRACE - (now - first.ended_at) if first not in self._asking else TURN_STALE
+                else:
+                    left = TURN_STALE - (now - self._turn.turn_at)
+                self.turns.wait(max(left, 0.005) + 0.001)
             self._asking.discard(job)
             self._turn, job.turn_at = job, now
 
     def page_finished(self, job: Job, timed: bool = True):
         """``job``'s page is done: it has sent its closing message (``timed``), or it ended otherwise (Stop, an
         error, the page closed), and no page waits for it; its finish turn passes on. A timed page's turn goes on
-        the FinishClock."""
+        the FinishClock: the time from the later of its chain's end and the turn before it ending, to its own end.
+        So the pauses between turns count too (thirty pages woken at their chains' end take a few tenths of a
+        second to ask), and the last of N pages ending together is told N turns, as it then waits."""
         if job.ended_at is None:   # stopped before its chain ended: no estimate waits for its page
             return
         now, held = time.perf_counter(), None
@@ -239,7 +257,8 @@ class Scheduler:
             self.finishing.discard(job)
             self._asking.discard(job)
             if self._turn is job:
-                self._turn, held = None, now - job.turn_at
+                self._turn, held = None, now - max(job.ended_at, self._turn_ended or job.ended_at)
+                self._turn_ended = now
             for gone in [j for j in self.finishing if now - j.ended_at >= FINISH_FORGET]:   # in case one never says
                 self.finishing.discard(gone)
             self.turns.notify_all()
@@ -553,9 +572,10 @@ class StageClock:
 class FinishClock:
     """What a page does after its chain ends (its last figures, the closing message), in its finish turn
     (Scheduler.finish_turn: one page at a time): ``per_page``, the seconds of a turn, from the turns timed, the
-    latest weighing most (each turn makes the time before it weigh ``decay`` times less); None before the first."""
+    latest weighing most (each turn makes the time before it weigh ``decay`` times less: about the last class's
+    turns; the last turns of a class, when no chain runs beside them, are the quickest); None before the first."""
 
-    def __init__(self, decay: float = 0.9):
+    def __init__(self, decay: float = 0.97):
         self.decay, self.per_page = decay, None
 
     def add(self, seconds: float):
@@ -577,4 +597,25 @@ def wait_text(job: Job, scheduler: Scheduler | None, steps: int | None = None, s
     rounds measured near its size and every stage ahead STAGE_GROUNDED of its own."""
     text = f" · {job.steps_left() if steps is None else steps} steps to go"
     seconds = None if scheduler is None or not seconds else scheduler.wait_estimate(job, grounded=GROUNDED)
-    return text if seconds is None else text + f", about {max(1, round(seconds))} s"
+    return text if seconds is None else text + f", about {seconds_text(seconds)} s"
+
+
+def finish_text(job: Job, scheduler: Scheduler, seconds: bool = True) -> str | None:
+    """What a page says while it waits for its finish turn (its chain has ended): how many pages send their
+    results before it, and (when ``seconds``) the scheduler's estimate of the time until its own are shown; None
+    when no page is ahead of it (a visitor alone: nothing to wait for)."""
+    ahead = scheduler.turn_place(job)
+    if not ahead:
+        return None
+    text = f"the chain is done; {ahead} other page{' sends its' if ahead == 1 else 's send their'} results first"
+    seconds = scheduler.wait_estimate(job) if seconds else None
+    return text if seconds is None else text + f", about {seconds_text(seconds)} s"
+
+
+def seconds_text(seconds: float) -> str:
+    """A wait as the page says it: to the half second below 10 s (whole seconds at 2-3 s were off by up to a fifth
+    for rounding alone), to the second above; at least 0.5."""
+    if seconds < 9.75:
+        return f"{max(0.5, round(seconds * 2) / 2):g}"
+    return f"{round(seconds)}"
+

@@ -20,6 +20,8 @@
 #                     from the start on the shipped generator
 #   FREEZE=0          1: --lr-generator 0 --lr-inference 0, so the generator and the inference model keep INIT's
 #                     weights and only the EBM learns (the proposals stay the shipped ones)
+#   STEP=             --data-step-size and --model.data-step-size: the data revision's step size, the same in
+#                     training (revision and replay chains) and at test time (default: INIT's training value, 1.0)
 # Run time: on one NVIDIA H200 with four of these at once, 0.65 s per iteration (RSTEPS=60: 1.0 s) and about two
 # minutes for the prior, the check and the scoring (16 CPU cores, THREADS=3); on one thread of the 2-core CPU
 # machine about 8 CPU-seconds per iteration.
@@ -33,6 +35,7 @@ DEV=(); [[ -n ${DEVICE:-} ]] && DEV=(--device "$DEVICE")
 BUDGET=(); [[ -n ${MINUTES:-} ]] && BUDGET=(--max-minutes "$MINUTES")
 EXTRA=(); [[ -n ${SKIP:-} ]] && EXTRA+=(--init-skip "$SKIP")
 [[ ${FREEZE:-0} == 1 ]] && EXTRA+=(--lr-generator 0 --lr-inference 0)
+[[ -n ${STEP:-} ]] && EXTRA+=(--data-step-size "$STEP" --model.data-step-size "$STEP")
 LOG=(--eval-every 0 --ckpt-every 50 --sample-every 1000)
 
 train "runs/$NAME" --variant full --init-from "${INIT:-checkpoints/mebm}" --model.ebm-width 32 --model.ebm-latent-cond-steps 0 \

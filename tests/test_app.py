@@ -880,6 +880,34 @@ def test_a_page_waiting_its_turn_is_woken_when_its_chain_ends(monkeypatch):
     assert run.job not in scheduler.finishing   # the page said it finished (its time goes on the FinishClock)
 
 
+def test_a_page_whose_chain_ended_behind_another_says_so_until_its_turn():
+    """Pages whose chains end together send their results one at a time: a page with another ahead of it says so
+    (how many, and about how long) as soon as its chain ends, and ends with Done once the page ahead has finished."""
+    import threading
+    import time
+
+    scheduler = app.loaded()["scheduler"]
+
+    class Ahead:   # another visitor's page, its chain ended, holding the finish turn
+        ended_at, order, turn_at = time.perf_counter(), 0, time.perf_counter()
+
+    ahead = Ahead()
+    with scheduler.lock:
+        scheduler.finishing.add(ahead)
+        scheduler._turn = ahead
+    released = []
+    timer = threading.Timer(1.0, lambda: (released.append(time.perf_counter()), scheduler.page_finished(ahead)))
+    timer.start()
+    try:
+        outs = run(source="upload", upload=EXAMPLE, latent_steps=2, data_steps=2)
+    finally:
+        timer.cancel()
+        scheduler.page_finished(ahead)
+    waiting = [o["status"] for o in outs if "Finishing" in str(o["status"])]
+    assert len(waiting) == 1 and "1 other page sends its results first" in waiting[0]
+    assert "Done" in outs[-1]["status"] and released   # the closing message came after the page ahead finished
+
+
 def test_stop_of_a_visitor_with_no_run_does_nothing():
     asyncio_run = __import__("asyncio").run
     asyncio_run(app.stop_run(request=req("nobody")))

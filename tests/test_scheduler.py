@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from demo.scheduler import GROUNDED, STAGE_GROUNDED, FinishClock, RoundClock, Scheduler, StageClock, wait_text
+from demo.scheduler import (GROUNDED, STAGE_GROUNDED, FinishClock, RoundClock, Scheduler, StageClock, finish_text,
+                            seconds_text, wait_text)
 from model.config import ModelConfig
 from model.langevin import ChainDiverged
 from model.networks import MultimodalEBMVAE, observed_mask
@@ -272,9 +273,9 @@ def test_wait_estimate_times_each_round_ahead_by_the_stages_of_the_chains_still_
                                     ("data", 2, 0.6)] * (GROUNDED - 1):
         scheduler.clock.add(stage, samples, seconds)
     assert scheduler.wait_estimate(long, grounded=GROUNDED) == pytest.approx(expected)
-    assert wait_text(long, scheduler) == steps + f", about {round(expected)} s"
+    assert wait_text(long, scheduler) == steps + f", about {seconds_text(expected)} s"
     assert wait_text(long, scheduler, seconds=False) == steps
-    assert wait_text(long, scheduler, steps=99) == f" · 99 steps to go, about {round(expected)} s"   # the page's count
+    assert wait_text(long, scheduler, steps=99) == f" · 99 steps to go, about {seconds_text(expected)} s"   # the page's
     # the pages' finish: measured per page from pages that ended together; the chains that end in long's round
     scheduler.finish.add(0.5)   # a page's finish turn took 0.5 s
     assert scheduler.wait_estimate(long) == pytest.approx(expected + 0.5)   # short ends earlier: long ends alone
@@ -388,6 +389,56 @@ def test_pages_finish_one_at_a_time_in_the_order_their_chains_ended_each_turn_ti
         t.join(30)
     assert [j for j, _ in turns] == [jobs[2], jobs[0], jobs[1]] and all(n == 1 for _, n in turns)
     assert not scheduler.finishing and 0.1 <= scheduler.finish.per_page < 0.5
+
+
+def test_a_wait_is_told_to_the_half_second_below_ten_seconds():
+    assert [seconds_text(s) for s in (0.1, 0.74, 0.76, 2.24, 2.26, 9.7, 9.8, 10.4, 61.6)] == \
+        ["0.5", "0.5", "1", "2", "2.5", "9.5", "10", "10", "62"]
+
+
+def test_a_page_whose_chain_ended_is_told_its_place_and_its_wait(sampler):
+    """A page whose chain has ended waits for the pages ahead of it in the finish order: it is told how many, and
+    its wait is one turn for each of them and one for its own; a page with none ahead says nothing."""
+    scheduler = Scheduler(sampler)
+    jobs = [scheduler.submit(make_player(sampler, 1, seed=s, n_samples=1, latent_steps=0, data_steps=d))
+            for s, d in ((1, 1), (2, 1), (3, 0))]
+    while any(j.stage != "done" for j in jobs):
+        scheduler.advance()
+    order = [jobs[2], jobs[0], jobs[1]]   # the chain that ended first, then those of one round as submitted
+    assert [scheduler.turn_place(j) for j in order] == [0, 1, 2]
+    assert scheduler.wait_estimate(jobs[1]) == 0.0   # no turn timed yet: its rounds only (none left)
+    scheduler.finish.add(0.4)
+    assert [scheduler.wait_estimate(j) for j in order] == pytest.approx([0.4, 0.8, 1.2])
+    assert finish_text(jobs[2], scheduler) is None
+    assert finish_text(jobs[0], scheduler) == "the chain is done; 1 other page sends its results first, about 1 s"
+    assert finish_text(jobs[1], scheduler, seconds=False) == "the chain is done; 2 other pages send their results first"
+    scheduler.finish_turn(jobs[2])   # the first holds the turn: still ahead of the others
+    assert [scheduler.turn_place(j) for j in order[1:]] == [1, 2]
+    scheduler.page_finished(jobs[2])
+    assert [scheduler.turn_place(j) for j in order[1:]] == [0, 1]
+
+
+def test_a_page_waiting_for_its_turn_is_woken_by_the_turn_before_not_by_polling(sampler, monkeypatch):
+    """A page waits for the turn ahead of it without waking every few milliseconds (thirty pages doing so slowed
+    the turns they waited for): it wakes when the page ahead says it finished, and takes its turn at once."""
+    import threading
+
+    scheduler = Scheduler(sampler)
+    jobs = [scheduler.submit(make_player(sampler, 1, seed=s, n_samples=1, latent_steps=0, data_steps=0))
+            for s in (1, 2)]
+    while any(j.stage != "done" for j in jobs):
+        scheduler.advance()
+    scheduler.finish_turn(jobs[0])
+    waits, wait = [], scheduler.turns.wait
+    monkeypatch.setattr(scheduler.turns, "wait", lambda timeout=None: waits.append(timeout) or wait(timeout))
+    second = threading.Thread(target=scheduler.finish_turn, args=(jobs[1],))
+    second.start()
+    time.sleep(0.6)   # the first page holds its turn for 0.6 s
+    t0 = time.perf_counter()
+    scheduler.page_finished(jobs[0])
+    second.join(10)
+    assert scheduler._turn is jobs[1] and time.perf_counter() - t0 < 0.2
+    assert 1 <= len(waits) <= 2   # once until woken (polling every 50 ms: a dozen)
 
 
 def test_a_page_that_never_asks_or_never_says_it_finished_is_passed_over(sampler, monkeypatch):
