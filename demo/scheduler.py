@@ -235,8 +235,8 @@ class Scheduler:
                     first = min(due, key=lambda j: (j.ended_at, j.order), default=job)
                     if first is job:
                         break
-                    # woken when a turn ends (page_finished), else when the page ahead's grace is over; no polling:
-                    # thirty pages waking every few milliseconds slowed the turns they waited for by a fifth
+                    # woken when a turn ends (page_finished), else when the page ahead's grace is over (no polling:
+                    # thirty waiting pages need not wake twenty times a second each)
                     left = TURN_GRACE - (now - first.ended_at) if first not in self._asking else TURN_STALE
                 else:
                     left = TURN_STALE - (now - self._turn.turn_at)
