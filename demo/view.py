@@ -289,7 +289,9 @@ class PageRun:
             gain = gain_for(float(d.max()))
             xs.append(np.round(np.clip(d * gain, 0, 1) * 255).astype(np.uint8))
             caps.append((f"{stage_title(st)}: ×{gain:g}", f"white = {1 / gain:.3g} · mean {d.mean():.4f}", False))
-            if d.mean() < texts.BARELY:
+            # said of a stage that has ended only: early in a stage every stage has barely moved yet (a page of a
+            # class, which gets this sentence as the stage begins, said so beside a grid the stage then changed)
+            if d.mean() < texts.BARELY and snap.step >= (p.totals.get(st) or 0):
                 q = self.trace_start.get(st), descended(snap)
                 moved = (f" while {texts.DESCENDS[st]} went {q[0]:.0f} → {q[1]:.0f}"
                          if None not in q and st in texts.DESCENDS else "")

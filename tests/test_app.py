@@ -754,6 +754,17 @@ def test_a_stage_that_barely_moves_is_said_so_with_how_much():
     assert "data revision barely" not in moving.lower()
 
 
+def test_a_stage_still_running_is_not_said_to_have_barely_moved():
+    """Two steps into the data revision the pictures have barely moved yet: the sentence is kept for the stage's
+    end (a page of a class shows the stage's sentence from its first frames until its closing message)."""
+    run(request=req("barely"), source="upload", upload=EXAMPLE, data_step_size=0.001, noise=False)
+    r = app.SESSIONS.get("barely")
+    early = next(s for s in r.player.frames if s.stage == "data" and s.step == 1)
+    last = r.player.frames[-1]
+    assert "data revision barely" not in r.explain(early).lower()    # running: not said yet
+    assert "data revision barely changed" in r.explain(last).lower()  # ended, and it did barely move
+
+
 def test_unconditional_has_its_own_labels_and_one_measure_with_n():
     status = run(source="unconditional", n_samples=3, sketch=EMPTY_SKETCH)[-1]["status"]
     last = page()
