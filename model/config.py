@@ -237,6 +237,11 @@ class TrainConfig:
     ebm_replay_reinit: float = 0.05   # chance that a drawn buffer entry restarts from uniform noise
     ebm_replay_steps: int = 30        # data-space Langevin steps on the EBM for the drawn entries (training data step
                                       # size and noise); the results go back into the buffer
+    ebm_replay_loss: str = "ml"       # how the replay chains enter the EBM's loss: "ml" = they replace that share of
+                                      # the revised samples as maximum-likelihood negatives; "rank" = every revised
+                                      # sample stays a negative and the chains (share x batch more) enter by a
+                                      # logistic ranking term, softplus(E(data) - E(chain)) over all pairs, which
+                                      # raises a chain only while it is not above the data
     # conditional negatives: a share of the EBM's negatives are conditional samples of the batch's own tuples, drawn
     # as the sampler draws them, so that the EBM learns to rank a coherent completion of real observed data above an
     # incoherent one
@@ -278,6 +283,8 @@ class TrainConfig:
         if not 0.0 <= self.ebm_cond_share <= 1.0 or self.ebm_cond_share + self.ebm_replay_share > 1.0:
             raise ValueError(f"ebm_cond_share is a share in [0, 1] and, with ebm_replay_share, at most 1 in all, got "
                              f"{self.ebm_cond_share} and {self.ebm_replay_share}")
+        if self.ebm_replay_loss not in ("ml", "rank"):
+            raise ValueError(f"ebm_replay_loss must be 'ml' or 'rank', got {self.ebm_replay_loss!r}")
         if self.ebm_replay_size < 1 or self.ebm_replay_steps < 0:
             raise ValueError(f"ebm_replay_size must be >= 1 and ebm_replay_steps >= 0, got {self.ebm_replay_size} "
                              f"and {self.ebm_replay_steps}")

@@ -204,15 +204,17 @@ def train_losses(model, x, cfg: TrainConfig, it: int, replay: ReplayBuffer | Non
     # 5. EBM: maximum likelihood, data energy down, revised-sample energy up (one pass over both); with a replay
     #    buffer, a share of the negatives are buffer chains continued by ebm_replay_steps data steps; with
     #    ebm_cond_share, a share are conditional chains of the batch's last tuples (negatives: revised generator
-    #    samples, then conditional chains, then replay chains)
+    #    samples, then conditional chains, then replay chains); with ebm_replay_loss="rank" the replay chains are
+    #    extra and enter only by their rank against the data (energy_loss)
     loss = loss_gi
     if use_ebm:
         n_rep = replay_count(cfg, b) if replay is not None else 0
-        n_cond = min(cond_count(cfg, b), b - n_rep)
+        rank = n_rep > 0 and cfg.ebm_replay_loss == "rank"   # the chains are extra, outside the likelihood
+        n_cond = min(cond_count(cfg, b), b - (0 if rank else n_rep))
         if (n_rep or n_cond) and text is not None:
             raise ValueError("the replay buffer and conditional negatives (--ebm-replay-share, --ebm-cond-share) "
                              "are for images only: not for the caption modality")
-        n_gen = b - n_rep - n_cond
+        n_gen = b - n_cond - (0 if rank else n_rep)
         negs = [x_rev[:n_gen]]
         if n_cond:
             negs.append(conditional_negatives(model, x[n_gen:n_gen + n_cond])[0])
@@ -222,18 +224,34 @@ def train_losses(model, x, cfg: TrainConfig, it: int, replay: ReplayBuffer | Non
             replay.update(idx, x_rep)
             negs.append(x_rep)
         both = torch.cat([x, *negs])
-        e_pos, e_neg = (E(both) if text is None else E(both, torch.cat([text, text_rev]))).float().split(b)
-        loss_e = e_pos.mean() - e_neg.mean() + cfg.energy_l2 * (e_pos ** 2 + e_neg ** 2).mean()
+        e_all = (E(both) if text is None else E(both, torch.cat([text, text_rev]))).float()
+        e_pos, e_neg, e_rank = e_all[:b], e_all[b:2 * b], (e_all[2 * b:] if rank else None)
+        loss_e = energy_loss(e_pos, e_neg, cfg.energy_l2, e_rank)
+        if rank:
+            log["energy_replay"] = e_rank.mean().item()
+            log["replay_rank"] = (e_pos[:, None] < e_rank[None, :]).float().mean().item()  # share ranked right
         log["loss_energy"] = loss_e.item()
         log["energy_data"] = e_pos.mean().item()
         if n_gen:
             log["energy_revised"] = e_neg[:n_gen].mean().item()
         if n_cond:
             log["energy_cond"] = e_neg[n_gen:n_gen + n_cond].mean().item()
-        if n_rep:
+        if n_rep and not rank:
             log["energy_replay"] = e_neg[b - n_rep:].mean().item()
         loss = loss + loss_e
     return loss, log
+
+
+def energy_loss(e_pos: torch.Tensor, e_neg: torch.Tensor, l2: float, e_rank: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """The EBM's loss: maximum likelihood (data energies ``e_pos`` down, negatives ``e_neg`` up) plus ``l2`` times
+    the squared energies; ``e_rank`` (--ebm-replay-loss rank): energies of replay chains that enter only by the
+    logistic ranking term mean softplus(E(data) - E(chain)) over all pairs, which pushes a chain up (and the data
+    down) while the chain is not above the data, and fades once it is."""
+    loss = e_pos.mean() - e_neg.mean() + l2 * (e_pos ** 2 + e_neg ** 2).mean()
+    if e_rank is not None:
+        loss = loss + torch.nn.functional.softplus(e_pos[:, None] - e_rank[None, :]).mean()
+    return loss
 
 
 class TrainStep(torch.nn.Module):

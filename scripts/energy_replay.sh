@@ -20,6 +20,10 @@
 #                     from the start on the shipped generator
 #   FREEZE=0          1: --lr-generator 0 --lr-inference 0, so the generator and the inference model keep INIT's
 #                     weights and only the EBM learns (the proposals stay the shipped ones)
+#   LOSS=ml           --ebm-replay-loss: ml (the chains replace SHARE of the revised samples as negatives) or rank
+#                     (every revised sample stays a negative; SHARE x 64 chains more enter by a ranking term against
+#                     the data, which raises a chain only while it is not above the data)
+#   SEED=0            --seed: the fresh weights (with SKIP), the batches and the chains
 #   STEP=             --data-step-size and --model.data-step-size: the data revision's step size, the same in
 #                     training (revision and replay chains) and at test time (default: INIT's training value, 1.0)
 # Run time: on one NVIDIA H200 with four of these at once, 0.65 s per iteration (RSTEPS=60: 1.0 s) and about two
@@ -35,6 +39,8 @@ DEV=(); [[ -n ${DEVICE:-} ]] && DEV=(--device "$DEVICE")
 BUDGET=(); [[ -n ${MINUTES:-} ]] && BUDGET=(--max-minutes "$MINUTES")
 EXTRA=(); [[ -n ${SKIP:-} ]] && EXTRA+=(--init-skip "$SKIP")
 [[ ${FREEZE:-0} == 1 ]] && EXTRA+=(--lr-generator 0 --lr-inference 0)
+[[ -n ${LOSS:-} ]] && EXTRA+=(--ebm-replay-loss "$LOSS")
+[[ -n ${SEED:-} ]] && EXTRA+=(--seed "$SEED")
 [[ -n ${STEP:-} ]] && EXTRA+=(--data-step-size "$STEP" --model.data-step-size "$STEP")
 LOG=(--eval-every 0 --ckpt-every 50 --sample-every 1000)
 

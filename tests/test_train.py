@@ -200,6 +200,53 @@ def test_replay_share_replaces_that_share_of_the_ebm_negatives(tiny_config):
         TrainConfig(ebm_replay_share=1.5)
 
 
+def test_energy_loss_ranks_replay_chains_against_the_data_and_leaves_the_likelihood_alone():
+    from model.train import energy_loss
+
+    e_pos, e_neg = torch.tensor([0.0, 1.0]), torch.tensor([2.0, 4.0])
+    ml = energy_loss(e_pos, e_neg, 0.1)
+    assert ml.item() == pytest.approx(0.5 - 3.0 + 0.1 * (0 + 1 + 4 + 16) / 2)   # the maximum-likelihood loss
+    # chains far above the data: the ranking term is (nearly) zero and pushes nothing
+    far = torch.tensor([60.0, 80.0], requires_grad=True)
+    loss = energy_loss(e_pos, e_neg, 0.1, far)
+    loss.backward()
+    assert loss.item() == pytest.approx(ml.item(), abs=1e-12) and far.grad.abs().max() < 1e-20
+    # chains far below the data: each is pushed up at rate 1 / n_chains, the data down as much in all
+    below = torch.tensor([-50.0, -70.0], requires_grad=True)
+    pos = e_pos.clone().requires_grad_()
+    loss = energy_loss(pos, e_neg, 0.0, below)
+    loss.backward()
+    assert torch.allclose(below.grad, torch.tensor([-0.5, -0.5]))
+    assert torch.allclose(pos.grad, torch.tensor([0.5 + 0.5, 0.5 + 0.5]))   # likelihood 1/2 each, ranking 1/2 each
+    assert loss.item() == pytest.approx(0.5 - 3.0 + (50.5 + 70.5) / 2, rel=1e-6)   # softplus(t) ~ t for large t
+    # the negatives' gradient is the likelihood's whatever the chains do
+    neg = e_neg.clone().requires_grad_()
+    energy_loss(e_pos, neg, 0.0, below.detach()).backward()
+    assert torch.allclose(neg.grad, torch.tensor([-0.5, -0.5]))
+
+
+def test_replay_rank_keeps_every_revised_sample_as_a_negative(tiny_config):
+    from model.train import TrainStep
+
+    cfg = TrainConfig(model=tiny_config, warmup_iters=0, data_steps=2, latent_steps=2, ebm_replay_share=0.25,
+                      ebm_replay_size=16, ebm_replay_steps=2, ebm_replay_loss="rank")
+    model = MultimodalEBMVAE(tiny_config)
+    step = TrainStep(model, cfg)
+    seen = []
+    forward = model.energy.forward
+    model.energy.forward = lambda x, text=None: (seen.append(x.shape[0]), forward(x, text))[1]
+    before = None
+    for it in range(2):
+        log = train_step(model, make_optimizers(model, cfg), torch.rand(8, 3, 3, 28, 28), cfg, it=it, step=step)
+        assert 0.0 <= log["replay_rank"] <= 1.0 and "energy_replay" in log and "energy_revised" in log
+        if before is not None:
+            assert (step.replay.x != before).any(dim=(1, 2, 3, 4)).sum() <= 2   # two chains per batch written back
+        before = step.replay.x.clone()
+    assert 8 + 8 + 2 in seen   # the loss's pass: 8 data tuples, all 8 revised samples and 2 chains more
+    with pytest.raises(ValueError):
+        TrainConfig(ebm_replay_loss="hinge")
+
+
 def test_run_with_replay_negatives_saves_the_options_and_resumes(tmp_path, mnist_file, tiny_config):
     cfg = _cfg(tmp_path, mnist_file, tiny_config, ebm_replay_share=0.5, ebm_replay_size=32, ebm_replay_steps=2)
     train(cfg)
