@@ -775,7 +775,8 @@ def build_parser():
     p.add_argument("--out", "--out-dir", dest="out_dir", default=argparse.SUPPRESS, metavar="OUT",
                    help=f"{field_docs(TrainConfig)['out_dir']['help']} (default: {TrainConfig().out_dir})")
     add_dataclass_args(
-        p, TrainConfig, choices={"variant": VARIANTS, "dataset": DATASETS}, skip=("out_dir",),
+        p, TrainConfig, choices={"variant": VARIANTS, "dataset": DATASETS, "ebm_replay_loss": ("ml", "rank")},
+        skip=("out_dir",),
         titles={"": "run", "training-time chains":
                 "training-time chains (the revisions inside every training iteration; "
                 "test-time chains are --model.latent-* / --model.data-*)",
