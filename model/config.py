@@ -164,6 +164,7 @@ class ModelConfig:
 
 VARIANTS = ("full", "noise_init", "no_latent_revision", "vae")
 DATASETS = ("builtin", "polymnist")
+REPLAY_LOSSES = ("ml", "rank")  # TrainConfig.ebm_replay_loss
 
 
 @dataclass
@@ -283,8 +284,8 @@ class TrainConfig:
         if not 0.0 <= self.ebm_cond_share <= 1.0 or self.ebm_cond_share + self.ebm_replay_share > 1.0:
             raise ValueError(f"ebm_cond_share is a share in [0, 1] and, with ebm_replay_share, at most 1 in all, got "
                              f"{self.ebm_cond_share} and {self.ebm_replay_share}")
-        if self.ebm_replay_loss not in ("ml", "rank"):
-            raise ValueError(f"ebm_replay_loss must be 'ml' or 'rank', got {self.ebm_replay_loss!r}")
+        if self.ebm_replay_loss not in REPLAY_LOSSES:
+            raise ValueError(f"ebm_replay_loss must be one of {REPLAY_LOSSES}, got {self.ebm_replay_loss!r}")
         if self.ebm_replay_size < 1 or self.ebm_replay_steps < 0:
             raise ValueError(f"ebm_replay_size must be >= 1 and ebm_replay_steps >= 0, got {self.ebm_replay_size} "
                              f"and {self.ebm_replay_steps}")

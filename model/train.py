@@ -228,7 +228,6 @@ def train_losses(model, x, cfg: TrainConfig, it: int, replay: ReplayBuffer | Non
         e_pos, e_neg, e_rank = e_all[:b], e_all[b:2 * b], (e_all[2 * b:] if rank else None)
         loss_e = energy_loss(e_pos, e_neg, cfg.energy_l2, e_rank)
         if rank:
-            log["energy_replay"] = e_rank.mean().item()
             log["replay_rank"] = (e_pos[:, None] < e_rank[None, :]).float().mean().item()  # share ranked right
         log["loss_energy"] = loss_e.item()
         log["energy_data"] = e_pos.mean().item()
@@ -236,8 +235,8 @@ def train_losses(model, x, cfg: TrainConfig, it: int, replay: ReplayBuffer | Non
             log["energy_revised"] = e_neg[:n_gen].mean().item()
         if n_cond:
             log["energy_cond"] = e_neg[n_gen:n_gen + n_cond].mean().item()
-        if n_rep and not rank:
-            log["energy_replay"] = e_neg[b - n_rep:].mean().item()
+        if n_rep:   # the chains are the last n_rep energies either way
+            log["energy_replay"] = e_all[-n_rep:].mean().item()
         loss = loss + loss_e
     return loss, log
 
@@ -752,7 +751,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
 def build_parser():
     from .cli import ConfigParser, HelpFormatter, add_dataclass_args, field_docs
-    from .config import DATASETS, READERS, VARIANTS
+    from .config import DATASETS, READERS, REPLAY_LOSSES, VARIANTS
 
     p = ConfigParser(prog="python -m model.train", description=__doc__,
                      formatter_class=HelpFormatter,
@@ -775,7 +774,7 @@ def build_parser():
     p.add_argument("--out", "--out-dir", dest="out_dir", default=argparse.SUPPRESS, metavar="OUT",
                    help=f"{field_docs(TrainConfig)['out_dir']['help']} (default: {TrainConfig().out_dir})")
     add_dataclass_args(
-        p, TrainConfig, choices={"variant": VARIANTS, "dataset": DATASETS, "ebm_replay_loss": ("ml", "rank")},
+        p, TrainConfig, choices={"variant": VARIANTS, "dataset": DATASETS, "ebm_replay_loss": REPLAY_LOSSES},
         skip=("out_dir",),
         titles={"": "run", "training-time chains":
                 "training-time chains (the revisions inside every training iteration; "
