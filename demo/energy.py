@@ -3,7 +3,7 @@ revised samples, data chains from noise and uniform noise, read from a small fil
 (ENERGY_FILE, made from ``python -m model.energy_check``'s energy.json by this module), with a visitor's own run's
 final energies marked, and one sentence that says what holds and what does not, from the file's numbers.
 
-    python -m model.energy_check --checkpoint checkpoints/mebm --n 100 --noise-steps 30,100 --out runs/energy
+    python -m model.energy_check --checkpoint checkpoints/mebm --n 100 --noise-steps 30,100,300 --out runs/energy
     python -m demo.energy runs/energy/energy.json --out checkpoints/mebm/energy_check.json
 """
 from __future__ import annotations
@@ -26,9 +26,12 @@ COND = "conditional (1 observed)"
 GROUPS = {"real": "real test tuples", f"{COND}: proposal": "proposals", f"{COND}: final": "revised samples",
           "data chain from noise, 30 steps": "chains from noise, 30 steps",
           "data chain from noise, 100 steps": "chains from noise, 100 steps", "uniform noise": "uniform noise"}
+# read and shown when the check has them (model.energy_check --noise-steps 30,100,300)
+OPTIONAL = {"data chain from noise, 300 steps": "chains from noise, 300 steps"}
+NOISE_STEPS = (30, 100, 300)
 COLORS = {"real test tuples": "#2ca02c", "proposals": "#ff7f0e", "revised samples": "#1f4e9c",
           "chains from noise, 30 steps": "#d62728", "chains from noise, 100 steps": "#9467bd",
-          "uniform noise": "#7f7f7f"}
+          "chains from noise, 300 steps": "#8c564b", "uniform noise": "#7f7f7f"}
 
 
 class EnergyFileError(ValueError):
@@ -60,7 +63,8 @@ def slim(report: dict, source: str) -> dict:
         raise EnergyFileError(f"the energy check has no group {missing[0]!r} (run it with --noise-steps 30,100)")
     return {"source": source, "n": report["settings"]["n"], "checkpoint": report.get("checkpoint"),
             "settings": {k: report["settings"].get(k) for k in ("seed", "prior_used", "data_step_size", "data_noise")},
-            "energies": {GROUPS[g]: [round(float(e), 3) for e in report["energies"][g]] for g in GROUPS}}
+            "energies": {name: [round(float(e), 3) for e in report["energies"][g]]
+                         for g, name in {**GROUPS, **OPTIONAL}.items() if g in report["energies"]}}
 
 
 def load_energy_check(folder) -> EnergyCheck | None:
@@ -70,7 +74,8 @@ def load_energy_check(folder) -> EnergyCheck | None:
         return None
     try:
         r = json.loads(path.read_text(encoding="utf-8"))
-        energies = {g: np.asarray(r["energies"][g], float).ravel() for g in GROUPS.values()}
+        energies = {g: np.asarray(r["energies"][g], float).ravel()
+                    for g in COLORS if g in GROUPS.values() or g in r["energies"]}   # in COLORS' order
         if any(len(e) < 2 or not np.isfinite(e).all() for e in energies.values()):
             return None
         return EnergyCheck(energies, int(r["n"]), str(r.get("source", ""))[:300])
@@ -79,8 +84,8 @@ def load_energy_check(folder) -> EnergyCheck | None:
 
 
 def sentence(check: EnergyCheck | None) -> str:
-    """What the check shows, plainly: whether real < revised < proposal holds, and whether chains from noise stay
-    above the real tuples (every number from the file)."""
+    """What the check shows, plainly: whether real < revised < proposal holds, and for how many steps data chains
+    from uniform noise stay above the real tuples (every number from the file)."""
     if check is None:
         return "No energy check is shipped with these weights (`python -m demo.energy` makes one)."
     real, rev, prop = (check.mean(g) for g in ("real test tuples", "revised samples", "proposals"))
@@ -88,17 +93,30 @@ def sentence(check: EnergyCheck | None) -> str:
     holds = (f"**{'Holds' if order else 'Does not hold'}:** real test tuples (mean {real:.1f}) "
              f"{'<' if real < rev else '≥'} revised samples ({rev:.1f}) {'<' if rev < prop else '≥'} proposals "
              f"({prop:.1f}).")
-    words = []
-    for steps in (30, 100):
-        g = f"chains from noise, {steps} steps"
+    steps = [s for s in NOISE_STEPS if f"chains from noise, {s} steps" in check.energies]
+    above, words = {}, []
+    for s in steps:
+        g = f"chains from noise, {s} steps"
         below = check.below_real(g)
-        where = ("above the real tuples' mean" if check.mean(g) >= real else
-                 "below every real tuple" if below == 1 else f"below {below:.0%} of the real tuples")
-        words.append(f"after {steps} steps their mean is {check.mean(g):.1f}, {where}")
-    noise_low = check.mean("chains from noise, 30 steps") < real
-    chains = (f"**{'Does not hold' if noise_low else 'Holds'}:** data chains from uniform noise "
-              f"{'fall below' if noise_low else 'stay above'} real tuples within 30 steps while they still look "
-              f"like noise ({'; '.join(words)}): away from generated tuples, lower is not more data-like.")
+        above[s] = check.mean(g) >= real
+        where = ("above the real tuples' mean" + ("" if below == 0 else f", lower than a real tuple in {below:.1%} "
+                                                                        "of the (real, chain) pairs")
+                 if above[s] else "below every real tuple" if below == 1 else f"below {below:.0%} of the real tuples")
+        words.append(f"after {s} steps their mean is {check.mean(g):.1f}, {where}")
+    detail = "; ".join(words)
+    if all(above.values()):
+        chains = (f"**Holds:** data chains from uniform noise stay above real tuples for {steps[-1]} steps "
+                  f"({detail}).")
+    elif not above[steps[0]]:
+        chains = (f"**Does not hold:** data chains from uniform noise fall below real tuples within {steps[0]} steps "
+                  f"while they still look like noise ({detail}): away from generated tuples, lower is not more "
+                  "data-like.")
+    else:
+        good = steps[:[above[s] for s in steps].index(False)]
+        bad = next(s for s in steps if not above[s])
+        chains = (f"**Holds for {good[-1]} steps, not for {bad}:** data chains from uniform noise stay above real "
+                  f"tuples for {good[-1]} steps, then fall below them while they still look mostly like noise "
+                  f"({detail}): far from the samples it was trained on, lower is not more data-like.")
     return f"{holds} {chains} ({check.n} test tuples, as many of each group; the page's run is marked below.)"
 
 
@@ -164,7 +182,8 @@ def _histogram_base(check: EnergyCheck, width: int = 1200, height: int = 360) ->
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m demo.energy", description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("report", help="an energy.json written by python -m model.energy_check (with --noise-steps 30,100)")
+    p.add_argument("report", help="an energy.json written by python -m model.energy_check (with --noise-steps 30,100 "
+                                  "or 30,100,300)")
     p.add_argument("--out", required=True, help=f"the file to write, e.g. checkpoints/mebm/{ENERGY_FILE}")
     p.add_argument("--source", default=None, help="the command that made the report, kept in the file (none = "
                                                    "rebuilt from the report's settings)")

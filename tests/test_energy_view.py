@@ -6,16 +6,19 @@ import numpy as np
 import pytest
 
 from demo import energy
-from demo.energy import ENERGY_FILE, GROUPS, EnergyCheck, EnergyFileError, histogram, load_energy_check, sentence, slim
+from demo.energy import (ENERGY_FILE, GROUPS, OPTIONAL, EnergyCheck, EnergyFileError, histogram, load_energy_check,
+                         sentence, slim)
 from model.paths import find_checkpoint
 
 
 def report(means, n=20, seed=0):
     rng = np.random.default_rng(seed)
-    names = list(GROUPS) + ["joint (ex-post prior): final"]
+    names = list(GROUPS) + ["joint (ex-post prior): final"] + [g for g in OPTIONAL if OPTIONAL[g] in means]
+    names = [g for g in names if means.get(GROUPS.get(g, OPTIONAL.get(g))) is not None]
     return {"checkpoint": "ckpt", "settings": {"n": n, "seed": 0, "prior_used": "ex-post", "data_step_size": 1.0,
                                                "data_noise": 0.01, "noise_steps": "30,100", "checkpoint": "ckpt"},
-            "energies": {g: (means.get(GROUPS.get(g), 0.0) + 0.1 * rng.normal(size=n)).tolist() for g in names}}
+            "energies": {g: (means.get(GROUPS.get(g, OPTIONAL.get(g)), 0.0) + 0.1 * rng.normal(size=n)).tolist()
+                         for g in names}}
 
 
 AS_SHIPPED = {"real test tuples": -2.8, "revised samples": -2.5, "proposals": 27.0,
@@ -59,7 +62,23 @@ def test_the_sentence_says_what_holds_from_the_numbers(tmp_path):
                                 "revised samples": 30.0})
     words = sentence(check_of(fixed, tmp_path))
     assert words.startswith("**Does not hold:**") and "≥ proposals" in words
-    assert "**Holds:** data chains from uniform noise stay above real tuples" in words
+    assert "**Holds:** data chains from uniform noise stay above real tuples for 100 steps" in words
+    # the shipped check has 300 steps too: a chain that stays above for 100 steps and falls below at 300
+    ranked = {"real test tuples": 0.4, "revised samples": 1.9, "proposals": 28.0, "chains from noise, 30 steps": 9.2,
+              "chains from noise, 100 steps": 4.3, "chains from noise, 300 steps": -9.8, "uniform noise": 21.0}
+    check = check_of(ranked, tmp_path)
+    assert list(check.energies)[5] == "chains from noise, 300 steps"    # drawn after 100 steps, before the noise
+    words = sentence(check)
+    assert words.startswith("**Holds:** real test tuples (mean 0.4) < revised samples (1.9) < proposals (28.0).")
+    assert "**Holds for 100 steps, not for 300:**" in words
+    assert "below every real tuple" in words.split("300 steps their mean is")[1]
+    assert "lower is not more data-like" in words
+    words = sentence(check_of(dict(ranked, **{"chains from noise, 300 steps": 2.0}), tmp_path))
+    assert "**Holds:** data chains from uniform noise stay above real tuples for 300 steps" in words
+    assert "not more data-like" not in words
+    # one chain ranked below a real tuple is counted, though the mean stays above
+    near = dict(ranked, **{"chains from noise, 100 steps": 0.6})
+    assert "lower than a real tuple in" in sentence(check_of(near, tmp_path))
 
 
 def test_the_histogram_marks_a_runs_energies(tmp_path):

@@ -89,7 +89,7 @@ def test_a_run_without_a_card_gets_one_from_its_record(tmp_path, capsys):
     MultimodalEBMVAE.from_pretrained(str(BUNDLED), strict=True).save_pretrained(ckpt)
     assert "[More Information Needed]" in (ckpt / "README.md").read_text()
     cfg = TrainConfig.from_json(BUNDLED / "train_config.json")
-    cfg.init_skip = "energy"
+    cfg.init_skip, cfg.max_cpu_minutes = "energy", 20.0     # a budgeted run: the card gives its budget
     cfg.to_json(ckpt / "train_config.json")
     publish_main(["--checkpoint", str(ckpt), "--repo-id", "org/mebm", "--out", str(tmp_path / "h"), "--dry-run"])
     card = (tmp_path / "h" / "README.md").read_text()
