@@ -74,7 +74,7 @@ from demo.zerogpu import gpu_function
 log = logging.getLogger("mebm.app")
 ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT / "assets"
-SOURCE_LABELS = [("Drawing", "draw"), ("Upload", "upload"), ("None (unconditional)", "unconditional"),
+SOURCE_LABELS = [("Drawing", "draw"), ("Upload", "upload"), ("Unconditional", "unconditional"),
                  ("Shared link", "link")]
 CAPTION_SOURCES = SOURCE_LABELS + [("Caption (typed below)", "caption")]   # with the model with captions
 MODALITY_NAMES = ("plain ink", "orange blobs", "blue stripes", "yellow/green checks", "purple speckle", "sand rings")
@@ -320,7 +320,7 @@ def new_run(inputs: ChainInputs) -> PageRun:
     text, caption = None, ""
     if source == "caption":
         if model != CAPTIONS:
-            raise rejected("A typed caption needs the model with captions: choose 'Five images + caption'.")
+            raise rejected("A typed caption needs the model with captions: choose '+ caption' under Model.")
         text, caption = caption_ids(inputs.caption, sampler.tokenizer), " ".join(inputs.caption.split())
     try:
         digit = input_digit(inputs, source)
@@ -974,8 +974,9 @@ def build_demo() -> gr.Blocks:
     # uploads (each Run sends the drawing) are bounded by upload_sweeper; streamed frames never become files
     with Page(title="Multimodal EBM: MCMC revision, step by step") as demo:
         with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=300):
+            with gr.Column(scale=1, min_width=300, elem_id="input_column"):
                 gr.Markdown(texts.TITLE, elem_id="title")
+                gr.HTML(texts.KEYS, elem_id="keys", padding=False)
                 # the model with captions, when there is one: chosen here (hidden otherwise: the page as before)
                 model = Radio(MODEL_CHOICES if caption_tokenizer else MODEL_CHOICES[:1], value=IMAGES, label="Model",
                               elem_id="model", visible=caption_tokenizer is not None)

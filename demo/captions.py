@@ -15,7 +15,7 @@ from model.langevin import stage_title
 from .inputs import rejected, shown
 
 IMAGES, CAPTIONS = "images", "captions"
-MODEL_CHOICES = [("Five images", IMAGES), ("Five images + caption", CAPTIONS)]
+MODEL_CHOICES = [("Five images", IMAGES), ("+ caption", CAPTIONS)]
 FOLDER = "mebm_captions"      # the captioned checkpoint's folder, beside the five-image one
 # examples for the caption box: HELD_IN wordings of the training captions, then wordings never seen in training
 EXAMPLES = ["a thin seven leaning right", "a large bold zero", "an 8 with a thin stroke",

@@ -10,8 +10,10 @@ EXPLANATION = (HERE / "explanation.md").read_text(encoding="utf-8")
 PAGE_CSS = (HERE / "page.css").read_text(encoding="utf-8")
 PAGE_JS = (HERE / "page.js").read_text(encoding="utf-8")
 
-TITLE = ("**Multimodal EBM + VAE: watch the MCMC revisions, stage by stage** · keys: S = one step, "
-         "Shift+S = five, R = back to the proposal, N = reveal (lesson mode), P = pause")
+TITLE = "**Multimodal EBM + VAE: watch the MCMC revisions, stage by stage**"
+# the keyboard, one small line under the title (the page's own text: no visitor's text is ever rendered here)
+KEYS = ("Keys: <kbd>S</kbd> step · <kbd>Shift+S</kbd> five · <kbd>R</kbd> back to the proposal · "
+        "<kbd>N</kbd> reveal · <kbd>P</kbd> pause")
 FIRST_STATUS = "Draw a digit (or pick an example) and press **Run**, or **Step** through it."
 RUN_PRESSED = "**Run pressed:** starting the chain…"
 STOPPED = "**Stopped.** The frames so far are kept: scrub through them, or press **Run** again."

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers_app import ROOT, save_tiny_model, start_app, stop_app
+from helpers_app import ROOT, save_tiny_caption_model, save_tiny_model, start_app, stop_app
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,10 @@ DIGITS = {
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
-    checkpoint = os.environ.get("MEBM_BROWSER_CHECKPOINT") or save_tiny_model(tmp / "mebm")
+    checkpoint = os.environ.get("MEBM_BROWSER_CHECKPOINT")
+    if not checkpoint:   # as `python app.py` serves the bundled folders: the model with captions beside
+        save_tiny_caption_model(tmp / "mebm_captions")
+        checkpoint = save_tiny_model(tmp / "mebm")
     fps = "40" if os.environ.get("MEBM_SCREENSHOT") else "60"
     proc, url = start_app(checkpoint, tmp, {"MEBM_FPS": fps})
     try:
@@ -186,7 +189,10 @@ def test_layout_at_1280x720(served, browser, record_property):
     """A projector: the stages grid is the largest thing, each 28-px image drawn at 3x or more, Run / Stop /
     Step and the status visible without scrolling; no empty plot or table before the first run."""
     page = open_page(browser, served)
-    for sel in ("#run", "#stop", "#step", "#step5", "#reset", "#status", "#grid img", "#sketch canvas"):
+    # the model choice is shown (a model with captions is served beside), and the canvas still fits below it
+    assert page.locator("#model").is_visible() or os.environ.get("MEBM_BROWSER_CHECKPOINT")
+    for sel in ("#run", "#stop", "#step", "#step5", "#reset", "#status", "#grid img", "#keys", "#source",
+                "#sketch canvas"):
         assert in_viewport(page, sel), f"{sel} is not fully visible at 1280x720"
     for sel in ("#energy_plot", "#posterior_plot", "#agreement_plot", "#readout"):
         assert not page.locator(sel).is_visible(), f"{sel} shows before the first run"

@@ -33,7 +33,7 @@ def test_a_typed_caption_runs_and_every_stage_shows_captions(served):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = open_page(browser, served)
         assert not page.locator("#caption_box").is_visible() and not page.locator("#stage_captions").is_visible()
-        page.locator("#model label", has_text="Five images + caption").click()
+        page.locator("#model label", has_text="+ caption").click()
         expect(page.locator("#caption_box")).to_be_visible(timeout=10000)
         page.locator("#source label", has_text="Caption").click()
         box = page.locator("#caption input, #caption textarea").first
@@ -45,7 +45,7 @@ def test_a_typed_caption_runs_and_every_stage_shows_captions(served):
         expect(page.locator("#stage_captions textarea")).to_have_value(
             re.compile("Given caption: a thin seven leaning right"), timeout=10000)
         # images -> captions: the unconditional run's samples get a caption after every stage
-        page.locator("#source label", has_text="None (unconditional)").click()
+        page.locator("#source label", has_text="Unconditional").click()
         page.locator("#run").click()
         expect(page.locator("#status")).to_contain_text("Done", timeout=60000)
         text = page.locator("#stage_captions textarea").input_value()
