@@ -29,6 +29,8 @@ GROUPS = {"real": "real test tuples", f"{COND}: proposal": "proposals", f"{COND}
 # read and shown when the check has them (model.energy_check --noise-steps 30,100,300)
 OPTIONAL = {"data chain from noise, 300 steps": "chains from noise, 300 steps"}
 NOISE_STEPS = (30, 100, 300)
+# read when the check has it, for one clause of the sentence (not drawn: it lies on the real tuples' outline)
+MISMATCHED = "mismatched: one modality from another digit"
 COLORS = {"real test tuples": "#2ca02c", "proposals": "#ff7f0e", "revised samples": "#1f4e9c",
           "chains from noise, 30 steps": "#d62728", "chains from noise, 100 steps": "#9467bd",
           "chains from noise, 300 steps": "#8c564b", "uniform noise": "#7f7f7f"}
@@ -45,6 +47,7 @@ class EnergyCheck:
     energies: dict[str, np.ndarray]
     n: int
     source: str
+    mismatched: np.ndarray | None = None   # real tuples with one modality from another digit (None: not checked)
 
     def mean(self, group: str) -> float:
         return float(self.energies[group].mean())
@@ -64,7 +67,9 @@ def slim(report: dict, source: str) -> dict:
     return {"source": source, "n": report["settings"]["n"], "checkpoint": report.get("checkpoint"),
             "settings": {k: report["settings"].get(k) for k in ("seed", "prior_used", "data_step_size", "data_noise")},
             "energies": {name: [round(float(e), 3) for e in report["energies"][g]]
-                         for g, name in {**GROUPS, **OPTIONAL}.items() if g in report["energies"]}}
+                         for g, name in {**GROUPS, **OPTIONAL}.items() if g in report["energies"]},
+            **({"mismatched": [round(float(e), 3) for e in report["energies"][MISMATCHED]]}
+               if MISMATCHED in report["energies"] else {})}
 
 
 def load_energy_check(folder) -> EnergyCheck | None:
@@ -76,9 +81,11 @@ def load_energy_check(folder) -> EnergyCheck | None:
         r = json.loads(path.read_text(encoding="utf-8"))
         energies = {g: np.asarray(r["energies"][g], float).ravel()
                     for g in COLORS if g in GROUPS.values() or g in r["energies"]}   # in COLORS' order
-        if any(len(e) < 2 or not np.isfinite(e).all() for e in energies.values()):
+        mis = np.asarray(r["mismatched"], float).ravel() if "mismatched" in r else None
+        if any(len(e) < 2 or not np.isfinite(e).all() for e in [*energies.values(), *([mis] if mis is not None
+                                                                                    else [])]):
             return None
-        return EnergyCheck(energies, int(r["n"]), str(r.get("source", ""))[:300])
+        return EnergyCheck(energies, int(r["n"]), str(r.get("source", ""))[:300], mis)
     except (ValueError, KeyError, TypeError, OSError):
         return None
 
@@ -117,7 +124,21 @@ def sentence(check: EnergyCheck | None) -> str:
         chains = (f"**Holds for {good[-1]} steps, not for {bad}:** data chains from uniform noise stay above real "
                   f"tuples for {good[-1]} steps, then fall below them while they still look mostly like noise "
                   f"({detail}): far from the samples it was trained on, lower is not more data-like.")
-    return f"{holds} {chains} ({check.n} test tuples, as many of each group; the page's run is marked below.)"
+    return (f"{holds} {chains}{coherence(check)} ({check.n} test tuples, as many of each group; the page's run is "
+            "marked below.)")
+
+
+def coherence(check: EnergyCheck) -> str:
+    """One clause: does the energy tell a real tuple from the same tuple with one modality from another digit?"""
+    if check.mismatched is None:
+        return ""
+    from model.energy_check import auroc
+    a = auroc(check.energies["real test tuples"], check.mismatched)
+    said = ("reads" if a >= 0.9 else "barely reads" if a >= 0.6 else "does not read")
+    return (f" **Agreement between the modalities:** real tuples with one modality taken from another digit get "
+            f"mean {float(check.mismatched.mean()):.1f} (real: {check.mean('real test tuples'):.1f}); the real tuple "
+            f"is the lower in {a:.0%} of the pairs (50%: no difference), so the energy {said} whether the modalities "
+            "show the same digit.")
 
 
 def where_from(check: EnergyCheck | None) -> str:

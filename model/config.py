@@ -249,6 +249,12 @@ class TrainConfig:
     ebm_cond_share: float = 0.0       # share of the EBM's negatives that are conditional chains (0 = off): per tuple
                                       # one observed modality (uniform), z ~ q(z | x_m), the model's sampling chains
                                       # (latent revisions, decode, data revision with x_m clamped to the data)
+    # mismatched tuples: real tuples with one modality taken from another tuple of the batch (most then show two
+    # digits; no labels are read, so about one in ten shows the same digit by chance). Their images are real, so
+    # only what the modalities say together tells them from the data: the energy learns joint coherence
+    ebm_mismatch_share: float = 0.0   # share x batch mismatched tuples (0 = off), extra to the negatives: each enters
+                                      # by softplus(E(its real tuple) - E(mismatched)), which raises it while it is
+                                      # not above the tuple it came from
     # loss weights
     teach_weight: float = 0.1         # lambda_S: generator pulled toward its EBM-revised samples
     inference_teach_weight: float = 0.1  # lambda_I: inference fits the latents behind revised samples
@@ -284,6 +290,8 @@ class TrainConfig:
         if not 0.0 <= self.ebm_cond_share <= 1.0 or self.ebm_cond_share + self.ebm_replay_share > 1.0:
             raise ValueError(f"ebm_cond_share is a share in [0, 1] and, with ebm_replay_share, at most 1 in all, got "
                              f"{self.ebm_cond_share} and {self.ebm_replay_share}")
+        if not 0.0 <= self.ebm_mismatch_share <= 1.0:
+            raise ValueError(f"ebm_mismatch_share is a share in [0, 1], got {self.ebm_mismatch_share}")
         if self.ebm_replay_loss not in REPLAY_LOSSES:
             raise ValueError(f"ebm_replay_loss must be one of {REPLAY_LOSSES}, got {self.ebm_replay_loss!r}")
         if self.ebm_replay_size < 1 or self.ebm_replay_steps < 0:

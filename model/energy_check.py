@@ -9,6 +9,8 @@ Groups (N seeded test tuples; as many samples and noise tuples):
   proposal, after the EBM latent revision, and the final samples;
 - conditional samples given one observed modality (tuple i observes modality i mod M): the proposal and the final
   samples (the observed modality is the real one in both);
+- mismatched tuples: each test tuple with one modality (uniform) taken from a test tuple of another digit: real
+  images whose modalities disagree, which only an energy that reads joint coherence ranks above the real tuples;
 - uniform noise, and data chains from uniform noise after each of --noise-steps steps, with the checkpoint's own
   data step size and noise.
 
@@ -46,6 +48,22 @@ def auroc(real, other) -> float:
     above = len(other) - np.searchsorted(other, real, side="right")
     ties = np.searchsorted(other, real, side="right") - np.searchsorted(other, real, side="left")
     return float((above + 0.5 * ties).sum() / (len(real) * len(other)))
+
+
+MISMATCHED = "mismatched: one modality from another digit"
+
+
+def mismatched(test, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """``x`` with, per tuple, one modality (uniform) replaced by that modality of a random test tuple whose digit
+    differs from the tuple's (``y``)."""
+    n, M = x.shape[:2]
+    donor = torch.randint(len(test), (n,), generator=g)
+    while (same := test.y[donor] == y).any():
+        donor[same] = torch.randint(len(test), (int(same.sum()),), generator=g)
+    m = torch.randint(M, (n,), generator=g)
+    out = x.clone()
+    out[torch.arange(n), m] = test.x[donor, m].float() / 255.0
+    return out
 
 
 def summarize(energies: dict[str, np.ndarray], real: str = "real") -> dict:
@@ -124,8 +142,9 @@ def energy_check(cfg: EnergyCheckConfig) -> dict:
     batches = range(0, len(idx), cfg.batch)
     for i in tqdm(batches, desc="energy check", disable=cfg.quiet, dynamic_ncols=True):
         b = idx[i:i + cfg.batch]
-        x, _ = test.batch(torch.as_tensor(b))
+        x, y = test.batch(torch.as_tensor(b))
         add("real", x)
+        add(MISMATCHED, mismatched(test, x, y, torch.Generator().manual_seed(cfg.seed * 1000 + i)))
         out = sampler.joint(len(b), prior=prior, generator=seeded_generator(cfg.seed, 11, i, device=dev))
         for stage in ("proposal", "ebm_latent", "final"):
             if stage in out:

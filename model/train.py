@@ -127,6 +127,18 @@ def conditional_negatives(model, x: torch.Tensor, **overrides) -> tuple[torch.Te
     return out.detach(), observed_modality
 
 
+def mismatched_tuples(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The first ``n`` tuples of ``x`` [B, M, ...], each with one modality (uniform) replaced by that modality of
+    another tuple of the batch (a roll by a random offset, so never its own)."""
+    b, M = x.shape[:2]
+    rows = torch.arange(n, device=x.device)
+    m = torch.randint(M, (n,), device=x.device)
+    donor = (rows + torch.randint(1, b, (1,), device=x.device)) % b
+    out = x[:n].clone()
+    out[rows, m] = x[donor, m]
+    return out
+
+
 def train_losses(model, x, cfg: TrainConfig, it: int, replay: ReplayBuffer | None = None, text=None
                  ) -> tuple[torch.Tensor, dict]:
     """The losses of one iteration: (loss of G and q + loss of the EBM, named losses and diagnostics).
@@ -223,10 +235,19 @@ def train_losses(model, x, cfg: TrainConfig, it: int, replay: ReplayBuffer | Non
             x_rep = run(data_revision(E, start, cfg.ebm_replay_steps, cfg.data_step_size, cfg.data_noise)).x
             replay.update(idx, x_rep)
             negs.append(x_rep)
-        both = torch.cat([x, *negs])
+        n_mis = min(b, round(cfg.ebm_mismatch_share * b)) if b > 1 else 0
+        if n_mis and text is not None:
+            raise ValueError("mismatched tuples (--ebm-mismatch-share) are for images only: not for the caption "
+                             "modality")
+        x_mis = mismatched_tuples(x, n_mis) if n_mis else x[:0]
+        both = torch.cat([x, *negs, x_mis])
         e_all = (E(both) if text is None else E(both, torch.cat([text, text_rev]))).float()
+        e_mis, e_all = e_all[len(e_all) - n_mis:], e_all[:len(e_all) - n_mis]
         e_pos, e_neg, e_rank = e_all[:b], e_all[b:2 * b], (e_all[2 * b:] if rank else None)
-        loss_e = energy_loss(e_pos, e_neg, cfg.energy_l2, e_rank)
+        loss_e = energy_loss(e_pos, e_neg, cfg.energy_l2, e_rank, e_mis if n_mis else None)
+        if n_mis:
+            log["mismatch_rank"] = (e_pos[:n_mis] < e_mis).float().mean().item()
+            log["energy_mismatch"] = e_mis.mean().item()
         if rank:
             log["replay_rank"] = (e_pos[:, None] < e_rank[None, :]).float().mean().item()  # share ranked right
         log["loss_energy"] = loss_e.item()
@@ -241,15 +262,19 @@ def train_losses(model, x, cfg: TrainConfig, it: int, replay: ReplayBuffer | Non
     return loss, log
 
 
-def energy_loss(e_pos: torch.Tensor, e_neg: torch.Tensor, l2: float, e_rank: torch.Tensor | None = None
-                ) -> torch.Tensor:
+def energy_loss(e_pos: torch.Tensor, e_neg: torch.Tensor, l2: float, e_rank: torch.Tensor | None = None,
+                e_mis: torch.Tensor | None = None) -> torch.Tensor:
     """The EBM's loss: maximum likelihood (data energies ``e_pos`` down, negatives ``e_neg`` up) plus ``l2`` times
     the squared energies; ``e_rank`` (--ebm-replay-loss rank): energies of replay chains that enter only by the
     logistic ranking term mean softplus(E(data) - E(chain)) over all pairs, which pushes a chain up (and the data
-    down) while the chain is not above the data, and fades once it is."""
+    down) while the chain is not above the data, and fades once it is. ``e_mis`` (--ebm-mismatch-share): energies of
+    mismatched tuples made from the first len(e_mis) data tuples, each against its own: mean softplus(E(x_i) -
+    E(mismatched_i))."""
     loss = e_pos.mean() - e_neg.mean() + l2 * (e_pos ** 2 + e_neg ** 2).mean()
     if e_rank is not None:
         loss = loss + torch.nn.functional.softplus(e_pos[:, None] - e_rank[None, :]).mean()
+    if e_mis is not None:
+        loss = loss + torch.nn.functional.softplus(e_pos[:len(e_mis)] - e_mis).mean()
     return loss
 
 

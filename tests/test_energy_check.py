@@ -51,7 +51,7 @@ def test_cli_on_a_tiny_model(ckpt, tmp_path, mnist_file, capsys):
     groups = r["groups"]
     assert r["settings"]["prior_used"] == "normal"    # no ex-post prior beside the weights: N(0, I), said so
     names = list(groups)
-    assert names[0] == "real" and "uniform noise" in names
+    assert names[0] == "real" and "uniform noise" in names and "mismatched: one modality from another digit" in names
     assert [n for n in names if n.startswith("data chain")] == ["data chain from noise, 1 steps",
                                                                "data chain from noise, 2 steps"]
     assert {"joint (N(0, I)): proposal", "joint (N(0, I)): EBM latent revision", "joint (N(0, I)): final",
@@ -69,6 +69,25 @@ def test_cli_on_a_tiny_model(ckpt, tmp_path, mnist_file, capsys):
     assert "wrote" in capsys.readouterr().out
     again = _run(ckpt, mnist_file, tmp_path / "again")     # the same seed, the same energies
     assert again["energies"] == r["energies"]
+
+
+def test_mismatched_tuples_replace_one_modality_by_another_digits():
+    from model.data import PolyMNIST
+    from model.energy_check import mismatched
+
+    n, M = 40, 3
+    y = torch.arange(n) % 4
+    xs = (torch.arange(n).view(n, 1, 1, 1, 1) * 5 + torch.arange(M).view(1, M, 1, 1, 1)).expand(n, M, 3, 28, 28)
+    test = PolyMNIST(xs.to(torch.uint8).contiguous(), y)
+    x, _ = test.batch(torch.arange(10))
+    out = mismatched(test, x, y[:10], torch.Generator().manual_seed(0))
+    for r in range(10):
+        changed = [m for m in range(M) if not torch.equal(out[r, m], x[r, m])]
+        assert len(changed) == 1
+        m = changed[0]
+        donor = int(round(out[r, m, 0, 0, 0].item() * 255 - m)) // 5   # the donor tuple's index, from its value
+        assert torch.equal(out[r, m], test.x[donor, m].float() / 255) and y[donor] != y[r]
+    assert torch.equal(out, mismatched(test, x, y[:10], torch.Generator().manual_seed(0)))   # seeded
 
 
 def test_bad_input_is_one_line(ckpt, tmp_path, mnist_file, capsys):

@@ -247,6 +247,52 @@ def test_replay_rank_keeps_every_revised_sample_as_a_negative(tiny_config):
         TrainConfig(ebm_replay_loss="hinge")
 
 
+def test_mismatched_tuples_take_one_modality_from_another_tuple():
+    from model.train import mismatched_tuples
+
+    torch.manual_seed(0)
+    b, M = 8, 5
+    x = torch.arange(b * M, dtype=torch.float32).view(b, M, 1, 1, 1).expand(b, M, 3, 28, 28).contiguous()
+    out = mismatched_tuples(x, 6)
+    assert out.shape == (6, M, 3, 28, 28) and torch.equal(x[:6], x[:6].clone())   # the batch itself untouched
+    for r in range(6):
+        changed = [m for m in range(M) if not torch.equal(out[r, m], x[r, m])]
+        assert len(changed) == 1   # one modality replaced, the others the tuple's own
+        m = changed[0]
+        donors = [d for d in range(b) if torch.equal(out[r, m], x[d, m])]
+        assert donors and r not in donors   # by the same modality of another tuple
+
+
+def test_mismatch_share_adds_that_many_tuples_to_the_energy_pass(tiny_config):
+    from model.train import TrainStep
+
+    cfg = TrainConfig(model=tiny_config, warmup_iters=0, data_steps=2, latent_steps=2, ebm_mismatch_share=0.25)
+    model = MultimodalEBMVAE(tiny_config)
+    seen = []
+    forward = model.energy.forward
+    model.energy.forward = lambda x, text=None: (seen.append(x.shape[0]), forward(x, text))[1]
+    log = train_step(model, make_optimizers(model, cfg), torch.rand(8, 3, 3, 28, 28), cfg, it=0,
+                     step=TrainStep(model, cfg))
+    assert 8 + 8 + 2 in seen   # 8 data tuples, 8 revised samples, 2 mismatched tuples
+    assert 0.0 <= log["mismatch_rank"] <= 1.0 and "energy_mismatch" in log
+    assert TrainConfig().ebm_mismatch_share == 0.0   # off by default
+    with pytest.raises(ValueError):
+        TrainConfig(ebm_mismatch_share=2.0)
+
+
+def test_energy_loss_raises_a_mismatched_tuple_until_it_is_above_its_own():
+    from model.train import energy_loss
+
+    e_pos, e_neg = torch.tensor([0.0, 10.0, 3.0]), torch.tensor([1.0, 1.0, 1.0])
+    pos, mis = e_pos.clone().requires_grad_(), torch.tensor([-40.0, 60.0], requires_grad=True)
+    loss = energy_loss(pos, e_neg, 0.0, None, mis)
+    loss.backward()
+    ml = energy_loss(e_pos, e_neg, 0.0)
+    assert loss.item() == pytest.approx(ml.item() + (40.0 + 0.0) / 2, rel=1e-6)   # paired: tuple 0 with 0, 1 with 1
+    assert mis.grad[0] == pytest.approx(-0.5) and abs(mis.grad[1]) < 1e-20   # below its tuple: up; far above: left
+    assert torch.allclose(pos.grad, torch.tensor([1 / 3 + 0.5, 1 / 3, 1 / 3]))   # its own tuple pushed down
+
+
 def test_run_with_replay_negatives_saves_the_options_and_resumes(tmp_path, mnist_file, tiny_config):
     cfg = _cfg(tmp_path, mnist_file, tiny_config, ebm_replay_share=0.5, ebm_replay_size=32, ebm_replay_steps=2)
     train(cfg)
