@@ -123,6 +123,9 @@ class TextConfig:
         return len(self.words)
 
 
+EBM_HEADS = ("concat", "pairwise")  # ModelConfig.ebm_head
+
+
 @dataclass
 class ModelConfig:
     """The three networks and their test-time chains."""
@@ -135,12 +138,18 @@ class ModelConfig:
     ebm_width: int = 16           # channels of the EBM trunks' first conv layer (it runs at every Langevin step)
     ebm_features: int = 128       # per-modality trunk output, concatenated into the joint energy head
     ebm_spectral_norm: bool = False  # spectral norm on the EBM's layers (off: it kept the chains from moving)
+    ebm_head: str = "concat"      # the EBM's joint head: concat = an MLP on the concatenated trunk features; pairwise
+                                  # = that MLP minus an agreement term, the sum over modality pairs of the cosine of
+                                  # their projected features (x a learned scale), so that the energy can compare the
+                                  # modalities directly
     # test-time chains (conditional generation, the app, evaluation)
     chains: Chains = Chains()     # the test-time chains (flags --model.<chain>-<knob>)
     text: TextConfig | None = None  # a caption modality beside the images (None: images only); it is modality
                                     # index n_modalities in observed masks
 
     def __post_init__(self):
+        if self.ebm_head not in EBM_HEADS:
+            raise ValueError(f"ebm_head {self.ebm_head!r}: must be one of {', '.join(EBM_HEADS)}")
         if isinstance(self.chains, dict):
             self.chains = Chains.from_dict(self.chains)
         if isinstance(self.text, dict):

@@ -16,7 +16,8 @@ Groups (N seeded test tuples; as many samples and noise tuples):
 
 AUROC of a group: the share of (real tuple, group member) pairs in which the real tuple has the lower energy (ties
 count half). 1.0: every real tuple lower; 0.5: no separation; 0.0: every member of the group lower than every
-real tuple. Outputs in --out: energy.json (every energy and figure) and energy.md (the table).
+real tuple. Mismatched tuples also get their paired share: how often a tuple's real version is the lower of the
+two. Outputs in --out: energy.json (every energy and figure) and energy.md (the table).
 """
 from __future__ import annotations
 
@@ -67,13 +68,23 @@ def mismatched(test, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> to
 
 
 def summarize(energies: dict[str, np.ndarray], real: str = "real") -> dict:
-    """{group: {"n", "mean", "sd", "auroc"}} (the real group's AUROC against itself is 0.5 and left out)."""
+    """{group: {"n", "mean", "sd", "auroc"}} (the real group's AUROC against itself is 0.5 and left out); the
+    mismatched group also gets "paired": the share of tuples whose real version has the lower energy (each
+    mismatched tuple against its own real tuple, which the AUROC's pairs across tuples blur)."""
     out = {}
     for name, e in energies.items():
         e = np.asarray(e, float)
         out[name] = {"n": len(e), "mean": float(e.mean()), "sd": float(e.std(ddof=1)) if len(e) > 1 else 0.0,
                      "auroc": None if name == real else auroc(energies[real], e)}
+        if name == MISMATCHED and len(e) == len(energies[real]):
+            out[name]["paired"] = paired_share(energies[real], e)
     return out
+
+
+def paired_share(real, other) -> float:
+    """The share of i with real[i] < other[i] (ties count half)."""
+    real, other = np.asarray(real, float).ravel(), np.asarray(other, float).ravel()
+    return float(((real < other) + 0.5 * (real == other)).mean())
 
 
 @dataclass

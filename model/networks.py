@@ -235,6 +235,26 @@ def gaussian_log_prob(z, mu, logvar):
     return -0.5 * (((z - mu) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
 
 
+class PairwiseAgreement(nn.Module):
+    """The agreement of ``n_parts`` feature vectors [B, n_parts * f]: each part projected to ``k`` dimensions
+    (its own linear map) and normalised; the sum over pairs of parts of their cosines, times a learned scale
+    (softplus, starts at 1): [B]. Bounded by the scale times n_parts (n_parts - 1) / 2, so that a chain cannot
+    lower the energy without end by inflating features."""
+
+    def __init__(self, n_parts: int, f: int, k: int = 32, sn=lambda m: m):
+        super().__init__()
+        self.n_parts, self.f = n_parts, f
+        self.proj = nn.ModuleList(sn(nn.Linear(f, k)) for _ in range(n_parts))
+        self.log_scale = nn.Parameter(torch.tensor(0.5413))   # softplus(0.5413) = 1
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        parts = h.view(len(h), self.n_parts, self.f)
+        p = nn.functional.normalize(torch.stack([pr(parts[:, i]) for i, pr in enumerate(self.proj)], 1), dim=-1)
+        total = p.sum(1)
+        pairs = ((total * total).sum(-1) - self.n_parts) / 2    # sum_{i<j} <p_i, p_j>, with |p_i| = 1
+        return nn.functional.softplus(self.log_scale) * pairs
+
+
 class EnergyModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -248,6 +268,7 @@ class EnergyModel(nn.Module):
             self.text_trunk = nn.Sequential(_text_trunk(cfg.text, f, sn), nn.SiLU())
         n_parts = cfg.n_modalities + int(self.has_text)
         self.head = nn.Sequential(sn(nn.Linear(n_parts * f, 2 * f)), nn.SiLU(), sn(nn.Linear(2 * f, 1)))
+        self.agreement = PairwiseAgreement(n_parts, f, sn=sn) if cfg.ebm_head == "pairwise" else None
 
     def forward(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """Energy per sample [B] of the joint tuple x [B, M, 3, 28, 28] in [0, 1] (and, for a model with the
@@ -258,7 +279,9 @@ class EnergyModel(nn.Module):
         h = [t(2 * x[:, m] - 1) for m, t in enumerate(self.trunks)]
         if self.has_text:
             h.append(self.text_trunk(text))
-        return self.head(torch.cat(h, dim=1)).squeeze(1)
+        h = torch.cat(h, dim=1)
+        e = self.head(h).squeeze(1)
+        return e if self.agreement is None else e - self.agreement(h)
 
 
 class MultimodalEBMVAE(

@@ -232,4 +232,7 @@ def energy_markdown(r: dict) -> str:
     for name, g in r["groups"].items():
         auc = "–" if g["auroc"] is None else f"{g['auroc']:.4f}"
         lines.append(f"| {name} | {g['n']} | {g['mean']:.2f} | {g['sd']:.2f} | {auc} |")
+    paired = [(name, g["paired"]) for name, g in r["groups"].items() if g.get("paired") is not None]
+    lines += ["", *(f"{name}, each against its own real tuple: the real tuple is the lower in {p:.1%} of the tuples "
+                    "(50 %: the energy does not tell them apart)." for name, p in paired)] if paired else []
     return "\n".join(lines) + "\n"

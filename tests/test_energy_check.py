@@ -58,6 +58,11 @@ def test_cli_on_a_tiny_model(ckpt, tmp_path, mnist_file, capsys):
             "conditional (1 observed): proposal", "conditional (1 observed): final"} <= set(names)
     assert all(g["n"] == 6 for g in groups.values())
     assert all(0.0 <= g["auroc"] <= 1.0 for n, g in groups.items() if n != "real")
+    mis = groups["mismatched: one modality from another digit"]       # each against its own real tuple
+    real = np.array(r["energies"]["real"])
+    other = np.array(r["energies"]["mismatched: one modality from another digit"])
+    assert mis["paired"] == pytest.approx(((real < other) + 0.5 * (real == other)).mean())
+    assert all("paired" not in g for n, g in groups.items() if not n.startswith("mismatched"))
     # the real group is the energy of the seeded test tuples
     model = MultimodalEBMVAE.from_pretrained(str(ckpt))
     test = load_dataset("test", 3, 0, str(mnist_file), str(tmp_path / "cache"))
@@ -100,3 +105,13 @@ def test_bad_input_is_one_line(ckpt, tmp_path, mnist_file, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--checkpoint", str(tmp_path / "none"), "--mnist", str(mnist_file), "--out", str(tmp_path / "o")])
     assert str(e.value.code).startswith("error: no model checkpoint") and "\n" not in str(e.value.code)
+
+
+def test_paired_share_compares_each_tuple_with_its_own():
+    from model.energy_check import paired_share
+
+    real = np.array([0.0, 1.0, 2.0, 3.0])
+    assert paired_share(real, real + 1) == 1.0 and paired_share(real, real - 1) == 0.0
+    assert paired_share(real, [1.0, 0.0, 2.0, 4.0]) == pytest.approx((1 + 0 + 0.5 + 1) / 4)   # a tie counts half
+    # every tuple lower than its own, though many pairs across tuples are not: the AUROC blurs what the pairs show
+    assert paired_share(real, real + 0.5) == 1.0 and auroc(real, real + 0.5) == pytest.approx(10 / 16)

@@ -84,14 +84,15 @@ def test_the_sentence_says_what_holds_from_the_numbers(tmp_path):
 def test_the_sentence_says_whether_the_energy_reads_agreement(tmp_path):
     r = report(AS_SHIPPED)
     assert "Agreement" not in sentence(check_of(AS_SHIPPED, tmp_path))   # an older check without the group: no clause
-    for shift, said in ((0.0, "does not read"), (0.06, "barely reads"), (3.0, "reads whether")):
-        r["energies"][energy.MISMATCHED] = (np.array(r["energies"]["real"]) + shift).tolist()
+    spread = np.linspace(-1, 1, 20)   # each mismatched tuple against its own real one: 50 %, 75 %, 100 % above
+    for shift, said in ((0.0, "does not read"), (0.5, "barely reads"), (3.0, "reads whether")):
+        r["energies"][energy.MISMATCHED] = (np.array(r["energies"]["real"]) + spread + shift).tolist()
         (tmp_path / ENERGY_FILE).write_text(json.dumps(slim(r, "cmd")))
         check = load_energy_check(tmp_path)
         assert len(check.mismatched) == 20 and "one modality from another digit" not in check.energies   # not drawn
         words = sentence(check)
         assert f"so the energy {said}" in words, words
-    assert "the real tuple is the lower in 100% of the pairs" in words
+    assert "the real tuple is the lower of the two in 100% of the tuples" in words
 
 
 def test_the_histogram_marks_a_runs_energies(tmp_path):

@@ -129,6 +129,14 @@ def test_init_from_cpu_budget_and_coherence_log(tmp_path, mnist_file, tiny_confi
                    warmup_iters=0, iters=1))
     with pytest.raises(ValueError, match="init_skip"):
         _cfg(tmp_path, mnist_file, wide, init_skip="ebm")
+    # a pairwise-head EBM from a concat source: its trunks and MLP head are the source's, the agreement term fresh
+    pair = dataclasses.replace(tiny_config, ebm_head="pairwise")
+    train(_cfg(tmp_path, mnist_file, pair, out_dir=str(tmp_path / "pair"), init_from=str(tmp_path / "src"),
+               warmup_iters=0, iters=1, lr_generator=0.0, lr_inference=0.0, lr_energy=0.0, ebm_mismatch_share=0.5))
+    out = MultimodalEBMVAE.from_pretrained(str(tmp_path / "pair" / "final"))
+    assert out.config.ebm_head == "pairwise" and out.energy.agreement is not None
+    assert all(torch.equal(p, q) for p, q in zip(out.energy.trunks.parameters(), src.energy.trunks.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(out.energy.head.parameters(), src.energy.head.parameters()))
     cfg = _cfg(tmp_path, mnist_file, tiny_config, out_dir=str(tmp_path / "budget"), iters=1000, max_cpu_minutes=1e-9)
     train(cfg)
     logs = (tmp_path / "budget" / "log.jsonl").read_text().splitlines()
