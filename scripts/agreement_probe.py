@@ -13,8 +13,9 @@ on the training split, small readers of the checkpoint's EBM and reports on held
 3. whole EBM: the checkpoint's EBM, trunks and head (concat as shipped, or with a fresh pairwise agreement term),
    trained by the same loss alone.
 
-The figure is the AUROC of the energy separating real from mismatched test tuples (0.5: blind; 1: every real tuple
-lower). CPU, one thread: about 10 minutes.
+The figures are the AUROC of the energy separating real from mismatched test tuples (pairs across tuples; 0.5: blind,
+1: every real tuple lower) and the paired share (each mismatched tuple against its own real tuple: how often the real
+one is the lower). CPU, one thread: about 10 minutes.
 
     python -m scripts.agreement_probe --checkpoint checkpoints/mebm --mnist ../shared/data/mnist.npz
 """
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.data import load_polymnist
-from model.energy_check import auroc, mismatched
+from model.energy_check import auroc, mismatched, paired_share
 from model.evaluate import load_sampler
 from model.networks import MultimodalEBMVAE, PairwiseAgreement
 
@@ -70,6 +71,7 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="checkpoints/mebm", help="model folder whose EBM is probed")
     p.add_argument("--mnist", default=None, help="local mnist.npz (default: torchvision download)")
+    p.add_argument("--cache-dir", default="data_cache", help="where the built data set is cached")
     p.add_argument("--n-train", type=int, default=20000, help="training tuples the readers learn from")
     p.add_argument("--n-test", type=int, default=2000, help="held-out test tuples the AUROC is measured on")
     p.add_argument("--iters", type=int, default=1500, help="Adam steps of each frozen-trunk reader (batch 256)")
@@ -85,8 +87,8 @@ def main(argv=None):
     t0 = time.time()
     model = load_sampler(a.checkpoint, device="cpu").model
     E, cfg = model.energy, model.config
-    train, test = load_polymnist("train", cfg.n_modalities, cfg.data_seed, a.mnist), \
-        load_polymnist("test", cfg.n_modalities, cfg.data_seed, a.mnist)
+    train, test = (load_polymnist(split, cfg.n_modalities, cfg.data_seed, a.mnist, a.cache_dir)
+                   for split in ("train", "test"))
     g = torch.Generator().manual_seed(a.seed)
     tr = torch.randperm(len(train), generator=g)[:a.n_train]
     te = torch.randperm(len(test), generator=g)[:a.n_test]
@@ -128,13 +130,14 @@ def main(argv=None):
             return F.softplus(e[:256] - e[256:]).mean()
         fit(head.parameters(), head_loss, a.iters, 1e-3, a.seed)
         with torch.no_grad():
-            out[f"auroc_head_{name}"] = auroc(head(h_te.flatten(1)).squeeze(-1).numpy(),
-                                              head(hm_te.flatten(1)).squeeze(-1).numpy())
+            e, em = head(h_te.flatten(1)).squeeze(-1).numpy(), head(hm_te.flatten(1)).squeeze(-1).numpy()
+            out[f"auroc_head_{name}"], out[f"paired_head_{name}"] = auroc(e, em), paired_share(e, em)
         print(name, out[f"auroc_head_{name}"], flush=True)
 
     # 3. the whole EBM, trunks and head (and for pairwise a fresh agreement term), by the mismatch loss alone
     with torch.no_grad():
-        out["auroc_shipped"] = auroc(E(x_te).numpy(), E(mis_te).numpy())
+        e, em = E(x_te).numpy(), E(mis_te).numpy()
+        out["auroc_shipped"], out["paired_shipped"] = auroc(e, em), paired_share(e, em)
     for name in a.whole_heads.split(","):
         W = copy.deepcopy(E).requires_grad_(True)
         if name == "pairwise":
@@ -147,7 +150,8 @@ def main(argv=None):
             return F.softplus(e[:64] - e[64:]).mean()
         fit(W.parameters(), whole_loss, a.whole_iters, a.whole_lr, a.seed)
         with torch.no_grad():
-            out[f"auroc_whole_ebm_{name}"] = auroc(W(x_te).numpy(), W(mis_te).numpy())
+            e, em = W(x_te).numpy(), W(mis_te).numpy()
+            out[f"auroc_whole_ebm_{name}"], out[f"paired_whole_ebm_{name}"] = auroc(e, em), paired_share(e, em)
         print("whole", name, out[f"auroc_whole_ebm_{name}"], flush=True)
         if a.save and name == "pairwise":   # the checkpoint's model with this EBM: a start for --init-from
             saved = MultimodalEBMVAE(dataclasses.replace(cfg, ebm_head="pairwise"))

@@ -10,7 +10,7 @@ from model.config import ModelConfig, TextConfig, TrainConfig
 from model.data import load_polymnist
 from model.evaluate import eval_indices, save_dump
 from model.networks import MultimodalEBMVAE
-from scripts import stage_gains, tune_caption_weight, tune_chains
+from scripts import agreement_probe, stage_gains, tune_caption_weight, tune_chains
 
 M = 5
 
@@ -185,3 +185,18 @@ def test_the_new_wordings_name_the_digit_and_are_no_template():
     assert [Tokenizer().decode(ids) for ids in Tokenizer().encode_batch(texts)] == texts
     assert texts == tune_caption_weight.new_wordings(labels, classes, 0)
     assert not set(tune_caption_weight.NEW_WORDINGS) & set(TEMPLATES.values())
+
+
+def test_agreement_probe_reports_every_reader_and_saves_a_pairwise_model(setup, tmp_path):
+    tmp, common = setup
+    agreement_probe.main(["--checkpoint", str(tmp / "ckpt"), *common, "--n-train", "40", "--n-test", "12",
+                          "--iters", "2", "--whole-iters", "2", "--save", str(tmp_path / "pre"),
+                          "--out", str(tmp_path / "probe.json")])
+    r = json.loads((tmp_path / "probe.json").read_text())
+    assert len(r["digit_accuracy"]) == M and all(0 <= a <= 1 for a in r["digit_accuracy"])
+    for name in ("head_concat", "head_pairwise", "shipped", "whole_ebm_concat", "whole_ebm_pairwise"):
+        assert 0 <= r[f"auroc_{name}"] <= 1 and 0 <= r[f"paired_{name}"] <= 1
+    saved = MultimodalEBMVAE.from_pretrained(str(tmp_path / "pre"))      # a start for --init-from
+    source = MultimodalEBMVAE.from_pretrained(str(tmp / "ckpt"))
+    assert saved.config.ebm_head == "pairwise" and saved.energy.agreement is not None
+    assert all(torch.equal(p, q) for p, q in zip(saved.generator.parameters(), source.generator.parameters()))
