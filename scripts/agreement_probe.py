@@ -100,6 +100,7 @@ def main(argv=None):
     out = {"checkpoint": a.checkpoint, "n_train": a.n_train, "n_test": a.n_test}
 
     # 1. digits from each trunk's features
+    torch.manual_seed(a.seed)
     lin = nn.Linear(f, 10 * M)
     def digit_loss(it):
         b = torch.randint(a.n_train, (256,), generator=g)

@@ -6,14 +6,16 @@
 # N(0, I) with 10 and 30 EBM latent steps (1,000 each) and conditional samples (200 test tuples per observed modality,
 # the shipped model's beside them) scored by both judges. The shipped model's joint samples at these lengths:
 # CHECKPOINT=checkpoints/mebm NAME=mebm LENGTHS="10 30" bash scripts/ebm_latent_length.sh.
-#   INIT (the model to start from, default checkpoints/mebm; e.g. runs/agree_pre, written by
-#   python -m scripts.agreement_probe --whole-heads pairwise --save runs/agree_pre: its EBM first taught agreement
-#   by the mismatch loss alone), NAME (default agree), SHARE (mismatched tuples per data tuple, default 1.0), LR (the EBM's learning rate,
-#   default 1e-4), ITERS (default 400) choose the run; everything goes under runs/NAME and runs/eval/jlen_NAME_*.
+#   INIT (the model to start from, default checkpoints/mebm; e.g. runs/agree_pre, written by `python -m
+#   scripts.agreement_probe --mnist ../shared/data/mnist.npz --iters 10 --whole-heads pairwise --save runs/agree_pre`:
+#   the shipped EBM with the pairwise head taught agreement by the mismatch loss alone, 600 iterations), NAME (default
+#   agree), SHARE (mismatched tuples per data tuple, default 1.0), LR (the EBM's learning rate, default 1e-4), ITERS
+#   (default 400) choose the run; everything goes under runs/NAME, runs/dumps and runs/eval.
 #
-# Run time on one thread of the 2-core CPU machine: about 7 s per iteration; the evaluation about 10 minutes.
-#
-#   bash scripts/energy_agreement.sh --mnist ../shared/data/mnist.npz
+# Run time on one thread of the 2-core CPU machine (two runs at once): 8-9 s per iteration; the evaluation about 12
+# minutes.
+#   NAME=agree_a bash scripts/energy_agreement.sh --mnist ../shared/data/mnist.npz               # from the shipped EBM
+#   INIT=runs/agree_pre NAME=agree_c ITERS=300 bash scripts/energy_agreement.sh --mnist ../shared/data/mnist.npz
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 parse_args 0 "$@"
