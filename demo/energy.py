@@ -130,20 +130,17 @@ def sentence(check: EnergyCheck | None) -> str:
 
 def coherence(check: EnergyCheck) -> str:
     """One clause: does the energy tell a real tuple from the same tuple with one modality from another digit? Each
-    mismatched tuple against its own real tuple (the check stores both in one order); an older file with groups of
-    other sizes: pairs across tuples."""
-    if check.mismatched is None:
-        return ""
-    from model.energy_check import auroc, paired_share
+    mismatched tuple against its own real tuple (the check stores both in one order)."""
     real = check.energies["real test tuples"]
-    own = len(real) == len(check.mismatched)
-    a = paired_share(real, check.mismatched) if own else auroc(real, check.mismatched)
+    if check.mismatched is None or len(check.mismatched) != len(real):
+        return ""
+    from model.energy_check import paired_share
+    a = paired_share(real, check.mismatched)
     said = ("reads" if a >= 0.9 else "barely reads" if a >= 0.6 else "does not read")
     return (f" **Agreement between the modalities:** real tuples with one modality taken from another digit get "
-            f"mean {float(check.mismatched.mean()):.1f} (real: {check.mean('real test tuples'):.1f}); "
-            + (f"the real tuple is the lower of the two in {a:.0%} of the tuples" if own else
-               f"the real tuple is the lower in {a:.0%} of the pairs")
-            + f" (50%: no difference), so the energy {said} whether the modalities show the same digit.")
+            f"mean {float(check.mismatched.mean()):.1f} (real: {check.mean('real test tuples'):.1f}); the real tuple "
+            f"is the lower of the two in {a:.0%} of the tuples (50%: no difference), so the energy {said} whether the "
+            "modalities show the same digit.")
 
 
 def where_from(check: EnergyCheck | None) -> str:

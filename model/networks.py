@@ -245,7 +245,7 @@ class PairwiseAgreement(nn.Module):
         super().__init__()
         self.n_parts, self.f = n_parts, f
         self.proj = nn.ModuleList(sn(nn.Linear(f, k)) for _ in range(n_parts))
-        self.log_scale = nn.Parameter(torch.tensor(0.5413))   # softplus(0.5413) = 1
+        self.log_scale = nn.Parameter(torch.tensor(math.log(math.e - 1)))   # softplus of it = 1
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         parts = h.view(len(h), self.n_parts, self.f)
@@ -279,7 +279,11 @@ class EnergyModel(nn.Module):
         h = [t(2 * x[:, m] - 1) for m, t in enumerate(self.trunks)]
         if self.has_text:
             h.append(self.text_trunk(text))
-        h = torch.cat(h, dim=1)
+        return self.joint_energy(torch.cat(h, dim=1))
+
+    def joint_energy(self, h: torch.Tensor) -> torch.Tensor:
+        """The energy [B] from the modalities' concatenated features ``h`` [B, n_parts * ebm_features]: the head,
+        minus the agreement term with the pairwise head."""
         e = self.head(h).squeeze(1)
         return e if self.agreement is None else e - self.agreement(h)
 

@@ -34,19 +34,7 @@ from torch import nn
 from model.data import load_polymnist
 from model.energy_check import auroc, mismatched, paired_share
 from model.evaluate import load_sampler
-from model.networks import MultimodalEBMVAE, PairwiseAgreement
-
-
-class PairwiseHeadProbe(nn.Module):
-    """The pairwise head (--model.ebm-head pairwise) on its own: an MLP minus the agreement term, [B, 1]."""
-
-    def __init__(self, M, f):
-        super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(M * f, 2 * f), nn.SiLU(), nn.Linear(2 * f, 1))
-        self.agreement = PairwiseAgreement(M, f)
-
-    def forward(self, h):
-        return self.mlp(h) - self.agreement(h)[:, None]
+from model.networks import EnergyModel, MultimodalEBMVAE, PairwiseAgreement
 
 
 def features(E, x, batch=500):
@@ -63,7 +51,6 @@ def fit(params, loss_fn, iters, lr, seed):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return loss.item()
 
 
 def main(argv=None):
@@ -122,16 +109,17 @@ def main(argv=None):
         h = h_tr[b].clone()
         h[torch.arange(len(b)), m] = h_tr[donor, m]
         return h
-    heads = {"concat": nn.Sequential(nn.Linear(M * f, 2 * f), nn.SiLU(), nn.Linear(2 * f, 1)),
-             "pairwise": PairwiseHeadProbe(M, f)}
-    for name, head in heads.items():
+    for name in ("concat", "pairwise"):   # a fresh EBM of that head; only its head (and agreement term) learns
+        torch.manual_seed(a.seed)
+        head = EnergyModel(dataclasses.replace(cfg, ebm_head=name))
+        params = [*head.head.parameters(), *(head.agreement.parameters() if head.agreement is not None else [])]
         def head_loss(it, head=head):
             b = torch.randint(a.n_train, (256,), generator=g)
-            e = head(torch.cat([h_tr[b], mismatched_features(b)]).flatten(1)).squeeze(-1)
+            e = head.joint_energy(torch.cat([h_tr[b], mismatched_features(b)]).flatten(1))
             return F.softplus(e[:256] - e[256:]).mean()
-        fit(head.parameters(), head_loss, a.iters, 1e-3, a.seed)
+        fit(params, head_loss, a.iters, 1e-3, a.seed)
         with torch.no_grad():
-            e, em = head(h_te.flatten(1)).squeeze(-1).numpy(), head(hm_te.flatten(1)).squeeze(-1).numpy()
+            e, em = head.joint_energy(h_te.flatten(1)).numpy(), head.joint_energy(hm_te.flatten(1)).numpy()
             out[f"auroc_head_{name}"], out[f"paired_head_{name}"] = auroc(e, em), paired_share(e, em)
         print(name, out[f"auroc_head_{name}"], flush=True)
 

@@ -93,6 +93,9 @@ def test_the_sentence_says_whether_the_energy_reads_agreement(tmp_path):
         words = sentence(check)
         assert f"so the energy {said}" in words, words
     assert "the real tuple is the lower of the two in 100% of the tuples" in words
+    r["energies"][energy.MISMATCHED] = r["energies"][energy.MISMATCHED][:-1]   # not one per real tuple: no clause
+    (tmp_path / ENERGY_FILE).write_text(json.dumps(slim(r, "cmd")))
+    assert "Agreement" not in sentence(load_energy_check(tmp_path))
 
 
 def test_the_histogram_marks_a_runs_energies(tmp_path):
