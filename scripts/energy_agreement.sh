@@ -10,12 +10,15 @@
 #   scripts.agreement_probe --mnist ../shared/data/mnist.npz --iters 10 --whole-heads pairwise --save runs/agree_pre`:
 #   the shipped EBM with the pairwise head taught agreement by the mismatch loss alone, 600 iterations), NAME (default
 #   agree), SHARE (mismatched tuples per data tuple, default 1.0), LR (the EBM's learning rate, default 1e-4), ITERS
-#   (default 400) choose the run; everything goes under runs/NAME, runs/dumps and runs/eval.
+#   (default 400), HEAD (the energy head, default pairwise; concat with SHARE=0 is the control: the shipped EBM's
+#   own head, no mismatched tuples, the same further iterations) choose the run; everything goes under runs/NAME,
+#   runs/dumps and runs/eval.
 #
 # Run time on one thread of the 2-core CPU machine (two runs at once): 8-9 s per iteration; the evaluation about 12
 # minutes.
 #   NAME=agree_a bash scripts/energy_agreement.sh --mnist ../shared/data/mnist.npz               # from the shipped EBM
 #   INIT=runs/agree_pre NAME=agree_c ITERS=300 bash scripts/energy_agreement.sh --mnist ../shared/data/mnist.npz
+#   HEAD=concat SHARE=0 NAME=agree_control bash scripts/energy_agreement.sh --mnist ../shared/data/mnist.npz
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 parse_args 0 "$@"
@@ -23,11 +26,12 @@ DEV=(); [[ -n ${DEVICE:-} ]] && DEV=(--device "$DEVICE")
 NAME=${NAME:-agree}
 OUT=runs/$NAME
 
-train "$OUT" --variant full --init-from "${INIT:-checkpoints/mebm}" --model.ebm-width 32 --model.ebm-head pairwise \
-  --model.ebm-latent-cond-steps 0 --warmup-iters 0 --iters "${ITERS:-400}" --lr-generator 0 --lr-inference 0 \
-  --seed 1 --ebm-replay-share 0.5 --ebm-replay-size 10000 --ebm-replay-reinit 0.05 --ebm-replay-steps 60 \
-  --ebm-replay-loss rank --energy-l2 0.01 --ebm-mismatch-share "${SHARE:-1.0}" --lr-energy "${LR:-1e-4}" \
-  --eval-every 0 --ckpt-every 50 --sample-every 1000 "${DEV[@]}"
+train "$OUT" --variant full --init-from "${INIT:-checkpoints/mebm}" --model.ebm-width 32 \
+  --model.ebm-head "${HEAD:-pairwise}" --model.ebm-latent-cond-steps 0 --warmup-iters 0 --iters "${ITERS:-400}" \
+  --lr-generator 0 --lr-inference 0 --seed 1 --ebm-replay-share 0.5 --ebm-replay-size 10000 \
+  --ebm-replay-reinit 0.05 --ebm-replay-steps 60 --ebm-replay-loss rank --energy-l2 0.01 \
+  --ebm-mismatch-share "${SHARE:-1.0}" --lr-energy "${LR:-1e-4}" --eval-every 0 --ckpt-every 50 --sample-every 1000 \
+  "${DEV[@]}"
 step "$OUT/final/prior.safetensors" "$PY" -m model.prior --checkpoint "$OUT/final" "${DATA[@]}" --components 20 \
   --threads "$THREADS" --out "$OUT/final/prior.safetensors"
 step "runs/eval/energy_$NAME/energy.json" "$PY" -m model.energy_check --checkpoint "$OUT/final" "${DATA[@]}" \

@@ -69,8 +69,10 @@ def parse_args(argv=None):
     p.add_argument("--names", nargs="+", default=["A", "B"],
                    help="the judges' names in the table, in --classifier order")
     p.add_argument("--versus", default=None,
-                   help="another dump of the same test tuples: its stage --versus-stage against this dump's last stage")
+                   help="another dump of the same test tuples: its stage --versus-stage against this dump's --stage")
     p.add_argument("--versus-stage", default="proposal", help="the stage of --versus to compare with")
+    p.add_argument("--stage", default=None,
+                   help="with --versus: the stage of this dump to compare (none = its last stage, the final one)")
     p.add_argument("--joint", action="store_true",
                    help="the prior (joint) samples' stages instead of the conditionals'")
     add_data_args(p)
@@ -119,7 +121,10 @@ def main(argv=None):
                 other = score(versus, clf)
                 if args.versus_stage not in other:
                     raise EvalError(f"{args.versus} has no stage {args.versus_stage!r} (it has {', '.join(other)})")
-                rows = [(Path(args.versus).stem, args.versus_stage, other[args.versus_stage]), rows[-1]]
+                mine = rows[-1] if args.stage is None else next((r for r in rows if r[1] == args.stage), None)
+                if mine is None:
+                    raise EvalError(f"{args.dump} has no stage {args.stage!r} (it has {', '.join(stages)})")
+                rows = [(Path(args.versus).stem, args.versus_stage, other[args.versus_stage]), mine]
             prev = None
             for name, stage, r in rows:
                 cell = f"{100 * r.mean():.1f}"

@@ -64,6 +64,16 @@ def test_stage_gains_pairs_the_stages_sample_by_sample(setup, tmp_path):
     rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| A |")]
     assert [r[2].strip() for r in rows] == ["d: proposal", "d: data"]
 
+    # --stage: this dump's proposal against the other's proposal (the same images: no change), and a missing stage
+    stage_gains.main([str(tmp_path / "d.npz"), *common, "--classifier", str(tmp / "clf"), "--names", "A",
+                      "--versus", str(tmp_path / "d.npz"), "--stage", "proposal", "--boot", "100", "--out", str(out)])
+    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| A |")]
+    assert [r[2].strip() for r in rows] == ["d: proposal", "d: proposal"]
+    assert float(rows[1][4]) == 0.0
+    with pytest.raises(SystemExit, match="^error: .*has no stage 'ebm_latent'"):
+        stage_gains.main([str(tmp_path / "d.npz"), *common, "--classifier", str(tmp / "clf"), "--names", "A",
+                          "--versus", str(tmp_path / "d.npz"), "--stage", "ebm_latent"])
+
 
 def test_stage_gains_errors_are_one_line(setup, tmp_path):
     tmp, common = setup
