@@ -265,6 +265,11 @@ class TrainConfig:
                                       # by softplus(E(its real tuple) - E(mismatched)), which raises it while it is
                                       # not above the tuple it came from
     # loss weights
+    revision_recon_weight: float = 1.0  # weight of loss_recon, the generator's likelihood of the data at the
+                                        # revised latents z_rev (full / noise_init; 0 = the generator does not
+                                        # learn from the latent revision)
+    revision_infer_weight: float = 1.0  # weight of loss_infer, the inference experts' fit of the revised latents
+                                        # z_rev (full / noise_init; 0 = the experts do not learn from it)
     teach_weight: float = 0.1         # lambda_S: generator pulled toward its EBM-revised samples
     inference_teach_weight: float = 0.1  # lambda_I: inference fits the latents behind revised samples
     elbo_weight: float = 1.0          # the MoE ELBO kept beside the revision losses (full / noise_init);

@@ -5,10 +5,12 @@ One iteration, in the method's order (variant 'full'):
   1. data revision:   z ~ N(0, I); X_gen = G(z); X_rev = Langevin on the EBM from X_gen.
   2. latent revision: z0 ~ q(z | X) (MoE over all modalities); z_rev = Langevin on
                       log p(z) + sum_m log p(x_m | z) from z0.
-  3. generator:       loss_recon = -sum_m log p(x_m | z_rev)         (MLE on revised posterior samples)
+  3. generator:       loss_recon = -sum_m log p(x_m | z_rev)         (MLE on revised posterior samples;
+                                                                       weight revision_recon_weight)
                       loss_teach = ||G(z) - X_rev||^2 / (2 sigma^2)    (chase the EBM-revised samples)
   4. inference:       loss_infer = mean_m -log q_m(z_rev | x_m)        (each expert fits the revised latents;
-                                   an upper bound on -log of the mixture, by Jensen)
+                                   an upper bound on -log of the mixture, by Jensen; weight
+                                   revision_infer_weight)
                                  + lambda_I mean_m -log q_m(z | x_rev_m) (the latents behind X_rev)
   2-4 (our addition). loss_elbo = the MoE ELBO of G and q, weighted by elbo_weight, kept beside the
                       revision losses: without it the inference experts drifted (or collapsed to the
@@ -199,7 +201,7 @@ def train_losses(model, x, cfg: TrainConfig, it: int, replay: ReplayBuffer | Non
             recon = recon + cfg.text_weight * text_nll
         infer = -I.expert_log_probs(z_rev, x, text=text).mean(1)
         log["loss_recon"], log["loss_infer"] = recon.mean().item(), infer.mean().item()
-        loss_gi = recon.mean() + infer.mean()
+        loss_gi = cfg.revision_recon_weight * recon.mean() + cfg.revision_infer_weight * infer.mean()
         if cfg.elbo_weight > 0:  # the MoE ELBO kept beside the revision losses (see TrainConfig)
             recon_elbo, kl = moe_elbo(model, x, text=text, text_weight=cfg.text_weight)
             elbo_loss = (recon_elbo + cfg.kl_weight * kl).mean()

@@ -19,7 +19,8 @@ from model.train import moe_elbo, train_losses
 RANDN, UNIFORM = 0.5, 0.25
 B, M, D = 3, 2, 2
 SIGMA = 0.3
-WEIGHTS = dict(kl_weight=0.7, elbo_weight=0.6, teach_weight=0.2, inference_teach_weight=0.3, energy_l2=0.05)
+WEIGHTS = dict(kl_weight=0.7, elbo_weight=0.6, teach_weight=0.2, inference_teach_weight=0.3, energy_l2=0.05,
+               revision_recon_weight=0.8, revision_infer_weight=0.4)
 CHAINS = dict(data_steps=1, data_step_size=3.0, data_noise=0.0, latent_steps=1, latent_step_size=0.2,
               latent_noise=0.0)
 
@@ -121,7 +122,8 @@ def by_hand(model, x, cfg, warm=False):
         recon_e, kl = elbo_terms(model, x, cfg.kl_weight)
         elbo = (recon_e + cfg.kl_weight * kl).mean()
         out.update(loss_recon=recon.mean(), loss_infer=infer.mean(), loss_elbo=elbo, kl=kl.mean())
-        gi = recon.mean() + infer.mean() + cfg.elbo_weight * elbo
+        gi = cfg.revision_recon_weight * recon.mean() + cfg.revision_infer_weight * infer.mean()
+        gi = gi + cfg.elbo_weight * elbo
     if use_ebm and v != "noise_init":                              # 3. teaching, 4. inference on X_rev
         teach = sq(x_gen, x_rev) / (2 * SIGMA ** 2)
         infer_rev = sum(neg_log_normal(z, *expert(model, x_rev, m)) for m in range(M)) / M
@@ -178,6 +180,21 @@ def test_the_ebm_loss_is_contrastive(tiny, fixed_draws):
     cfg = TrainConfig(variant="full", warmup_iters=0, **{**WEIGHTS, "energy_l2": 0.0}, **CHAINS)
     _, log = train_losses(model, x, cfg, 0)
     assert log["loss_energy"] == pytest.approx(log["energy_data"] - log["energy_revised"], rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("part,off", [
+    ("inference", dict(revision_infer_weight=0.0, inference_teach_weight=0.0)),
+    ("generator", dict(revision_recon_weight=0.0, teach_weight=0.0)),
+])
+def test_a_zero_weight_cuts_the_latent_revisions_term(tiny, fixed_draws, part, off):
+    """With its latent-revision weight, its teaching weight and the ELBO's at 0, a network learns nothing from
+    the iteration (its gradient is zero), while the other network still does."""
+    model, x = tiny
+    cfg = TrainConfig(variant="full", warmup_iters=0, **{**WEIGHTS, "elbo_weight": 0.0, **off}, **CHAINS)
+    loss, _ = train_losses(model, x, cfg, 0)
+    assert all(a is None or not a.any() for a in grads(model, loss, part))
+    other = "generator" if part == "inference" else "inference"
+    assert any(a is not None and a.abs().sum() > 0 for a in grads(model, loss, other))
 
 
 def test_moe_elbo_matches_the_formula(tiny, fixed_draws):
