@@ -16,8 +16,8 @@
 #   ITERS_VAE (default 4000), VARIANTS (default all eight, in the order above: run a subset, e.g. two
 #   recipes side by side on two cores; run the comparisons once every variant is done).
 # Output: runs/pgap/*, runs/dumps/pgap_*.npz, runs/eval/pgap_*.
-# Run time on one thread of the 2-core CPU machine: the MoE VAE about 37 minutes, each full-method variant 20-25
-# minutes (two side by side), its sampling and scoring about 10.
+# Run time on one thread of the 2-core CPU machine (two measured runs): the MoE VAE 37-49 minutes, each full-method
+# variant 20-29 minutes (two side by side; no_latent_revision about 21), its sampling and scoring about 10.
 #
 #   bash scripts/proposal_gap.sh --mnist ../shared/data/mnist.npz
 set -euo pipefail
