@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -103,7 +104,8 @@ def save_dump(path, conditionals: dict, cond_index, joint: dict, meta: dict, ext
 
     conditionals: {subset tuple: {stage: float [n, M - |S|, 3, 28, 28]}} — the generated missing
     modalities (in increasing modality order) for the test tuples ``cond_index`` (from eval_indices).
-    joint: {stage: float [N, M, 3, 28, 28]} prior samples. Stored as uint8.
+    joint: {stage: float [N, M, 3, 28, 28]} prior samples. Stored as uint8, whole or not at all (a temporary file,
+    then a rename: a recipe's next step never reads half a dump).
     """
     arrays = {"cond_index": np.asarray(cond_index, np.int64), "meta": np.array(json.dumps(meta))}
     to_u8 = lambda x: (torch.as_tensor(x).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
@@ -112,7 +114,10 @@ def save_dump(path, conditionals: dict, cond_index, joint: dict, meta: dict, ext
             arrays[f"cond/{subset_key(s)}/{stage}"] = to_u8(x)
     for stage, x in joint.items():
         arrays[f"joint/{stage}"] = to_u8(x)
-    np.savez(path, **arrays, **(extra or {}))
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays, **(extra or {}))
+    tmp.replace(path)
 
 
 class DumpSampler:

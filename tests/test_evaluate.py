@@ -221,6 +221,7 @@ def test_the_bundled_judges_are_found_from_any_folder(setup, tmp_path, monkeypat
     cond_idx = eval_indices(len(test), 4, 0)
     x, _ = test.batch(torch.as_tensor(cond_idx))
     save_dump(tmp_path / "real.npz", {(0,): {"proposal": x[:, 1:]}}, cond_idx, {}, {"name": "real", "n_modalities": M})
+    assert [p.name for p in tmp_path.iterdir()] == ["real.npz"]   # written whole, by a rename: no temporary left
     monkeypatch.chdir(tmp_path)
     main(["--samples", "real.npz", "--out", "runs/ev", "--mnist", str(tmp / "mnist.npz"), "--cache-dir",
           str(tmp / "cache"), "--n-cond", "4", "--n-joint", "0", "--n-fid", "0", "--quiet"])
